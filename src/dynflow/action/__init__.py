@@ -1,0 +1,1 @@
+"""Actions: the units users write, with plan, run and finalize phases."""

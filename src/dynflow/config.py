@@ -1,0 +1,71 @@
+"""World configuration: typed, frozen, with documented defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from dynflow.errors import ConfigurationError
+
+DEFAULT_DATABASE_URL = "sqlite:///dynflow.sqlite3"
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    #: SQLAlchemy URL of the shared database
+    database_url: str = DEFAULT_DATABASE_URL
+    #: False: a client-only world that plans and hands execution to executor worlds
+    executor: bool = True
+    #: worker threads of the ``default`` queue
+    pool_size: int = 5
+    #: extra queues: name -> worker threads
+    queues: Mapping[str, int] = field(default_factory=dict)
+    #: "direct" (in-process) or "database"
+    connector: str | None = None
+    #: apply the rescue strategy when steps fail
+    auto_rescue: bool = True
+    #: on start, pick up plans left running or planned with no live owner
+    auto_execute: bool = True
+    world_id: str | None = None
+    #: the application's SQLAlchemy engine or session factory (plan/finalize transactions)
+    transaction_adapter: Any = None
+    #: seconds between two heartbeats of this world's registry record
+    heartbeat_interval: float = 5.0
+    #: a world whose heartbeat is older than this is considered dead
+    lease: float = 15.0
+    #: seconds ``terminate()`` waits for running steps by default
+    terminate_timeout: float = 60.0
+    #: meta data stored in the world registry
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    #: apply migrations on start
+    migrate: bool = True
+    #: a ``dynflow.clock`` clock; default: real time on a timer thread
+    clock: Any = None
+
+    def __post_init__(self) -> None:
+        if self.pool_size < 1:
+            raise ConfigurationError(f"pool_size must be >= 1, got {self.pool_size}")
+        for name, size in self.queues.items():
+            if not isinstance(size, int) or size < 1:
+                raise ConfigurationError(f"queue {name!r} needs a pool size >= 1, got {size!r}")
+        if self.connector not in (None, "direct", "database"):
+            raise ConfigurationError(
+                f"unknown connector {self.connector!r}: use 'direct' or 'database'"
+            )
+
+    @property
+    def all_queues(self) -> dict[str, int]:
+        return {"default": self.pool_size, **self.queues}
+
+    @classmethod
+    def build(cls, database_url: str | None, **options: Any) -> WorldConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown World option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        url = database_url or os.environ.get("DYNFLOW_DATABASE_URL") or DEFAULT_DATABASE_URL
+        return cls(database_url=url, **options)

@@ -1,0 +1,185 @@
+"""The coordinator: the world registry and locks, as records in the shared database.
+
+A record is ``(class, id, owner_id, data)``. A lock is a record whose primary
+key makes it exclusive; its owner is the world holding it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from dynflow.errors import LockTaken
+from dynflow.persistence.database import Database
+from dynflow.persistence.tables import coordinator_records as records
+
+WORLD = "world"
+EXECUTION_LOCK = "execution_lock"
+
+
+@dataclass(frozen=True)
+class WorldRecord:
+    id: str
+    executor: bool
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    queues: tuple[str, ...] = ()
+    heartbeat_at: datetime | None = None
+
+    def is_local_and_gone(self) -> bool:
+        """True when this world ran on this host in a process that no longer exists."""
+        if self.meta.get("hostname") != socket.gethostname():
+            return False
+        pid = self.meta.get("pid")
+        if not isinstance(pid, int):
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+
+@dataclass(frozen=True)
+class LockRecord:
+    lock_class: str
+    id: str
+    owner_id: str | None
+    data: Mapping[str, Any]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Coordinator:
+    def __init__(self, db: Database, world_id: str) -> None:
+        self.db = db
+        self.world_id = world_id
+
+    # -- world registry -------------------------------------------------------
+
+    def register_world(self, *, executor: bool, queues: Iterable[str], meta: Mapping[str, Any]) -> None:
+        data = {
+            "executor": executor,
+            "queues": list(queues),
+            "meta": dict(meta),
+            "heartbeat_at": _now().isoformat(),
+        }
+        with self.db.write() as connection:
+            connection.execute(
+                sa.delete(records).where(records.c["class"] == WORLD, records.c.id == self.world_id)
+            )
+            connection.execute(
+                sa.insert(records),
+                [{"class": WORLD, "id": self.world_id, "owner_id": self.world_id, "data": data}],
+            )
+
+    def heartbeat(self) -> None:
+        with self.db.write() as connection:
+            row = connection.execute(
+                sa.select(records.c.data).where(
+                    records.c["class"] == WORLD, records.c.id == self.world_id
+                )
+            ).one_or_none()
+            if row is None:
+                return
+            data = dict(row.data) | {"heartbeat_at": _now().isoformat()}
+            connection.execute(
+                sa.update(records)
+                .where(records.c["class"] == WORLD, records.c.id == self.world_id)
+                .values(data=data)
+            )
+
+    def unregister_world(self, world_id: str | None = None) -> None:
+        """Delete a world's record and every lock it holds."""
+        target = world_id or self.world_id
+        with self.db.write() as connection:
+            connection.execute(
+                sa.delete(records).where(
+                    sa.or_(
+                        records.c.owner_id == target,
+                        sa.and_(records.c["class"] == WORLD, records.c.id == target),
+                    )
+                )
+            )
+
+    def find_worlds(self, active_executors_only: bool = False) -> list[WorldRecord]:
+        with self.db.read() as connection:
+            rows = connection.execute(
+                sa.select(records).where(records.c["class"] == WORLD).order_by(records.c.id)
+            ).all()
+        worlds = [_world(row._mapping) for row in rows]
+        if active_executors_only:
+            worlds = [w for w in worlds if w.executor]
+        return worlds
+
+    def find_stale_worlds(self, lease: float) -> list[WorldRecord]:
+        """Worlds whose process is gone (same host) or whose heartbeat is older than ``lease``."""
+        limit = _now() - timedelta(seconds=lease)
+        return [
+            w
+            for w in self.find_worlds()
+            if w.id != self.world_id
+            and (w.is_local_and_gone() or (w.heartbeat_at is not None and w.heartbeat_at < limit))
+        ]
+
+    # -- locks ----------------------------------------------------------------
+
+    def lock_row(self, lock_class: str, lock_id: str, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "class": lock_class,
+            "id": lock_id,
+            "owner_id": self.world_id,
+            "data": dict(data or {}),
+        }
+
+    def acquire(self, lock_class: str, lock_id: str, data: Mapping[str, Any] | None = None) -> None:
+        """Take a lock for this world; raises :class:`LockTaken` if someone holds it."""
+        try:
+            with self.db.write() as connection:
+                connection.execute(sa.insert(records), [self.lock_row(lock_class, lock_id, data)])
+        except sa.exc.IntegrityError:
+            holder = self.find_locks(lock_class=lock_class, id=lock_id)
+            raise LockTaken(lock_class, lock_id, holder[0].owner_id if holder else None) from None
+
+    def release(self, lock_class: str, lock_id: str) -> None:
+        with self.db.write() as connection:
+            connection.execute(
+                sa.delete(records).where(
+                    records.c["class"] == lock_class,
+                    records.c.id == lock_id,
+                    records.c.owner_id == self.world_id,
+                )
+            )
+
+    def find_locks(self, **filters: Any) -> list[LockRecord]:
+        """Locks matching ``lock_class``/``class``, ``id`` and ``owner_id`` filters."""
+        query = sa.select(records).where(records.c["class"] != WORLD)
+        for name, value in filters.items():
+            column = records.c["class"] if name in ("class", "lock_class") else records.c[name]
+            query = query.where(column == value)
+        with self.db.read() as connection:
+            rows = connection.execute(query.order_by(records.c.id)).all()
+        return [
+            LockRecord(r._mapping["class"], r.id, r.owner_id, r.data or {}) for r in rows
+        ]
+
+
+def _world(row: Mapping[str, Any]) -> WorldRecord:
+    data = row["data"] or {}
+    beat = data.get("heartbeat_at")
+    return WorldRecord(
+        id=row["id"],
+        executor=bool(data.get("executor")),
+        meta=data.get("meta", {}),
+        queues=tuple(data.get("queues", ())),
+        heartbeat_at=datetime.fromisoformat(beat) if beat else None,
+    )

@@ -1,0 +1,1 @@
+"""Execution plans: states, flows, the read model and the plan builder."""

@@ -1,0 +1,293 @@
+"""Planning: run the actions' ``plan`` methods and build the execution plan."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from dynflow.action.base import Action, PhaseContext, PlannedAction
+from dynflow.action.references import to_marker_or_refuse
+from dynflow.director import PlanShape, find_unreachable
+from dynflow.errors import DynflowError
+from dynflow.execution_plan.model import StepError
+from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
+from dynflow.flows import Atom, Concurrence, Flow, Sequence as SequenceFlow, simplify, to_json
+from dynflow.middleware import Middleware, call_chain
+from dynflow.serialization import find_refs, to_json_value
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+
+class PlanPhaseError(DynflowError):
+    """Raised out of planning; the failing plan step already holds the error."""
+
+    def __init__(self, message: str, error: StepError) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+@dataclass
+class _Action:
+    id: int
+    cls: type[Action]
+    label: str
+    parent_id: int | None
+    input: dict[str, Any] = field(default_factory=dict)
+    plan_step_id: int | None = None
+    run_step_id: int | None = None
+    finalize_step_id: int | None = None
+    planned_self: bool = False
+
+
+@dataclass
+class _Step:
+    id: int
+    action: _Action
+    phase: Phase
+    state: StepState
+    queue: str
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    execution_time: float = 0.0
+    error: StepError | None = None
+
+
+def requires_from_inputs(
+    inputs: Mapping[int, Any], run_steps: Mapping[int, int | None]
+) -> dict[int, frozenset[int]]:
+    """Run step id -> run step ids it waits for, from output references in inputs."""
+    requires: dict[int, frozenset[int]] = {}
+    for action_id, value in inputs.items():
+        step_id = run_steps.get(action_id)
+        if step_id is None:
+            continue
+        needed = frozenset(
+            s for ref in find_refs(value) if ref != action_id and (s := run_steps.get(ref))
+        )
+        if needed:
+            requires[step_id] = needed
+    return requires
+
+
+class PlanBuilder:
+    """Builds one execution plan by calling ``plan`` on the entry action and its children."""
+
+    def __init__(
+        self,
+        world: Any,
+        middleware: Sequence[type[Middleware]] = (),
+        *,
+        execution_plan_id: str | None = None,
+        transaction: Any = None,
+    ) -> None:
+        self.world = world
+        self.id = execution_plan_id or str(uuid.uuid4())
+        self.middleware = tuple(middleware)
+        self.transaction = transaction
+        self.actions: list[_Action] = []
+        self.steps: list[_Step] = []
+        self.finalize_steps: list[int] = []
+        self._flows: list[Concurrence | SequenceFlow] = [Concurrence()]
+        self.started_at = datetime.now(UTC)
+        self.run_flow: Flow = Concurrence()
+        self.requires: dict[int, frozenset[int]] = {}
+        self.error: StepError | None = None
+
+    # -- called by actions while planning ----------------------------------------
+
+    def plan_action(
+        self,
+        action_class: type[Action],
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        parent: Action | None = None,
+    ) -> PlannedAction:
+        if not (isinstance(action_class, type) and issubclass(action_class, Action)):
+            raise DynflowError(f"plan_action expects an Action subclass, got {action_class!r}")
+        record = _Action(
+            id=len(self.actions) + 1,
+            cls=action_class,
+            label=str(action_class.label),
+            parent_id=parent.id if parent else None,
+        )
+        self.actions.append(record)
+        step = self._add_step(record, Phase.PLAN, StepState.RUNNING)
+        record.plan_step_id = step.id
+        context = PhaseContext(
+            self.world, self.id, Phase.PLAN, builder=self, transaction=self.transaction
+        )
+        action = action_class(context, record.id, input=record.input)
+        own_flow = Concurrence()
+        self._flows.append(own_flow)
+        started = time.monotonic()
+        try:
+            chain = [*self.middleware, *action_class.middleware]
+            call_chain(
+                chain, action, "plan_phase",
+                lambda *a, **kw: call_chain(chain, action, "plan", action.plan, *a, **kw),
+                *args, **kwargs,
+            )
+        except PlanPhaseError:
+            step.state = StepState.ERROR
+            raise
+        except Exception as exc:
+            step.state = StepState.ERROR
+            step.error = StepError.from_exception(exc)
+            self.error = step.error
+            raise PlanPhaseError(f"{action_class.__name__}: {step.error.message}", step.error) from exc
+        finally:
+            self._flows.pop()
+            step.execution_time = time.monotonic() - started
+            step.ended_at = datetime.now(UTC)
+        step.state = StepState.SUCCESS
+        self._flows[-1].flows.append(own_flow)
+        return PlannedAction(record.id, action_class, record.input)
+
+    def plan_self(self, action: Action, raw_input: dict[str, Any]) -> None:
+        record = self.actions[action.id - 1]
+        cls = record.cls
+        if record.planned_self:
+            raise DynflowError(f"{cls.__name__}.plan_self() called twice")
+        record.planned_self = True
+        value = to_json_value(raw_input, f"{cls.__name__} input", on_unknown=to_marker_or_refuse)
+        record.input.update(_validate_input(cls.Input, value, cls.__name__))
+        if cls.has_phase(Phase.RUN):
+            step = self._add_step(record, Phase.RUN, StepState.PENDING)
+            record.run_step_id = step.id
+            self._flows[-1].flows.append(Atom(step.id))
+        if cls.has_phase(Phase.FINALIZE):
+            step = self._add_step(record, Phase.FINALIZE, StepState.PENDING)
+            record.finalize_step_id = step.id
+            self.finalize_steps.append(step.id)
+
+    @contextmanager
+    def sequence(self) -> Iterator[None]:
+        with self._nested(SequenceFlow()):
+            yield
+
+    @contextmanager
+    def concurrence(self) -> Iterator[None]:
+        with self._nested(Concurrence()):
+            yield
+
+    @contextmanager
+    def _nested(self, flow: Concurrence | SequenceFlow) -> Iterator[None]:
+        self._flows[-1].flows.append(flow)
+        self._flows.append(flow)
+        try:
+            yield
+        finally:
+            self._flows.pop()
+
+    def _add_step(self, action: _Action, phase: Phase, state: StepState) -> _Step:
+        step = _Step(
+            id=len(self.steps) + 1,
+            action=action,
+            phase=phase,
+            state=state,
+            queue=action.cls.queue,
+            started_at=datetime.now(UTC) if phase is Phase.PLAN else None,
+        )
+        self.steps.append(step)
+        return step
+
+    # -- driving -------------------------------------------------------------------
+
+    def build(self, action_class: type[Action], args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Plan the entry action; raises :class:`PlanPhaseError` on failure."""
+        self.plan_action(action_class, args, kwargs)
+        self.run_flow = simplify(self._flows[0])
+        inputs = {a.id: a.input for a in self.actions}
+        self.requires = requires_from_inputs(inputs, {a.id: a.run_step_id for a in self.actions})
+        stuck = find_unreachable(self.shape())
+        if stuck:
+            error = StepError(
+                "dynflow.errors.PlanningFailed",
+                f"steps {stuck} can never run: their output references form a cycle "
+                "or point to actions planned later in a sequence",
+            )
+            self.error = error
+            self.steps[0].state = StepState.ERROR
+            self.steps[0].error = error
+            raise PlanPhaseError(error.message, error)
+
+    def shape(self) -> PlanShape:
+        return PlanShape(self.run_flow, tuple(self.finalize_steps), self.requires)
+
+    @property
+    def label(self) -> str:
+        return self.actions[0].label if self.actions else ""
+
+    def rows(self, state: PlanState, result: PlanResult) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        """(plan row, action rows, step rows) for persistence."""
+        plan = {
+            "id": self.id,
+            "label": self.label[:255],
+            "state": str(state),
+            "result": str(result),
+            "started_at": None,
+            "ended_at": datetime.now(UTC) if state is PlanState.STOPPED else None,
+            "execution_time": 0.0,
+            "real_time": 0.0,
+            "caller_execution_plan_id": None,
+            "caller_action_id": None,
+            "data": {
+                "run_flow": to_json(self.run_flow),
+                "finalize_flow": self.finalize_steps,
+            },
+        }
+        actions = [
+            {
+                "execution_plan_id": self.id,
+                "id": a.id,
+                "action_class": a.cls.class_name(),
+                "label": a.label[:255],
+                "input": a.input,
+                "output": {},
+                "plan_step_id": a.plan_step_id,
+                "run_step_id": a.run_step_id,
+                "finalize_step_id": a.finalize_step_id,
+                "parent_action_id": a.parent_id,
+            }
+            for a in self.actions
+        ]
+        steps = [
+            {
+                "execution_plan_id": self.id,
+                "id": s.id,
+                "action_id": s.action.id,
+                "action_class": s.action.cls.class_name(),
+                "phase": str(s.phase),
+                "state": str(s.state),
+                "queue": s.queue,
+                "error": s.error.to_json() if s.error else None,
+                "started_at": s.started_at,
+                "ended_at": s.ended_at,
+                "execution_time": s.execution_time,
+                "real_time": s.execution_time,
+                "progress_done": 1.0 if s.state is StepState.SUCCESS and s.phase is Phase.PLAN else 0.0,
+                "progress_weight": s.action.cls.progress_weight,
+            }
+            for s in self.steps
+        ]
+        return plan, actions, steps
+
+
+def _validate_input(model: type[BaseModel] | None, value: dict[str, Any], name: str) -> dict[str, Any]:
+    """Validate with the action's ``Input`` model unless the input holds references."""
+    if model is None or find_refs(value):
+        return value
+    from pydantic import ValidationError
+
+    try:
+        validated = model.model_validate(value)
+    except ValidationError as exc:
+        raise DynflowError(f"{name} input is invalid: {exc}") from None
+    dumped: dict[str, Any] = validated.model_dump(mode="json")
+    return dumped

@@ -1,0 +1,153 @@
+"""The read model of an execution plan: what users, the console and tests inspect."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
+from dynflow.flows import Flow
+
+
+@dataclass(frozen=True)
+class StepError:
+    """A failure stored on a step: a serialisable value, never a live exception."""
+
+    exception_class: str
+    message: str
+    backtrace: tuple[str, ...] = ()
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> StepError:
+        kind = type(exc)
+        name = kind.__qualname__ if kind.__module__ == "builtins" else (
+            f"{kind.__module__}.{kind.__qualname__}"
+        )
+        lines = traceback.format_exception(exc)
+        return cls(name, str(exc) or name, tuple(line.rstrip("\n") for line in lines))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "exception_class": self.exception_class,
+            "message": self.message,
+            "backtrace": list(self.backtrace),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StepError:
+        return cls(data["exception_class"], data["message"], tuple(data.get("backtrace", ())))
+
+    def __str__(self) -> str:
+        return f"{self.exception_class}: {self.message}"
+
+
+@dataclass
+class Step:
+    id: int
+    action_id: int
+    action_class: str
+    phase: Phase
+    state: StepState
+    queue: str = "default"
+    error: StepError | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    execution_time: float = 0.0
+    real_time: float = 0.0
+    progress_done: float = 0.0
+    progress_weight: float = 1.0
+
+
+@dataclass
+class ActionRecord:
+    id: int
+    action_class: str
+    input: dict[str, Any]
+    output: dict[str, Any]
+    label: str
+    plan_step_id: int | None = None
+    run_step_id: int | None = None
+    finalize_step_id: int | None = None
+    parent_action_id: int | None = None
+    #: set when the class cannot be imported in this process
+    missing: str | None = None
+
+
+class HistoryEntry(NamedTuple):
+    time: datetime
+    name: str
+    world_id: str | None
+
+
+@dataclass
+class ExecutionPlan:
+    id: str
+    label: str
+    state: PlanState
+    result: PlanResult
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    execution_time: float = 0.0
+    real_time: float = 0.0
+    caller_execution_plan_id: str | None = None
+    caller_action_id: int | None = None
+    run_flow: Flow | None = None
+    finalize_flow: tuple[int, ...] = ()
+    _details: Callable[[], PlanDetails] | PlanDetails | None = field(default=None, repr=False)
+
+    def _load(self) -> PlanDetails:
+        if callable(self._details):
+            self._details = self._details()
+        if self._details is None:
+            self._details = PlanDetails({}, [], [])
+        return self._details
+
+    @property
+    def steps(self) -> dict[int, Step]:
+        return self._load().steps
+
+    @property
+    def actions(self) -> list[ActionRecord]:
+        return self._load().actions
+
+    @property
+    def execution_history(self) -> list[HistoryEntry]:
+        return self._load().history
+
+    @property
+    def entry_action(self) -> ActionRecord:
+        return self.actions[0]
+
+    @property
+    def errors(self) -> list[StepError]:
+        return [s.error for s in self.steps.values() if s.state is StepState.ERROR and s.error]
+
+    @property
+    def progress(self) -> float:
+        """0.0 to 1.0: run steps' progress weighted by their weights."""
+        if self.state is PlanState.STOPPED and self.result is PlanResult.SUCCESS:
+            return 1.0
+        run = [s for s in self.steps.values() if s.phase is Phase.RUN]
+        total = sum(s.progress_weight for s in run)
+        if not total:
+            return 1.0 if self.state is PlanState.STOPPED else 0.0
+        return sum(s.progress_done * s.progress_weight for s in run) / total
+
+    def action(self, action_id: int) -> ActionRecord:
+        for action in self.actions:
+            if action.id == action_id:
+                return action
+        raise KeyError(action_id)
+
+    def __repr__(self) -> str:
+        return f"<ExecutionPlan {self.id} {self.label!r} {self.state}/{self.result}>"
+
+
+@dataclass
+class PlanDetails:
+    steps: dict[int, Step]
+    actions: list[ActionRecord]
+    history: list[HistoryEntry]

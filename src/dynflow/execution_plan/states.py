@@ -1,0 +1,82 @@
+"""Plan and step states as data: enums plus explicit transition tables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+from dynflow.errors import InvalidTransition
+
+
+class PlanState(StrEnum):
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    PLANNING = "planning"
+    PLANNED = "planned"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+class PlanResult(StrEnum):
+    PENDING = "pending"
+    SUCCESS = "success"
+    WARNING = "warning"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+class StepState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    SUSPENDED = "suspended"
+    SKIPPING = "skipping"
+    SKIPPED = "skipped"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+class Phase(StrEnum):
+    PLAN = "plan"
+    RUN = "run"
+    FINALIZE = "finalize"
+
+
+P = PlanState
+PLAN_TRANSITIONS: Mapping[PlanState, frozenset[PlanState]] = {
+    P.PENDING: frozenset({P.PLANNING, P.SCHEDULED, P.STOPPED}),
+    P.SCHEDULED: frozenset({P.PLANNING, P.STOPPED}),
+    P.PLANNING: frozenset({P.PLANNED, P.STOPPED}),
+    P.PLANNED: frozenset({P.RUNNING, P.STOPPED}),
+    P.RUNNING: frozenset({P.PAUSED, P.STOPPED}),
+    P.PAUSED: frozenset({P.RUNNING, P.STOPPED}),
+    P.STOPPED: frozenset(),
+}
+
+S = StepState
+STEP_TRANSITIONS: Mapping[StepState, frozenset[StepState]] = {
+    S.PENDING: frozenset({S.RUNNING, S.SKIPPED, S.SKIPPING, S.CANCELLED, S.ERROR}),
+    S.RUNNING: frozenset({S.SUCCESS, S.SUSPENDED, S.ERROR, S.SKIPPED, S.CANCELLED}),
+    S.SUSPENDED: frozenset({S.RUNNING, S.ERROR, S.CANCELLED}),
+    S.ERROR: frozenset({S.PENDING, S.RUNNING, S.SKIPPING, S.SKIPPED}),
+    S.SKIPPING: frozenset({S.SKIPPED, S.ERROR}),
+    S.SUCCESS: frozenset(),
+    S.SKIPPED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+#: Step states after which the step's flow position counts as done.
+DONE_STEP_STATES = frozenset({S.SUCCESS, S.SKIPPED})
+
+
+def check_plan_transition(current: PlanState, new: PlanState) -> None:
+    """Raise :class:`InvalidTransition` unless ``current -> new`` is allowed."""
+    if current != new and new not in PLAN_TRANSITIONS[current]:
+        raise InvalidTransition(f"execution plan cannot go from {current} to {new}")
+
+
+def check_step_transition(current: StepState, new: StepState) -> None:
+    """Raise :class:`InvalidTransition` unless ``current -> new`` is allowed."""
+    if current != new and new not in STEP_TRANSITIONS[current]:
+        raise InvalidTransition(f"step cannot go from {current} to {new}")

@@ -1,0 +1,25 @@
+"""The executor: a core that owns running plans, and worker pools that run phases."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from dynflow.execution_plan.model import ExecutionPlan
+
+
+class Executor(Protocol):
+    """What a world needs from its executor (threaded, or inline for tests)."""
+
+    def execute(self, plan: ExecutionPlan) -> Future[ExecutionPlan]: ...
+
+    def recover(
+        self, plan: ExecutionPlan, dead_world: str | None, recovering: bool
+    ) -> Future[ExecutionPlan]: ...
+
+    def halt(self, execution_plan_id: str) -> Future[ExecutionPlan]: ...
+
+    def running(self, execution_plan_id: str) -> bool: ...
+
+    def terminate(self, timeout: float | None) -> None: ...

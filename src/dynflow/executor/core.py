@@ -1,0 +1,370 @@
+"""The executor core: owns the running plans, applies results, decides, persists.
+
+It is driven by messages (from the world and from workers), handled one at a
+time by a single thread. Changes accumulate in one :class:`Changes` batch;
+``flush`` commits it and only then releases the work and the futures that
+depend on it, so several plans' state changes share one commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from dynflow.action import registry
+from dynflow.action.base import Rescue, combine_rescue
+from dynflow.coordinator import EXECUTION_LOCK
+from dynflow.director import Outcome, decide
+from dynflow.errors import DynflowError, ExecutionError
+from dynflow.execution_plan.model import ExecutionPlan, StepError
+from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
+from dynflow.executor.runtime import PlanRuntime, now
+from dynflow.executor.work import Progress, StepDone, Work
+from dynflow.persistence.changes import Changes
+from dynflow.persistence.facade import Persistence
+from dynflow.serialization import resolve_refs
+
+log = logging.getLogger(__name__)
+
+ABNORMAL = "Abnormal termination (previous state: {state})"
+
+
+@dataclass(frozen=True)
+class Start:
+    plan: ExecutionPlan
+    future: Future[ExecutionPlan]
+    #: set when recovering the plan of a world that died while executing it
+    recovered_from: str | None = None
+    recovering: bool = False
+
+
+@dataclass(frozen=True)
+class Halt:
+    execution_plan_id: str
+    future: Future[ExecutionPlan]
+
+
+@dataclass(frozen=True)
+class Terminate:
+    future: Future[None]
+
+
+@dataclass(frozen=True)
+class Abandon:
+    """Terminate now: steps still running are abandoned as abnormally terminated."""
+
+
+Message = Start | StepDone | Progress | Halt | Terminate | Abandon
+
+
+@dataclass
+class _Outbox:
+    work: list[Work] = field(default_factory=list)
+    callbacks: list[Callable[[], None]] = field(default_factory=list)
+
+
+class ExecutorCore:
+    def __init__(
+        self,
+        world_id: str,
+        persistence: Persistence,
+        *,
+        auto_rescue: bool = True,
+        queues: Iterable[str] = ("default",),
+    ) -> None:
+        self.world_id = world_id
+        self.persistence = persistence
+        self.auto_rescue = auto_rescue
+        self.queues = frozenset(queues)
+        self.plans: dict[str, PlanRuntime] = {}
+        self.changes = Changes()
+        self._out = _Outbox()
+        self.terminating: Future[None] | None = None
+        self.running_steps = 0
+
+    @property
+    def terminated(self) -> bool:
+        return self.terminating is not None and not self.plans
+
+    # -- message handling -----------------------------------------------------------
+
+    def handle(self, message: Message) -> None:
+        match message:
+            case StepDone():
+                self._step_done(message)
+            case Progress(plan_id, step_id, done):
+                runtime = self.plans.get(plan_id)
+                if runtime is not None and step_id in runtime.steps:
+                    step = runtime.steps[step_id]
+                    runtime.set_step(step, step.state, progress_done=done)
+            case Start(plan, future, recovered_from, recovering):
+                self._start(plan, future, recovered_from, recovering)
+            case Halt(plan_id, future):
+                self._halt(plan_id, future)
+            case Terminate(future):
+                self.terminating = future
+                for runtime in list(self.plans.values()):
+                    self._advance(runtime)
+                self._maybe_terminated()
+            case Abandon():
+                for runtime in list(self.plans.values()):
+                    self._abandon_running(runtime)
+                    self._pause(runtime)
+                self._maybe_terminated()
+
+    def flush(self) -> tuple[list[Work], list[Callable[[], None]]]:
+        """Commit the batch; return the work and callbacks it released."""
+        if self.changes:
+            self.persistence.apply(self.changes)
+            self.changes.clear()
+        out, self._out = self._out, _Outbox()
+        return out.work, out.callbacks
+
+    # -- starting ---------------------------------------------------------------------
+
+    def _start(
+        self,
+        plan: ExecutionPlan,
+        future: Future[ExecutionPlan],
+        recovered_from: str | None = None,
+        recovering: bool = False,
+    ) -> None:
+        if self.terminating is not None:
+            self._fail(future, ExecutionError(f"world {self.world_id} is terminating"))
+            self.changes.released_locks.append((EXECUTION_LOCK, plan.id, self.world_id))
+            return
+        if plan.id in self.plans:
+            self._fail(future, ExecutionError(f"execution plan {plan.id} is already running"))
+            return
+        if plan.state not in (PlanState.PLANNED, PlanState.PAUSED, PlanState.RUNNING):
+            self._fail(future, ExecutionError(
+                f"execution plan {plan.id} is {plan.state}/{plan.result}: nothing to execute"
+            ))
+            self.changes.released_locks.append((EXECUTION_LOCK, plan.id, self.world_id))
+            return
+        runtime = PlanRuntime.from_plan(plan, self.changes)
+        self.plans[plan.id] = runtime
+        runtime.futures.append(future)
+        if recovering:
+            runtime.record("terminate execution", recovered_from)
+        for step in runtime.steps.values():
+            if step.state is StepState.RUNNING:  # left running by a dead executor
+                self._abnormal(runtime, step)
+        for step in runtime.steps.values():
+            if step.state is StepState.ERROR and step.phase is not Phase.PLAN:
+                runtime.set_step(step, StepState.PENDING, error=None)
+        runtime.set_state(
+            PlanState.RUNNING,
+            PlanResult.PENDING,
+            started_at=runtime.plan.started_at or now(),
+            ended_at=None,
+        )
+        runtime.record("start execution", self.world_id)
+        self._advance(runtime)
+
+    def _abnormal(self, runtime: PlanRuntime, step: Any) -> None:
+        action_class = runtime.actions[step.action_id].action_class
+        if _idempotent(action_class):
+            runtime.set_step(step, StepState.PENDING, error=None)
+            return
+        message = ABNORMAL.format(state=step.state)
+        runtime.set_step(
+            step, StepState.ERROR, error=StepError("dynflow.errors.ExecutionError", message),
+            ended_at=now(),
+        )
+
+    # -- results ----------------------------------------------------------------------
+
+    def _step_done(self, done: StepDone) -> None:
+        self.running_steps -= 1
+        runtime = self.plans.get(done.execution_plan_id)
+        if runtime is None or done.step_id in runtime.abandoned:
+            if runtime is not None:
+                runtime.abandoned.discard(done.step_id)
+            self._maybe_terminated()
+            return
+        step = runtime.steps[done.step_id]
+        if done.state is StepState.SUCCESS:
+            runtime.set_output(step.action_id, done.output)
+        runtime.set_step(
+            step,
+            done.state,
+            error=done.error,
+            ended_at=done.ended_at,
+            execution_time=step.execution_time + done.execution_time,
+            real_time=(done.ended_at - (step.started_at or done.started_at)).total_seconds(),
+            progress_done=1.0 if done.state is StepState.SUCCESS else step.progress_done,
+        )
+        self._advance(runtime)
+
+    # -- deciding ---------------------------------------------------------------------
+
+    def _advance(self, runtime: PlanRuntime) -> None:
+        while True:
+            decision = decide(runtime.shape, runtime.states())
+            match decision.outcome:
+                case Outcome.CONTINUE:
+                    if self.terminating is not None:
+                        if not self._has_running(runtime):
+                            self._pause(runtime)
+                        return
+                    for step_id in decision.ready:
+                        self._dispatch(runtime, step_id)
+                    return
+                case Outcome.FINISHED:
+                    self._finish(runtime)
+                    return
+                case Outcome.FAILED:
+                    if self._rescue(runtime):
+                        continue
+                    return
+                case Outcome.STUCK:
+                    runtime.record("stuck: no step can run", self.world_id)
+                    self._pause(runtime, PlanResult.ERROR)
+                    return
+
+    def _rescue(self, runtime: PlanRuntime) -> bool:
+        """Apply the rescue strategy to a failed plan; True if it should go on."""
+        failed = [s for s in runtime.steps.values() if s.state is StepState.ERROR]
+        strategy = Rescue.PAUSE
+        if self.auto_rescue and self.terminating is None:
+            strategy = combine_rescue([_rescue_strategy(runtime, s.action_id) for s in failed])
+        if strategy is Rescue.SKIP:
+            for step in failed:
+                skip_step(runtime, step.id)
+            return True
+        if strategy is Rescue.FAIL:
+            self._stop(runtime, PlanResult.ERROR, "finish execution")
+            return False
+        self._pause(runtime, PlanResult.ERROR)
+        return False
+
+    def _dispatch(self, runtime: PlanRuntime, step_id: int) -> None:
+        step = runtime.steps[step_id]
+        action = runtime.actions[step.action_id]
+        runtime.set_step(step, StepState.RUNNING, started_at=step.started_at or now(), ended_at=None)
+        try:
+            if step.queue not in self.queues:
+                raise ExecutionError(
+                    f"queue {step.queue!r} is not served by world {self.world_id}: configure it "
+                    f"with World(queues={{{step.queue!r}: N}})"
+                )
+            value = resolve_refs(action.input, lambda aid: runtime.actions[aid].output)
+        except (DynflowError, KeyError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+            runtime.set_step(
+                step, StepState.ERROR, ended_at=now(),
+                error=StepError(f"{type(exc).__module__}.{type(exc).__qualname__}", message),
+            )
+            return
+        self.running_steps += 1
+        self._out.work.append(
+            Work(
+                execution_plan_id=runtime.id,
+                step_id=step.id,
+                action_id=action.id,
+                action_class=action.action_class,
+                phase=step.phase,
+                queue=step.queue,
+                input=value,
+                output=dict(action.output),
+            )
+        )
+
+    # -- ending -----------------------------------------------------------------------
+
+    def _finish(self, runtime: PlanRuntime) -> None:
+        skipped = any(s.state is StepState.SKIPPED for s in runtime.steps.values())
+        self._stop(runtime, PlanResult.WARNING if skipped else PlanResult.SUCCESS, "finish execution")
+
+    def _stop(self, runtime: PlanRuntime, result: PlanResult, event: str) -> None:
+        runtime.set_state(
+            PlanState.STOPPED, result, ended_at=now(), real_time=runtime.accumulate_real_time()
+        )
+        runtime.record(event, self.world_id)
+        self._release(runtime)
+
+    def _pause(self, runtime: PlanRuntime, result: PlanResult | None = None) -> None:
+        errors = any(s.state is StepState.ERROR for s in runtime.steps.values())
+        runtime.set_state(
+            PlanState.PAUSED,
+            result or (PlanResult.ERROR if errors else PlanResult.PENDING),
+            real_time=runtime.accumulate_real_time(),
+        )
+        runtime.record("pause execution", self.world_id)
+        self._release(runtime)
+
+    def _release(self, runtime: PlanRuntime) -> None:
+        del self.plans[runtime.id]
+        self.changes.released_locks.append((EXECUTION_LOCK, runtime.id, self.world_id))
+        snapshot = runtime.snapshot()
+        for future in runtime.futures:
+            self._out.callbacks.append(lambda f=future: _resolve(f, snapshot))
+        self._maybe_terminated()
+
+    def _halt(self, plan_id: str, future: Future[ExecutionPlan]) -> None:
+        runtime = self.plans.get(plan_id)
+        if runtime is None:
+            self._fail(future, ExecutionError(f"execution plan {plan_id} is not running here"))
+            return
+        self._abandon_running(runtime, "halted while running")
+        runtime.futures.append(future)
+        self._stop(runtime, PlanResult.ERROR, "halt execution")
+
+    def _abandon_running(self, runtime: PlanRuntime, why: str | None = None) -> None:
+        for step in runtime.steps.values():
+            if step.state is StepState.RUNNING:
+                runtime.abandoned.add(step.id)
+                message = why or ABNORMAL.format(state=step.state)
+                runtime.set_step(
+                    step, StepState.ERROR, ended_at=now(),
+                    error=StepError("dynflow.errors.ExecutionError", message),
+                )
+
+    def _has_running(self, runtime: PlanRuntime) -> bool:
+        return any(s.state is StepState.RUNNING for s in runtime.steps.values())
+
+    def _maybe_terminated(self) -> None:
+        future = self.terminating
+        if future is not None and not self.plans and not future.done():
+            self._out.callbacks.append(lambda: _resolve(future, None))
+
+    def _fail(self, future: Future[Any], error: Exception) -> None:
+        self._out.callbacks.append(lambda: _reject(future, error))
+
+
+def skip_step(runtime: PlanRuntime, step_id: int) -> None:
+    """Mark a failed step skipped, and pending steps that need its output with it."""
+    step = runtime.steps[step_id]
+    runtime.set_step(step, StepState.SKIPPED, ended_at=now())
+    for dependent in sorted(runtime.shape.dependents(step_id)):
+        other = runtime.steps[dependent]
+        if other.state in (StepState.PENDING, StepState.ERROR):
+            runtime.set_step(other, StepState.SKIPPED)
+
+
+def _rescue_strategy(runtime: PlanRuntime, action_id: int) -> Rescue:
+    try:
+        return registry.lookup(runtime.actions[action_id].action_class).rescue_strategy
+    except DynflowError:
+        return Rescue.PAUSE
+
+
+def _idempotent(action_class: str) -> bool:
+    try:
+        return registry.lookup(action_class).idempotent
+    except DynflowError:
+        return False
+
+
+def _resolve(future: Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _reject(future: Future[Any], error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)

@@ -1,0 +1,146 @@
+"""Runs one phase of one action (in a worker thread or on the event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from dynflow.action import registry
+from dynflow.action.base import Action, PhaseContext
+from dynflow.errors import DynflowError
+from dynflow.execution_plan.model import StepError
+from dynflow.execution_plan.states import Phase, StepState
+from dynflow.executor.work import Progress, StepDone, Work
+from dynflow.middleware import Middleware, call_chain
+from dynflow.serialization import freeze, to_json_value
+from dynflow.transaction import TransactionAdapter
+
+
+class StepRunner:
+    """Turns a :class:`Work` into a :class:`StepDone`; never raises for user errors."""
+
+    def __init__(
+        self,
+        world: Any,
+        middleware: Callable[[], Sequence[type[Middleware]]],
+        transactions: TransactionAdapter,
+        report: Callable[[Progress], None],
+    ) -> None:
+        self.world = world
+        self.middleware = middleware
+        self.transactions = transactions
+        self.report = report
+
+    def is_async(self, work: Work) -> bool:
+        if work.phase is not Phase.RUN:
+            return False
+        try:
+            return registry.lookup(work.action_class).has_async_run()
+        except DynflowError:
+            return False
+
+    def run(self, work: Work) -> StepDone:
+        started_at, started = datetime.now(UTC), time.monotonic()
+        try:
+            action, chain = self._prepare(work)
+            if work.phase is Phase.FINALIZE:
+                with self.transactions.transaction() as tx:
+                    action._context.transaction = tx
+                    self._call(chain, action, work)
+                    output = self._checked_output(action)
+            else:
+                self._call(chain, action, work)
+                output = self._checked_output(action)
+        except Exception as exc:
+            return self._done(work, StepState.ERROR, work.output, exc, started_at, started)
+        return self._done(work, StepState.SUCCESS, output, None, started_at, started)
+
+    async def run_async(self, work: Work) -> StepDone:
+        started_at, started = datetime.now(UTC), time.monotonic()
+        try:
+            action, chain = self._prepare(work)
+            result = self._call(chain, action, work)
+            while inspect.isawaitable(result):
+                result = await result
+            output = self._checked_output(action)
+        except Exception as exc:
+            return self._done(work, StepState.ERROR, work.output, exc, started_at, started)
+        return self._done(work, StepState.SUCCESS, output, None, started_at, started)
+
+    def run_on_loop(self, work: Work, loop: asyncio.AbstractEventLoop, done: Callable[[StepDone], None]) -> None:
+        future = asyncio.run_coroutine_threadsafe(self.run_async(work), loop)
+        future.add_done_callback(lambda f: done(f.result()))
+
+    # -- internals --------------------------------------------------------------
+
+    def _prepare(self, work: Work) -> tuple[Action, list[type[Middleware]]]:
+        cls = registry.lookup(work.action_class)
+        context = PhaseContext(
+            self.world,
+            work.execution_plan_id,
+            work.phase,
+            step_id=work.step_id,
+            report_progress=lambda done: self.report(
+                Progress(work.execution_plan_id, work.step_id, done)
+            ),
+        )
+        action = cls(context, work.action_id, input=freeze(work.input), output=dict(work.output))
+        return action, [*self.middleware(), *cls.middleware]
+
+    def _call(self, chain: list[type[Middleware]], action: Action, work: Work) -> Any:
+        if work.phase is Phase.RUN:
+            def phase(*args: Any) -> Any:
+                _check_deferred_input(action)
+                return call_chain(chain, action, "run", action.run, *args)
+
+            args: tuple[Any, ...] = (work.event,) if work.event is not None else ()
+            return call_chain(chain, action, "run_phase", phase, *args)
+        return call_chain(
+            chain, action, "finalize_phase",
+            lambda: call_chain(chain, action, "finalize", action.finalize),
+        )
+
+    def _checked_output(self, action: Action) -> dict[str, Any]:
+        output: dict[str, Any] = to_json_value(action._output, f"{type(action).__name__} output")
+        return output
+
+    def _done(
+        self,
+        work: Work,
+        state: StepState,
+        output: dict[str, Any],
+        exc: BaseException | None,
+        started_at: datetime,
+        started: float,
+    ) -> StepDone:
+        return StepDone(
+            execution_plan_id=work.execution_plan_id,
+            step_id=work.step_id,
+            state=state,
+            output=output,
+            error=StepError.from_exception(exc) if exc is not None else None,
+            started_at=started_at,
+            ended_at=datetime.now(UTC),
+            execution_time=time.monotonic() - started,
+        )
+
+
+def _check_deferred_input(action: Action) -> None:
+    """Inputs holding output references are validated once resolved, before ``run``."""
+    model = type(action).Input
+    if model is None:
+        return
+    from pydantic import ValidationError
+
+    try:
+        model.model_validate(_thaw(action.input))
+    except ValidationError as exc:
+        raise DynflowError(f"{type(action).__name__} input is invalid: {exc}") from None
+
+
+def _thaw(value: Any) -> Any:
+    return to_json_value(value, "input")

@@ -1,0 +1,121 @@
+"""In-memory state of a plan while an executor runs it."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from dynflow.director import PlanShape
+from dynflow.execution_plan.model import (
+    ActionRecord,
+    ExecutionPlan,
+    HistoryEntry,
+    PlanDetails,
+    Step,
+)
+from dynflow.execution_plan.shape import shape_of
+from dynflow.execution_plan.states import (
+    PlanResult,
+    PlanState,
+    StepState,
+    check_plan_transition,
+    check_step_transition,
+)
+from dynflow.flows import to_json
+from dynflow.persistence.changes import Changes
+from dynflow.persistence.facade import PLAN_MUTABLE, STEP_MUTABLE
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class PlanRuntime:
+    """A running plan: its read model, kept current, plus what only the executor needs.
+
+    Every mutation goes through a method that records the row in ``changes``.
+    """
+
+    plan: ExecutionPlan
+    shape: PlanShape
+    steps: dict[int, Step]
+    actions: dict[int, ActionRecord]
+    history: list[HistoryEntry]
+    changes: Changes
+    futures: list[Future[ExecutionPlan]] = field(default_factory=list)
+    resumed_at: float = field(default_factory=time.monotonic)
+    #: steps whose result must be ignored when it arrives (halted, abandoned)
+    abandoned: set[int] = field(default_factory=set)
+
+    @classmethod
+    def from_plan(cls, plan: ExecutionPlan, changes: Changes) -> PlanRuntime:
+        return cls(
+            plan=plan,
+            shape=shape_of(plan),
+            steps={sid: replace(step) for sid, step in plan.steps.items()},
+            actions={a.id: replace(a) for a in plan.actions},
+            history=list(plan.execution_history),
+            changes=changes,
+        )
+
+    @property
+    def id(self) -> str:
+        return self.plan.id
+
+    def states(self) -> dict[int, StepState]:
+        return {sid: step.state for sid, step in self.steps.items()}
+
+    # -- mutations, each recorded for the next commit ----------------------------
+
+    def set_step(self, step: Step, state: StepState, **values: Any) -> None:
+        check_step_transition(step.state, state)
+        step.state = state
+        for name, value in values.items():
+            setattr(step, name, value)
+        row = {name: getattr(step, name) for name in STEP_MUTABLE}
+        row["state"] = str(step.state)
+        row["error"] = step.error.to_json() if step.error else None
+        self.changes.steps[(self.id, step.id)] = row
+
+    def set_output(self, action_id: int, output: dict[str, Any]) -> None:
+        self.actions[action_id].output = output
+        self.changes.outputs[(self.id, action_id)] = output
+
+    def set_state(self, state: PlanState, result: PlanResult | None = None, **values: Any) -> None:
+        check_plan_transition(self.plan.state, state)
+        self.plan.state = state
+        if result is not None:
+            self.plan.result = result
+        for name, value in values.items():
+            setattr(self.plan, name, value)
+        self.plan.execution_time = sum(s.execution_time for s in self.steps.values())
+        row = {name: getattr(self.plan, name) for name in PLAN_MUTABLE}
+        row["state"] = str(self.plan.state)
+        row["result"] = str(self.plan.result)
+        self.changes.plans[self.id] = row
+
+    def record(self, name: str, world_id: str | None) -> None:
+        entry = HistoryEntry(now(), name, world_id)
+        self.history.append(entry)
+        self.changes.history.append((self.id, entry.time, name, world_id))
+
+    def accumulate_real_time(self) -> float:
+        return self.plan.real_time + (time.monotonic() - self.resumed_at)
+
+    def snapshot(self) -> ExecutionPlan:
+        """An independent read model of the plan as it is now."""
+        return replace(
+            self.plan,
+            _details=PlanDetails(
+                steps={sid: replace(s) for sid, s in self.steps.items()},
+                actions=[replace(a, output=dict(a.output)) for a in self.actions.values()],
+                history=list(self.history),
+            ),
+        )
+
+    def flow_json(self) -> Any:
+        return to_json(self.shape.run_flow)

@@ -1,0 +1,142 @@
+"""The threaded executor: one core thread, a worker pool per queue, an event loop for async."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any
+
+from dynflow.errors import PersistenceError
+from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.executor.core import Abandon, ExecutorCore, Halt, Message, Start, Terminate
+from dynflow.executor.runner import StepRunner
+from dynflow.executor.work import Work
+
+log = logging.getLogger(__name__)
+
+_BATCH = 1000  # messages handled before one commit at most
+_RETRY_SECONDS = 0.5
+
+
+class WorkerPool:
+    """``size`` threads running the phases of one queue."""
+
+    def __init__(self, name: str, size: int, runner: StepRunner, done: Any) -> None:
+        self.name = name
+        self._queue: queue.SimpleQueue[Work | None] = queue.SimpleQueue()
+        self._runner = runner
+        self._done = done
+        self._threads = [
+            threading.Thread(target=self._work, name=f"dynflow-{name}-{i}", daemon=True)
+            for i in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, work: Work) -> None:
+        self._queue.put(work)
+
+    def _work(self) -> None:
+        while (work := self._queue.get()) is not None:
+            self._done(self._runner.run(work))
+
+    def stop(self, timeout: float | None) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(deadline - time.monotonic(), 0))
+
+
+class ThreadedExecutor:
+    def __init__(self, core: ExecutorCore, runner: StepRunner, queues: dict[str, int]) -> None:
+        self.core = core
+        self.runner = runner
+        self._inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self.pools = {name: WorkerPool(name, size, runner, self.post) for name, size in queues.items()}
+        self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(
+            target=self.loop.run_forever, name="dynflow-asyncio", daemon=True
+        )
+        self._loop_thread.start()
+        self._thread = threading.Thread(target=self._run, name="dynflow-executor", daemon=True)
+        self._thread.start()
+
+    def post(self, message: Message) -> None:
+        self._inbox.put(message)
+
+    def execute(self, plan: ExecutionPlan) -> Future[ExecutionPlan]:
+        future: Future[ExecutionPlan] = Future()
+        self.post(Start(plan, future))
+        return future
+
+    def recover(self, plan: ExecutionPlan, dead_world: str | None, recovering: bool) -> Future[ExecutionPlan]:
+        future: Future[ExecutionPlan] = Future()
+        self.post(Start(plan, future, dead_world, recovering))
+        return future
+
+    def halt(self, execution_plan_id: str) -> Future[ExecutionPlan]:
+        future: Future[ExecutionPlan] = Future()
+        self.post(Halt(execution_plan_id, future))
+        return future
+
+    def running(self, execution_plan_id: str) -> bool:
+        return execution_plan_id in self.core.plans
+
+    def terminate(self, timeout: float | None) -> None:
+        done: Future[None] = Future()
+        self.post(Terminate(done))
+        try:
+            done.result(timeout)
+        except TimeoutError:
+            log.warning("steps still running after %ss: abandoning them", timeout)
+            self.post(Abandon())
+            done.result(30)
+        self._inbox.put(Terminate(Future()))  # wakes the loop to notice it is done
+        self._thread.join(30)
+        for pool in self.pools.values():
+            pool.stop(0 if timeout == 0 else 5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._loop_thread.join(5)
+        self.loop.close()
+
+    # -- the core thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self.core.terminated:
+            batch = [self._inbox.get()]
+            while len(batch) < _BATCH:
+                try:
+                    batch.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            for message in batch:
+                try:
+                    self.core.handle(message)
+                except Exception:
+                    log.exception("executor failed to handle %r", message)
+            self._flush()
+
+    def _flush(self) -> None:
+        while True:
+            try:
+                work, callbacks = self.core.flush()
+                break
+            except PersistenceError as exc:  # keep everything and retry: nothing is lost
+                log.error("cannot persist executor state, retrying: %s", exc)
+                time.sleep(_RETRY_SECONDS)
+        for item in work:
+            if self.runner.is_async(item):
+                self.runner.run_on_loop(item, self.loop, self.post)
+            else:
+                self.pools[item.queue].submit(item)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("a future's callback failed")
+

@@ -1,0 +1,46 @@
+"""Messages between the executor core and its workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dynflow.execution_plan.model import StepError
+from dynflow.execution_plan.states import Phase, StepState
+
+
+@dataclass(frozen=True)
+class Work:
+    """Run one phase of one action: everything a worker needs, no shared state."""
+
+    execution_plan_id: str
+    step_id: int
+    action_id: int
+    action_class: str
+    phase: Phase
+    queue: str
+    input: Any
+    output: dict[str, Any]
+    event: Any = None
+
+
+@dataclass(frozen=True)
+class StepDone:
+    """A worker's report: the step's new state, output and timing."""
+
+    execution_plan_id: str
+    step_id: int
+    state: StepState
+    output: dict[str, Any]
+    error: StepError | None
+    started_at: datetime
+    ended_at: datetime
+    execution_time: float
+
+
+@dataclass(frozen=True)
+class Progress:
+    execution_plan_id: str
+    step_id: int
+    done: float

@@ -1,0 +1,319 @@
+"""The persistence facade: domain operations over the SQLAlchemy Core tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from dynflow.action import registry
+from dynflow.errors import ConfigurationError, NotFound, UnknownActionClass
+from dynflow.execution_plan.model import (
+    ActionRecord,
+    ExecutionPlan,
+    HistoryEntry,
+    PlanDetails,
+    Step,
+    StepError,
+)
+from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
+from dynflow.flows import from_json
+from dynflow.persistence import migrate
+from dynflow.persistence.changes import Changes
+from dynflow.persistence.database import Database
+from dynflow.persistence.tables import (
+    actions,
+    coordinator_records,
+    execution_history,
+    execution_plans,
+    steps,
+)
+
+PLAN_FILTERS = {
+    "state": execution_plans.c.state,
+    "result": execution_plans.c.result,
+    "label": execution_plans.c.label,
+    "id": execution_plans.c.id,
+    "caller_execution_plan_id": execution_plans.c.caller_execution_plan_id,
+}
+PLAN_ORDER = {
+    "started_at": execution_plans.c.started_at,
+    "ended_at": execution_plans.c.ended_at,
+    "state": execution_plans.c.state,
+    "result": execution_plans.c.result,
+    "label": execution_plans.c.label,
+    "id": execution_plans.c.id,
+}
+STEP_MUTABLE = (
+    "state", "error", "started_at", "ended_at", "execution_time", "real_time", "progress_done",
+)
+PLAN_MUTABLE = ("state", "result", "started_at", "ended_at", "execution_time", "real_time")
+
+_update_steps = (
+    sa.update(steps)
+    .where(steps.c.execution_plan_id == sa.bindparam("b_plan"), steps.c.id == sa.bindparam("b_id"))
+    .values({name: sa.bindparam(f"b_{name}") for name in STEP_MUTABLE})
+)
+_update_outputs = (
+    sa.update(actions)
+    .where(
+        actions.c.execution_plan_id == sa.bindparam("b_plan"),
+        actions.c.id == sa.bindparam("b_id"),
+    )
+    .values(output=sa.bindparam("b_output"))
+)
+
+
+class Persistence:
+    """Durable state of execution plans; one instance per world."""
+
+    def __init__(self, database_url: str) -> None:
+        self.db = Database(database_url)
+
+    @property
+    def url(self) -> str:
+        return self.db.url.render_as_string(hide_password=True)
+
+    def migrate(self) -> None:
+        self.db.check_connection()
+        migrate.upgrade(self.db)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    # -- writing ------------------------------------------------------------
+
+    def save_new_plan(
+        self,
+        plan: Mapping[str, Any],
+        action_rows: Sequence[Mapping[str, Any]],
+        step_rows: Sequence[Mapping[str, Any]],
+        lock: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Insert a freshly planned plan (and, optionally, its execution lock) at once."""
+        with self.db.write() as connection:
+            connection.execute(sa.insert(execution_plans), [dict(plan)])
+            if action_rows:
+                connection.execute(sa.insert(actions), list(action_rows))
+            if step_rows:
+                connection.execute(sa.insert(steps), list(step_rows))
+            if lock is not None:
+                connection.execute(sa.insert(coordinator_records), [dict(lock)])
+
+    def apply(self, changes: Changes, connection: sa.Connection | None = None) -> None:
+        """Write a batch of changes in one transaction."""
+        if connection is None:
+            with self.db.write() as own:
+                self._apply(changes, own)
+        else:
+            self._apply(changes, connection)
+
+    def _apply(self, changes: Changes, connection: sa.Connection) -> None:
+        if changes.steps:
+            connection.execute(
+                _update_steps,
+                [
+                    {"b_plan": plan_id, "b_id": step_id}
+                    | {f"b_{name}": values[name] for name in STEP_MUTABLE}
+                    for (plan_id, step_id), values in changes.steps.items()
+                ],
+            )
+        if changes.outputs:
+            connection.execute(
+                _update_outputs,
+                [
+                    {"b_plan": plan_id, "b_id": action_id, "b_output": output}
+                    for (plan_id, action_id), output in changes.outputs.items()
+                ],
+            )
+        for plan_id, values in changes.plans.items():
+            connection.execute(
+                sa.update(execution_plans).where(execution_plans.c.id == plan_id).values(values)
+            )
+        if changes.history:
+            connection.execute(
+                sa.insert(execution_history),
+                [
+                    {"execution_plan_id": p, "time": t, "name": n, "world_id": w}
+                    for p, t, n, w in changes.history
+                ],
+            )
+        for lock_class, lock_id, owner_id in changes.released_locks:
+            connection.execute(
+                sa.delete(coordinator_records).where(
+                    coordinator_records.c["class"] == lock_class,
+                    coordinator_records.c.id == lock_id,
+                    coordinator_records.c.owner_id == owner_id,
+                )
+            )
+
+    # -- reading ------------------------------------------------------------
+
+    def load_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
+        """The plan with its steps, actions and history; raises :class:`NotFound`."""
+        with self.db.read() as connection:
+            row = connection.execute(
+                sa.select(execution_plans).where(execution_plans.c.id == execution_plan_id)
+            ).one_or_none()
+            if row is None:
+                raise NotFound(f"execution plan {execution_plan_id} not found")
+            plan = _plan_from_row(row._mapping)
+            plan._details = self._details(connection, execution_plan_id)
+        return plan
+
+    def _details(self, connection: sa.Connection, plan_id: str) -> PlanDetails:
+        step_rows = connection.execute(
+            sa.select(steps).where(steps.c.execution_plan_id == plan_id).order_by(steps.c.id)
+        )
+        action_rows = connection.execute(
+            sa.select(actions).where(actions.c.execution_plan_id == plan_id).order_by(actions.c.id)
+        )
+        history_rows = connection.execute(
+            sa.select(execution_history)
+            .where(execution_history.c.execution_plan_id == plan_id)
+            .order_by(execution_history.c.id)
+        )
+        return PlanDetails(
+            steps={r.id: _step_from_row(r._mapping) for r in step_rows},
+            actions=[_action_from_row(r._mapping) for r in action_rows],
+            history=[HistoryEntry(r.time, r.name, r.world_id) for r in history_rows],
+        )
+
+    def _lazy_details(self, plan_id: str) -> PlanDetails:
+        with self.db.read() as connection:
+            return self._details(connection, plan_id)
+
+    def find_execution_plans(
+        self,
+        filters: Mapping[str, Any] | None = None,
+        order_by: str = "started_at",
+        desc: bool = True,
+        page: int | None = None,
+        per_page: int | None = None,
+    ) -> list[ExecutionPlan]:
+        """Plans matching ``filters``; steps and actions load on first access."""
+        if order_by not in PLAN_ORDER:
+            raise ConfigurationError(
+                f"cannot order plans by {order_by!r}: use one of {', '.join(PLAN_ORDER)}"
+            )
+        column = PLAN_ORDER[order_by]
+        query = sa.select(execution_plans).where(*_conditions(filters))
+        query = query.order_by(column.desc() if desc else column.asc(), execution_plans.c.id)
+        if per_page is not None:
+            if per_page <= 0 or (page is not None and page < 0):
+                raise ConfigurationError("page must be >= 0 and per_page > 0")
+            query = query.limit(per_page).offset((page or 0) * per_page)
+        with self.db.read() as connection:
+            rows = connection.execute(query).all()
+        plans = []
+        for row in rows:
+            plan = _plan_from_row(row._mapping)
+            plan._details = lambda plan_id=plan.id: self._lazy_details(plan_id)
+            plans.append(plan)
+        return plans
+
+    def find_execution_plan_counts(self, filters: Mapping[str, Any] | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(execution_plans).where(*_conditions(filters))
+        with self.db.read() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def find_plan_ids(self, states: Iterable[PlanState]) -> list[str]:
+        query = sa.select(execution_plans.c.id).where(
+            execution_plans.c.state.in_([str(s) for s in states])
+        )
+        with self.db.read() as connection:
+            return list(connection.execute(query).scalars())
+
+
+def plan_from_rows(
+    plan: Mapping[str, Any],
+    action_rows: Sequence[Mapping[str, Any]],
+    step_rows: Sequence[Mapping[str, Any]],
+) -> ExecutionPlan:
+    """The read model of a plan from the rows about to be (or just) written."""
+    result = _plan_from_row(plan)
+    result._details = PlanDetails(
+        steps={
+            r["id"]: _step_from_row(
+                {**r, "error": r["error"] if r["error"] is None else dict(r["error"])}
+            )
+            for r in step_rows
+        },
+        actions=[_action_from_row(r) for r in action_rows],
+        history=[],
+    )
+    return result
+
+
+def _conditions(filters: Mapping[str, Any] | None) -> list[sa.ColumnElement[bool]]:
+    conditions = []
+    for name, value in (filters or {}).items():
+        if name not in PLAN_FILTERS:
+            raise ConfigurationError(
+                f"cannot filter plans by {name!r}: use one of {', '.join(PLAN_FILTERS)}"
+            )
+        column = PLAN_FILTERS[name]
+        if isinstance(value, list | tuple | set | frozenset):
+            conditions.append(column.in_([str(v) for v in value]))
+        elif value is None:
+            conditions.append(column.is_(None))
+        else:
+            conditions.append(column == str(value))
+    return conditions
+
+
+def _plan_from_row(row: Mapping[str, Any]) -> ExecutionPlan:
+    data = row["data"] or {}
+    return ExecutionPlan(
+        id=row["id"],
+        label=row["label"],
+        state=PlanState(row["state"]),
+        result=PlanResult(row["result"]),
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        execution_time=row["execution_time"],
+        real_time=row["real_time"],
+        caller_execution_plan_id=row["caller_execution_plan_id"],
+        caller_action_id=row["caller_action_id"],
+        run_flow=from_json(data["run_flow"]) if data.get("run_flow") is not None else None,
+        finalize_flow=tuple(data.get("finalize_flow", ())),
+    )
+
+
+def _step_from_row(row: Mapping[str, Any]) -> Step:
+    return Step(
+        id=row["id"],
+        action_id=row["action_id"],
+        action_class=row["action_class"],
+        phase=Phase(row["phase"]),
+        state=StepState(row["state"]),
+        queue=row["queue"],
+        error=StepError.from_json(row["error"]) if row["error"] else None,
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        execution_time=row["execution_time"],
+        real_time=row["real_time"],
+        progress_done=row["progress_done"],
+        progress_weight=row["progress_weight"],
+    )
+
+
+def _action_from_row(row: Mapping[str, Any]) -> ActionRecord:
+    missing = None
+    try:
+        registry.lookup(row["action_class"])
+    except UnknownActionClass as exc:
+        missing = str(exc)
+    return ActionRecord(
+        id=row["id"],
+        action_class=row["action_class"],
+        label=row["label"],
+        input=row["input"],
+        output=row["output"],
+        plan_step_id=row["plan_step_id"],
+        run_step_id=row["run_step_id"],
+        finalize_step_id=row["finalize_step_id"],
+        parent_action_id=row["parent_action_id"],
+        missing=missing,
+    )

@@ -1,0 +1,46 @@
+"""Apply the shipped Alembic migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from alembic import command
+from dynflow.persistence.database import Database
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "dynflow_alembic_version"
+
+
+def _config(connection: sa.Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(database: Database) -> str | None:
+    with database.read() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"version_table": VERSION_TABLE}
+        )
+        return context.get_current_revision()
+
+
+def upgrade(database: Database, revision: str = "head") -> None:
+    """Bring the schema to ``revision``; a no-op when it is there already."""
+    if revision == "head" and current_revision(database) == head_revision():
+        return
+    with database.write() as connection:
+        database.dialect.migration_lock(connection)
+        command.upgrade(_config(connection), revision)

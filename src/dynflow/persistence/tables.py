@@ -1,0 +1,89 @@
+"""The schema, written once. Migrations under ``migrations/`` must produce exactly this."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from dynflow.persistence.types import JSONText, UTCDateTime
+
+metadata = sa.MetaData()
+
+UUID = sa.String(36)
+
+execution_plans = sa.Table(
+    "dynflow_execution_plans",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("label", sa.String(255), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("result", sa.String(20), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("ended_at", UTCDateTime(), nullable=True),
+    sa.Column("execution_time", sa.Float(), nullable=False, default=0.0),
+    sa.Column("real_time", sa.Float(), nullable=False, default=0.0),
+    sa.Column("caller_execution_plan_id", UUID, nullable=True),
+    sa.Column("caller_action_id", sa.Integer(), nullable=True),
+    # run_flow, finalize_flow and requires: written once at planning
+    sa.Column("data", JSONText(), nullable=False),
+    sa.Index("ix_dynflow_execution_plans_state", "state"),
+    sa.Index("ix_dynflow_execution_plans_result", "result"),
+    sa.Index("ix_dynflow_execution_plans_label", "label"),
+    sa.Index("ix_dynflow_execution_plans_started_at", "started_at"),
+    sa.Index("ix_dynflow_execution_plans_caller", "caller_execution_plan_id"),
+)
+
+actions = sa.Table(
+    "dynflow_actions",
+    metadata,
+    sa.Column("execution_plan_id", UUID, primary_key=True),
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("action_class", sa.String(255), nullable=False),
+    sa.Column("label", sa.String(255), nullable=False),
+    sa.Column("input", JSONText(), nullable=False),
+    sa.Column("output", JSONText(), nullable=False),
+    sa.Column("plan_step_id", sa.Integer(), nullable=True),
+    sa.Column("run_step_id", sa.Integer(), nullable=True),
+    sa.Column("finalize_step_id", sa.Integer(), nullable=True),
+    sa.Column("parent_action_id", sa.Integer(), nullable=True),
+)
+
+steps = sa.Table(
+    "dynflow_steps",
+    metadata,
+    sa.Column("execution_plan_id", UUID, primary_key=True),
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("action_id", sa.Integer(), nullable=False),
+    sa.Column("action_class", sa.String(255), nullable=False),
+    sa.Column("phase", sa.String(10), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("queue", sa.String(100), nullable=False),
+    sa.Column("error", JSONText(), nullable=True),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("ended_at", UTCDateTime(), nullable=True),
+    sa.Column("execution_time", sa.Float(), nullable=False),
+    sa.Column("real_time", sa.Float(), nullable=False),
+    sa.Column("progress_done", sa.Float(), nullable=False),
+    sa.Column("progress_weight", sa.Float(), nullable=False),
+    sa.Index("ix_dynflow_steps_state", "state"),
+)
+
+execution_history = sa.Table(
+    "dynflow_execution_history",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("execution_plan_id", UUID, nullable=False),
+    sa.Column("time", UTCDateTime(), nullable=False),
+    sa.Column("name", sa.String(50), nullable=False),
+    sa.Column("world_id", UUID, nullable=True),
+    sa.Index("ix_dynflow_execution_history_plan", "execution_plan_id"),
+)
+
+coordinator_records = sa.Table(
+    "dynflow_coordinator_records",
+    metadata,
+    sa.Column("class", sa.String(100), primary_key=True),
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("owner_id", sa.String(255), nullable=True),
+    sa.Column("data", JSONText(), nullable=False),
+    sa.Index("ix_dynflow_coordinator_records_owner", "owner_id"),
+)

@@ -1,0 +1,118 @@
+"""JSON values: checking, output-reference markers, read-only views."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from dynflow.errors import NotSerializable
+
+JSON = Any
+REF_KEY = "__dynflow_ref__"
+
+
+def to_json_value(value: Any, where: str, *, on_unknown: Callable[[Any], JSON] | None = None) -> JSON:
+    """A plain JSON copy of ``value`` (mappings -> dict, sequences -> list).
+
+    ``where`` names the value in errors, e.g. ``"CreateVM output['vm']"``.
+    ``on_unknown`` may convert values that are not JSON (e.g. output references);
+    it raises ``TypeError`` to refuse them.
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise NotSerializable(f"{where}: {value} is not a JSON number")
+        return value
+    if isinstance(value, Mapping):
+        result = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise NotSerializable(f"{where}: key {key!r} is not a string")
+            result[key] = to_json_value(item, f"{where}[{key!r}]", on_unknown=on_unknown)
+        return result
+    if isinstance(value, list | tuple):
+        return [
+            to_json_value(item, f"{where}[{i}]", on_unknown=on_unknown)
+            for i, item in enumerate(value)
+        ]
+    if on_unknown is not None:
+        try:
+            return on_unknown(value)
+        except TypeError:
+            pass
+    raise NotSerializable(
+        f"{where}: value of type {type(value).__name__} is not JSON-serialisable"
+        " (use str, int, float, bool, None, lists and dicts with string keys)"
+    )
+
+
+def dumps(value: JSON) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text: str | None) -> JSON:
+    return None if text is None else json.loads(text)
+
+
+def freeze(value: JSON) -> Any:
+    """A read-only view of a JSON value (dicts -> mapping proxies, lists -> tuples)."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def ref_marker(action_id: int, path: tuple[str | int, ...]) -> dict[str, Any]:
+    return {REF_KEY: {"action_id": action_id, "path": list(path)}}
+
+
+def find_refs(value: JSON) -> set[int]:
+    """Ids of the actions whose outputs ``value`` references."""
+    found: set[int] = set()
+    _collect_refs(value, found)
+    return found
+
+
+def _collect_refs(value: JSON, found: set[int]) -> None:
+    if isinstance(value, dict):
+        if REF_KEY in value and len(value) == 1:
+            found.add(int(value[REF_KEY]["action_id"]))
+            return
+        for item in value.values():
+            _collect_refs(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _collect_refs(item, found)
+
+
+def resolve_refs(value: JSON, outputs: Callable[[int], JSON]) -> JSON:
+    """Replace reference markers by the referenced values.
+
+    ``outputs(action_id)`` returns that action's output. A missing key raises
+    ``KeyError`` with a message naming the reference.
+    """
+    if isinstance(value, dict):
+        if REF_KEY in value and len(value) == 1:
+            ref = value[REF_KEY]
+            return _follow(outputs(int(ref["action_id"])), int(ref["action_id"]), ref["path"])
+        return {k: resolve_refs(v, outputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_refs(v, outputs) for v in value]
+    return value
+
+
+def _follow(output: JSON, action_id: int, path: list[str | int]) -> JSON:
+    current = output
+    for depth, key in enumerate(path):
+        try:
+            current = current[key]
+        except (KeyError, IndexError, TypeError):
+            shown = "".join(f"[{k!r}]" for k in path[: depth + 1])
+            raise KeyError(
+                f"output reference action {action_id} output{shown}: no such key in its output"
+            ) from None
+    return current

@@ -1,0 +1,352 @@
+"""The world: one per process, composed of persistence, coordinator and executor."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from dynflow.action.base import Action
+from dynflow.config import WorldConfig
+from dynflow.coordinator import EXECUTION_LOCK, Coordinator
+from dynflow.errors import (
+    ConfigurationError,
+    DynflowError,
+    ExecutionError,
+    LockTaken,
+    NotFound,
+    PlanningFailed,
+)
+from dynflow.execution_plan.builder import PlanBuilder, PlanPhaseError
+from dynflow.execution_plan.model import ExecutionPlan, StepError
+from dynflow.execution_plan.states import PlanResult, PlanState, StepState
+from dynflow.clock import ThreadClock
+from dynflow.executor import Executor
+from dynflow.executor.core import ExecutorCore, skip_step
+from dynflow.executor.work import Progress
+from dynflow.executor.runner import StepRunner
+from dynflow.executor.runtime import PlanRuntime
+from dynflow.executor.threaded import ThreadedExecutor
+from dynflow.middleware import MiddlewareStack
+from dynflow.persistence import Persistence
+from dynflow.persistence.changes import Changes
+from dynflow.persistence.facade import plan_from_rows
+from dynflow.transaction import transaction_adapter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Triggered:
+    """A triggered plan: its id, and a future resolved when it stops or pauses."""
+
+    execution_plan_id: str
+    finished: Future[ExecutionPlan]
+
+
+class World:
+    """A process's engine: plans, persists and (unless ``executor=False``) executes.
+
+    ``World()`` uses ``$DYNFLOW_DATABASE_URL``, else ``sqlite:///dynflow.sqlite3``.
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        executor: bool = True,
+        pool_size: int = 5,
+        queues: dict[str, int] | None = None,
+        connector: str | None = None,
+        auto_rescue: bool = True,
+        auto_execute: bool = True,
+        world_id: str | None = None,
+        **config: Any,
+    ) -> None:
+        self.config = WorldConfig.build(
+            database_url,
+            executor=executor,
+            pool_size=pool_size,
+            queues=dict(queues or {}),
+            connector=connector,
+            auto_rescue=auto_rescue,
+            auto_execute=auto_execute,
+            world_id=world_id,
+            **config,
+        )
+        self.id = world_id or str(uuid.uuid4())
+        self.middleware = MiddlewareStack()
+        self.transactions = transaction_adapter(self.config.transaction_adapter)
+        self.persistence = Persistence(self.config.database_url)
+        self.coordinator = Coordinator(self.persistence.db, self.id)
+        self.clock = self.config.clock or ThreadClock()
+        self._terminated = False
+        self._terminate_lock = threading.Lock()
+        self.executor: Executor | None = None
+        try:
+            if self.config.migrate:
+                self.persistence.migrate()
+            self.coordinator.register_world(
+                executor=self.config.executor,
+                queues=self.config.all_queues if self.config.executor else (),
+                meta={"hostname": socket.gethostname(), "pid": os.getpid(), **self.config.meta},
+            )
+        except Exception:
+            self.persistence.close()
+            self.clock.stop()
+            raise
+        if self.config.executor:
+            self.executor = self._build_executor(self._core())
+        self.clock.schedule(self.config.heartbeat_interval, self._beat)
+        if self.config.executor and self.config.auto_execute:
+            self.recover()
+
+    def _core(self) -> ExecutorCore:
+        return ExecutorCore(
+            self.id,
+            self.persistence,
+            auto_rescue=self.config.auto_rescue,
+            queues=self.config.all_queues,
+        )
+
+    def _runner(self, report: Callable[[Progress], None]) -> StepRunner:
+        return StepRunner(self, lambda: self.middleware.items, self.transactions, report)
+
+    def _build_executor(self, core: ExecutorCore) -> Executor:
+        """The executor of this world; :class:`dynflow.testing.InThreadWorld` overrides it."""
+        posts: list[Callable[[Progress], None]] = []
+        executor = ThreadedExecutor(
+            core, self._runner(lambda p: posts[0](p)), self.config.all_queues
+        )
+        posts.append(executor.post)
+        return executor
+
+    # -- context manager ----------------------------------------------------------
+
+    def __enter__(self) -> World:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.terminate()
+
+    # -- planning --------------------------------------------------------------------
+
+    def plan(self, action_class: type[Action], *args: Any, **kwargs: Any) -> ExecutionPlan:
+        """Plan without executing; the plan is ``planned`` (or raises ``PlanningFailed``)."""
+        return self._plan(action_class, args, kwargs, lock=False)
+
+    def trigger(self, action_class: type[Action], *args: Any, **kwargs: Any) -> Triggered:
+        """Plan and execute; ``.finished`` resolves when the plan stops or pauses."""
+        executor = self._require_executor()
+        plan = self._plan(action_class, args, kwargs, lock=True)
+        return Triggered(plan.id, executor.execute(plan))
+
+    def _plan(
+        self, action_class: type[Action], args: tuple[Any, ...], kwargs: dict[str, Any], *, lock: bool
+    ) -> ExecutionPlan:
+        self._require_alive()
+        if not (isinstance(action_class, type) and issubclass(action_class, Action)):
+            raise ConfigurationError(f"expected an Action subclass, got {action_class!r}")
+        builder = PlanBuilder(self, self.middleware.items)
+        try:
+            with self.transactions.transaction() as transaction:
+                builder.transaction = transaction
+                builder.build(action_class, args, kwargs)
+        except Exception as exc:
+            if not isinstance(exc, PlanPhaseError):  # e.g. the application's commit failed
+                builder.error = StepError.from_exception(exc)
+                if builder.steps:
+                    builder.steps[0].error = builder.error
+                    builder.steps[0].state = StepState.ERROR
+            plan_row, actions, steps = builder.rows(PlanState.STOPPED, PlanResult.ERROR)
+            self.persistence.save_new_plan(plan_row, actions, steps)
+            message = str(exc) if isinstance(exc, PlanPhaseError) else str(builder.error)
+            raise PlanningFailed(builder.id, message) from exc
+        plan_row, actions, steps = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
+        lock_row = self.coordinator.lock_row(EXECUTION_LOCK, builder.id) if lock else None
+        self.persistence.save_new_plan(plan_row, actions, steps, lock=lock_row)
+        return plan_from_rows(plan_row, actions, steps)
+
+    # -- execution -------------------------------------------------------------------
+
+    def execute(self, execution_plan_id: str) -> Future[ExecutionPlan]:
+        """Execute a planned plan or resume a paused one."""
+        return self._execute(execution_plan_id, (PlanState.PLANNED, PlanState.PAUSED))
+
+    def resume(self, execution_plan_id: str) -> Future[ExecutionPlan]:
+        """Resume a paused plan: its failed steps run again."""
+        return self._execute(execution_plan_id, (PlanState.PAUSED,))
+
+    def _execute(self, plan_id: str, allowed: tuple[PlanState, ...]) -> Future[ExecutionPlan]:
+        try:
+            executor = self._require_executor()
+            plan = self._locked_plan(plan_id, allowed)
+        except DynflowError as exc:
+            return _failed(exc)
+        return executor.execute(plan)
+
+    def _locked_plan(self, plan_id: str, allowed: tuple[PlanState, ...]) -> ExecutionPlan:
+        """Take the plan's execution lock and load it; it must be in an ``allowed`` state."""
+        try:
+            self.coordinator.acquire(EXECUTION_LOCK, plan_id)
+        except LockTaken as exc:
+            raise ExecutionError(
+                f"execution plan {plan_id} is already running in world {exc.owner_id}"
+            ) from None
+        try:
+            plan = self.persistence.load_execution_plan(plan_id)
+            if plan.state not in allowed:
+                raise ExecutionError(
+                    f"execution plan {plan_id} is {plan.state}/{plan.result}: "
+                    f"only a plan that is {' or '.join(allowed)} can be executed this way"
+                )
+        except BaseException:
+            self.coordinator.release(EXECUTION_LOCK, plan_id)
+            raise
+        return plan
+
+    def skip(self, execution_plan_id: str, step_id: int) -> ExecutionPlan:
+        """Mark a failed step of a paused plan ``skipped`` (and steps needing its output).
+
+        Resume the plan afterwards; it ends ``warning``.
+        """
+        plan = self._locked_plan(execution_plan_id, (PlanState.PAUSED,))
+        try:
+            step = plan.steps.get(step_id)
+            if step is None:
+                raise NotFound(f"execution plan {execution_plan_id} has no step {step_id}")
+            if step.state is not StepState.ERROR:
+                raise ExecutionError(
+                    f"step {step_id} of execution plan {execution_plan_id} is {step.state}: "
+                    "only a failed step can be skipped"
+                )
+            runtime = PlanRuntime.from_plan(plan, Changes())
+            skip_step(runtime, step_id)
+            self.persistence.apply(runtime.changes)
+        finally:
+            self.coordinator.release(EXECUTION_LOCK, execution_plan_id)
+        return self.persistence.load_execution_plan(execution_plan_id)
+
+    def halt(self, execution_plan_id: str) -> Future[ExecutionPlan]:
+        """Stop a plan at once: no more steps run; it ends ``stopped``/``error``."""
+        if self.executor is not None and self.executor.running(execution_plan_id):
+            return self.executor.halt(execution_plan_id)
+        try:
+            plan = self._locked_plan(
+                execution_plan_id, (PlanState.PLANNED, PlanState.PAUSED, PlanState.PENDING)
+            )
+        except DynflowError as exc:
+            return _failed(exc)
+        try:
+            runtime = PlanRuntime.from_plan(plan, Changes())
+            runtime.set_state(PlanState.STOPPED, PlanResult.ERROR, ended_at=runtime.plan.ended_at)
+            runtime.record("halt execution", self.id)
+            self.persistence.apply(runtime.changes)
+        finally:
+            self.coordinator.release(EXECUTION_LOCK, execution_plan_id)
+        done: Future[ExecutionPlan] = Future()
+        done.set_result(self.persistence.load_execution_plan(execution_plan_id))
+        return done
+
+    def event(self, execution_plan_id: str, step_id: int, payload: Any = None) -> Future[Any]:
+        """Deliver ``payload`` to a suspended step (``run(event=payload)``)."""
+        try:
+            plan = self.persistence.load_execution_plan(execution_plan_id)
+            step = plan.steps.get(step_id)
+            if step is None:
+                raise NotFound(f"execution plan {execution_plan_id} has no step {step_id}")
+        except DynflowError as exc:
+            return _failed(exc)
+        return _failed(
+            ExecutionError(
+                f"step {step_id} of execution plan {execution_plan_id} is {step.state}, "
+                "not suspended: the event was not delivered"
+            )
+        )
+
+    # -- recovery --------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Pick up plans left running or planned by worlds that are gone. Returns how many."""
+        executor = self._require_executor()
+        dead: dict[str, str] = {}
+        for world in self.coordinator.find_stale_worlds(self.config.lease):
+            for lock in self.coordinator.find_locks(lock_class=EXECUTION_LOCK, owner_id=world.id):
+                dead[lock.id] = world.id
+            log.warning("world %s is gone: releasing its locks", world.id)
+            self.coordinator.unregister_world(world.id)
+        held = {lock.id for lock in self.coordinator.find_locks(lock_class=EXECUTION_LOCK)}
+        count = 0
+        for plan_id in self.persistence.find_plan_ids([PlanState.RUNNING, PlanState.PLANNED]):
+            if plan_id in held:
+                continue
+            try:
+                plan = self._locked_plan(plan_id, (PlanState.RUNNING, PlanState.PLANNED))
+            except DynflowError:
+                continue  # another world took it first
+            recovering = plan.state is PlanState.RUNNING
+            log.warning("recovering execution plan %s (%s)", plan_id, plan.state)
+            executor.recover(plan, dead.get(plan_id), recovering)
+            count += 1
+        return count
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def terminate(self, timeout: float | None = None) -> None:
+        """Let running steps finish (up to ``timeout``), pause unfinished plans, unregister."""
+        with self._terminate_lock:
+            if self._terminated:
+                return
+            self._terminated = True
+        try:
+            if self.executor is not None:
+                self.executor.terminate(
+                    self.config.terminate_timeout if timeout is None else timeout
+                )
+            self.coordinator.unregister_world()
+        finally:
+            self.clock.stop()
+            self.persistence.close()
+
+    def _beat(self) -> None:
+        if self._terminated:
+            return
+        try:
+            self.coordinator.heartbeat()
+        except DynflowError as exc:
+            log.error("heartbeat of world %s failed: %s", self.id, exc)
+        self.clock.schedule(self.config.heartbeat_interval, self._beat)
+
+    def _require_alive(self) -> None:
+        if self._terminated:
+            raise ExecutionError(f"world {self.id} is terminated")
+
+    def _require_executor(self) -> Executor:
+        self._require_alive()
+        if self.executor is None:
+            raise ConfigurationError(
+                f"world {self.id} has no executor (executor=False): run plans from a world "
+                "with executor=True"
+            )
+        return self.executor
+
+    def __repr__(self) -> str:
+        return f"<World {self.id} {self.persistence.url}>"
+
+
+def _failed(error: BaseException) -> Future[Any]:
+    future: Future[Any] = Future()
+    future.set_exception(error)
+    return future
