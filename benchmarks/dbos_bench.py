@@ -112,8 +112,12 @@ def run_w1(plans: int, mode: str, concurrency: int) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     assert results == list(range(plans)), "unexpected workflow results"
     steps = plans * STEPS_PER_PLAN
-    return {"plans": plans, "steps": steps, "seconds": round(seconds, 4),
-            "steps_per_s": round(steps / seconds, 1)}
+    return {
+        "plans": plans,
+        "steps": steps,
+        "seconds": round(seconds, 4),
+        "steps_per_s": round(steps / seconds, 1),
+    }
 
 
 def run_w3(samples: int, warmup: int) -> dict[str, Any]:
@@ -126,28 +130,49 @@ def run_w3(samples: int, warmup: int) -> dict[str, Any]:
         if i >= warmup:
             latencies_ms.append(elapsed_ms)
     latencies_ms.sort()
-    return {"samples": samples, "warmup": warmup,
-            "p50_ms": round(percentile(latencies_ms, 50), 3),
-            "p99_ms": round(percentile(latencies_ms, 99), 3),
-            "mean_ms": round(statistics.fmean(latencies_ms), 3)}
+    return {
+        "samples": samples,
+        "warmup": warmup,
+        "p50_ms": round(percentile(latencies_ms, 50), 3),
+        "p99_ms": round(percentile(latencies_ms, 99), 3),
+        "mean_ms": round(statistics.fmean(latencies_ms), 3),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", required=True,
-                        help="sqlite:////abs/path.sqlite or postgresql://user@host:port/db")
+    parser.add_argument(
+        "--database-url",
+        required=True,
+        help="sqlite:////abs/path.sqlite or postgresql://user@host:port/db",
+    )
     parser.add_argument("--workload", choices=("w1", "w3"), required=True)
     parser.add_argument("--plans", type=int, default=200, help="w1: number of workflows")
     parser.add_argument("--samples", type=int, default=200, help="w3: measured runs")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs before measuring")
-    parser.add_argument("--w1-mode", choices=("start", "queue"), default="start",
-                        help="w1: DBOS.start_workflow (default) or a DBOS queue")
-    parser.add_argument("--queue-concurrency", type=int, default=20,
-                        help="w1 queue mode: worker_concurrency of the queue")
-    parser.add_argument("--pool-size", type=int, default=None,
-                        help="sys_db_pool_size (DBOS default 20); default: 2 for SQLite, 5 for Postgres")
-    parser.add_argument("--sqlite-wal", action="store_true",
-                        help="pre-create the SQLite file in WAL mode (DBOS default: rollback journal)")
+    parser.add_argument(
+        "--w1-mode",
+        choices=("start", "queue"),
+        default="start",
+        help="w1: DBOS.start_workflow (default) or a DBOS queue",
+    )
+    parser.add_argument(
+        "--queue-concurrency",
+        type=int,
+        default=20,
+        help="w1 queue mode: worker_concurrency of the queue",
+    )
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=None,
+        help="sys_db_pool_size (DBOS default 20); default: 2 for SQLite, 5 for Postgres",
+    )
+    parser.add_argument(
+        "--sqlite-wal",
+        action="store_true",
+        help="pre-create the SQLite file in WAL mode (DBOS default: rollback journal)",
+    )
     args = parser.parse_args()
 
     dialect = sa.make_url(args.database_url).get_backend_name()
@@ -177,10 +202,16 @@ def main() -> None:
             numbers = run_w3(args.samples, args.warmup)
     finally:
         DBOS.destroy()
-    report = {"engine": "dbos", "workload": args.workload,
-              "db": "postgres" if dialect == "postgresql" else dialect,
-              **numbers, "pool_size": pool_size, "sqlite_wal": args.sqlite_wal, "launch_s": round(launch_s, 3),
-              "dbos_version": _dbos_version()}
+    report = {
+        "engine": "dbos",
+        "workload": args.workload,
+        "db": "postgres" if dialect == "postgresql" else dialect,
+        **numbers,
+        "pool_size": pool_size,
+        "sqlite_wal": args.sqlite_wal,
+        "launch_s": round(launch_s, 3),
+        "dbos_version": _dbos_version(),
+    }
     print(json.dumps(report), flush=True)
 
 

@@ -66,7 +66,9 @@ class Coordinator:
 
     # -- world registry -------------------------------------------------------
 
-    def register_world(self, *, executor: bool, queues: Iterable[str], meta: Mapping[str, Any]) -> None:
+    def register_world(
+        self, *, executor: bool, queues: Iterable[str], meta: Mapping[str, Any]
+    ) -> None:
         data = {
             "executor": executor,
             "queues": list(queues),
@@ -133,7 +135,9 @@ class Coordinator:
 
     # -- locks ----------------------------------------------------------------
 
-    def lock_row(self, lock_class: str, lock_id: str, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def lock_row(
+        self, lock_class: str, lock_id: str, data: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         return {
             "class": lock_class,
             "id": lock_id,
@@ -168,12 +172,10 @@ class Coordinator:
             query = query.where(column == value)
         with self.db.read() as connection:
             rows = connection.execute(query.order_by(records.c.id)).all()
-        return [
-            LockRecord(r._mapping["class"], r.id, r.owner_id, r.data or {}) for r in rows
-        ]
+        return [LockRecord(r._mapping["class"], r.id, r.owner_id, r.data or {}) for r in rows]
 
 
-def _world(row: Mapping[str, Any]) -> WorldRecord:
+def _world(row: Mapping[Any, Any]) -> WorldRecord:
     data = row["data"] or {}
     beat = data.get("heartbeat_at")
     return WorldRecord(

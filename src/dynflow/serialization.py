@@ -13,7 +13,9 @@ JSON = Any
 REF_KEY = "__dynflow_ref__"
 
 
-def to_json_value(value: Any, where: str, *, on_unknown: Callable[[Any], JSON] | None = None) -> JSON:
+def to_json_value(
+    value: Any, where: str, *, on_unknown: Callable[[Any], JSON] | None = None
+) -> JSON:
     """A plain JSON copy of ``value`` (mappings -> dict, sequences -> list).
 
     ``where`` names the value in errors, e.g. ``"CreateVM output['vm']"``.

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from dynflow.action.base import Action
+from dynflow.clock import ThreadClock
 from dynflow.config import WorldConfig
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
 from dynflow.errors import (
@@ -27,13 +28,12 @@ from dynflow.errors import (
 from dynflow.execution_plan.builder import PlanBuilder, PlanPhaseError
 from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import PlanResult, PlanState, StepState
-from dynflow.clock import ThreadClock
 from dynflow.executor import Executor
 from dynflow.executor.core import ExecutorCore, skip_step
-from dynflow.executor.work import Progress
 from dynflow.executor.runner import StepRunner
 from dynflow.executor.runtime import PlanRuntime
 from dynflow.executor.threaded import ThreadedExecutor
+from dynflow.executor.work import Progress
 from dynflow.middleware import MiddlewareStack
 from dynflow.persistence import Persistence
 from dynflow.persistence.changes import Changes
@@ -154,7 +154,12 @@ class World:
         return Triggered(plan.id, executor.execute(plan))
 
     def _plan(
-        self, action_class: type[Action], args: tuple[Any, ...], kwargs: dict[str, Any], *, lock: bool
+        self,
+        action_class: type[Action],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        lock: bool,
     ) -> ExecutionPlan:
         self._require_alive()
         if not (isinstance(action_class, type) and issubclass(action_class, Action)):

@@ -32,9 +32,9 @@ class OutputReference:
         return f"<OutputReference {self.action_class}#{self.action_id}.output{shown}>"
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, OutputReference)
-            and (other.action_id, other.path) == (self.action_id, self.path)
+        return isinstance(other, OutputReference) and (other.action_id, other.path) == (
+            self.action_id,
+            self.path,
         )
 
     def __hash__(self) -> int:
@@ -47,9 +47,7 @@ class OutputReference:
         )
 
     def __bool__(self) -> bool:
-        raise TypeError(
-            f"{self!r} has no value while planning: it is resolved when the step runs"
-        )
+        raise TypeError(f"{self!r} has no value while planning: it is resolved when the step runs")
 
 
 def to_marker_or_refuse(value: Any) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from dynflow.director import PlanShape, find_unreachable
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import StepError
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
-from dynflow.flows import Atom, Concurrence, Flow, Sequence as SequenceFlow, simplify, to_json
+from dynflow.flows import Atom, Concurrence, Flow, simplify, to_json
+from dynflow.flows import Sequence as SequenceFlow
 from dynflow.middleware import Middleware, call_chain
 from dynflow.serialization import find_refs, to_json_value
 
@@ -129,9 +130,12 @@ class PlanBuilder:
         try:
             chain = [*self.middleware, *action_class.middleware]
             call_chain(
-                chain, action, "plan_phase",
+                chain,
+                action,
+                "plan_phase",
                 lambda *a, **kw: call_chain(chain, action, "plan", action.plan, *a, **kw),
-                *args, **kwargs,
+                *args,
+                **kwargs,
             )
         except PlanPhaseError:
             step.state = StepState.ERROR
@@ -140,7 +144,9 @@ class PlanBuilder:
             step.state = StepState.ERROR
             step.error = StepError.from_exception(exc)
             self.error = step.error
-            raise PlanPhaseError(f"{action_class.__name__}: {step.error.message}", step.error) from exc
+            raise PlanPhaseError(
+                f"{action_class.__name__}: {step.error.message}", step.error
+            ) from exc
         finally:
             self._flows.pop()
             step.execution_time = time.monotonic() - started
@@ -199,7 +205,9 @@ class PlanBuilder:
 
     # -- driving -------------------------------------------------------------------
 
-    def build(self, action_class: type[Action], args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    def build(
+        self, action_class: type[Action], args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> None:
         """Plan the entry action; raises :class:`PlanPhaseError` on failure."""
         self.plan_action(action_class, args, kwargs)
         self.run_flow = simplify(self._flows[0])
@@ -224,7 +232,9 @@ class PlanBuilder:
     def label(self) -> str:
         return self.actions[0].label if self.actions else ""
 
-    def rows(self, state: PlanState, result: PlanResult) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    def rows(
+        self, state: PlanState, result: PlanResult
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
         """(plan row, action rows, step rows) for persistence."""
         plan = {
             "id": self.id,
@@ -271,7 +281,9 @@ class PlanBuilder:
                 "ended_at": s.ended_at,
                 "execution_time": s.execution_time,
                 "real_time": s.execution_time,
-                "progress_done": 1.0 if s.state is StepState.SUCCESS and s.phase is Phase.PLAN else 0.0,
+                "progress_done": 1.0
+                if s.state is StepState.SUCCESS and s.phase is Phase.PLAN
+                else 0.0,
                 "progress_weight": s.action.cls.progress_weight,
             }
             for s in self.steps
@@ -279,7 +291,9 @@ class PlanBuilder:
         return plan, actions, steps
 
 
-def _validate_input(model: type[BaseModel] | None, value: dict[str, Any], name: str) -> dict[str, Any]:
+def _validate_input(
+    model: type[BaseModel] | None, value: dict[str, Any], name: str
+) -> dict[str, Any]:
     """Validate with the action's ``Input`` model unless the input holds references."""
     if model is None or find_refs(value):
         return value

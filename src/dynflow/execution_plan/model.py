@@ -23,8 +23,10 @@ class StepError:
     @classmethod
     def from_exception(cls, exc: BaseException) -> StepError:
         kind = type(exc)
-        name = kind.__qualname__ if kind.__module__ == "builtins" else (
-            f"{kind.__module__}.{kind.__qualname__}"
+        name = (
+            kind.__qualname__
+            if kind.__module__ == "builtins"
+            else (f"{kind.__module__}.{kind.__qualname__}")
         )
         lines = traceback.format_exception(exc)
         return cls(name, str(exc) or name, tuple(line.rstrip("\n") for line in lines))

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from dynflow.action import registry
@@ -140,9 +141,12 @@ class ExecutorCore:
             self._fail(future, ExecutionError(f"execution plan {plan.id} is already running"))
             return
         if plan.state not in (PlanState.PLANNED, PlanState.PAUSED, PlanState.RUNNING):
-            self._fail(future, ExecutionError(
-                f"execution plan {plan.id} is {plan.state}/{plan.result}: nothing to execute"
-            ))
+            self._fail(
+                future,
+                ExecutionError(
+                    f"execution plan {plan.id} is {plan.state}/{plan.result}: nothing to execute"
+                ),
+            )
             self.changes.released_locks.append((EXECUTION_LOCK, plan.id, self.world_id))
             return
         runtime = PlanRuntime.from_plan(plan, self.changes)
@@ -172,7 +176,9 @@ class ExecutorCore:
             return
         message = ABNORMAL.format(state=step.state)
         runtime.set_step(
-            step, StepState.ERROR, error=StepError("dynflow.errors.ExecutionError", message),
+            step,
+            StepState.ERROR,
+            error=StepError("dynflow.errors.ExecutionError", message),
             ended_at=now(),
         )
 
@@ -245,7 +251,9 @@ class ExecutorCore:
     def _dispatch(self, runtime: PlanRuntime, step_id: int) -> None:
         step = runtime.steps[step_id]
         action = runtime.actions[step.action_id]
-        runtime.set_step(step, StepState.RUNNING, started_at=step.started_at or now(), ended_at=None)
+        runtime.set_step(
+            step, StepState.RUNNING, started_at=step.started_at or now(), ended_at=None
+        )
         try:
             if step.queue not in self.queues:
                 raise ExecutionError(
@@ -256,7 +264,9 @@ class ExecutorCore:
         except (DynflowError, KeyError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
             runtime.set_step(
-                step, StepState.ERROR, ended_at=now(),
+                step,
+                StepState.ERROR,
+                ended_at=now(),
                 error=StepError(f"{type(exc).__module__}.{type(exc).__qualname__}", message),
             )
             return
@@ -278,7 +288,9 @@ class ExecutorCore:
 
     def _finish(self, runtime: PlanRuntime) -> None:
         skipped = any(s.state is StepState.SKIPPED for s in runtime.steps.values())
-        self._stop(runtime, PlanResult.WARNING if skipped else PlanResult.SUCCESS, "finish execution")
+        self._stop(
+            runtime, PlanResult.WARNING if skipped else PlanResult.SUCCESS, "finish execution"
+        )
 
     def _stop(self, runtime: PlanRuntime, result: PlanResult, event: str) -> None:
         runtime.set_state(
@@ -302,7 +314,7 @@ class ExecutorCore:
         self.changes.released_locks.append((EXECUTION_LOCK, runtime.id, self.world_id))
         snapshot = runtime.snapshot()
         for future in runtime.futures:
-            self._out.callbacks.append(lambda f=future: _resolve(f, snapshot))
+            self._out.callbacks.append(partial(_resolve, future, snapshot))
         self._maybe_terminated()
 
     def _halt(self, plan_id: str, future: Future[ExecutionPlan]) -> None:
@@ -320,7 +332,9 @@ class ExecutorCore:
                 runtime.abandoned.add(step.id)
                 message = why or ABNORMAL.format(state=step.state)
                 runtime.set_step(
-                    step, StepState.ERROR, ended_at=now(),
+                    step,
+                    StepState.ERROR,
+                    ended_at=now(),
                     error=StepError("dynflow.errors.ExecutionError", message),
                 )
 
@@ -330,10 +344,10 @@ class ExecutorCore:
     def _maybe_terminated(self) -> None:
         future = self.terminating
         if future is not None and not self.plans and not future.done():
-            self._out.callbacks.append(lambda: _resolve(future, None))
+            self._out.callbacks.append(partial(_resolve, future, None))
 
     def _fail(self, future: Future[Any], error: Exception) -> None:
-        self._out.callbacks.append(lambda: _reject(future, error))
+        self._out.callbacks.append(partial(_reject, future, error))
 
 
 def skip_step(runtime: PlanRuntime, step_id: int) -> None:

@@ -29,7 +29,9 @@ class InlineExecutor:
         self.drain()
         return future
 
-    def recover(self, plan: ExecutionPlan, dead_world: str | None, recovering: bool) -> Future[ExecutionPlan]:
+    def recover(
+        self, plan: ExecutionPlan, dead_world: str | None, recovering: bool
+    ) -> Future[ExecutionPlan]:
         future: Future[ExecutionPlan] = Future()
         self.post(Start(plan, future, dead_world, recovering))
         self.drain()

@@ -71,7 +71,9 @@ class StepRunner:
             return self._done(work, StepState.ERROR, work.output, exc, started_at, started)
         return self._done(work, StepState.SUCCESS, output, None, started_at, started)
 
-    def run_on_loop(self, work: Work, loop: asyncio.AbstractEventLoop, done: Callable[[StepDone], None]) -> None:
+    def run_on_loop(
+        self, work: Work, loop: asyncio.AbstractEventLoop, done: Callable[[StepDone], None]
+    ) -> None:
         future = asyncio.run_coroutine_threadsafe(self.run_async(work), loop)
         future.add_done_callback(lambda f: done(f.result()))
 
@@ -93,6 +95,7 @@ class StepRunner:
 
     def _call(self, chain: list[type[Middleware]], action: Action, work: Work) -> Any:
         if work.phase is Phase.RUN:
+
             def phase(*args: Any) -> Any:
                 _check_deferred_input(action)
                 return call_chain(chain, action, "run", action.run, *args)
@@ -100,7 +103,9 @@ class StepRunner:
             args: tuple[Any, ...] = (work.event,) if work.event is not None else ()
             return call_chain(chain, action, "run_phase", phase, *args)
         return call_chain(
-            chain, action, "finalize_phase",
+            chain,
+            action,
+            "finalize_phase",
             lambda: call_chain(chain, action, "finalize", action.finalize),
         )
 

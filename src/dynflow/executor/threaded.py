@@ -57,7 +57,9 @@ class ThreadedExecutor:
         self.core = core
         self.runner = runner
         self._inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
-        self.pools = {name: WorkerPool(name, size, runner, self.post) for name, size in queues.items()}
+        self.pools = {
+            name: WorkerPool(name, size, runner, self.post) for name, size in queues.items()
+        }
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(
             target=self.loop.run_forever, name="dynflow-asyncio", daemon=True
@@ -74,7 +76,9 @@ class ThreadedExecutor:
         self.post(Start(plan, future))
         return future
 
-    def recover(self, plan: ExecutionPlan, dead_world: str | None, recovering: bool) -> Future[ExecutionPlan]:
+    def recover(
+        self, plan: ExecutionPlan, dead_world: str | None, recovering: bool
+    ) -> Future[ExecutionPlan]:
         future: Future[ExecutionPlan] = Future()
         self.post(Start(plan, future, dead_world, recovering))
         return future
@@ -139,4 +143,3 @@ class ThreadedExecutor:
                 callback()
             except Exception:
                 log.exception("a future's callback failed")
-

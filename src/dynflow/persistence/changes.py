@@ -25,9 +25,7 @@ class Changes:
     released_locks: list[tuple[str, str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(
-            self.plans or self.steps or self.outputs or self.history or self.released_locks
-        )
+        return bool(self.plans or self.steps or self.outputs or self.history or self.released_locks)
 
     def clear(self) -> None:
         self.plans.clear()

@@ -44,7 +44,10 @@ class Dialect:
     def create_engines(self, url: URL) -> tuple[sa.Engine, sa.Engine]:
         """(writer, reader) engines."""
         engine = sa.create_engine(
-            url, isolation_level="READ COMMITTED", pool_size=10, max_overflow=20,
+            url,
+            isolation_level="READ COMMITTED",
+            pool_size=10,
+            max_overflow=20,
             pool_recycle=3600,
         )
         return engine, engine
@@ -71,7 +74,10 @@ class SqliteDialect(Dialect):
 
     def create_engines(self, url: URL) -> tuple[sa.Engine, sa.Engine]:
         memory = url.database in (None, "", ":memory:") or "mode=memory" in str(url)
-        args: dict[str, Any] = {"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000}
+        args: dict[str, Any] = {
+            "check_same_thread": False,
+            "timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000,
+        }
         if memory:
             # one shared connection; every use goes through the writer lock
             engine = sa.create_engine(url, connect_args=args, poolclass=StaticPool)

@@ -46,7 +46,13 @@ PLAN_ORDER = {
     "id": execution_plans.c.id,
 }
 STEP_MUTABLE = (
-    "state", "error", "started_at", "ended_at", "execution_time", "real_time", "progress_done",
+    "state",
+    "error",
+    "started_at",
+    "ended_at",
+    "execution_time",
+    "real_time",
+    "progress_done",
 )
 PLAN_MUTABLE = ("state", "result", "started_at", "ended_at", "execution_time", "real_time")
 
@@ -247,7 +253,7 @@ def plan_from_rows(
 
 
 def _conditions(filters: Mapping[str, Any] | None) -> list[sa.ColumnElement[bool]]:
-    conditions = []
+    conditions: list[sa.ColumnElement[bool]] = []
     for name, value in (filters or {}).items():
         if name not in PLAN_FILTERS:
             raise ConfigurationError(
@@ -263,7 +269,7 @@ def _conditions(filters: Mapping[str, Any] | None) -> list[sa.ColumnElement[bool
     return conditions
 
 
-def _plan_from_row(row: Mapping[str, Any]) -> ExecutionPlan:
+def _plan_from_row(row: Mapping[Any, Any]) -> ExecutionPlan:
     data = row["data"] or {}
     return ExecutionPlan(
         id=row["id"],
@@ -281,7 +287,7 @@ def _plan_from_row(row: Mapping[str, Any]) -> ExecutionPlan:
     )
 
 
-def _step_from_row(row: Mapping[str, Any]) -> Step:
+def _step_from_row(row: Mapping[Any, Any]) -> Step:
     return Step(
         id=row["id"],
         action_id=row["action_id"],
@@ -299,7 +305,7 @@ def _step_from_row(row: Mapping[str, Any]) -> Step:
     )
 
 
-def _action_from_row(row: Mapping[str, Any]) -> ActionRecord:
+def _action_from_row(row: Mapping[Any, Any]) -> ActionRecord:
     missing = None
     try:
         registry.lookup(row["action_class"])

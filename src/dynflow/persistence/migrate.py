@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
+from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from alembic import command
 from dynflow.persistence.database import Database
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -31,9 +31,7 @@ def head_revision() -> str:
 
 def current_revision(database: Database) -> str | None:
     with database.read() as connection:
-        context = MigrationContext.configure(
-            connection, opts={"version_table": VERSION_TABLE}
-        )
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
         return context.get_current_revision()
 
 

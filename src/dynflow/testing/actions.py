@@ -45,10 +45,16 @@ class _RecordingBuilder:
         self.input: dict[str, Any] | None = None
 
     def plan_self(self, action: Action, raw: dict[str, Any]) -> None:
-        self.input = to_json_value(raw, f"{type(action).__name__} input", on_unknown=to_marker_or_refuse)
+        self.input = to_json_value(
+            raw, f"{type(action).__name__} input", on_unknown=to_marker_or_refuse
+        )
 
     def plan_action(
-        self, cls: type[Action], args: Sequence[Any], kwargs: Mapping[str, Any], parent: Action | None = None
+        self,
+        cls: type[Action],
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        parent: Action | None = None,
     ) -> PlannedAction:
         stub = PlannedStub(self.next_id, cls, tuple(args), dict(kwargs))
         self.next_id += 1
@@ -171,7 +177,10 @@ def _phase_instance(
     source: Action, phase: Phase, input: Any, output: dict[str, Any], extra: dict[str, Any]
 ) -> Action:
     context = PhaseContext(
-        extra.get("world", source.world), source.execution_plan_id, phase, step_id=1,
+        extra.get("world", source.world),
+        source.execution_plan_id,
+        phase,
+        step_id=1,
         transaction=extra.get("transaction"),
     )
     action = type(source)(context, source.id, input=freeze(input), output=output)
