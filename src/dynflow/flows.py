@@ -68,13 +68,11 @@ def to_json(flow: Flow) -> Any:
 
 
 def from_json(data: Any) -> Flow:
-    if isinstance(data, int):
+    if isinstance(data, int) and not isinstance(data, bool):
         return Atom(data)
     if isinstance(data, dict) and len(data) == 1:
         ((kind, items),) = data.items()
-        flows = [from_json(item) for item in items]
-        if kind == "sequence":
-            return Sequence(flows)
-        if kind == "concurrence":
-            return Concurrence(flows)
+        if kind in ("sequence", "concurrence") and isinstance(items, list):
+            flows = [from_json(item) for item in items]
+            return Sequence(flows) if kind == "sequence" else Concurrence(flows)
     raise ValueError(f"not a stored flow: {data!r}")

@@ -114,7 +114,7 @@ class PlanBuilder:
         record = _Action(
             id=len(self.actions) + 1,
             cls=action_class,
-            label=str(action_class.label),
+            label=action_class.__name__,
             parent_id=parent.id if parent else None,
         )
         self.actions.append(record)
@@ -152,6 +152,7 @@ class PlanBuilder:
             step.execution_time = time.monotonic() - started
             step.ended_at = datetime.now(UTC)
         step.state = StepState.SUCCESS
+        record.label = str(action.label)  # may depend on the input (a property)
         self._flows[-1].flows.append(own_flow)
         return PlannedAction(record.id, action_class, record.input)
 

@@ -1,0 +1,194 @@
+"""W1 (throughput) and W3 (latency) for pydynflow, side by side with DBOS.
+
+W1: ``--plans`` plans of 10 sequential no-op steps, all triggered at once; time
+from the first trigger until every plan finished -> steps per second. Also
+counts database commits per step (the batching of the executor core).
+W3: trigger -> finished latency of a 1-step plan, ``--samples`` sequential
+runs after a warm-up -> p50/p99 in milliseconds.
+
+Each runs on a fresh SQLite file and a fresh PostgreSQL database; DBOS runs the
+same workloads on the same database kind in the same run (from its own virtual
+environment, ``benchmarks/.venv-dbos``, created on first use with ``pip install
+dbos``). Usage: ``python benchmarks/run.py [--plans N] [--samples N] [--no-dbos]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from dynflow import Action, World
+
+HERE = Path(__file__).parent
+DBOS_VENV = HERE / ".venv-dbos"
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/"
+STEPS = 10
+
+
+class Noop(Action):
+    def run(self, event: Any = None) -> None:
+        pass
+
+
+class TenSteps(Action):
+    def plan(self) -> None:
+        with self.sequence():
+            for _ in range(STEPS):
+                self.plan_action(Noop)
+
+
+class OneStep(Action):
+    def run(self, event: Any = None) -> None:
+        pass
+
+
+def fresh_database(kind: str, tmp: Path) -> str:
+    if kind == "sqlite":
+        path = tmp / f"bench-{time.monotonic_ns()}.sqlite3"
+        return f"sqlite:///{path}"
+    admin = sa.create_engine(PG_SERVER + "postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text('DROP DATABASE IF EXISTS "dynflow_bench" WITH (FORCE)'))
+        connection.execute(sa.text('CREATE DATABASE "dynflow_bench"'))
+    admin.dispose()
+    return PG_SERVER + "dynflow_bench"
+
+
+def count_commits(world: World) -> list[int]:
+    counter = [0]
+
+    @event.listens_for(world.persistence.db.writer, "commit")
+    def _commit(_connection: Any) -> None:
+        counter[0] += 1
+
+    return counter
+
+
+def w1(url: str, plans: int) -> dict[str, Any]:
+    with World(url, pool_size=5) as world:
+        world.trigger(TenSteps).finished.result(60)  # warm-up
+        commits = count_commits(world)
+        started = time.perf_counter()
+        triggered = [world.trigger(TenSteps) for _ in range(plans)]
+        for t in triggered:
+            plan = t.finished.result(600)
+            assert plan.result == "success", plan
+        seconds = time.perf_counter() - started
+    steps = plans * STEPS
+    return {
+        "plans": plans,
+        "steps": steps,
+        "seconds": round(seconds, 3),
+        "steps_per_s": round(steps / seconds, 1),
+        "commits_per_step": round(commits[0] / steps, 3),
+    }
+
+
+def w3(url: str, samples: int) -> dict[str, Any]:
+    with World(url) as world:
+        for _ in range(20):
+            world.trigger(OneStep).finished.result(60)
+        latencies = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            world.trigger(OneStep).finished.result(60)
+            latencies.append((time.perf_counter() - started) * 1000)
+    return percentiles(latencies)
+
+
+def percentiles(values: list[float]) -> dict[str, Any]:
+    ordered = sorted(values)
+    return {
+        "samples": len(ordered),
+        "p50_ms": round(statistics.median(ordered), 2),
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2),
+    }
+
+
+def ensure_dbos() -> Path:
+    python = DBOS_VENV / "bin" / "python"
+    if not python.exists():
+        print("creating benchmarks/.venv-dbos with dbos ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(DBOS_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "dbos"], check=True)
+    return python
+
+
+def dbos(
+    python: Path, kind: str, tmp: Path, workload: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp / f'dbos-{time.monotonic_ns()}.sqlite'}"
+        extra = ["--sqlite-wal"]
+    else:
+        url = "postgresql://postgres@127.0.0.1:5432/dbos_bench"
+        extra = []
+    command = [
+        str(python),
+        str(HERE / "dbos_bench.py"),
+        "--database-url",
+        url,
+        "--workload",
+        workload,
+        "--plans",
+        str(args.plans),
+        "--samples",
+        str(args.samples),
+        *extra,
+    ]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plans", type=int, default=500)
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--no-dbos", action="store_true")
+    args = parser.parse_args()
+    python = None if args.no_dbos else ensure_dbos()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for kind in args.databases.split(","):
+            ours_w1 = w1(fresh_database(kind, tmp), args.plans)
+            ours_w3 = w3(fresh_database(kind, tmp), args.samples)
+            row: dict[str, Any] = {"db": kind, "pydynflow_w1": ours_w1, "pydynflow_w3": ours_w3}
+            if python is not None:
+                row["dbos_w1"] = dbos(python, kind, tmp, "w1", args)
+                row["dbos_w3"] = dbos(python, kind, tmp, "w3", args)
+                row["w1_ratio"] = round(ours_w1["steps_per_s"] / row["dbos_w1"]["steps_per_s"], 2)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print(f"\n{datetime.now(UTC):%Y-%m-%d} {platform.machine()} {platform.python_version()}")
+    print(
+        "| db | W1 steps/s | commits/step | W3 p50 ms | W3 p99 ms | DBOS W1 steps/s | "
+        "DBOS W3 p50/p99 ms | W1 ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        d1, d3 = r.get("dbos_w1", {}), r.get("dbos_w3", {})
+        print(
+            f"| {r['db']} | {r['pydynflow_w1']['steps_per_s']} | "
+            f"{r['pydynflow_w1']['commits_per_step']} | {r['pydynflow_w3']['p50_ms']} | "
+            f"{r['pydynflow_w3']['p99_ms']} | {d1.get('steps_per_s', '-')} | "
+            f"{d3.get('p50_ms', '-')}/{d3.get('p99_ms', '-')} | {r.get('w1_ratio', '-')} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""The ``dynflow`` command."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from dynflow.config import DEFAULT_DATABASE_URL
+
+app = typer.Typer(
+    help="pydynflow: durable workflows with plan, run and finalize phases.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help=f"SQLAlchemy URL (default: $DYNFLOW_DATABASE_URL, else {DEFAULT_DATABASE_URL})",
+        show_default=False,
+    ),
+]
+
+
+def database_url(value: str | None) -> str:
+    return value or os.environ.get("DYNFLOW_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+@app.command()
+def demo(
+    url: DatabaseUrl = None,
+    fast: Annotated[bool, typer.Option(help="No pauses between steps.")] = False,
+) -> None:
+    """Provision a small environment: a network, three machines, one failure, a resume."""
+    from dynflow.cli.demo import run_demo
+
+    raise typer.Exit(run_demo(database_url(url), fast=fast))
+
+
+@db_app.command("upgrade")
+def db_upgrade(url: DatabaseUrl = None) -> None:
+    """Apply the schema migrations to the database."""
+    from dynflow.errors import DynflowError
+    from dynflow.persistence import Persistence
+    from dynflow.persistence.migrate import current_revision, head_revision
+
+    try:
+        persistence = Persistence(database_url(url))
+        persistence.migrate()
+        revision = current_revision(persistence.db)
+        persistence.close()
+    except DynflowError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{persistence.url}: schema at revision {revision} (head {head_revision()})")
+
+
+def main() -> None:
+    app()

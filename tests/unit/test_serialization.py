@@ -1,0 +1,175 @@
+"""JSON values: checking with errors that name the place, read-only views, references."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+
+from dynflow import NotSerializable
+from dynflow.action.references import OutputReference, to_marker_or_refuse
+from dynflow.serialization import (
+    REF_KEY,
+    dumps,
+    find_refs,
+    freeze,
+    loads,
+    ref_marker,
+    resolve_refs,
+    to_json_value,
+)
+
+# -- to_json_value -------------------------------------------------------------------------
+
+
+def test_plain_json_values_are_copied() -> None:
+    value = {"a": [1, 2.5, "x", None, True, {"b": []}], "c": ("t", 1)}
+    result = to_json_value(value, "CreateVM input")
+    assert result == {"a": [1, 2.5, "x", None, True, {"b": []}], "c": ["t", 1]}
+    # a copy: changing it does not change the original
+    result["a"][5]["b"].append(1)
+    assert value["a"][5] == {"b": []}
+
+
+def test_read_only_mappings_and_tuples_become_dicts_and_lists() -> None:
+    result = to_json_value(MappingProxyType({"k": (1, (2,))}), "X output")
+    assert result == {"k": [1, [2]]}
+    assert type(result) is dict
+    assert type(result["k"]) is list
+
+
+def test_error_names_the_place_and_key() -> None:
+    with pytest.raises(NotSerializable) as raised:
+        to_json_value({"when": datetime.now(UTC)}, "CreateVM output")
+    message = str(raised.value)
+    assert "CreateVM output['when']" in message
+    assert "datetime" in message
+
+
+def test_error_names_a_nested_place() -> None:
+    with pytest.raises(NotSerializable, match=r"CreateVM output\['a'\]\[1\]\['b'\]: value of type"):
+        to_json_value({"a": [0, {"b": {1, 2}}]}, "CreateVM output")
+
+
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+def test_non_finite_floats_are_refused(number: float) -> None:
+    with pytest.raises(NotSerializable, match=r"Job output\['x'\]: .* is not a JSON number"):
+        to_json_value({"x": number}, "Job output")
+
+
+@pytest.mark.parametrize("key", [1, None, ("a",), 2.5])
+def test_non_string_keys_are_refused(key: Any) -> None:
+    with pytest.raises(NotSerializable, match=r"Job input\['m'\]: key .* is not a string"):
+        to_json_value({"m": {key: "v"}}, "Job input")
+
+
+class Thing:
+    pass
+
+
+@pytest.mark.parametrize("value", [Thing(), object(), b"bytes", {1, 2}, datetime.now(UTC)])
+def test_objects_are_refused(value: Any) -> None:
+    with pytest.raises(NotSerializable, match=type(value).__name__):
+        to_json_value([value], "Job output")
+
+
+def test_on_unknown_converts_values_it_accepts() -> None:
+    ref = OutputReference(3, "CreateVM", ("id",))
+    result = to_json_value({"vm": ref}, "Attach input", on_unknown=to_marker_or_refuse)
+    assert result == {"vm": ref_marker(3, ("id",))}
+
+
+def test_on_unknown_refusing_gives_the_usual_error() -> None:
+    with pytest.raises(NotSerializable, match=r"Attach input\['x'\]: value of type Thing"):
+        to_json_value({"x": Thing()}, "Attach input", on_unknown=to_marker_or_refuse)
+
+
+def test_dumps_and_loads_round_trip() -> None:
+    value = {"name": "wéb-1", "n": [1, 2.5, None, True]}
+    assert loads(dumps(value)) == value
+    assert "wéb-1" in dumps(value)
+    assert loads(None) is None
+
+
+# -- freeze --------------------------------------------------------------------------------
+
+
+def test_freeze_makes_nested_read_only_views() -> None:
+    original = {"a": {"b": [1, {"c": 2}]}, "d": "x"}
+    frozen = freeze(original)
+    assert frozen["a"]["b"][1]["c"] == 2
+    assert frozen["a"]["b"] == (1, frozen["a"]["b"][1])
+    with pytest.raises(TypeError):
+        frozen["d"] = "y"
+    with pytest.raises(TypeError):
+        frozen["a"]["new"] = 1
+    with pytest.raises(TypeError):
+        frozen["a"]["b"][1]["c"] = 3
+    assert not hasattr(frozen["a"]["b"], "append")
+    assert frozen == {"a": {"b": (1, {"c": 2})}, "d": "x"}
+
+
+def test_freeze_leaves_scalars_alone() -> None:
+    for value in (None, 1, 2.5, "s", True):
+        assert freeze(value) == value
+
+
+# -- references ----------------------------------------------------------------------------
+
+
+OUTPUTS: dict[int, Any] = {
+    1: {"id": 42, "net": {"ips": ["10.0.0.1", "10.0.0.2"], "name": "lan"}},
+    2: {"ok": True},
+}
+
+
+def test_resolve_refs_resolves_nested_paths_anywhere_in_the_value() -> None:
+    value = {
+        "vm": ref_marker(1, ("id",)),
+        "list": [ref_marker(1, ("net", "ips", 1)), {"deep": ref_marker(1, ("net", "name"))}],
+        "whole": ref_marker(2, ()),
+        "plain": "x",
+    }
+    assert resolve_refs(value, OUTPUTS.__getitem__) == {
+        "vm": 42,
+        "list": ["10.0.0.2", {"deep": "lan"}],
+        "whole": {"ok": True},
+        "plain": "x",
+    }
+
+
+def test_resolve_refs_of_an_output_reference_built_by_indexing() -> None:
+    ref = OutputReference(1, "CreateVM")["net"]["ips"][0]
+    assert resolve_refs({"ip": ref.to_marker()}, OUTPUTS.__getitem__) == {"ip": "10.0.0.1"}
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [
+        (("missing",), "['missing']"),
+        (("net", "gateway"), "['net']['gateway']"),
+        (("net", "ips", 5), "['net']['ips'][5]"),
+        (("id", "x"), "['id']['x']"),
+    ],
+)
+def test_resolve_refs_missing_key_names_the_reference(path: tuple[Any, ...], shown: str) -> None:
+    with pytest.raises(KeyError) as raised:
+        resolve_refs({"v": ref_marker(1, path)}, OUTPUTS.__getitem__)
+    message = str(raised.value)
+    assert "action 1" in message
+    assert f"output{shown}" in message
+
+
+def test_a_dict_that_only_looks_like_a_marker_is_left_alone() -> None:
+    value = {REF_KEY: {"action_id": 1, "path": []}, "other": 1}
+    assert resolve_refs(value, OUTPUTS.__getitem__) == value
+    assert find_refs(value) == set()
+
+
+def test_find_refs_collects_referenced_action_ids() -> None:
+    value = {"a": ref_marker(1, ("x",)), "b": [ref_marker(5, ()), {"c": ref_marker(1, ())}]}
+    assert find_refs(value) == {1, 5}
+    assert find_refs({"a": [1, "x"]}) == set()
