@@ -31,7 +31,7 @@ from dynflow.execution_plan.states import PlanResult, PlanState, StepState
 from dynflow.executor import Executor
 from dynflow.executor.core import ExecutorCore, skip_step
 from dynflow.executor.runner import StepRunner
-from dynflow.executor.runtime import PlanRuntime
+from dynflow.executor.runtime import PlanRuntime, now
 from dynflow.executor.threaded import ThreadedExecutor
 from dynflow.executor.work import Progress
 from dynflow.middleware import MiddlewareStack
@@ -256,7 +256,7 @@ class World:
             return _failed(exc)
         try:
             runtime = PlanRuntime.from_plan(plan, Changes())
-            runtime.set_state(PlanState.STOPPED, PlanResult.ERROR, ended_at=runtime.plan.ended_at)
+            runtime.set_state(PlanState.STOPPED, PlanResult.ERROR, ended_at=now())
             runtime.record("halt execution", self.id)
             self.persistence.apply(runtime.changes)
         finally:

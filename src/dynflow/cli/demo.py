@@ -75,7 +75,10 @@ class ProvisionMachine(Action):
         with self.sequence():
             disk = self.plan_action(AllocateDisk, machine=name)
             boot = self.plan_action(
-                BootMachine, machine=name, index=index, disk_id=disk.output["disk_id"],
+                BootMachine,
+                machine=name,
+                index=index,
+                disk_id=disk.output["disk_id"],
                 network_id=network.output["network_id"],
             )
             self.plan_action(InstallPackages, machine=name, ip=boot.output["ip"], packages=packages)
@@ -164,7 +167,9 @@ def _action_line(plan: ExecutionPlan, action: Any) -> Text:
 
 
 def _plan_style(plan: ExecutionPlan) -> str:
-    return {"success": "green", "warning": "magenta", "error": "red"}.get(str(plan.result), "yellow")
+    return {"success": "green", "warning": "magenta", "error": "red"}.get(
+        str(plan.result), "yellow"
+    )
 
 
 def _watch(world: World, plan_id: str, done: Any, live: Live) -> ExecutionPlan:
@@ -186,12 +191,14 @@ def run_demo(database_url: str, *, fast: bool = False, console: Console | None =
         console.print(f"[red]error:[/] {exc}")
         return 1
     with world:
-        console.print(Panel.fit(
-            "Provisioning environment [bold]demo[/]: a network, then three machines in "
-            "concurrence (disk → boot → packages each), then registering the inventory.\n"
-            "Installing packages on [bold]demo-db[/] fails the first time.",
-            title="pydynflow demo",
-        ))
+        console.print(
+            Panel.fit(
+                "Provisioning environment [bold]demo[/]: a network, then three machines in "
+                "concurrence (disk → boot → packages each), then registering the inventory.\n"
+                "Installing packages on [bold]demo-db[/] fails the first time.",
+                title="pydynflow demo",
+            )
+        )
         triggered = world.trigger(ProvisionEnvironment, "demo")
         with Live(console=console, refresh_per_second=10, transient=False) as live:
             plan = _watch(world, triggered.execution_plan_id, triggered.finished, live)

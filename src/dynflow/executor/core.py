@@ -153,13 +153,16 @@ class ExecutorCore:
         self.plans[plan.id] = runtime
         runtime.futures.append(future)
         if recovering:
+            # the dead executor's failures stand: its interrupted steps fail too (unless
+            # idempotent), and the plan pauses or is rescued like after any failure
             runtime.record("terminate execution", recovered_from)
-        for step in runtime.steps.values():
-            if step.state is StepState.RUNNING:  # left running by a dead executor
-                self._abnormal(runtime, step)
-        for step in runtime.steps.values():
-            if step.state is StepState.ERROR and step.phase is not Phase.PLAN:
-                runtime.set_step(step, StepState.PENDING, error=None)
+            for step in runtime.steps.values():
+                if step.state is StepState.RUNNING:  # left running by a dead executor
+                    self._abnormal(runtime, step)
+        else:  # executing or resuming: failed steps run again
+            for step in runtime.steps.values():
+                if step.state is StepState.ERROR and step.phase is not Phase.PLAN:
+                    runtime.set_step(step, StepState.PENDING, error=None)
         runtime.set_state(
             PlanState.RUNNING,
             PlanResult.PENDING,
@@ -171,9 +174,6 @@ class ExecutorCore:
 
     def _abnormal(self, runtime: PlanRuntime, step: Any) -> None:
         action_class = runtime.actions[step.action_id].action_class
-        if _idempotent(action_class):
-            runtime.set_step(step, StepState.PENDING, error=None)
-            return
         message = ABNORMAL.format(state=step.state)
         runtime.set_step(
             step,
@@ -181,6 +181,8 @@ class ExecutorCore:
             error=StepError("dynflow.errors.ExecutionError", message),
             ended_at=now(),
         )
+        if _idempotent(action_class):  # interrupted, then run again at once
+            runtime.set_step(step, StepState.PENDING, error=None, ended_at=None)
 
     # -- results ----------------------------------------------------------------------
 
@@ -193,7 +195,10 @@ class ExecutorCore:
             self._maybe_terminated()
             return
         step = runtime.steps[done.step_id]
-        if done.state is StepState.SUCCESS:
+        if (
+            done.state is StepState.SUCCESS
+            and done.output != runtime.actions[step.action_id].output
+        ):
             runtime.set_output(step.action_id, done.output)
         runtime.set_step(
             step,
@@ -217,8 +222,9 @@ class ExecutorCore:
                         if not self._has_running(runtime):
                             self._pause(runtime)
                         return
-                    for step_id in decision.ready:
-                        self._dispatch(runtime, step_id)
+                    failed = [s for s in decision.ready if not self._dispatch(runtime, s)]
+                    if failed:  # refused before running (queue, reference): decide again
+                        continue
                     return
                 case Outcome.FINISHED:
                     self._finish(runtime)
@@ -248,7 +254,8 @@ class ExecutorCore:
         self._pause(runtime, PlanResult.ERROR)
         return False
 
-    def _dispatch(self, runtime: PlanRuntime, step_id: int) -> None:
+    def _dispatch(self, runtime: PlanRuntime, step_id: int) -> bool:
+        """Hand the step to a worker; False if it failed at once (it is then ``error``)."""
         step = runtime.steps[step_id]
         action = runtime.actions[step.action_id]
         runtime.set_step(
@@ -267,9 +274,9 @@ class ExecutorCore:
                 step,
                 StepState.ERROR,
                 ended_at=now(),
-                error=StepError(f"{type(exc).__module__}.{type(exc).__qualname__}", message),
+                error=StepError(StepError.from_exception(exc).exception_class, message),
             )
-            return
+            return False
         self.running_steps += 1
         self._out.work.append(
             Work(
@@ -283,6 +290,7 @@ class ExecutorCore:
                 output=dict(action.output),
             )
         )
+        return True
 
     # -- ending -----------------------------------------------------------------------
 

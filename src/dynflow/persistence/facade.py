@@ -20,6 +20,7 @@ from dynflow.execution_plan.model import (
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
 from dynflow.flows import from_json
 from dynflow.persistence import migrate
+from dynflow.persistence.bulk import insert_rows, update_rows
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.database import Database
 from dynflow.persistence.tables import (
@@ -56,20 +57,6 @@ STEP_MUTABLE = (
 )
 PLAN_MUTABLE = ("state", "result", "started_at", "ended_at", "execution_time", "real_time")
 
-_update_steps = (
-    sa.update(steps)
-    .where(steps.c.execution_plan_id == sa.bindparam("b_plan"), steps.c.id == sa.bindparam("b_id"))
-    .values({name: sa.bindparam(f"b_{name}") for name in STEP_MUTABLE})
-)
-_update_outputs = (
-    sa.update(actions)
-    .where(
-        actions.c.execution_plan_id == sa.bindparam("b_plan"),
-        actions.c.id == sa.bindparam("b_id"),
-    )
-    .values(output=sa.bindparam("b_output"))
-)
-
 
 class Persistence:
     """Durable state of execution plans; one instance per world."""
@@ -99,13 +86,11 @@ class Persistence:
     ) -> None:
         """Insert a freshly planned plan (and, optionally, its execution lock) at once."""
         with self.db.write() as connection:
-            connection.execute(sa.insert(execution_plans), [dict(plan)])
-            if action_rows:
-                connection.execute(sa.insert(actions), list(action_rows))
-            if step_rows:
-                connection.execute(sa.insert(steps), list(step_rows))
+            connection.execute(sa.insert(execution_plans).values(dict(plan)))
+            insert_rows(connection, actions, action_rows)
+            insert_rows(connection, steps, step_rows)
             if lock is not None:
-                connection.execute(sa.insert(coordinator_records), [dict(lock)])
+                connection.execute(sa.insert(coordinator_records).values(dict(lock)))
 
     def apply(self, changes: Changes, connection: sa.Connection | None = None) -> None:
         """Write a batch of changes in one transaction."""
@@ -116,35 +101,42 @@ class Persistence:
             self._apply(changes, connection)
 
     def _apply(self, changes: Changes, connection: sa.Connection) -> None:
-        if changes.steps:
-            connection.execute(
-                _update_steps,
-                [
-                    {"b_plan": plan_id, "b_id": step_id}
-                    | {f"b_{name}": values[name] for name in STEP_MUTABLE}
-                    for (plan_id, step_id), values in changes.steps.items()
-                ],
-            )
-        if changes.outputs:
-            connection.execute(
-                _update_outputs,
-                [
-                    {"b_plan": plan_id, "b_id": action_id, "b_output": output}
-                    for (plan_id, action_id), output in changes.outputs.items()
-                ],
-            )
-        for plan_id, values in changes.plans.items():
-            connection.execute(
-                sa.update(execution_plans).where(execution_plans.c.id == plan_id).values(values)
-            )
-        if changes.history:
-            connection.execute(
-                sa.insert(execution_history),
-                [
-                    {"execution_plan_id": p, "time": t, "name": n, "world_id": w}
-                    for p, t, n, w in changes.history
-                ],
-            )
+        update_rows(
+            connection,
+            steps,
+            ("execution_plan_id", "id"),
+            [
+                {"execution_plan_id": plan_id, "id": step_id}
+                | {name: values[name] for name in STEP_MUTABLE}
+                for (plan_id, step_id), values in changes.steps.items()
+            ],
+        )
+        update_rows(
+            connection,
+            actions,
+            ("execution_plan_id", "id"),
+            [
+                {"execution_plan_id": plan_id, "id": action_id, "output": output}
+                for (plan_id, action_id), output in changes.outputs.items()
+            ],
+        )
+        update_rows(
+            connection,
+            execution_plans,
+            ("id",),
+            [
+                {"id": plan_id} | {name: values[name] for name in PLAN_MUTABLE}
+                for plan_id, values in changes.plans.items()
+            ],
+        )
+        insert_rows(
+            connection,
+            execution_history,
+            [
+                {"execution_plan_id": p, "time": t, "name": n, "world_id": w}
+                for p, t, n, w in changes.history
+            ],
+        )
         for lock_class, lock_id, owner_id in changes.released_locks:
             connection.execute(
                 sa.delete(coordinator_records).where(
