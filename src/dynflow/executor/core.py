@@ -358,6 +358,35 @@ class ExecutorCore:
         self._out.callbacks.append(partial(_reject, future, error))
 
 
+class ExecutorFront:
+    """Requests to an executor, as messages to its core; subclasses deliver them."""
+
+    core: ExecutorCore
+
+    def post(self, message: Message) -> None:
+        raise NotImplementedError
+
+    def execute(self, plan: ExecutionPlan) -> Future[ExecutionPlan]:
+        future: Future[ExecutionPlan] = Future()
+        self.post(Start(plan, future))
+        return future
+
+    def recover(
+        self, plan: ExecutionPlan, dead_world: str | None, recovering: bool
+    ) -> Future[ExecutionPlan]:
+        future: Future[ExecutionPlan] = Future()
+        self.post(Start(plan, future, dead_world, recovering))
+        return future
+
+    def halt(self, execution_plan_id: str) -> Future[ExecutionPlan]:
+        future: Future[ExecutionPlan] = Future()
+        self.post(Halt(execution_plan_id, future))
+        return future
+
+    def running(self, execution_plan_id: str) -> bool:
+        return execution_plan_id in self.core.plans
+
+
 def skip_step(runtime: PlanRuntime, step_id: int) -> None:
     """Mark a failed step skipped, and pending steps that need its output with it."""
     step = runtime.steps[step_id]

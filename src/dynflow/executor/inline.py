@@ -6,13 +6,12 @@ import asyncio
 from collections import deque
 from concurrent.futures import Future
 
-from dynflow.execution_plan.model import ExecutionPlan
-from dynflow.executor.core import ExecutorCore, Halt, Message, Start, Terminate
+from dynflow.executor.core import ExecutorCore, ExecutorFront, Message, Terminate
 from dynflow.executor.runner import StepRunner
 
 
-class InlineExecutor:
-    """Same core as the threaded executor; work runs synchronously when posted."""
+class InlineExecutor(ExecutorFront):
+    """Same core as the threaded executor; posting a request runs it to the end."""
 
     def __init__(self, core: ExecutorCore, runner: StepRunner) -> None:
         self.core = core
@@ -22,33 +21,10 @@ class InlineExecutor:
 
     def post(self, message: Message) -> None:
         self._inbox.append(message)
-
-    def execute(self, plan: ExecutionPlan) -> Future[ExecutionPlan]:
-        future: Future[ExecutionPlan] = Future()
-        self.post(Start(plan, future))
         self.drain()
-        return future
-
-    def recover(
-        self, plan: ExecutionPlan, dead_world: str | None, recovering: bool
-    ) -> Future[ExecutionPlan]:
-        future: Future[ExecutionPlan] = Future()
-        self.post(Start(plan, future, dead_world, recovering))
-        self.drain()
-        return future
-
-    def halt(self, execution_plan_id: str) -> Future[ExecutionPlan]:
-        future: Future[ExecutionPlan] = Future()
-        self.post(Halt(execution_plan_id, future))
-        self.drain()
-        return future
-
-    def running(self, execution_plan_id: str) -> bool:
-        return execution_plan_id in self.core.plans
 
     def terminate(self, timeout: float | None) -> None:
         self.post(Terminate(Future()))
-        self.drain()
 
     def drain(self) -> None:
         """Handle messages and run released work until nothing is left."""

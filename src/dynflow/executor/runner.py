@@ -55,7 +55,7 @@ class StepRunner:
             else:
                 self._call(chain, action, work)
                 output = self._checked_output(action)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit in a step must not kill the worker
             return self._done(work, StepState.ERROR, work.output, exc, started_at, started)
         return self._done(work, StepState.SUCCESS, output, None, started_at, started)
 

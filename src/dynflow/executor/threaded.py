@@ -11,8 +11,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from dynflow.errors import PersistenceError
-from dynflow.execution_plan.model import ExecutionPlan
-from dynflow.executor.core import Abandon, ExecutorCore, Halt, Message, Start, Terminate
+from dynflow.executor.core import Abandon, ExecutorCore, ExecutorFront, Message, Terminate
 from dynflow.executor.runner import StepRunner
 from dynflow.executor.work import Work
 
@@ -52,7 +51,7 @@ class WorkerPool:
             thread.join(None if deadline is None else max(deadline - time.monotonic(), 0))
 
 
-class ThreadedExecutor:
+class ThreadedExecutor(ExecutorFront):
     def __init__(self, core: ExecutorCore, runner: StepRunner, queues: dict[str, int]) -> None:
         self.core = core
         self.runner = runner
@@ -70,26 +69,6 @@ class ThreadedExecutor:
 
     def post(self, message: Message) -> None:
         self._inbox.put(message)
-
-    def execute(self, plan: ExecutionPlan) -> Future[ExecutionPlan]:
-        future: Future[ExecutionPlan] = Future()
-        self.post(Start(plan, future))
-        return future
-
-    def recover(
-        self, plan: ExecutionPlan, dead_world: str | None, recovering: bool
-    ) -> Future[ExecutionPlan]:
-        future: Future[ExecutionPlan] = Future()
-        self.post(Start(plan, future, dead_world, recovering))
-        return future
-
-    def halt(self, execution_plan_id: str) -> Future[ExecutionPlan]:
-        future: Future[ExecutionPlan] = Future()
-        self.post(Halt(execution_plan_id, future))
-        return future
-
-    def running(self, execution_plan_id: str) -> bool:
-        return execution_plan_id in self.core.plans
 
     def terminate(self, timeout: float | None) -> None:
         done: Future[None] = Future()

@@ -197,7 +197,7 @@ class Persistence:
             )
         column = PLAN_ORDER[order_by]
         query = sa.select(execution_plans).where(*_conditions(filters))
-        query = query.order_by(column.desc() if desc else column.asc(), execution_plans.c.id)
+        query = query.order_by(*_ordering(column, desc, self.db.name), execution_plans.c.id)
         if per_page is not None:
             if per_page <= 0 or (page is not None and page < 0):
                 raise ConfigurationError("page must be >= 0 and per_page > 0")
@@ -242,6 +242,18 @@ def plan_from_rows(
         history=[],
     )
     return result
+
+
+def _ordering(column: sa.Column[Any], desc: bool, dialect: str) -> list[sa.ColumnElement[Any]]:
+    """Order by ``column``, a NULL time (not started, not ended yet) counting as later than
+    any other, so that every database returns the same order."""
+    direction = column.desc() if desc else column.asc()
+    if not column.nullable:
+        return [direction]
+    if dialect == "mysql":  # no NULLS FIRST/LAST there, and NULL sorts first
+        missing = column.is_(None)
+        return [missing.desc() if desc else missing.asc(), direction]
+    return [direction.nulls_first() if desc else direction.nulls_last()]
 
 
 def _conditions(filters: Mapping[str, Any] | None) -> list[sa.ColumnElement[bool]]:

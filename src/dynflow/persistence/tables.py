@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 from dynflow.persistence.types import JSONText, UTCDateTime
 
 metadata = sa.MetaData()
 
 UUID = sa.String(36)
+#: durations and progress: double precision everywhere (MySQL's FLOAT is single precision)
+DOUBLE = sa.Float().with_variant(mysql.DOUBLE(), "mysql", "mariadb")
 
 execution_plans = sa.Table(
     "dynflow_execution_plans",
@@ -19,8 +22,8 @@ execution_plans = sa.Table(
     sa.Column("result", sa.String(20), nullable=False),
     sa.Column("started_at", UTCDateTime(), nullable=True),
     sa.Column("ended_at", UTCDateTime(), nullable=True),
-    sa.Column("execution_time", sa.Float(), nullable=False, default=0.0),
-    sa.Column("real_time", sa.Float(), nullable=False, default=0.0),
+    sa.Column("execution_time", DOUBLE, nullable=False, default=0.0),
+    sa.Column("real_time", DOUBLE, nullable=False, default=0.0),
     sa.Column("caller_execution_plan_id", UUID, nullable=True),
     sa.Column("caller_action_id", sa.Integer(), nullable=True),
     # run_flow, finalize_flow and requires: written once at planning
@@ -60,10 +63,10 @@ steps = sa.Table(
     sa.Column("error", JSONText(), nullable=True),
     sa.Column("started_at", UTCDateTime(), nullable=True),
     sa.Column("ended_at", UTCDateTime(), nullable=True),
-    sa.Column("execution_time", sa.Float(), nullable=False),
-    sa.Column("real_time", sa.Float(), nullable=False),
-    sa.Column("progress_done", sa.Float(), nullable=False),
-    sa.Column("progress_weight", sa.Float(), nullable=False),
+    sa.Column("execution_time", DOUBLE, nullable=False),
+    sa.Column("real_time", DOUBLE, nullable=False),
+    sa.Column("progress_done", DOUBLE, nullable=False),
+    sa.Column("progress_weight", DOUBLE, nullable=False),
     sa.Index("ix_dynflow_steps_state", "state"),
 )
 
