@@ -60,7 +60,8 @@ def reset_database(url: str, sqlite_wal: bool) -> None:
     parsed = sa.make_url(url)
     if parsed.drivername.startswith("sqlite"):
         path = parsed.database
-        assert path and path != ":memory:", "use a file URL, e.g. sqlite:////tmp/x.sqlite"
+        if not path or path == ":memory:":
+            raise SystemExit("use a file URL, e.g. sqlite:////tmp/x.sqlite")
         for suffix in ("", "-journal", "-wal", "-shm"):
             if os.path.exists(path + suffix):
                 os.remove(path + suffix)

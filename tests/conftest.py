@@ -18,7 +18,8 @@ POSTGRES_SERVER = os.environ.get(
     "DYNFLOW_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/"
 )
 MYSQL_SERVER = os.environ.get("DYNFLOW_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/")
-TEST_DATABASE = "dynflow_test"
+#: one database per test run, so that concurrent runs on one server never meet
+TEST_DATABASE = f"dynflow_test_{os.getpid()}"
 IN_CI = os.environ.get("CI") == "true"
 
 _server_checked: dict[str, str | None] = {}
@@ -68,6 +69,31 @@ def server_url(kind: str) -> str:
             pytest.fail(f"{problem} (required when CI=true)")
         pytest.skip(problem)
     return sa.make_url(server).set(database=TEST_DATABASE).render_as_string(hide_password=False)
+
+
+def _drop_database(server: str, name: str) -> None:
+    url = sa.make_url(server)
+    postgres = url.get_backend_name() == "postgresql"
+    admin = sa.create_engine(
+        url.set(database="postgres" if postgres else None), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        with admin.connect() as connection:
+            if postgres:
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            else:
+                connection.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """Drop this run's databases at the end of the session."""
+    yield
+    for kind, problem in _server_checked.items():
+        if problem is None:
+            _drop_database(POSTGRES_SERVER if kind == "postgresql" else MYSQL_SERVER, TEST_DATABASE)
 
 
 def _clean(url: str) -> None:

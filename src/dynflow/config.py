@@ -67,5 +67,10 @@ class WorldConfig:
             raise ConfigurationError(
                 f"unknown World option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
+        if database_url is not None and not database_url.strip():
+            raise ConfigurationError(
+                "empty database URL: pass a SQLAlchemy URL, or None for $DYNFLOW_DATABASE_URL "
+                f"or {DEFAULT_DATABASE_URL}"
+            )
         url = database_url or os.environ.get("DYNFLOW_DATABASE_URL") or DEFAULT_DATABASE_URL
         return cls(database_url=url, **options)

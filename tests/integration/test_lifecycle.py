@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -119,7 +120,7 @@ def test_world_registers_on_start_and_unregisters_on_terminate(
     assert records[world.id].executor is True
     assert records[observer.id].executor is False
     assert records[world.id].meta["role"] == "worker"
-    assert records[world.id].meta["pid"] == __import__("os").getpid()
+    assert records[world.id].meta["pid"] == os.getpid()
     assert [w.id for w in observer.coordinator.find_worlds(active_executors_only=True)] == [
         world.id
     ]
@@ -218,6 +219,9 @@ def _crashed_plan(
         if how == "stale heartbeat":
             meta = {"hostname": "elsewhere.example", "pid": 1}
             beat = now - timedelta(hours=1)
+        elif how == "live owner":  # not crashed: another host, heartbeating
+            meta = {"hostname": "elsewhere.example", "pid": 1}
+            beat = now
         else:  # "dead pid": heartbeat is fresh, but the process on this host is gone
             meta = {"hostname": socket.gethostname(), "pid": _dead_pid()}
             beat = now
@@ -248,8 +252,9 @@ def test_new_world_recovers_a_plan_left_running(
     world = make_world(db_url)
 
     plan = eventually(
-        lambda: (p := world.persistence.load_execution_plan(plan_id)).state is PlanState.PAUSED
-        and p
+        lambda: (
+            (p := world.persistence.load_execution_plan(plan_id)).state is PlanState.PAUSED and p
+        )
     )
     assert plan.result is PlanResult.ERROR
     step = plan.steps[step_id]
@@ -276,8 +281,9 @@ def test_idempotent_action_is_run_again_on_recovery(db_url: str, make_world: Mak
     world = make_world(db_url)
 
     plan = eventually(
-        lambda: (p := world.persistence.load_execution_plan(plan_id)).state is PlanState.STOPPED
-        and p
+        lambda: (
+            (p := world.persistence.load_execution_plan(plan_id)).state is PlanState.STOPPED and p
+        )
     )
     assert plan.result is PlanResult.SUCCESS
     assert plan.steps[step_id].state is StepState.SUCCESS
@@ -300,11 +306,25 @@ def test_without_auto_execute_nothing_is_picked_up_until_recover(
 
     assert world.recover() == 1
     plan = eventually(
-        lambda: (p := world.persistence.load_execution_plan(plan_id)).state is PlanState.PAUSED
-        and p
+        lambda: (
+            (p := world.persistence.load_execution_plan(plan_id)).state is PlanState.PAUSED and p
+        )
     )
     assert plan.steps[step_id].state is StepState.ERROR
     assert world.recover() == 0
+
+
+def test_plan_of_a_live_world_is_left_alone(db_url: str, make_world: MakeWorld) -> None:
+    plan_id, step_id, owner = _crashed_plan(db_url, make_world, Interrupted, "live owner")
+
+    world = make_world(db_url, auto_execute=False)
+
+    assert world.recover() == 0
+    plan = world.persistence.load_execution_plan(plan_id)
+    assert plan.state is PlanState.RUNNING
+    assert plan.steps[step_id].state is StepState.RUNNING
+    assert [lock.owner_id for lock in world.coordinator.find_locks(id=plan_id)] == [owner]
+    assert owner in {w.id for w in world.coordinator.find_worlds()}
 
 
 def test_plan_planned_by_a_world_that_is_gone_is_executed_by_the_next_one(
@@ -318,9 +338,10 @@ def test_plan_planned_by_a_world_that_is_gone_is_executed_by_the_next_one(
     world = make_world(db_url)
 
     plan = eventually(
-        lambda: (p := world.persistence.load_execution_plan(planned.id)).state
-        is PlanState.STOPPED
-        and p
+        lambda: (
+            (p := world.persistence.load_execution_plan(planned.id)).state is PlanState.STOPPED
+            and p
+        )
     )
     assert plan.result is PlanResult.SUCCESS
     assert plan.entry_action.output == {"done": True}

@@ -134,7 +134,7 @@ def test_only_one_anchor_at_a_time() -> None:
 @pytest.mark.parametrize("bad", [NotAMiddleware, A(None, lambda: None), "A"])
 def test_only_middleware_classes_are_accepted(bad: Any) -> None:
     stack = MiddlewareStack()
-    with pytest.raises(ConfigurationError, match="not a dynflow.Middleware subclass"):
+    with pytest.raises(ConfigurationError, match=r"not a dynflow\.Middleware subclass"):
         stack.use(bad)
     assert stack.items == ()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dynflow import Action, Rescue
+from dynflow import Action, Phase, PhaseContext, Rescue
 from dynflow.action.base import combine_rescue
 
 SKIP, FAIL, PAUSE = Rescue.SKIP, Rescue.FAIL, Rescue.PAUSE
@@ -56,6 +56,10 @@ class Labelled(Action):
     label = "Create a virtual machine"
 
 
+class SubOfCreateVM(CreateVM):
+    pass
+
+
 class SkipMe(Action):
     rescue_strategy = Rescue.SKIP
 
@@ -85,10 +89,13 @@ def test_class_level_label_wins() -> None:
 
 
 def test_label_is_per_class_not_inherited_from_the_base_default() -> None:
-    class SubOfCreateVM(CreateVM):
-        pass
-
     assert SubOfCreateVM.label == "Sub Of Create VM"
+
+
+def test_label_on_an_instance() -> None:
+    context = PhaseContext(None, "plan-1", Phase.RUN)
+    assert CreateVM(context, 1).label == "Create VM"
+    assert Labelled(context, 2).label == "Create a virtual machine"
 
 
 def test_rescue_strategy_is_a_class_attribute() -> None:

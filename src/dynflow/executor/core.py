@@ -102,7 +102,14 @@ class ExecutorCore:
                     step = runtime.steps[step_id]
                     runtime.set_step(step, step.state, progress_done=done)
             case Start(plan, future, recovered_from, recovering):
-                self._start(plan, future, recovered_from, recovering)
+                try:
+                    self._start(plan, future, recovered_from, recovering)
+                except Exception as exc:  # never keep a plan we could not start
+                    log.exception("cannot start execution plan %s", plan.id)
+                    self.plans.pop(plan.id, None)
+                    self.changes.drop_plan(plan.id)
+                    self.changes.released_locks.append((EXECUTION_LOCK, plan.id, self.world_id))
+                    self._fail(future, ExecutionError(f"cannot start plan {plan.id}: {exc}"))
             case Halt(plan_id, future):
                 self._halt(plan_id, future)
             case Terminate(future):
@@ -195,10 +202,7 @@ class ExecutorCore:
             self._maybe_terminated()
             return
         step = runtime.steps[done.step_id]
-        if (
-            done.state is StepState.SUCCESS
-            and done.output != runtime.actions[step.action_id].output
-        ):
+        if done.output != runtime.actions[step.action_id].output:
             runtime.set_output(step.action_id, done.output)
         runtime.set_step(
             step,

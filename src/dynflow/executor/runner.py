@@ -45,6 +45,7 @@ class StepRunner:
 
     def run(self, work: Work) -> StepDone:
         started_at, started = datetime.now(UTC), time.monotonic()
+        action: Action | None = None
         try:
             action, chain = self._prepare(work)
             if work.phase is Phase.FINALIZE:
@@ -56,11 +57,13 @@ class StepRunner:
                 self._call(chain, action, work)
                 output = self._checked_output(action)
         except BaseException as exc:  # SystemExit in a step must not kill the worker
-            return self._done(work, StepState.ERROR, work.output, exc, started_at, started)
+            output = _salvaged_output(action, work)
+            return self._done(work, StepState.ERROR, output, exc, started_at, started)
         return self._done(work, StepState.SUCCESS, output, None, started_at, started)
 
     async def run_async(self, work: Work) -> StepDone:
         started_at, started = datetime.now(UTC), time.monotonic()
+        action: Action | None = None
         try:
             action, chain = self._prepare(work)
             result = self._call(chain, action, work)
@@ -68,7 +71,8 @@ class StepRunner:
                 result = await result
             output = self._checked_output(action)
         except Exception as exc:
-            return self._done(work, StepState.ERROR, work.output, exc, started_at, started)
+            output = _salvaged_output(action, work)
+            return self._done(work, StepState.ERROR, output, exc, started_at, started)
         return self._done(work, StepState.SUCCESS, output, None, started_at, started)
 
     def run_on_loop(
@@ -132,6 +136,18 @@ class StepRunner:
             ended_at=datetime.now(UTC),
             execution_time=time.monotonic() - started,
         )
+
+
+def _salvaged_output(action: Action | None, work: Work) -> dict[str, Any]:
+    """What a failed step wrote to its output is kept (e.g. a polled task's id), unless
+    it is not JSON: then the output stays as it was before the step ran."""
+    if action is None:
+        return work.output
+    try:
+        output: dict[str, Any] = to_json_value(action._output, "output")
+    except DynflowError:
+        return work.output
+    return output
 
 
 def _check_deferred_input(action: Action) -> None:

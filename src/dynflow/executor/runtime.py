@@ -24,7 +24,6 @@ from dynflow.execution_plan.states import (
     check_plan_transition,
     check_step_transition,
 )
-from dynflow.flows import to_json
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.facade import PLAN_MUTABLE, STEP_MUTABLE
 
@@ -116,6 +115,3 @@ class PlanRuntime:
                 history=list(self.history),
             ),
         )
-
-    def flow_json(self) -> Any:
-        return to_json(self.shape.run_flow)

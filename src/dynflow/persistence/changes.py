@@ -27,16 +27,18 @@ class Changes:
     def __bool__(self) -> bool:
         return bool(self.plans or self.steps or self.outputs or self.history or self.released_locks)
 
+    def drop_plan(self, plan_id: str) -> None:
+        """Forget the changes made to one plan (it could not be started)."""
+        self.plans.pop(plan_id, None)
+        for key in [k for k in self.steps if k[0] == plan_id]:
+            del self.steps[key]
+        for key in [k for k in self.outputs if k[0] == plan_id]:
+            del self.outputs[key]
+        self.history = [h for h in self.history if h[0] != plan_id]
+
     def clear(self) -> None:
         self.plans.clear()
         self.steps.clear()
         self.outputs.clear()
         self.history.clear()
         self.released_locks.clear()
-
-    def merge(self, other: Changes) -> None:
-        self.plans.update(other.plans)
-        self.steps.update(other.steps)
-        self.outputs.update(other.outputs)
-        self.history.extend(other.history)
-        self.released_locks.extend(other.released_locks)

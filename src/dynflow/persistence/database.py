@@ -8,7 +8,9 @@ PostgreSQL and MySQL/MariaDB use one pooled engine in READ COMMITTED.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,6 +57,9 @@ class Dialect:
     def migration_lock(self, connection: sa.Connection) -> None:
         """Serialise concurrent migrations from several processes."""
 
+    def migration_unlock(self, connection: sa.Connection) -> None:
+        """Release the migration lock, when it does not end with the transaction."""
+
 
 @dataclass(frozen=True)
 class PostgresDialect(Dialect):
@@ -65,7 +70,15 @@ class PostgresDialect(Dialect):
 @dataclass(frozen=True)
 class MysqlDialect(Dialect):
     def migration_lock(self, connection: sa.Connection) -> None:
-        connection.execute(sa.text("SELECT GET_LOCK('dynflow_migrations', 120)"))
+        taken = connection.execute(sa.text("SELECT GET_LOCK('dynflow_migrations', 120)")).scalar()
+        if taken != 1:
+            raise PersistenceError(
+                "another process has been migrating the database for 120s: giving up"
+            )
+
+    def migration_unlock(self, connection: sa.Connection) -> None:
+        # a session lock: held by the pooled connection until released
+        connection.execute(sa.text("SELECT RELEASE_LOCK('dynflow_migrations')"))
 
 
 @dataclass(frozen=True)
@@ -98,10 +111,10 @@ def _sqlite_pragmas(engine: sa.Engine, *, wal: bool, begin: str) -> None:
         # take control of transactions from the sqlite3 module
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        if wal:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+        if wal:
+            _enable_wal(cursor)
+            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -109,6 +122,21 @@ def _sqlite_pragmas(engine: sa.Engine, *, wal: bool, begin: str) -> None:
         # writers BEGIN IMMEDIATE: take the write lock up front (waiting on
         # busy_timeout) instead of failing when a read transaction upgrades
         connection.exec_driver_sql(begin)
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL once. The switch needs the file to itself and SQLite
+    answers "locked" at once instead of waiting, so wait here."""
+    deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def dialect_for(url: URL) -> Dialect:

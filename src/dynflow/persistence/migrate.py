@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -39,6 +41,25 @@ def upgrade(database: Database, revision: str = "head") -> None:
     """Bring the schema to ``revision``; a no-op when it is there already."""
     if revision == "head" and current_revision(database) == head_revision():
         return
+    with _migrating(database) as connection:
+        command.upgrade(_config(connection), revision)
+
+
+def downgrade(database: Database, revision: str) -> None:
+    """Take the schema back to ``revision``; ``"base"`` drops every dynflow table."""
+    with _migrating(database) as connection:
+        command.downgrade(_config(connection), revision)
+
+
+@contextmanager
+def _migrating(database: Database) -> Iterator[sa.Connection]:
+    """A write transaction holding the migration lock, released however it ends."""
     with database.write() as connection:
         database.dialect.migration_lock(connection)
-        command.upgrade(_config(connection), revision)
+        try:
+            yield connection
+        except BaseException:
+            with suppress(Exception):
+                database.dialect.migration_unlock(connection)
+            raise
+        database.dialect.migration_unlock(connection)

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
+from typing import Any
 
-from dynflow.persistence.types import JSONText, UTCDateTime
+import sqlalchemy as sa
+
+from dynflow.persistence.types import DOUBLE, JSONText, UTCDateTime, exact_string
 
 metadata = sa.MetaData()
 
 UUID = sa.String(36)
-#: durations and progress: double precision everywhere (MySQL's FLOAT is single precision)
-DOUBLE = sa.Float().with_variant(mysql.DOUBLE(), "mysql", "mariadb")
+#: every table in utf8mb4 on MySQL/MariaDB, whatever the database's default
+MYSQL: dict[str, Any] = {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"}
 
 execution_plans = sa.Table(
     "dynflow_execution_plans",
     metadata,
     sa.Column("id", UUID, primary_key=True),
-    sa.Column("label", sa.String(255), nullable=False),
+    sa.Column("label", exact_string(255), nullable=False),
     sa.Column("state", sa.String(20), nullable=False),
     sa.Column("result", sa.String(20), nullable=False),
     sa.Column("started_at", UTCDateTime(), nullable=True),
@@ -33,6 +34,7 @@ execution_plans = sa.Table(
     sa.Index("ix_dynflow_execution_plans_label", "label"),
     sa.Index("ix_dynflow_execution_plans_started_at", "started_at"),
     sa.Index("ix_dynflow_execution_plans_caller", "caller_execution_plan_id"),
+    **MYSQL,
 )
 
 actions = sa.Table(
@@ -41,13 +43,14 @@ actions = sa.Table(
     sa.Column("execution_plan_id", UUID, primary_key=True),
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
     sa.Column("action_class", sa.String(255), nullable=False),
-    sa.Column("label", sa.String(255), nullable=False),
+    sa.Column("label", exact_string(255), nullable=False),
     sa.Column("input", JSONText(), nullable=False),
     sa.Column("output", JSONText(), nullable=False),
     sa.Column("plan_step_id", sa.Integer(), nullable=True),
     sa.Column("run_step_id", sa.Integer(), nullable=True),
     sa.Column("finalize_step_id", sa.Integer(), nullable=True),
     sa.Column("parent_action_id", sa.Integer(), nullable=True),
+    **MYSQL,
 )
 
 steps = sa.Table(
@@ -68,6 +71,7 @@ steps = sa.Table(
     sa.Column("progress_done", DOUBLE, nullable=False),
     sa.Column("progress_weight", DOUBLE, nullable=False),
     sa.Index("ix_dynflow_steps_state", "state"),
+    **MYSQL,
 )
 
 execution_history = sa.Table(
@@ -79,14 +83,16 @@ execution_history = sa.Table(
     sa.Column("name", sa.String(50), nullable=False),
     sa.Column("world_id", UUID, nullable=True),
     sa.Index("ix_dynflow_execution_history_plan", "execution_plan_id"),
+    **MYSQL,
 )
 
 coordinator_records = sa.Table(
     "dynflow_coordinator_records",
     metadata,
-    sa.Column("class", sa.String(100), primary_key=True),
-    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("class", exact_string(100), primary_key=True),
+    sa.Column("id", exact_string(255), primary_key=True),
     sa.Column("owner_id", sa.String(255), nullable=True),
     sa.Column("data", JSONText(), nullable=False),
     sa.Index("ix_dynflow_coordinator_records_owner", "owner_id"),
+    **MYSQL,
 )

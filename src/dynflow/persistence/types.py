@@ -49,3 +49,15 @@ class JSONText(sa.TypeDecorator[Any]):
 
     def process_result_value(self, value: str | None, dialect: sa.Dialect) -> Any:
         return loads(value)
+
+
+#: durations and progress: double precision everywhere (MySQL's FLOAT is single precision)
+DOUBLE = sa.Float().with_variant(mysql.DOUBLE(asdecimal=False), "mysql", "mariadb")
+
+
+def exact_string(length: int) -> sa.types.TypeEngine[str]:
+    """A string compared byte for byte on MySQL too (its default collation ignores case
+    and accents), so that filters and keys mean the same on every database."""
+    return sa.String(length).with_variant(
+        mysql.VARCHAR(length, collation="utf8mb4_bin"), "mysql", "mariadb"
+    )

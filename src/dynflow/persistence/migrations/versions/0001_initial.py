@@ -4,10 +4,12 @@ Revision ID: 0001
 Revises:
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
-from dynflow.persistence.types import JSONText, UTCDateTime
+from dynflow.persistence.types import DOUBLE, JSONText, UTCDateTime, exact_string
 
 revision = "0001"
 down_revision = None
@@ -15,22 +17,24 @@ branch_labels = None
 depends_on = None
 
 UUID = sa.String(36)
+MYSQL: dict[str, Any] = {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"}
 
 
 def upgrade() -> None:
     op.create_table(
         "dynflow_execution_plans",
         sa.Column("id", UUID, primary_key=True),
-        sa.Column("label", sa.String(255), nullable=False),
+        sa.Column("label", exact_string(255), nullable=False),
         sa.Column("state", sa.String(20), nullable=False),
         sa.Column("result", sa.String(20), nullable=False),
         sa.Column("started_at", UTCDateTime(), nullable=True),
         sa.Column("ended_at", UTCDateTime(), nullable=True),
-        sa.Column("execution_time", sa.Float(), nullable=False),
-        sa.Column("real_time", sa.Float(), nullable=False),
+        sa.Column("execution_time", DOUBLE, nullable=False),
+        sa.Column("real_time", DOUBLE, nullable=False),
         sa.Column("caller_execution_plan_id", UUID, nullable=True),
         sa.Column("caller_action_id", sa.Integer(), nullable=True),
         sa.Column("data", JSONText(), nullable=False),
+        **MYSQL,
     )
     for name, column in [
         ("state", "state"),
@@ -46,13 +50,14 @@ def upgrade() -> None:
         sa.Column("execution_plan_id", UUID, primary_key=True),
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
         sa.Column("action_class", sa.String(255), nullable=False),
-        sa.Column("label", sa.String(255), nullable=False),
+        sa.Column("label", exact_string(255), nullable=False),
         sa.Column("input", JSONText(), nullable=False),
         sa.Column("output", JSONText(), nullable=False),
         sa.Column("plan_step_id", sa.Integer(), nullable=True),
         sa.Column("run_step_id", sa.Integer(), nullable=True),
         sa.Column("finalize_step_id", sa.Integer(), nullable=True),
         sa.Column("parent_action_id", sa.Integer(), nullable=True),
+        **MYSQL,
     )
 
     op.create_table(
@@ -67,10 +72,11 @@ def upgrade() -> None:
         sa.Column("error", JSONText(), nullable=True),
         sa.Column("started_at", UTCDateTime(), nullable=True),
         sa.Column("ended_at", UTCDateTime(), nullable=True),
-        sa.Column("execution_time", sa.Float(), nullable=False),
-        sa.Column("real_time", sa.Float(), nullable=False),
-        sa.Column("progress_done", sa.Float(), nullable=False),
-        sa.Column("progress_weight", sa.Float(), nullable=False),
+        sa.Column("execution_time", DOUBLE, nullable=False),
+        sa.Column("real_time", DOUBLE, nullable=False),
+        sa.Column("progress_done", DOUBLE, nullable=False),
+        sa.Column("progress_weight", DOUBLE, nullable=False),
+        **MYSQL,
     )
     op.create_index("ix_dynflow_steps_state", "dynflow_steps", ["state"])
 
@@ -81,6 +87,7 @@ def upgrade() -> None:
         sa.Column("time", UTCDateTime(), nullable=False),
         sa.Column("name", sa.String(50), nullable=False),
         sa.Column("world_id", UUID, nullable=True),
+        **MYSQL,
     )
     op.create_index(
         "ix_dynflow_execution_history_plan", "dynflow_execution_history", ["execution_plan_id"]
@@ -88,10 +95,11 @@ def upgrade() -> None:
 
     op.create_table(
         "dynflow_coordinator_records",
-        sa.Column("class", sa.String(100), primary_key=True),
-        sa.Column("id", sa.String(255), primary_key=True),
+        sa.Column("class", exact_string(100), primary_key=True),
+        sa.Column("id", exact_string(255), primary_key=True),
         sa.Column("owner_id", sa.String(255), nullable=True),
         sa.Column("data", JSONText(), nullable=False),
+        **MYSQL,
     )
     op.create_index(
         "ix_dynflow_coordinator_records_owner", "dynflow_coordinator_records", ["owner_id"]

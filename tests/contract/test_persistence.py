@@ -1,0 +1,708 @@
+"""The persistence contract: what is written comes back unchanged, on every database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dynflow import (
+    Action,
+    ConfigurationError,
+    DynflowError,
+    ExecutionPlan,
+    NotFound,
+    PersistenceError,
+    PlanResult,
+    PlanState,
+    StepError,
+    StepState,
+    World,
+)
+from dynflow.coordinator import EXECUTION_LOCK, Coordinator
+from dynflow.execution_plan.builder import PlanBuilder
+from dynflow.persistence import Persistence
+from dynflow.persistence.changes import Changes
+from dynflow.persistence.tables import actions as actions_table
+from dynflow.serialization import ref_marker
+
+MakeWorld = Callable[..., World]
+T0 = datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=UTC)
+
+
+class Greet(Action):
+    def plan(self, name: str) -> None:
+        self.plan_self(name=name)
+
+    def run(self, event: Any = None) -> None:
+        if self.input["name"] == "fail":
+            raise ValueError("naïve failure ✗ 失败")
+        self.output["greeting"] = f"hello {self.input['name']}"
+
+
+class Deploy(Action):
+    """A sequence of children, an output reference, a run and a finalize phase."""
+
+    def plan(self, fail: bool = False) -> None:
+        with self.sequence():
+            first = self.plan_action(Greet, "web")
+            self.plan_action(Greet, "fail" if fail else "db")
+            self.plan_self(greeting=first.output["greeting"])
+
+    def run(self, event: Any = None) -> None:
+        self.output["seen"] = self.input["greeting"]
+
+    def finalize(self) -> None:
+        self.output["finalized"] = True
+
+
+class Blob(Action):
+    """Input and output of any size or script, as given."""
+
+    def plan(self, payload: Any) -> None:
+        self.plan_self(payload=payload)
+
+    def run(self, event: Any = None) -> None:
+        self.output["payload"] = self.input["payload"]
+        self.output["length"] = len(self.input["payload"])
+
+
+class Unicode(Action):
+    label = "Créer la VM ✓ 🚀 虚拟机"
+
+    def plan(self, name: str) -> None:
+        self.plan_self(name=name)
+
+    def run(self, event: Any = None) -> None:
+        self.output["echo"] = self.input["name"]
+        self.output[self.input["name"]] = "clé ✓"
+
+
+@pytest.fixture
+def persistence(any_db_url: str) -> Iterator[Persistence]:
+    persistence = Persistence(any_db_url)
+    persistence.migrate()
+    yield persistence
+    persistence.close()
+
+
+@pytest.fixture
+def reader(any_db_url: str) -> Iterator[Persistence]:
+    """A second, independent persistence on the same database: nothing cached in memory."""
+    reader = Persistence(any_db_url)
+    yield reader
+    reader.close()
+
+
+def store_plan(
+    persistence: Persistence, action_class: type[Action] = Greet, *args: Any, **plan: Any
+) -> str:
+    """Plan ``action_class`` without a world and store it, overriding plan columns."""
+    builder = PlanBuilder(None)
+    builder.build(action_class, args or ("x",), {})
+    row, action_rows, step_rows = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
+    row.update({k: str(v) if isinstance(v, PlanState | PlanResult) else v for k, v in plan.items()})
+    persistence.save_new_plan(row, action_rows, step_rows)
+    return builder.id
+
+
+def assert_same_plan(loaded: ExecutionPlan, expected: ExecutionPlan) -> None:
+    """Every stored attribute of the two plans is equal (floats and datetimes exactly)."""
+    for field in fields(ExecutionPlan):
+        if field.name != "_details":
+            assert getattr(loaded, field.name) == getattr(expected, field.name), field.name
+    assert loaded.steps == expected.steps
+    assert loaded.actions == expected.actions
+    assert loaded.execution_history == expected.execution_history
+
+
+def assert_utc(value: datetime | None) -> None:
+    assert value is not None
+    assert value.tzinfo is not None
+    assert value.utcoffset() == timedelta(0)
+
+
+# -- round trips --------------------------------------------------------------------
+
+
+def test_planned_plan_round_trips(
+    any_db_url: str, make_world: MakeWorld, reader: Persistence
+) -> None:
+    world = make_world(any_db_url)
+    planned = world.plan(Deploy)
+
+    loaded = reader.load_execution_plan(planned.id)
+
+    assert loaded.state is PlanState.PLANNED
+    assert loaded.result is PlanResult.PENDING
+    assert loaded.label == "Deploy"
+    assert_same_plan(loaded, planned)
+    assert [a.action_class for a in loaded.actions] == [
+        Deploy.class_name(),
+        Greet.class_name(),
+        Greet.class_name(),
+    ]
+    # the output reference is stored as such, to be resolved when the step runs
+    assert loaded.entry_action.input == {"greeting": ref_marker(2, ("greeting",))}
+    assert [a.parent_action_id for a in loaded.actions] == [None, 1, 1]
+    assert {s.phase for s in loaded.steps.values()} == {"plan", "run", "finalize"}
+    for step in loaded.steps.values():
+        if step.phase == "plan":
+            assert step.state is StepState.SUCCESS
+            assert_utc(step.started_at)
+            assert_utc(step.ended_at)
+        else:
+            assert step.state is StepState.PENDING
+            assert step.started_at is None
+
+
+def test_executed_plan_round_trips_with_errors_and_history(
+    any_db_url: str, make_world: MakeWorld, reader: Persistence
+) -> None:
+    world = make_world(any_db_url)
+    finished = world.trigger(Deploy, fail=True).finished.result(10)
+    assert (finished.state, finished.result) == (PlanState.PAUSED, PlanResult.ERROR)
+
+    loaded = reader.load_execution_plan(finished.id)
+
+    # exactly what the executor had in memory, timings included
+    assert_same_plan(loaded, finished)
+    run_steps = [s for s in loaded.steps.values() if s.phase == "run"]
+    assert [s.state for s in run_steps] == [StepState.SUCCESS, StepState.ERROR, StepState.PENDING]
+    for step in run_steps[:2]:
+        assert_utc(step.started_at)
+        assert_utc(step.ended_at)
+        assert step.started_at <= step.ended_at
+    error = run_steps[1].error
+    assert error is not None
+    assert loaded.errors == [error]
+    assert error.exception_class == "ValueError"
+    assert error.message == "naïve failure ✗ 失败"
+    assert error.backtrace[0] == "Traceback (most recent call last):"
+    assert error.backtrace[-1] == "ValueError: naïve failure ✗ 失败"
+    assert any("in run" in line and __file__ in line for line in error.backtrace)
+    assert loaded.action(2).output == {"greeting": "hello web"}
+    assert [h.name for h in loaded.execution_history] == ["start execution", "pause execution"]
+    assert {h.world_id for h in loaded.execution_history} == {world.id}
+    for entry in loaded.execution_history:
+        assert_utc(entry.time)
+
+
+def test_timings_come_back_as_aware_utc_with_microseconds(
+    persistence: Persistence, reader: Persistence
+) -> None:
+    plan_id = store_plan(persistence)
+    india = timezone(timedelta(hours=5, minutes=30))
+    started = datetime(2024, 3, 1, 5, 29, 59, 123456, tzinfo=india)  # = T0 in UTC
+    ended = T0 + timedelta(hours=2, microseconds=1)
+    changes = Changes()
+    changes.plans[plan_id] = {
+        "state": "stopped",
+        "result": "success",
+        "started_at": started,
+        "ended_at": ended,
+        "execution_time": 7200.123456789,
+        "real_time": 7200.000001,
+    }
+    changes.steps[(plan_id, 2)] = {
+        "state": "success",
+        "error": None,
+        "started_at": started,
+        "ended_at": ended,
+        "execution_time": 1234.5678901234,
+        "real_time": 7200.000001,
+        "progress_done": 0.1,
+    }
+    changes.history.append((plan_id, started, "start execution", None))
+    persistence.apply(changes)
+
+    loaded = reader.load_execution_plan(plan_id)
+    step = loaded.steps[2]
+    for value in (loaded.started_at, step.started_at, loaded.execution_history[0].time):
+        assert value == T0
+        assert_utc(value)
+        assert value.microsecond == 123456
+    for value in (loaded.ended_at, step.ended_at):
+        assert value == ended
+        assert_utc(value)
+        assert value.microsecond == 123457
+    # durations are doubles everywhere: no precision lost on any database
+    assert loaded.execution_time == 7200.123456789
+    assert loaded.real_time == 7200.000001
+    assert step.execution_time == 1234.5678901234
+    assert step.real_time == 7200.000001
+    assert step.progress_done == 0.1
+    assert (loaded.state, loaded.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
+
+
+def test_step_error_round_trips(persistence: Persistence, reader: Persistence) -> None:
+    def fail() -> None:
+        try:
+            raise KeyError("inner")
+        except KeyError as inner:
+            raise ConfigurationError("outer — with ünïcode\nand a second line") from inner
+
+    try:
+        fail()
+    except ConfigurationError as exc:
+        error = StepError.from_exception(exc)
+    plan_id = store_plan(persistence)
+    changes = Changes()
+    changes.steps[(plan_id, 2)] = {
+        "state": "error",
+        "error": error.to_json(),
+        "started_at": T0,
+        "ended_at": T0,
+        "execution_time": 0.5,
+        "real_time": 0.5,
+        "progress_done": 0.0,
+    }
+    persistence.apply(changes)
+
+    loaded = reader.load_execution_plan(plan_id)
+
+    assert loaded.steps[2].error == error
+    assert loaded.errors == [error]
+    assert error.exception_class == "dynflow.errors.ConfigurationError"
+    assert error.message == "outer — with ünïcode\nand a second line"
+    assert any("KeyError: 'inner'" in line for line in error.backtrace)
+    assert any("in fail" in line for line in error.backtrace)
+
+
+def test_history_keeps_its_order(persistence: Persistence, reader: Persistence) -> None:
+    plan_id = store_plan(persistence)
+    other = store_plan(persistence)
+    world_id = str(uuid.uuid4())
+    entries = [
+        (plan_id, T0, "start execution", world_id),
+        (other, T0, "start execution", world_id),
+        (plan_id, T0 + timedelta(seconds=1), "pause execution", world_id),
+        (plan_id, T0, "terminate execution", None),  # order of writing, not of time
+    ]
+    for entry in entries:
+        persistence.apply(Changes(history=[entry]))
+
+    history = reader.load_execution_plan(plan_id).execution_history
+
+    assert [(h.time, h.name, h.world_id) for h in history] == [
+        (t, n, w) for p, t, n, w in entries if p == plan_id
+    ]
+    assert [h.name for h in reader.load_execution_plan(other).execution_history] == [
+        "start execution"
+    ]
+
+
+def test_loading_an_unknown_plan_raises_not_found(persistence: Persistence) -> None:
+    missing = str(uuid.uuid4())
+    with pytest.raises(NotFound, match=missing):
+        persistence.load_execution_plan(missing)
+    assert issubclass(NotFound, DynflowError)
+
+
+# -- finding plans ------------------------------------------------------------------
+
+
+@pytest.fixture
+def catalogue(persistence: Persistence) -> dict[str, str]:
+    """Six plans with known state, result, label, start time and caller; name -> id."""
+    parent = store_plan(
+        persistence, label="Parent", state="running", started_at=T0 + timedelta(seconds=5)
+    )
+    specs: dict[str, dict[str, Any]] = {
+        "parent": {},
+        "ok": {
+            "state": "stopped",
+            "result": "success",
+            "started_at": T0,
+            "ended_at": T0 + timedelta(seconds=10),
+        },
+        "warned": {
+            "state": "stopped",
+            "result": "warning",
+            "started_at": T0 + timedelta(seconds=1),
+            "caller_execution_plan_id": parent,
+            "caller_action_id": 1,
+        },
+        "broken": {
+            "state": "paused",
+            "result": "error",
+            "started_at": T0 + timedelta(seconds=2),
+            "caller_execution_plan_id": parent,
+            "caller_action_id": 1,
+            "label": "Other",
+        },
+        "waiting": {"label": "Other"},  # planned, never started
+        "failed": {
+            "state": "stopped",
+            "result": "error",
+            "started_at": T0 + timedelta(seconds=3),
+            "ended_at": T0 + timedelta(seconds=4),
+        },
+    }
+    ids = {"parent": parent}
+    for name, spec in specs.items():
+        if name != "parent":
+            ids[name] = store_plan(persistence, label=spec.pop("label", "Greet"), **spec)
+    return ids
+
+
+def names(plans: list[ExecutionPlan], catalogue: dict[str, str]) -> list[str]:
+    by_id = {v: k for k, v in catalogue.items()}
+    return [by_id[p.id] for p in plans]
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"state": "stopped"}, {"ok", "warned", "failed"}),
+        ({"state": PlanState.PLANNED}, {"waiting"}),
+        ({"state": ["paused", "running"]}, {"broken", "parent"}),
+        ({"state": []}, set()),
+        ({"result": "error"}, {"broken", "failed"}),
+        ({"result": ("success", PlanResult.WARNING)}, {"ok", "warned"}),
+        ({"label": "Other"}, {"broken", "waiting"}),
+        ({"label": ["Parent", "Other"]}, {"parent", "broken", "waiting"}),
+        ({"state": "stopped", "result": ["error", "warning"]}, {"warned", "failed"}),
+        ({"label": "Greet", "state": "paused"}, set()),
+        ({}, {"parent", "ok", "warned", "broken", "waiting", "failed"}),
+    ],
+)
+def test_find_execution_plans_filters_on_values_and_lists(
+    persistence: Persistence,
+    catalogue: dict[str, str],
+    filters: dict[str, Any],
+    expected: set[str],
+) -> None:
+    assert set(names(persistence.find_execution_plans(filters), catalogue)) == expected
+    assert persistence.find_execution_plan_counts(filters) == len(expected)
+
+
+def test_find_execution_plans_filters_on_id_and_caller(
+    persistence: Persistence, catalogue: dict[str, str]
+) -> None:
+    def find(filters: dict[str, Any]) -> set[str]:
+        return set(names(persistence.find_execution_plans(filters), catalogue))
+
+    assert find({"id": catalogue["ok"]}) == {"ok"}
+    assert find({"id": [catalogue["ok"], catalogue["failed"], str(uuid.uuid4())]}) == {
+        "ok",
+        "failed",
+    }
+    assert find({"id": str(uuid.uuid4())}) == set()
+    assert find({"caller_execution_plan_id": catalogue["parent"]}) == {"warned", "broken"}
+    assert find({"caller_execution_plan_id": [catalogue["parent"], catalogue["ok"]]}) == {
+        "warned",
+        "broken",
+    }
+    assert find({"caller_execution_plan_id": None}) == {"parent", "ok", "waiting", "failed"}
+    children = persistence.find_execution_plans({"caller_execution_plan_id": catalogue["parent"]})
+    assert {(p.caller_execution_plan_id, p.caller_action_id) for p in children} == {
+        (catalogue["parent"], 1)
+    }
+    assert persistence.find_execution_plan_counts({"caller_execution_plan_id": None}) == 4
+
+
+def test_found_plans_load_their_steps_and_actions(
+    persistence: Persistence, catalogue: dict[str, str]
+) -> None:
+    [plan] = persistence.find_execution_plans({"id": catalogue["broken"]})
+    assert_same_plan(plan, persistence.load_execution_plan(catalogue["broken"]))
+    assert plan.entry_action.input == {"name": "x"}
+    assert [s.phase for s in plan.steps.values()] == ["plan", "run"]
+
+
+def test_find_execution_plans_orders_the_same_on_every_database(
+    persistence: Persistence, catalogue: dict[str, str]
+) -> None:
+    def order(**options: Any) -> list[str]:
+        return names(persistence.find_execution_plans(**options), catalogue)
+
+    def by_id(*plans: str) -> list[str]:
+        return sorted(plans, key=lambda n: catalogue[n])
+
+    started = ["ok", "warned", "broken", "failed", "parent"]
+    # a plan not started (or not ended) yet sorts after every one that has a time
+    assert order(order_by="started_at", desc=False) == [*started, "waiting"]
+    assert order() == ["waiting", *reversed(started)]  # default: started_at, newest first
+    assert order(order_by="started_at", desc=True) == order()
+    not_ended = by_id("parent", "warned", "broken", "waiting")
+    assert order(order_by="ended_at", desc=False) == ["failed", "ok", *not_ended]
+    assert order(order_by="ended_at", desc=True) == [*not_ended, "ok", "failed"]
+    # ties are broken by id, ascending, whatever the direction
+    stopped = by_id("ok", "warned", "failed")
+    assert order(order_by="state", desc=False) == ["broken", "waiting", "parent", *stopped]
+    assert order(order_by="state", desc=True) == [*stopped, "parent", "waiting", "broken"]
+    assert order(order_by="result", desc=False) == [
+        *by_id("broken", "failed"),
+        *by_id("parent", "waiting"),
+        "ok",
+        "warned",
+    ]
+    assert order(order_by="label", desc=False) == [
+        *by_id("ok", "warned", "failed"),
+        *by_id("broken", "waiting"),
+        "parent",
+    ]
+    assert order(order_by="label", desc=True) == [
+        "parent",
+        *by_id("broken", "waiting"),
+        *by_id("ok", "warned", "failed"),
+    ]
+    assert order(order_by="id", desc=False) == by_id(*catalogue)
+    assert order(order_by="id", desc=True) == list(reversed(by_id(*catalogue)))
+
+
+def test_find_execution_plans_pages(persistence: Persistence, catalogue: dict[str, str]) -> None:
+    everything = names(persistence.find_execution_plans(order_by="id", desc=False), catalogue)
+    pages = [
+        names(
+            persistence.find_execution_plans(order_by="id", desc=False, page=page, per_page=4),
+            catalogue,
+        )
+        for page in range(3)
+    ]
+    assert pages == [everything[:4], everything[4:], []]
+    assert names(persistence.find_execution_plans(per_page=2), catalogue) == ["waiting", "parent"]
+    assert names(
+        persistence.find_execution_plans({"state": "stopped"}, page=1, per_page=2), catalogue
+    ) == ["ok"]
+
+
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        (lambda p: p.find_execution_plans({"colour": "red"}), "'colour'"),
+        (lambda p: p.find_execution_plans({"state": "stopped", "data": "x"}), "'data'"),
+        (lambda p: p.find_execution_plans(order_by="colour"), "'colour'"),
+        (lambda p: p.find_execution_plans(order_by="data"), "'data'"),
+        (lambda p: p.find_execution_plans(per_page=0), "per_page"),
+        (lambda p: p.find_execution_plans(page=-1, per_page=5), "page"),
+        (lambda p: p.find_execution_plan_counts({"colour": "red"}), "'colour'"),
+    ],
+)
+def test_unknown_filters_and_orders_are_configuration_errors(
+    persistence: Persistence, call: Callable[[Persistence], Any], named: str
+) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        call(persistence)
+    assert named in str(raised.value)
+
+
+def test_unknown_filter_message_lists_the_known_ones(persistence: Persistence) -> None:
+    with pytest.raises(ConfigurationError, match="colour") as raised:
+        persistence.find_execution_plans({"colour": "red"})
+    for known in ("state", "result", "label", "id", "caller_execution_plan_id"):
+        assert known in str(raised.value)
+    with pytest.raises(ConfigurationError, match=r"colour.*started_at"):
+        persistence.find_execution_plans(order_by="colour")
+
+
+def test_counts_match_the_plans_found(persistence: Persistence, catalogue: dict[str, str]) -> None:
+    assert persistence.find_execution_plan_counts() == len(catalogue)
+    assert persistence.find_execution_plan_counts({"state": "stopped"}) == 3
+    assert persistence.find_execution_plan_counts({"result": ["error", "pending"]}) == 4
+    assert persistence.find_execution_plan_counts({"id": str(uuid.uuid4())}) == 0
+
+
+# -- batches of changes ---------------------------------------------------------------
+
+
+def plan_values(state: str | None, result: str = "pending", **values: Any) -> dict[str, Any]:
+    """A plan row of a batch: every mutable column, as the executor writes it."""
+    row: dict[str, Any] = {
+        "state": state,
+        "result": result,
+        "started_at": None,
+        "ended_at": None,
+        "execution_time": 0.0,
+        "real_time": 0.0,
+    }
+    return row | values
+
+
+def step_values(state: str, **values: Any) -> dict[str, Any]:
+    """A step row of a batch: every mutable column, as the executor writes it."""
+    row: dict[str, Any] = {
+        "state": state,
+        "error": None,
+        "started_at": T0,
+        "ended_at": T0 + timedelta(milliseconds=1),
+        "execution_time": 0.001,
+        "real_time": 0.001,
+        "progress_done": 1.0 if state == "success" else 0.0,
+    }
+    return row | values
+
+
+def test_apply_writes_a_whole_batch(persistence: Persistence, reader: Persistence) -> None:
+    first = store_plan(persistence, Deploy)
+    second = store_plan(persistence, Greet, "solo")
+    owner = str(uuid.uuid4())
+    coordinator = Coordinator(persistence.db, owner)
+    coordinator.acquire(EXECUTION_LOCK, first)
+    coordinator.acquire(EXECUTION_LOCK, second)
+    failure = StepError("RuntimeError", "no", ("line 1", "line 2"))
+    changes = Changes()
+    changes.steps[(first, 3)] = step_values("success")
+    changes.steps[(first, 5)] = step_values("error", error=failure.to_json())
+    changes.steps[(second, 2)] = step_values("success", execution_time=0.25)
+    changes.outputs[(first, 2)] = {"greeting": "hello web", "nested": {"list": [1, 2.5, None]}}
+    changes.outputs[(second, 1)] = {"greeting": "hello solo"}
+    changes.plans[first] = plan_values("paused", "error", started_at=T0)
+    changes.plans[second] = plan_values(
+        "stopped",
+        "success",
+        started_at=T0,
+        ended_at=T0 + timedelta(seconds=1),
+        execution_time=0.25,
+        real_time=1.0,
+    )
+    changes.history.extend(
+        [
+            (first, T0, "start execution", owner),
+            (second, T0, "start execution", owner),
+            (first, T0, "pause execution", owner),
+        ]
+    )
+    changes.released_locks.extend([(EXECUTION_LOCK, first, owner), (EXECUTION_LOCK, second, owner)])
+    persistence.apply(changes)
+
+    one = reader.load_execution_plan(first)
+    assert (one.state, one.result, one.started_at) == (PlanState.PAUSED, PlanResult.ERROR, T0)
+    assert one.steps[3].state is StepState.SUCCESS
+    assert one.steps[5].state is StepState.ERROR
+    assert one.steps[5].error == failure
+    assert one.steps[6].state is StepState.PENDING  # untouched
+    assert one.action(2).output == {"greeting": "hello web", "nested": {"list": [1, 2.5, None]}}
+    assert one.action(3).output == {}
+    assert [h.name for h in one.execution_history] == ["start execution", "pause execution"]
+    two = reader.load_execution_plan(second)
+    assert (two.state, two.result, two.execution_time, two.real_time) == (
+        PlanState.STOPPED,
+        PlanResult.SUCCESS,
+        0.25,
+        1.0,
+    )
+    assert two.ended_at == T0 + timedelta(seconds=1)
+    assert two.steps[2].execution_time == 0.25
+    assert two.entry_action.output == {"greeting": "hello solo"}
+    assert Coordinator(reader.db, "someone").find_locks(lock_class=EXECUTION_LOCK) == []
+
+
+def test_apply_releases_only_locks_still_owned(persistence: Persistence) -> None:
+    plan_id = store_plan(persistence)
+    holder = Coordinator(persistence.db, "new-owner")
+    holder.acquire(EXECUTION_LOCK, plan_id)
+
+    persistence.apply(Changes(released_locks=[(EXECUTION_LOCK, plan_id, "old-owner")]))
+
+    [lock] = holder.find_locks(lock_class=EXECUTION_LOCK, id=plan_id)
+    assert lock.owner_id == "new-owner"
+
+
+def test_a_failing_batch_writes_nothing(persistence: Persistence, reader: Persistence) -> None:
+    plan_id = store_plan(persistence)
+    changes = Changes()
+    changes.steps[(plan_id, 2)] = step_values("success")
+    changes.outputs[(plan_id, 1)] = {"greeting": "hello"}
+    changes.plans[plan_id] = plan_values(None, "error")  # state is NOT NULL
+    with pytest.raises((sa.exc.IntegrityError, PersistenceError)):
+        persistence.apply(changes)
+
+    plan = reader.load_execution_plan(plan_id)
+    assert plan.state is PlanState.PLANNED
+    assert plan.steps[2].state is StepState.PENDING
+    assert plan.entry_action.output == {}
+
+
+def test_apply_joins_a_transaction_it_is_given(
+    persistence: Persistence, reader: Persistence
+) -> None:
+    plan_id = store_plan(persistence)
+
+    class Abort(Exception):
+        pass
+
+    def abort_after_applying() -> None:
+        with persistence.db.write() as connection:
+            persistence.apply(Changes(plans={plan_id: plan_values("running")}), connection)
+            raise Abort
+
+    with pytest.raises(Abort):
+        abort_after_applying()
+    assert reader.load_execution_plan(plan_id).state is PlanState.PLANNED
+
+    with persistence.db.write() as connection:
+        persistence.apply(Changes(plans={plan_id: plan_values("running")}), connection)
+    assert reader.load_execution_plan(plan_id).state is PlanState.RUNNING
+
+
+# -- values -------------------------------------------------------------------------
+
+
+def test_a_megabyte_of_json_round_trips(
+    any_db_url: str, make_world: MakeWorld, reader: Persistence
+) -> None:
+    payload = "".join(chr(0x61 + i % 26) for i in range(1024 * 1024)) + "é🚀"
+    world = make_world(any_db_url)
+    finished = world.trigger(Blob, payload).finished.result(20)
+    assert finished.result is PlanResult.SUCCESS
+
+    loaded = reader.load_execution_plan(finished.id)
+
+    assert loaded.entry_action.input == {"payload": payload}
+    assert loaded.entry_action.output == {"payload": payload, "length": len(payload)}
+
+
+def test_unicode_round_trips(any_db_url: str, make_world: MakeWorld, reader: Persistence) -> None:
+    name = 'Zoë Ünïcødé — 名前 · Ωμέγα · 🚀🎉 · \u200b\t"quoted" \\ back'
+    world = make_world(any_db_url)
+    finished = world.trigger(Unicode, name).finished.result(10)
+    assert finished.result is PlanResult.SUCCESS
+
+    loaded = reader.load_execution_plan(finished.id)
+
+    assert loaded.label == "Créer la VM ✓ 🚀 虚拟机"
+    assert loaded.entry_action.label == "Créer la VM ✓ 🚀 虚拟机"
+    assert loaded.entry_action.input == {"name": name}
+    assert loaded.entry_action.output == {"echo": name, name: "clé ✓"}
+    [found] = reader.find_execution_plans({"label": "Créer la VM ✓ 🚀 虚拟机"})
+    assert found.id == finished.id
+
+
+@pytest.mark.parametrize(
+    "bogus",
+    [
+        "no_such_package_for_dynflow.actions.Gone",
+        "tests.contract.test_persistence.NoSuchAction",
+        "tests.contract.test_persistence.store_plan",  # importable, not an action
+    ],
+)
+def test_an_action_whose_class_cannot_be_imported_loads_as_missing(
+    any_db_url: str, make_world: MakeWorld, reader: Persistence, bogus: str
+) -> None:
+    world = make_world(any_db_url)
+    plan_id = world.plan(Deploy).id
+    with world.persistence.db.write() as connection:
+        connection.execute(
+            sa.update(actions_table)
+            .where(actions_table.c.execution_plan_id == plan_id, actions_table.c.id == 3)
+            .values(action_class=bogus)
+        )
+
+    loaded = reader.load_execution_plan(plan_id)
+
+    missing = loaded.action(3)
+    assert missing.action_class == bogus
+    assert missing.missing is not None
+    assert bogus in missing.missing
+    assert missing.input == {"name": "db"}
+    assert [a.missing for a in loaded.actions if a.id != 3] == [None, None]
+    assert len(loaded.steps) == 7
+    [found] = reader.find_execution_plans({"id": plan_id})
+    assert found.action(3).missing == missing.missing
