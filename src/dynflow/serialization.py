@@ -51,8 +51,12 @@ def to_json_value(
     )
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(value: JSON) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON text (one shared encoder: building one per call is costly)."""
+    return _ENCODER.encode(value)
 
 
 def loads(text: str | None) -> JSON:

@@ -214,7 +214,8 @@ class PlanBuilder:
         self.run_flow = simplify(self._flows[0])
         inputs = {a.id: a.input for a in self.actions}
         self.requires = requires_from_inputs(inputs, {a.id: a.run_step_id for a in self.actions})
-        stuck = find_unreachable(self.shape())
+        # without output references every flow can run: only references can form a cycle
+        stuck = find_unreachable(self.shape()) if self.requires else []
         if stuck:
             error = StepError(
                 "dynflow.errors.PlanningFailed",

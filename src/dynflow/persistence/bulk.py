@@ -1,15 +1,23 @@
-"""Bulk writes: many rows in few statements.
+"""Bulk writes: a transaction's inserts, updates and deletes in as few statements as possible.
 
-The default goes through SQLAlchemy ``executemany``. On PostgreSQL the rows
-travel as one JSON document unpacked by ``jsonb_to_recordset``: one short,
-cacheable statement and one parameter, whatever the number of rows, which
-spares the per-row parameter handling on the client.
+Callers describe the writes as :class:`Insert`, :class:`Update` and :class:`Delete`
+operations over many rows. The default runs one SQLAlchemy ``executemany`` per
+operation. On PostgreSQL the whole list becomes ONE statement (each operation a
+data-modifying CTE) whose rows travel as JSON documents unpacked by
+``json_to_recordset``: one round trip and a short, cacheable statement whatever
+the number of rows, sparing the per-row parameter handling on the client. JSON
+columns are nested as they are and stored with their text unchanged (``json``,
+unlike ``jsonb``, keeps the text as given).
+
+Within one list a row may be written by one operation only (PostgreSQL runs the
+CTEs on one snapshot).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,32 +29,61 @@ from dynflow.serialization import dumps
 Row = Mapping[str, Any]
 
 
-def insert_rows(connection: sa.Connection, table: sa.Table, rows: Sequence[Row]) -> None:
-    if not rows:
-        return
-    if connection.dialect.name == "postgresql":
-        columns = tuple(rows[0])
-        connection.execute(_pg_insert(table, columns), {"rows": _pg_document(table, columns, rows)})
-    else:
-        connection.execute(sa.insert(table), [dict(r) for r in rows])
+@dataclass(frozen=True)
+class Insert:
+    table: sa.Table
+    rows: Sequence[Row]
 
 
-def update_rows(
-    connection: sa.Connection, table: sa.Table, keys: tuple[str, ...], rows: Sequence[Row]
-) -> None:
-    """Update each row, identified by its ``keys`` columns, with its other values."""
-    if not rows:
+@dataclass(frozen=True)
+class Update:
+    """Set each row's other columns where its ``keys`` columns match."""
+
+    table: sa.Table
+    keys: tuple[str, ...]
+    rows: Sequence[Row]
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Delete where all of each row's columns match."""
+
+    table: sa.Table
+    rows: Sequence[Row]
+
+
+Operation = Insert | Update | Delete
+
+
+def write(connection: sa.Connection, operations: Sequence[Operation]) -> None:
+    """Run the operations (in order) inside the connection's transaction."""
+    operations = [op for op in operations if op.rows]
+    if not operations:
         return
-    columns = tuple(rows[0])
     if connection.dialect.name == "postgresql":
+        shape = tuple(_shape(op) for op in operations)
         connection.execute(
-            _pg_update(table, keys, columns), {"rows": _pg_document(table, columns, rows)}
+            _pg_statement(shape),
+            {f"rows_{i}": _pg_document(op) for i, op in enumerate(operations)},
         )
-    else:
-        connection.execute(
-            _generic_update(table, keys, columns),
-            [{f"b_{name}": value for name, value in row.items()} for row in rows],
-        )
+        return
+    for op in operations:
+        match op:
+            case Insert(table, rows):
+                connection.execute(sa.insert(table), [dict(r) for r in rows])
+            case Update(table, keys, rows):
+                connection.execute(
+                    _generic_update(table, keys, tuple(rows[0])),
+                    [{f"b_{name}": value for name, value in row.items()} for row in rows],
+                )
+            case Delete(table, rows):
+                connection.execute(
+                    _generic_delete(table, tuple(rows[0])),
+                    [{f"b_{name}": value for name, value in row.items()} for row in rows],
+                )
+
+
+# -- generic ---------------------------------------------------------------------------
 
 
 @functools.cache
@@ -58,11 +95,59 @@ def _generic_update(table: sa.Table, keys: tuple[str, ...], columns: tuple[str, 
     )
 
 
+@functools.cache
+def _generic_delete(table: sa.Table, columns: tuple[str, ...]) -> sa.Delete:
+    return sa.delete(table).where(*(table.c[c] == sa.bindparam(f"b_{c}") for c in columns))
+
+
+# -- PostgreSQL --------------------------------------------------------------------------
+
+_Shape = tuple[str, sa.Table, tuple[str, ...], tuple[str, ...]]
+
+
+def _shape(op: Operation) -> _Shape:
+    columns = tuple(op.rows[0])
+    keys = op.keys if isinstance(op, Update) else ()
+    return (type(op).__name__, op.table, keys, columns)
+
+
+@functools.cache
+def _pg_statement(shape: tuple[_Shape, ...]) -> sa.TextClause:
+    parts = [_pg_part(i, *op) for i, op in enumerate(shape)]
+    if len(parts) == 1:
+        return sa.text(parts[0])
+    ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts))
+    return sa.text(f"WITH {ctes} SELECT 1")
+
+
+def _pg_part(
+    index: int, kind: str, table: sa.Table, keys: tuple[str, ...], columns: tuple[str, ...]
+) -> str:
+    source = _recordset(index, table, columns)
+    if kind == "Insert":
+        names = ", ".join(f'"{c}"' for c in columns)
+        selected = ", ".join(_pg_value(table, c) for c in columns)
+        return f"INSERT INTO {table.name} ({names}) SELECT {selected} FROM {source}"
+    if kind == "Update":
+        sets = ", ".join(f'"{c}" = {_pg_value(table, c)}' for c in columns if c not in keys)
+        matches = " AND ".join(f't."{k}" = x."{k}"' for k in keys)
+        return f"UPDATE {table.name} AS t SET {sets} FROM {source} WHERE {matches}"
+    matches = " AND ".join(f't."{c}" = x."{c}"' for c in columns)
+    return f"DELETE FROM {table.name} AS t USING {source} WHERE {matches}"
+
+
+def _recordset(index: int, table: sa.Table, columns: tuple[str, ...]) -> str:
+    fields = ", ".join(f'"{c}" {_pg_type(table.c[c])}' for c in columns)
+    return f"json_to_recordset(CAST(:rows_{index} AS json)) AS x({fields})"
+
+
 def _pg_type(column: sa.Column[Any]) -> str:
     kind = column.type
     if isinstance(kind, UTCDateTime):
         return "timestamp"
-    if isinstance(kind, JSONText | sa.String | sa.Text):
+    if isinstance(kind, JSONText):
+        return "json"
+    if isinstance(kind, sa.String | sa.Text):
         return "text"
     if isinstance(kind, sa.Integer):
         return "integer"
@@ -71,38 +156,18 @@ def _pg_type(column: sa.Column[Any]) -> str:
     raise TypeError(f"no bulk mapping for {column}")  # pragma: no cover
 
 
-def _recordset(table: sa.Table, columns: tuple[str, ...]) -> str:
-    fields = ", ".join(f'"{c}" {_pg_type(table.c[c])}' for c in columns)
-    return f"jsonb_to_recordset(CAST(:rows AS jsonb)) AS x({fields})"
+def _pg_value(table: sa.Table, column: str) -> str:
+    if isinstance(table.c[column].type, JSONText):
+        return f'CAST(x."{column}" AS text)'
+    return f'x."{column}"'
 
 
-@functools.cache
-def _pg_insert(table: sa.Table, columns: tuple[str, ...]) -> sa.TextClause:
-    names = ", ".join(f'"{c}"' for c in columns)
-    selected = ", ".join(f'x."{c}"' for c in columns)
-    return sa.text(
-        f"INSERT INTO {table.name} ({names}) SELECT {selected} FROM {_recordset(table, columns)}"
-    )
-
-
-@functools.cache
-def _pg_update(table: sa.Table, keys: tuple[str, ...], columns: tuple[str, ...]) -> sa.TextClause:
-    assignments = ", ".join(f'"{c}" = x."{c}"' for c in columns if c not in keys)
-    matches = " AND ".join(f't."{k}" = x."{k}"' for k in keys)
-    return sa.text(
-        f"UPDATE {table.name} AS t SET {assignments} FROM {_recordset(table, columns)} "
-        f"WHERE {matches}"
-    )
-
-
-def _pg_document(table: sa.Table, columns: tuple[str, ...], rows: Sequence[Row]) -> str:
-    encoders = [(c, _encoder(table.c[c])) for c in columns]
-    return dumps([{c: encode(row[c]) for c, encode in encoders} for row in rows])
+def _pg_document(op: Operation) -> str:
+    encoders = [(c, _encoder(op.table.c[c])) for c in op.rows[0]]
+    return dumps([{c: encode(row[c]) for c, encode in encoders} for row in op.rows])
 
 
 def _encoder(column: sa.Column[Any]) -> Any:
-    if isinstance(column.type, JSONText):
-        return lambda v: None if v is None else dumps(v)
     if isinstance(column.type, UTCDateTime):
         return _timestamp
     return _same
@@ -115,4 +180,6 @@ def _same(value: Any) -> Any:
 def _timestamp(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat()
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat()

@@ -19,8 +19,7 @@ from dynflow.execution_plan.model import (
 )
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
 from dynflow.flows import from_json
-from dynflow.persistence import migrate
-from dynflow.persistence.bulk import insert_rows, update_rows
+from dynflow.persistence import bulk, migrate
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.database import Database
 from dynflow.persistence.tables import (
@@ -85,12 +84,15 @@ class Persistence:
         lock: Mapping[str, Any] | None = None,
     ) -> None:
         """Insert a freshly planned plan (and, optionally, its execution lock) at once."""
+        operations: list[bulk.Operation] = [
+            bulk.Insert(execution_plans, [plan]),
+            bulk.Insert(actions, action_rows),
+            bulk.Insert(steps, step_rows),
+        ]
+        if lock is not None:
+            operations.append(bulk.Insert(coordinator_records, [lock]))
         with self.db.write() as connection:
-            connection.execute(sa.insert(execution_plans).values(dict(plan)))
-            insert_rows(connection, actions, action_rows)
-            insert_rows(connection, steps, step_rows)
-            if lock is not None:
-                connection.execute(sa.insert(coordinator_records).values(dict(lock)))
+            bulk.write(connection, operations)
 
     def apply(self, changes: Changes, connection: sa.Connection | None = None) -> None:
         """Write a batch of changes in one transaction."""
@@ -101,50 +103,51 @@ class Persistence:
             self._apply(changes, connection)
 
     def _apply(self, changes: Changes, connection: sa.Connection) -> None:
-        update_rows(
+        key = ("execution_plan_id", "id")
+        bulk.write(
             connection,
-            steps,
-            ("execution_plan_id", "id"),
             [
-                {"execution_plan_id": plan_id, "id": step_id}
-                | {name: values[name] for name in STEP_MUTABLE}
-                for (plan_id, step_id), values in changes.steps.items()
+                bulk.Update(
+                    steps,
+                    key,
+                    [
+                        {"execution_plan_id": plan_id, "id": step_id}
+                        | {name: values[name] for name in STEP_MUTABLE}
+                        for (plan_id, step_id), values in changes.steps.items()
+                    ],
+                ),
+                bulk.Update(
+                    actions,
+                    key,
+                    [
+                        {"execution_plan_id": plan_id, "id": action_id, "output": output}
+                        for (plan_id, action_id), output in changes.outputs.items()
+                    ],
+                ),
+                bulk.Update(
+                    execution_plans,
+                    ("id",),
+                    [
+                        {"id": plan_id} | {name: values[name] for name in PLAN_MUTABLE}
+                        for plan_id, values in changes.plans.items()
+                    ],
+                ),
+                bulk.Insert(
+                    execution_history,
+                    [
+                        {"execution_plan_id": p, "time": t, "name": n, "world_id": w}
+                        for p, t, n, w in changes.history
+                    ],
+                ),
+                bulk.Delete(
+                    coordinator_records,
+                    [
+                        {"class": lock_class, "id": lock_id, "owner_id": owner_id}
+                        for lock_class, lock_id, owner_id in changes.released_locks
+                    ],
+                ),
             ],
         )
-        update_rows(
-            connection,
-            actions,
-            ("execution_plan_id", "id"),
-            [
-                {"execution_plan_id": plan_id, "id": action_id, "output": output}
-                for (plan_id, action_id), output in changes.outputs.items()
-            ],
-        )
-        update_rows(
-            connection,
-            execution_plans,
-            ("id",),
-            [
-                {"id": plan_id} | {name: values[name] for name in PLAN_MUTABLE}
-                for plan_id, values in changes.plans.items()
-            ],
-        )
-        insert_rows(
-            connection,
-            execution_history,
-            [
-                {"execution_plan_id": p, "time": t, "name": n, "world_id": w}
-                for p, t, n, w in changes.history
-            ],
-        )
-        for lock_class, lock_id, owner_id in changes.released_locks:
-            connection.execute(
-                sa.delete(coordinator_records).where(
-                    coordinator_records.c["class"] == lock_class,
-                    coordinator_records.c.id == lock_id,
-                    coordinator_records.c.owner_id == owner_id,
-                )
-            )
 
     # -- reading ------------------------------------------------------------
 
