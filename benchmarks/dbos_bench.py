@@ -28,6 +28,7 @@ import sqlite3
 import statistics
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -92,7 +93,7 @@ def wait_for_queue_worker() -> None:
     raise RuntimeError("DBOS queue worker thread did not start")
 
 
-def run_w1(plans: int, mode: str, concurrency: int) -> dict[str, Any]:
+def run_w1(plans: int, mode: str, concurrency: int, starters: int = 1) -> dict[str, Any]:
     if mode == "queue":
         # Workflows are persisted as ENQUEUED and a queue worker thread claims them
         # (up to `concurrency` at a time on this executor) every 10 ms. Results are
@@ -108,7 +109,8 @@ def run_w1(plans: int, mode: str, concurrency: int) -> dict[str, Any]:
         # DBOS.start_workflow persists the workflow and runs it at once on DBOS's
         # (unbounded) executor thread pool; the handle awaits an in-process future.
         start = time.perf_counter()
-        handles = [DBOS.start_workflow(ten_step_plan, i) for i in range(plans)]
+        with ThreadPoolExecutor(starters) as pool:  # `starters` clients starting at once
+            handles = list(pool.map(lambda i: DBOS.start_workflow(ten_step_plan, i), range(plans)))
         results = [h.get_result() for h in handles]
     seconds = time.perf_counter() - start
     assert results == list(range(plans)), "unexpected workflow results"
@@ -149,6 +151,9 @@ def main() -> None:
     )
     parser.add_argument("--workload", choices=("w1", "w3"), required=True)
     parser.add_argument("--plans", type=int, default=200, help="w1: number of workflows")
+    parser.add_argument(
+        "--starters", type=int, default=1, help="w1 (start mode): threads starting workflows"
+    )
     parser.add_argument("--samples", type=int, default=200, help="w3: measured runs")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs before measuring")
     parser.add_argument(
@@ -197,7 +202,8 @@ def main() -> None:
         if args.workload == "w1":
             for i in range(args.warmup):  # untimed, pays first-call costs
                 DBOS.start_workflow(ten_step_plan, i).get_result()
-            numbers = run_w1(args.plans, args.w1_mode, args.queue_concurrency)
+            numbers = run_w1(args.plans, args.w1_mode, args.queue_concurrency, args.starters)
+            numbers["starters"] = args.starters
             numbers["mode"] = args.w1_mode
         else:
             numbers = run_w3(args.samples, args.warmup)

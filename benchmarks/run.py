@@ -1,8 +1,9 @@
 """W1 (throughput) and W3 (latency) for pydynflow, side by side with DBOS.
 
-W1: ``--plans`` plans of 10 sequential no-op steps, all triggered at once; time
-from the first trigger until every plan finished -> steps per second. Also
-counts database commits per step (the batching of the executor core).
+W1: ``--plans`` plans of 10 sequential no-op steps, all triggered at once by
+``--starters`` client threads (1 and 4 by default); time from the first trigger
+until every plan finished -> steps per second. Also counts database commits per
+step (the batching of the executor core).
 W3: trigger -> finished latency of a 1-step plan, ``--samples`` sequential
 runs after a warm-up -> p50/p99 in milliseconds.
 
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,12 +78,13 @@ def count_commits(world: World) -> list[int]:
     return counter
 
 
-def w1(url: str, plans: int) -> dict[str, Any]:
+def w1(url: str, plans: int, starters: int) -> dict[str, Any]:
     with World(url, pool_size=5) as world:
         world.trigger(TenSteps).finished.result(60)  # warm-up
         commits = count_commits(world)
         started = time.perf_counter()
-        triggered = [world.trigger(TenSteps) for _ in range(plans)]
+        with ThreadPoolExecutor(starters) as pool:
+            triggered = list(pool.map(lambda _: world.trigger(TenSteps), range(plans)))
         for t in triggered:
             plan = t.finished.result(600)
             assert plan.result == "success", plan
@@ -89,6 +92,7 @@ def w1(url: str, plans: int) -> dict[str, Any]:
     steps = plans * STEPS
     return {
         "plans": plans,
+        "starters": starters,
         "steps": steps,
         "seconds": round(seconds, 3),
         "steps_per_s": round(steps / seconds, 1),
@@ -127,26 +131,20 @@ def ensure_dbos() -> Path:
 
 
 def dbos(
-    python: Path, kind: str, tmp: Path, workload: str, args: argparse.Namespace
+    python: Path, kind: str, tmp: Path, workload: str, args: argparse.Namespace, starters: int = 1
 ) -> dict[str, Any]:
     if kind == "sqlite":
         url = f"sqlite:///{tmp / f'dbos-{time.monotonic_ns()}.sqlite'}"
-        extra = ["--sqlite-wal"]
+        extra = ["--sqlite-wal"]  # DBOS's best SQLite setting (its default is rollback journal)
     else:
         url = "postgresql://postgres@127.0.0.1:5432/dbos_bench"
         extra = []
     command = [
         str(python),
         str(HERE / "dbos_bench.py"),
-        "--database-url",
-        url,
-        "--workload",
-        workload,
-        "--plans",
-        str(args.plans),
-        "--samples",
-        str(args.samples),
-        *extra,
+        *("--database-url", url, "--workload", workload),
+        *("--plans", str(args.plans), "--samples", str(args.samples)),
+        *("--starters", str(starters), *extra),
     ]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
@@ -157,6 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plans", type=int, default=500)
     parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--starters", default="1,4", help="W1 client threads, comma-separated")
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--no-dbos", action="store_true")
     args = parser.parse_args()
@@ -165,28 +164,38 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for kind in args.databases.split(","):
-            ours_w1 = w1(fresh_database(kind, tmp), args.plans)
-            ours_w3 = w3(fresh_database(kind, tmp), args.samples)
-            row: dict[str, Any] = {"db": kind, "pydynflow_w1": ours_w1, "pydynflow_w3": ours_w3}
+            for starters in (int(n) for n in args.starters.split(",")):
+                row: dict[str, Any] = {"db": kind, "starters": starters}
+                row["w1"] = w1(fresh_database(kind, tmp), args.plans, starters)
+                if python is not None:
+                    row["dbos_w1"] = dbos(python, kind, tmp, "w1", args, starters)
+                    ratio = row["w1"]["steps_per_s"] / row["dbos_w1"]["steps_per_s"]
+                    row["w1_ratio"] = round(ratio, 2)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+            row = {"db": kind, "w3": w3(fresh_database(kind, tmp), args.samples)}
             if python is not None:
-                row["dbos_w1"] = dbos(python, kind, tmp, "w1", args)
                 row["dbos_w3"] = dbos(python, kind, tmp, "w3", args)
-                row["w1_ratio"] = round(ours_w1["steps_per_s"] / row["dbos_w1"]["steps_per_s"], 2)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print(f"\n{datetime.now(UTC):%Y-%m-%d} {platform.machine()} {platform.python_version()}")
-    print(
-        "| db | W1 steps/s | commits/step | W3 p50 ms | W3 p99 ms | DBOS W1 steps/s | "
-        "DBOS W3 p50/p99 ms | W1 ratio |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        d1, d3 = r.get("dbos_w1", {}), r.get("dbos_w3", {})
+    when = f"{datetime.now(UTC):%Y-%m-%d} {platform.machine()} Python {platform.python_version()}"
+    print(f"\n{when}")
+    print("| db | W1 starters | pydynflow steps/s | commits/step | DBOS steps/s | ratio |")
+    print("|---|---|---|---|---|---|")
+    for r in (r for r in rows if "w1" in r):
+        d = r.get("dbos_w1", {})
         print(
-            f"| {r['db']} | {r['pydynflow_w1']['steps_per_s']} | "
-            f"{r['pydynflow_w1']['commits_per_step']} | {r['pydynflow_w3']['p50_ms']} | "
-            f"{r['pydynflow_w3']['p99_ms']} | {d1.get('steps_per_s', '-')} | "
-            f"{d3.get('p50_ms', '-')}/{d3.get('p99_ms', '-')} | {r.get('w1_ratio', '-')} |"
+            f"| {r['db']} | {r['starters']} | {r['w1']['steps_per_s']} | "
+            f"{r['w1']['commits_per_step']} | {d.get('steps_per_s', '-')} | "
+            f"{r.get('w1_ratio', '-')} |"
+        )
+    print("\n| db | W3 pydynflow p50 / p99 ms | DBOS p50 / p99 ms |")
+    print("|---|---|---|")
+    for r in (r for r in rows if "w3" in r):
+        d = r.get("dbos_w3", {})
+        print(
+            f"| {r['db']} | {r['w3']['p50_ms']} / {r['w3']['p99_ms']} | "
+            f"{d.get('p50_ms', '-')} / {d.get('p99_ms', '-')} |"
         )
 
 

@@ -103,6 +103,8 @@ def call_chain(
     **kwargs: Any,
 ) -> Any:
     """Call ``hook`` through ``middleware`` (outermost first), ending in ``innermost``."""
+    if not middleware:
+        return innermost(*args, **kwargs)
     call = innermost
     for cls in reversed(middleware):
         call = getattr(cls(action, call), hook)

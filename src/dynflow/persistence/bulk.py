@@ -113,11 +113,11 @@ def _shape(op: Operation) -> _Shape:
 
 @functools.cache
 def _pg_statement(shape: tuple[_Shape, ...]) -> sa.TextClause:
-    parts = [_pg_part(i, *op) for i, op in enumerate(shape)]
-    if len(parts) == 1:
-        return sa.text(parts[0])
-    ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts))
-    return sa.text(f"WITH {ctes} SELECT 1")
+    *first, last = [_pg_part(i, *op) for i, op in enumerate(shape)]
+    if not first:
+        return sa.text(last)
+    ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(first))
+    return sa.text(f"WITH {ctes} {last}")  # the last operation returns no rows
 
 
 def _pg_part(
