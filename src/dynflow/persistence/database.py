@@ -42,6 +42,8 @@ class Dialect:
     name: str
     #: one writer at a time, across threads of this process
     single_writer: bool = False
+    #: ``bulk.write`` sends one atomic statement, so no explicit transaction is needed
+    single_statement_writes: bool = False
 
     def create_engines(self, url: URL) -> tuple[sa.Engine, sa.Engine]:
         """(writer, reader) engines."""
@@ -63,6 +65,8 @@ class Dialect:
 
 @dataclass(frozen=True)
 class PostgresDialect(Dialect):
+    single_statement_writes: bool = True
+
     def migration_lock(self, connection: sa.Connection) -> None:
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(727166342)"))
 
@@ -181,6 +185,20 @@ class Database:
         """A write transaction, committed on exit."""
         with self._locked(), self._errors(), self.writer.begin() as connection:
             yield connection
+
+    @contextmanager
+    def write_statement(self) -> Iterator[sa.Connection]:
+        """For a write that the dialect sends as exactly one statement (see ``bulk``).
+
+        Where one statement is atomic by itself (PostgreSQL), it runs without BEGIN
+        and COMMIT: one round trip instead of two. Elsewhere, a normal transaction.
+        """
+        if not self.dialect.single_statement_writes:
+            with self.write() as connection:
+                yield connection
+            return
+        with self._errors(), self.writer.connect() as connection:
+            yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:

@@ -91,13 +91,13 @@ class Persistence:
         ]
         if lock is not None:
             operations.append(bulk.Insert(coordinator_records, [lock]))
-        with self.db.write() as connection:
+        with self.db.write_statement() as connection:
             bulk.write(connection, operations)
 
     def apply(self, changes: Changes, connection: sa.Connection | None = None) -> None:
         """Write a batch of changes in one transaction."""
         if connection is None:
-            with self.db.write() as own:
+            with self.db.write_statement() as own:
                 self._apply(changes, own)
         else:
             self._apply(changes, connection)
