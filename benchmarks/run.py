@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
 
 from dynflow import Action, World
 
@@ -69,12 +68,17 @@ def fresh_database(kind: str, tmp: Path) -> str:
 
 
 def count_commits(world: World) -> list[int]:
+    """Count write transactions (one commit each, or one autocommitted statement)."""
     counter = [0]
+    db = world.persistence.db
+    for name in ("write", "write_statement"):
+        original = getattr(db, name)
 
-    @event.listens_for(world.persistence.db.writer, "commit")
-    def _commit(_connection: Any) -> None:
-        counter[0] += 1
+        def counted(original: Any = original) -> Any:
+            counter[0] += 1
+            return original()
 
+        setattr(db, name, counted)
     return counter
 
 
