@@ -246,7 +246,9 @@ class World:
 
     def halt(self, execution_plan_id: str) -> Future[ExecutionPlan]:
         """Stop a plan at once: no more steps run; it ends ``stopped``/``error``."""
-        if self.executor is not None and self.executor.running(execution_plan_id):
+        if self.executor is not None and (
+            self.executor.running(execution_plan_id) or self._holds_lock(execution_plan_id)
+        ):
             return self.executor.halt(execution_plan_id)
         try:
             plan = self._locked_plan(
@@ -264,6 +266,11 @@ class World:
         done: Future[ExecutionPlan] = Future()
         done.set_result(self.persistence.load_execution_plan(execution_plan_id))
         return done
+
+    def _holds_lock(self, execution_plan_id: str) -> bool:
+        """True when this world holds the plan's execution lock (it is starting here)."""
+        locks = self.coordinator.find_locks(lock_class=EXECUTION_LOCK, id=execution_plan_id)
+        return any(lock.owner_id == self.id for lock in locks)
 
     def event(self, execution_plan_id: str, step_id: int, payload: Any = None) -> Future[Any]:
         """Deliver ``payload`` to a suspended step (``run(event=payload)``)."""
