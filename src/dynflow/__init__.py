@@ -1,6 +1,9 @@
 """pydynflow: a durable workflow engine. Actions plan, run and finalize; plans survive crashes."""
 
 from dynflow.action.base import Action, PhaseContext, PlannedAction, Rescue
+from dynflow.action.cancellable import Cancel, Cancellable
+from dynflow.action.polling import Polling
+from dynflow.action.suspended import SuspendedAction
 from dynflow.action.references import OutputReference
 from dynflow.errors import (
     ConfigurationError,
@@ -24,6 +27,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Action",
     "ActionRecord",
+    "Cancel",
+    "Cancellable",
     "ConfigurationError",
     "DynflowError",
     "ExecutionError",
@@ -42,10 +47,12 @@ __all__ = [
     "PlanState",
     "PlannedAction",
     "PlanningFailed",
+    "Polling",
     "Rescue",
     "Step",
     "StepError",
     "StepState",
+    "SuspendedAction",
     "Triggered",
     "UnknownActionClass",
     "World",

@@ -18,6 +18,7 @@ class Outcome(StrEnum):
     CONTINUE = "continue"  # steps are running/suspended, or ready ones were returned
     FINISHED = "finished"  # every run and finalize step is done
     FAILED = "failed"  # a step failed and nothing runs any more
+    CANCELLED = "cancelled"  # a step was cancelled and nothing runs any more
     STUCK = "stuck"  # nothing can run and nothing is failed: the shape is unsatisfiable
 
 
@@ -56,10 +57,12 @@ def decide(shape: PlanShape, states: Mapping[int, StepState]) -> Decision:
     """What to do next, given every step's state.
 
     Ready steps are returned only if they are ``pending``. Once any step is in
-    ``error``, nothing new starts; when nothing is active any more the plan has
-    ``FAILED``.
+    ``error`` (or ``cancelled``), nothing new starts; when nothing is active any
+    more the plan has ``FAILED`` (or is ``CANCELLED``, which wins over failures).
     """
-    active = any(states[s] in _ACTIVE for s in states)
+    active = any(state in _ACTIVE for state in states.values())
+    if any(state is StepState.CANCELLED for state in states.values()):
+        return Decision(Outcome.CONTINUE if active else Outcome.CANCELLED)
     if any(state is StepState.ERROR for state in states.values()):
         return Decision(Outcome.CONTINUE if active else Outcome.FAILED)
     ready: list[int] = []

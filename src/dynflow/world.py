@@ -23,6 +23,7 @@ from dynflow.errors import (
     ExecutionError,
     LockTaken,
     NotFound,
+    NotSerializable,
     PlanningFailed,
 )
 from dynflow.execution_plan.builder import PlanBuilder, PlanPhaseError
@@ -38,6 +39,7 @@ from dynflow.middleware import MiddlewareStack
 from dynflow.persistence import Persistence
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.facade import plan_from_rows
+from dynflow.serialization import to_json_value
 from dynflow.transaction import transaction_adapter
 
 log = logging.getLogger(__name__)
@@ -272,21 +274,71 @@ class World:
         locks = self.coordinator.find_locks(lock_class=EXECUTION_LOCK, id=execution_plan_id)
         return any(lock.owner_id == self.id for lock in locks)
 
-    def event(self, execution_plan_id: str, step_id: int, payload: Any = None) -> Future[Any]:
-        """Deliver ``payload`` to a suspended step (``run(event=payload)``)."""
+    def event(
+        self,
+        execution_plan_id: str,
+        step_id: int,
+        payload: Any = None,
+        *,
+        optional: bool = False,
+    ) -> Future[Any]:
+        """Deliver ``payload`` to a suspended step (``run(event=payload)``).
+
+        The future resolves (True) once the step has the event; it fails when the
+        plan or step does not exist or the step cannot take events any more.
+        Events for one step are delivered in order, one run at a time; an event
+        arriving while the step still runs waits until it suspends. With
+        ``optional=True`` an undeliverable event is dropped: the future resolves
+        with False.
+        """
+        try:
+            payload = to_json_value(payload, f"event for step {step_id}")
+        except NotSerializable as exc:
+            return _failed(exc)
+        if self.executor is not None and (
+            self.executor.running(execution_plan_id) or self._holds_lock(execution_plan_id)
+        ):
+            return self.executor.event(execution_plan_id, step_id, payload, optional)
         try:
             plan = self.persistence.load_execution_plan(execution_plan_id)
             step = plan.steps.get(step_id)
             if step is None:
                 raise NotFound(f"execution plan {execution_plan_id} has no step {step_id}")
-        except DynflowError as exc:
-            return _failed(exc)
-        return _failed(
-            ExecutionError(
-                f"step {step_id} of execution plan {execution_plan_id} is {step.state}, "
-                "not suspended: the event was not delivered"
+            if step.state is not StepState.SUSPENDED:
+                raise ExecutionError(
+                    f"step {step_id} of execution plan {execution_plan_id} is {step.state}, "
+                    "not suspended: the event was not delivered"
+                )
+            raise ExecutionError(
+                f"execution plan {execution_plan_id} is {plan.state} and not executed by "
+                f"world {self.id}: the event was not delivered"
+                + (": resume the plan first" if plan.state is PlanState.PAUSED else "")
             )
-        )
+        except DynflowError as exc:
+            if optional:
+                done: Future[Any] = Future()
+                done.set_result(False)
+                return done
+            return _failed(exc)
+
+    def cancel(self, execution_plan_id: str) -> list[Future[Any]]:
+        """Cancel a plan: one future per running or suspended cancellable step.
+
+        Each future resolves when its step has the cancel event; the plan then ends
+        ``stopped``/``cancelled``. A plan without cancellable steps is not affected.
+        """
+        executor = self._require_executor()
+        if not (executor.running(execution_plan_id) or self._holds_lock(execution_plan_id)):
+            plan = self.persistence.load_execution_plan(execution_plan_id)
+            raise ExecutionError(
+                f"execution plan {execution_plan_id} is {plan.state}, not executed by world "
+                f"{self.id}: only a running plan can be cancelled"
+            )
+        return executor.cancel(execution_plan_id).result(timeout=30)
+
+    def _step_timeout(self, plan_id: str, step_id: int, sequence: int, seconds: float) -> None:
+        if self.executor is not None and not self._terminated:
+            self.executor.timeout(plan_id, step_id, sequence, seconds)
 
     # -- recovery --------------------------------------------------------------------
 

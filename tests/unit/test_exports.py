@@ -14,6 +14,8 @@ def test_dynflow_all_is_pinned() -> None:
     assert sorted(dynflow.__all__) == [
         "Action",
         "ActionRecord",
+        "Cancel",
+        "Cancellable",
         "ConfigurationError",
         "DynflowError",
         "ExecutionError",
@@ -32,10 +34,12 @@ def test_dynflow_all_is_pinned() -> None:
         "PlanState",
         "PlannedAction",
         "PlanningFailed",
+        "Polling",
         "Rescue",
         "Step",
         "StepError",
         "StepState",
+        "SuspendedAction",
         "Triggered",
         "UnknownActionClass",
         "World",
@@ -63,6 +67,10 @@ API_NAMES = [
     "Step",
     "StepError",
     "PlannedAction",
+    "Polling",
+    "Cancellable",
+    "Cancel",
+    "SuspendedAction",
 ]
 
 

@@ -8,10 +8,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from dynflow.action import registry
 from dynflow.action.references import OutputReference
+from dynflow.action.suspended import Suspend, SuspendedAction
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.states import Phase
 
@@ -212,6 +213,37 @@ class Action:
 
     def finalize(self) -> None:
         """Runs after every run step of the plan succeeded. Override it."""
+
+    def suspend(self, callback: Callable[[SuspendedAction], Any] | None = None) -> NoReturn:
+        """End this run call; the step waits, ``suspended``, for an event.
+
+        ``callback`` receives a :class:`SuspendedAction` (plan id, step id,
+        ``.event(payload)``) once the step can take events: register the
+        webhook or hand the ids to whoever will answer there.
+        """
+        if self._context.phase is not Phase.RUN:
+            raise DynflowError(f"{type(self).__name__}: suspend() is only valid in run()")
+        raise Suspend(callback)
+
+    def plan_event(self, payload: Any = None, delay: float = 0.0) -> None:
+        """Send ``payload`` to this step after ``delay`` seconds (through the world's clock)."""
+        world, plan_id, step_id = self._require_step("plan_event")
+        world.clock.schedule(delay, lambda: world.event(plan_id, step_id, payload, optional=True))
+
+    def schedule_timeout(self, seconds: float) -> None:
+        """Fail this step with a timeout if it is still suspended, with no event delivered
+        since this run call, after ``seconds``."""
+        world, plan_id, step_id = self._require_step("schedule_timeout")
+        sequence = self._context.extra.get("sequence", 0)
+        world.clock.schedule(
+            seconds, lambda: world._step_timeout(plan_id, step_id, sequence, seconds)
+        )
+
+    def _require_step(self, what: str) -> tuple[Any, str, int]:
+        step_id = self._context.step_id
+        if self._context.phase is not Phase.RUN or step_id is None or self.world is None:
+            raise DynflowError(f"{type(self).__name__}: {what}() is only valid in run()")
+        return self.world, self.execution_plan_id, step_id
 
     def report_progress(self, done: float) -> None:
         """Report how much of this step is done (0.0-1.0) while it runs."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from dynflow.execution_plan.model import ExecutionPlan
@@ -21,5 +21,15 @@ class Executor(Protocol):
     def halt(self, execution_plan_id: str) -> Future[ExecutionPlan]: ...
 
     def running(self, execution_plan_id: str) -> bool: ...
+
+    def event(
+        self, execution_plan_id: str, step_id: int, payload: Any, optional: bool
+    ) -> Future[Any]: ...
+
+    def cancel(self, execution_plan_id: str) -> Future[list[Future[Any]]]: ...
+
+    def timeout(
+        self, execution_plan_id: str, step_id: int, sequence: int, seconds: float
+    ) -> None: ...
 
     def terminate(self, timeout: float | None) -> None: ...

@@ -9,6 +9,7 @@ depend on it, so several plans' state changes share one commit.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -17,9 +18,11 @@ from typing import Any
 
 from dynflow.action import registry
 from dynflow.action.base import Rescue, combine_rescue
+from dynflow.action.cancellable import Cancellable
+from dynflow.action.events import CANCEL
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.director import Outcome, decide
-from dynflow.errors import DynflowError, ExecutionError
+from dynflow.errors import DynflowError, ExecutionError, NotFound
 from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
 from dynflow.executor.runtime import PlanRuntime, now
@@ -49,6 +52,36 @@ class Halt:
 
 
 @dataclass(frozen=True)
+class Event:
+    """Deliver ``payload`` to a step: ``run(event=payload)`` once it is suspended."""
+
+    execution_plan_id: str
+    step_id: int
+    payload: Any
+    future: Future[Any]
+    #: drop the event silently (future resolved with False) if the step cannot take it
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class StepTimeout:
+    """Fail the step if it is still suspended since hand-out ``sequence``."""
+
+    execution_plan_id: str
+    step_id: int
+    sequence: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CancelPlan:
+    """Send the cancel event to every running or suspended cancellable step."""
+
+    execution_plan_id: str
+    reply: Future[list[Future[Any]]]
+
+
+@dataclass(frozen=True)
 class Terminate:
     future: Future[None]
 
@@ -58,7 +91,9 @@ class Abandon:
     """Terminate now: steps still running are abandoned as abnormally terminated."""
 
 
-Message = Start | StepDone | Progress | Halt | Terminate | Abandon
+Message = (
+    Start | StepDone | Progress | Event | StepTimeout | CancelPlan | Halt | Terminate | Abandon
+)
 
 
 @dataclass
@@ -110,6 +145,12 @@ class ExecutorCore:
                     self.changes.drop_plan(plan.id)
                     self.changes.released_locks.append((EXECUTION_LOCK, plan.id, self.world_id))
                     self._fail(future, ExecutionError(f"cannot start plan {plan.id}: {exc}"))
+            case Event():
+                self._event(message)
+            case StepTimeout():
+                self._timeout(message)
+            case CancelPlan(plan_id, reply):
+                self._cancel(plan_id, reply)
             case Halt(plan_id, future):
                 self._halt(plan_id, future)
             case Terminate(future):
@@ -177,6 +218,14 @@ class ExecutorCore:
             ended_at=None,
         )
         runtime.record("start execution", self.world_id)
+        for step in runtime.steps.values():
+            if step.state is StepState.SUSPENDED:  # the timers of its last executor are gone
+                resume_event = _action_attribute(runtime, step.action_id, "resume_event")
+                if resume_event is not None:
+                    runtime.events.setdefault(step.id, deque()).append(
+                        Event(runtime.id, step.id, resume_event, Future(), optional=True)
+                    )
+                    self._deliver_next(runtime, step.id)
         self._advance(runtime)
 
     def _abnormal(self, runtime: PlanRuntime, step: Any) -> None:
@@ -204,6 +253,16 @@ class ExecutorCore:
         step = runtime.steps[done.step_id]
         if done.output != runtime.actions[step.action_id].output:
             runtime.set_output(step.action_id, done.output)
+        if done.state is StepState.SUSPENDED:
+            runtime.set_step(
+                step,
+                StepState.SUSPENDED,
+                execution_time=step.execution_time + done.execution_time,
+            )
+            self._deliver_next(runtime, step.id)
+            self._advance(runtime)
+            return
+        self._drop_events(runtime, step.id, f"step {step.id} ended {done.state}")
         runtime.set_step(
             step,
             done.state,
@@ -213,6 +272,104 @@ class ExecutorCore:
             real_time=(done.ended_at - (step.started_at or done.started_at)).total_seconds(),
             progress_done=1.0 if done.state is StepState.SUCCESS else step.progress_done,
         )
+        self._advance(runtime)
+
+    # -- events -----------------------------------------------------------------------
+
+    def _event(self, event: Event) -> None:
+        runtime = self.plans.get(event.execution_plan_id)
+        if runtime is None:
+            self._refuse(
+                event,
+                NotFound(
+                    f"execution plan {event.execution_plan_id} is not running in world "
+                    f"{self.world_id}"
+                ),
+            )
+            return
+        step = runtime.steps.get(event.step_id)
+        if step is None:
+            self._refuse(
+                event, NotFound(f"execution plan {runtime.id} has no step {event.step_id}")
+            )
+            return
+        if step.state not in (StepState.SUSPENDED, StepState.RUNNING):
+            self._refuse(
+                event,
+                ExecutionError(
+                    f"step {step.id} of execution plan {runtime.id} is {step.state}, not "
+                    "suspended: the event was not delivered"
+                ),
+            )
+            return
+        runtime.events.setdefault(step.id, deque()).append(event)
+        self._deliver_next(runtime, step.id)
+        self._advance(runtime)
+
+    def _deliver_next(self, runtime: PlanRuntime, step_id: int) -> None:
+        """Hand the oldest waiting event to its step if the step is suspended."""
+        waiting = runtime.events.get(step_id)
+        if not waiting or runtime.steps[step_id].state is not StepState.SUSPENDED:
+            return
+        if self.terminating is not None:
+            self._drop_events(runtime, step_id, f"world {self.world_id} is terminating")
+            return
+        event = waiting.popleft()
+        if self._dispatch(runtime, step_id, event.payload):
+            self._out.callbacks.append(partial(_resolve, event.future, True))
+        else:
+            self._refuse(event, ExecutionError(str(runtime.steps[step_id].error)))
+
+    def _drop_events(self, runtime: PlanRuntime, step_id: int, why: str) -> None:
+        for event in runtime.events.pop(step_id, ()):
+            self._refuse(event, ExecutionError(f"the event was not delivered: {why}"))
+
+    def _refuse(self, event: Event, error: Exception) -> None:
+        if event.optional:
+            self._out.callbacks.append(partial(_resolve, event.future, False))
+        else:
+            self._fail(event.future, error)
+
+    def _timeout(self, timeout: StepTimeout) -> None:
+        runtime = self.plans.get(timeout.execution_plan_id)
+        if runtime is None or timeout.step_id not in runtime.steps:
+            return
+        step = runtime.steps[timeout.step_id]
+        if step.state is not StepState.SUSPENDED:
+            return
+        if runtime.sequences.get(step.id, 0) != timeout.sequence:
+            return  # an event came since the timeout was scheduled
+        self._drop_events(runtime, step.id, "the step timed out")
+        runtime.set_step(
+            step,
+            StepState.ERROR,
+            ended_at=now(),
+            error=StepError(
+                "TimeoutError",
+                f"step {step.id} timed out: no event within {timeout.seconds:g} s",
+            ),
+        )
+        self._advance(runtime)
+
+    def _cancel(self, plan_id: str, reply: Future[list[Future[Any]]]) -> None:
+        runtime = self.plans.get(plan_id)
+        if runtime is None:
+            self._fail(reply, ExecutionError(f"execution plan {plan_id} is not running here"))
+            return
+        futures: list[Future[Any]] = []
+        for step in runtime.steps.values():
+            if step.state not in (StepState.RUNNING, StepState.SUSPENDED):
+                continue
+            cls = _action_class(runtime, step.action_id)
+            if cls is None or not issubclass(cls, Cancellable):
+                continue
+            future: Future[Any] = Future()
+            futures.append(future)
+            runtime.events.setdefault(step.id, deque()).append(
+                Event(plan_id, step.id, CANCEL, future)
+            )
+            self._deliver_next(runtime, step.id)
+        self._out.callbacks.append(partial(_resolve, reply, futures))
         self._advance(runtime)
 
     # -- deciding ---------------------------------------------------------------------
@@ -237,6 +394,9 @@ class ExecutorCore:
                     if self._rescue(runtime):
                         continue
                     return
+                case Outcome.CANCELLED:
+                    self._stop(runtime, PlanResult.CANCELLED, "finish execution")
+                    return
                 case Outcome.STUCK:
                     runtime.record("stuck: no step can run", self.world_id)
                     self._pause(runtime, PlanResult.ERROR)
@@ -258,7 +418,7 @@ class ExecutorCore:
         self._pause(runtime, PlanResult.ERROR)
         return False
 
-    def _dispatch(self, runtime: PlanRuntime, step_id: int) -> bool:
+    def _dispatch(self, runtime: PlanRuntime, step_id: int, event: Any = None) -> bool:
         """Hand the step to a worker; False if it failed at once (it is then ``error``)."""
         step = runtime.steps[step_id]
         action = runtime.actions[step.action_id]
@@ -292,6 +452,8 @@ class ExecutorCore:
                 queue=step.queue,
                 input=value,
                 output=dict(action.output),
+                event=event,
+                sequence=runtime.next_sequence(step.id),
             )
         )
         return True
@@ -340,6 +502,14 @@ class ExecutorCore:
 
     def _abandon_running(self, runtime: PlanRuntime, why: str | None = None) -> None:
         for step in runtime.steps.values():
+            if step.state is StepState.SUSPENDED and why is not None:  # halted
+                self._drop_events(runtime, step.id, "the plan was halted")
+                runtime.set_step(
+                    step,
+                    StepState.ERROR,
+                    ended_at=now(),
+                    error=StepError("dynflow.errors.ExecutionError", why),
+                )
             if step.state is StepState.RUNNING:
                 runtime.abandoned.add(step.id)
                 message = why or ABNORMAL.format(state=step.state)
@@ -389,6 +559,32 @@ class ExecutorFront:
 
     def running(self, execution_plan_id: str) -> bool:
         return execution_plan_id in self.core.plans
+
+    def event(
+        self, execution_plan_id: str, step_id: int, payload: Any, optional: bool
+    ) -> Future[Any]:
+        future: Future[Any] = Future()
+        self.post(Event(execution_plan_id, step_id, payload, future, optional))
+        return future
+
+    def cancel(self, execution_plan_id: str) -> Future[list[Future[Any]]]:
+        reply: Future[list[Future[Any]]] = Future()
+        self.post(CancelPlan(execution_plan_id, reply))
+        return reply
+
+    def timeout(self, execution_plan_id: str, step_id: int, sequence: int, seconds: float) -> None:
+        self.post(StepTimeout(execution_plan_id, step_id, sequence, seconds))
+
+
+def _action_class(runtime: PlanRuntime, action_id: int) -> type[Any] | None:
+    try:
+        return registry.lookup(runtime.actions[action_id].action_class)
+    except DynflowError:
+        return None
+
+
+def _action_attribute(runtime: PlanRuntime, action_id: int, name: str) -> Any:
+    return getattr(_action_class(runtime, action_id), name, None)
 
 
 def skip_step(runtime: PlanRuntime, step_id: int) -> None:

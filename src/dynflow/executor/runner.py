@@ -11,6 +11,8 @@ from typing import Any
 
 from dynflow.action import registry
 from dynflow.action.base import Action, PhaseContext
+from dynflow.action.events import CANCEL, is_engine_event
+from dynflow.action.suspended import Suspend, SuspendedAction
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import StepError
 from dynflow.execution_plan.states import Phase, StepState
@@ -56,10 +58,12 @@ class StepRunner:
             else:
                 self._call(chain, action, work)
                 output = self._checked_output(action)
+        except Suspend as suspend:
+            return self._suspended(work, action, suspend, started_at, started)
         except BaseException as exc:  # SystemExit in a step must not kill the worker
             output = _salvaged_output(action, work)
             return self._done(work, StepState.ERROR, output, exc, started_at, started)
-        return self._done(work, StepState.SUCCESS, output, None, started_at, started)
+        return self._done(work, _final_state(work), output, None, started_at, started)
 
     async def run_async(self, work: Work) -> StepDone:
         started_at, started = datetime.now(UTC), time.monotonic()
@@ -70,10 +74,12 @@ class StepRunner:
             while inspect.isawaitable(result):
                 result = await result
             output = self._checked_output(action)
+        except Suspend as suspend:
+            return self._suspended(work, action, suspend, started_at, started)
         except Exception as exc:
             output = _salvaged_output(action, work)
             return self._done(work, StepState.ERROR, output, exc, started_at, started)
-        return self._done(work, StepState.SUCCESS, output, None, started_at, started)
+        return self._done(work, _final_state(work), output, None, started_at, started)
 
     def run_on_loop(
         self, work: Work, loop: asyncio.AbstractEventLoop, done: Callable[[StepDone], None]
@@ -83,6 +89,24 @@ class StepRunner:
 
     # -- internals --------------------------------------------------------------
 
+    def _suspended(
+        self,
+        work: Work,
+        action: Action | None,
+        suspend: Suspend,
+        started_at: datetime,
+        started: float,
+    ) -> StepDone:
+        try:
+            assert action is not None
+            output = self._checked_output(action)
+            if suspend.callback is not None:
+                suspend.callback(SuspendedAction(self.world, work.execution_plan_id, work.step_id))
+        except Exception as exc:
+            output = _salvaged_output(action, work)
+            return self._done(work, StepState.ERROR, output, exc, started_at, started)
+        return self._done(work, StepState.SUSPENDED, output, None, started_at, started)
+
     def _prepare(self, work: Work) -> tuple[Action, list[type[Middleware]]]:
         cls = registry.lookup(work.action_class)
         context = PhaseContext(
@@ -90,6 +114,7 @@ class StepRunner:
             work.execution_plan_id,
             work.phase,
             step_id=work.step_id,
+            extra={"sequence": work.sequence},
             report_progress=lambda done: self.report(
                 Progress(work.execution_plan_id, work.step_id, done)
             ),
@@ -98,6 +123,8 @@ class StepRunner:
         return action, [*self.middleware(), *cls.middleware]
 
     def _call(self, chain: list[type[Middleware]], action: Action, work: Work) -> Any:
+        if _is_cancel(work):
+            return action.cancel()  # type: ignore[attr-defined]
         if work.phase is Phase.RUN:
 
             def phase(*args: Any) -> Any:
@@ -136,6 +163,14 @@ class StepRunner:
             ended_at=datetime.now(UTC),
             execution_time=time.monotonic() - started,
         )
+
+
+def _is_cancel(work: Work) -> bool:
+    return work.phase is Phase.RUN and is_engine_event(work.event, CANCEL)
+
+
+def _final_state(work: Work) -> StepState:
+    return StepState.CANCELLED if _is_cancel(work) else StepState.SUCCESS
 
 
 def _salvaged_output(action: Action | None, work: Work) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -49,6 +50,10 @@ class PlanRuntime:
     resumed_at: float = field(default_factory=time.monotonic)
     #: steps whose result must be ignored when it arrives (halted, abandoned)
     abandoned: set[int] = field(default_factory=set)
+    #: events waiting for their step to suspend, per step, in arrival order
+    events: dict[int, deque[Any]] = field(default_factory=dict)
+    #: how many times each step was handed to a worker here
+    sequences: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def from_plan(cls, plan: ExecutionPlan, changes: Changes) -> PlanRuntime:
@@ -64,6 +69,10 @@ class PlanRuntime:
     @property
     def id(self) -> str:
         return self.plan.id
+
+    def next_sequence(self, step_id: int) -> int:
+        self.sequences[step_id] = self.sequences.get(step_id, 0) + 1
+        return self.sequences[step_id]
 
     def states(self) -> dict[int, StepState]:
         return {sid: step.state for sid, step in self.steps.items()}

@@ -23,6 +23,8 @@ class Work:
     input: Any
     output: dict[str, Any]
     event: Any = None
+    #: how many times this step was handed to a worker (schedule_timeout uses it)
+    sequence: int = 0
 
 
 @dataclass(frozen=True)
