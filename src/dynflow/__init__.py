@@ -2,9 +2,12 @@
 
 from dynflow.action.base import Action, PhaseContext, PlannedAction, Rescue
 from dynflow.action.cancellable import Cancel, Cancellable
+from dynflow.action.hooks import plan_hook
 from dynflow.action.polling import Polling
-from dynflow.action.suspended import SuspendedAction
 from dynflow.action.references import OutputReference
+from dynflow.action.singleton import Singleton
+from dynflow.action.sub_plans import SubPlan, SubPlansFailed, WithSubPlans
+from dynflow.action.suspended import SuspendedAction
 from dynflow.errors import (
     ConfigurationError,
     DynflowError,
@@ -49,12 +52,17 @@ __all__ = [
     "PlanningFailed",
     "Polling",
     "Rescue",
+    "Singleton",
     "Step",
     "StepError",
     "StepState",
+    "SubPlan",
+    "SubPlansFailed",
     "SuspendedAction",
     "Triggered",
     "UnknownActionClass",
+    "WithSubPlans",
     "World",
     "__version__",
+    "plan_hook",
 ]

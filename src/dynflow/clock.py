@@ -12,6 +12,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from dynflow.errors import ConfigurationError
 
 
 @dataclass(order=True)
@@ -33,16 +36,28 @@ class Timer:
 
 
 class ManualClock:
-    """A clock that moves only when told to: deterministic tests of timed behaviour."""
+    """A clock that moves only when told to: deterministic tests of timed behaviour.
 
-    def __init__(self, start: float = 0.0) -> None:
+    ``utcnow()`` is ``utc_start`` (default: the real time at creation) plus the time
+    advanced since; clocks of several worlds given one ``utc_start`` agree.
+    """
+
+    def __init__(self, start: float = 0.0, *, utc_start: datetime | None = None) -> None:
+        if utc_start is not None and utc_start.tzinfo is None:
+            raise ConfigurationError("utc_start must be an aware datetime, e.g. datetime.now(UTC)")
         self._now = start
+        self._start = start
+        self._utc_start = utc_start or datetime.now(UTC)
         self._timers: list[_Timer] = []
         self._seq = itertools.count()
         self._lock = threading.Lock()
 
     def now(self) -> float:
         return self._now
+
+    def utcnow(self) -> datetime:
+        """The wall-clock time: ``utc_start`` plus the time advanced so far."""
+        return self._utc_start + timedelta(seconds=self._now - self._start)
 
     def schedule(self, delay: float, callback: Callable[[], None]) -> Timer:
         timer = _Timer(self._now + max(delay, 0.0), next(self._seq), callback)
@@ -88,6 +103,10 @@ class ThreadClock:
 
     def now(self) -> float:
         return time.monotonic()
+
+    def utcnow(self) -> datetime:
+        """The real wall-clock time, aware, in UTC."""
+        return datetime.now(UTC)
 
     def schedule(self, delay: float, callback: Callable[[], None]) -> Timer:
         timer = _Timer(time.monotonic() + max(delay, 0.0), next(self._seq), callback)

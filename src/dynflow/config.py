@@ -43,6 +43,8 @@ class WorldConfig:
     migrate: bool = True
     #: a ``dynflow.clock`` clock; default: real time on a timer thread
     clock: Any = None
+    #: seconds between two looks of an executor world for delayed plans whose time came
+    delayed_interval: float = 1.0
 
     def __post_init__(self) -> None:
         if self.pool_size < 1:
@@ -50,6 +52,10 @@ class WorldConfig:
         for name, size in self.queues.items():
             if not isinstance(size, int) or size < 1:
                 raise ConfigurationError(f"queue {name!r} needs a pool size >= 1, got {size!r}")
+        if not self.delayed_interval > 0:
+            raise ConfigurationError(
+                f"delayed_interval must be > 0 seconds, got {self.delayed_interval!r}"
+            )
         if self.connector not in (None, "direct", "database"):
             raise ConfigurationError(
                 f"unknown connector {self.connector!r}: use 'direct' or 'database'"

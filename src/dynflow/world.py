@@ -8,15 +8,24 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 from types import TracebackType
 from typing import Any
 
-from dynflow.action.base import Action
+import sqlalchemy as sa
+
+from dynflow.action import registry
+from dynflow.action.base import Action, PhaseContext
+from dynflow.action.hooks import hooks_of, kinds_for
+from dynflow.action.singleton import SINGLETON_LOCK
+from dynflow.action.sub_plans import SUB_PLAN_FINISHED
 from dynflow.clock import ThreadClock
 from dynflow.config import WorldConfig
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
+from dynflow.delayed import DelayedPlans
 from dynflow.errors import (
     ConfigurationError,
     DynflowError,
@@ -28,9 +37,9 @@ from dynflow.errors import (
 )
 from dynflow.execution_plan.builder import PlanBuilder, PlanPhaseError
 from dynflow.execution_plan.model import ExecutionPlan, StepError
-from dynflow.execution_plan.states import PlanResult, PlanState, StepState
+from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
 from dynflow.executor import Executor
-from dynflow.executor.core import ExecutorCore, skip_step
+from dynflow.executor.core import ExecutorCore, singleton_locks, skip_step
 from dynflow.executor.runner import StepRunner
 from dynflow.executor.runtime import PlanRuntime, now
 from dynflow.executor.threaded import ThreadedExecutor
@@ -39,7 +48,7 @@ from dynflow.middleware import MiddlewareStack
 from dynflow.persistence import Persistence
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.facade import plan_from_rows
-from dynflow.serialization import to_json_value
+from dynflow.serialization import freeze, to_json_value
 from dynflow.transaction import transaction_adapter
 
 log = logging.getLogger(__name__)
@@ -91,6 +100,8 @@ class World:
         self.clock = self.config.clock or ThreadClock()
         self._terminated = False
         self._terminate_lock = threading.Lock()
+        self._caller_steps: dict[tuple[str, int], int | None] = {}
+        self._hook_pool: ThreadPoolExecutor | None = None
         self.executor: Executor | None = None
         try:
             if self.config.migrate:
@@ -107,16 +118,20 @@ class World:
         if self.config.executor:
             self.executor = self._build_executor(self._core())
         self.clock.schedule(self.config.heartbeat_interval, self._beat)
+        #: delayed plans; an executor world starts them when their time comes
+        self.delayed = DelayedPlans(self, self.config.delayed_interval)
         if self.config.executor and self.config.auto_execute:
             self.recover()
 
     def _core(self) -> ExecutorCore:
-        return ExecutorCore(
+        core = ExecutorCore(
             self.id,
             self.persistence,
             auto_rescue=self.config.auto_rescue,
             queues=self.config.all_queues,
         )
+        core.on_finished = self._plan_finished
+        return core
 
     def _runner(self, report: Callable[[Progress], None]) -> StepRunner:
         return StepRunner(self, lambda: self.middleware.items, self.transactions, report)
@@ -155,6 +170,21 @@ class World:
         plan = self._plan(action_class, args, kwargs, lock=True)
         return Triggered(plan.id, executor.execute(plan))
 
+    def delay(
+        self,
+        action_class: type[Action],
+        start_at: datetime | float,
+        *args: Any,
+        start_before: datetime | float | None = None,
+        **kwargs: Any,
+    ) -> ExecutionPlan:
+        """Plan and execute later: the plan is ``scheduled`` until ``start_at`` (an aware
+        datetime, or seconds from now), then some executor world plans it with these
+        arguments and executes it; still waiting after ``start_before``, it fails instead.
+        The arguments are stored as JSON (tuples come back as lists)."""
+        self._require_alive()
+        return self.delayed.delay(action_class, start_at, args, kwargs, start_before=start_before)
+
     def _plan(
         self,
         action_class: type[Action],
@@ -162,11 +192,13 @@ class World:
         kwargs: dict[str, Any],
         *,
         lock: bool,
+        caller: tuple[str, int] | None = None,
     ) -> ExecutionPlan:
         self._require_alive()
         if not (isinstance(action_class, type) and issubclass(action_class, Action)):
             raise ConfigurationError(f"expected an Action subclass, got {action_class!r}")
         builder = PlanBuilder(self, self.middleware.items)
+        builder.caller = caller
         try:
             with self.transactions.transaction() as transaction:
                 builder.transaction = transaction
@@ -182,9 +214,31 @@ class World:
             message = str(exc) if isinstance(exc, PlanPhaseError) else str(builder.error)
             raise PlanningFailed(builder.id, message) from exc
         plan_row, actions, steps = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
-        lock_row = self.coordinator.lock_row(EXECUTION_LOCK, builder.id) if lock else None
-        self.persistence.save_new_plan(plan_row, actions, steps, lock=lock_row)
+        locks = [
+            {"class": SINGLETON_LOCK, "id": name, "owner_id": builder.id, "data": {}}
+            for name in builder.singletons
+        ]
+        if lock:
+            locks.append(self.coordinator.lock_row(EXECUTION_LOCK, builder.id))
+        try:
+            self.persistence.save_new_plan(plan_row, actions, steps, locks=locks)
+        except sa.exc.IntegrityError:
+            message = self._singleton_conflict(builder.singletons)
+            builder.steps[0].state = StepState.ERROR
+            builder.steps[0].error = StepError("dynflow.errors.LockTaken", message)
+            plan_row, actions, steps = builder.rows(PlanState.STOPPED, PlanResult.ERROR)
+            self.persistence.save_new_plan(plan_row, actions, steps)
+            raise PlanningFailed(builder.id, message) from None
         return plan_from_rows(plan_row, actions, steps)
+
+    def _singleton_conflict(self, singletons: list[str]) -> str:
+        for name in singletons:
+            for held in self.coordinator.find_locks(lock_class=SINGLETON_LOCK, id=name):
+                return (
+                    f"singleton action {name} is already running in execution plan "
+                    f"{held.owner_id}: wait until it stops (or halt it)"
+                )
+        return "a lock this plan needs is taken: try again"
 
     # -- execution -------------------------------------------------------------------
 
@@ -260,13 +314,20 @@ class World:
             return _failed(exc)
         try:
             runtime = PlanRuntime.from_plan(plan, Changes())
+            for step in runtime.steps.values():  # e.g. left suspended by a terminated world
+                if step.state is StepState.SUSPENDED:
+                    error = StepError("dynflow.errors.ExecutionError", "halted while suspended")
+                    runtime.set_step(step, StepState.ERROR, ended_at=now(), error=error)
             runtime.set_state(PlanState.STOPPED, PlanResult.ERROR, ended_at=now())
             runtime.record("halt execution", self.id)
+            runtime.changes.released_locks.extend(singleton_locks(runtime))
             self.persistence.apply(runtime.changes)
         finally:
             self.coordinator.release(EXECUTION_LOCK, execution_plan_id)
+        halted = self.persistence.load_execution_plan(execution_plan_id)
+        self._plan_finished(halted)
         done: Future[ExecutionPlan] = Future()
-        done.set_result(self.persistence.load_execution_plan(execution_plan_id))
+        done.set_result(halted)
         return done
 
     def _holds_lock(self, execution_plan_id: str) -> bool:
@@ -340,6 +401,43 @@ class World:
         if self.executor is not None and not self._terminated:
             self.executor.timeout(plan_id, step_id, sequence, seconds)
 
+    # -- plans that stop or pause ----------------------------------------------------
+
+    def _plan_finished(self, plan: ExecutionPlan) -> None:
+        """After a plan stopped or paused (committed): wake its parent, run its hooks."""
+        if plan.caller_execution_plan_id is not None and plan.caller_action_id is not None:
+            key = (plan.caller_execution_plan_id, plan.caller_action_id)
+            if key not in self._caller_steps:
+                self._caller_steps[key] = self.persistence.run_step_id(*key)
+            step_id = self._caller_steps[key]
+            if step_id is not None:
+                self.event(key[0], step_id, SUB_PLAN_FINISHED, optional=True)
+        kinds = kinds_for(plan.state, plan.result)
+        try:
+            entry = registry.lookup(plan.entry_action.action_class)
+        except DynflowError:
+            return
+        names = hooks_of(entry, kinds)
+        if names:
+            self._run_soon(partial(self._run_hooks, entry, plan, names))
+
+    def _run_hooks(self, entry: type[Action], plan: ExecutionPlan, names: list[str]) -> None:
+        record = plan.entry_action
+        context = PhaseContext(self, plan.id, Phase.FINALIZE)
+        action = entry(context, record.id, input=freeze(record.input), output=dict(record.output))
+        for name in names:
+            try:
+                getattr(action, name)(plan)
+            except Exception:
+                log.exception("hook %s of execution plan %s failed", name, plan.id)
+
+    def _run_soon(self, job: Callable[[], None]) -> None:
+        """Run ``job`` outside the executor core (a small pool of its own)."""
+        with self._terminate_lock:
+            if self._hook_pool is None:
+                self._hook_pool = ThreadPoolExecutor(2, thread_name_prefix="dynflow-hooks")
+            self._hook_pool.submit(job)
+
     # -- recovery --------------------------------------------------------------------
 
     def recover(self) -> int:
@@ -353,7 +451,10 @@ class World:
             self.coordinator.unregister_world(world.id)
         held = {lock.id for lock in self.coordinator.find_locks(lock_class=EXECUTION_LOCK)}
         count = 0
-        for plan_id in self.persistence.find_plan_ids([PlanState.RUNNING, PlanState.PLANNED]):
+        # planned sub-plans wait for their parent, which starts them within its limit
+        candidates = self.persistence.find_plan_ids([PlanState.RUNNING])
+        candidates += self.persistence.find_plan_ids([PlanState.PLANNED], sub_plans=False)
+        for plan_id in candidates:
             if plan_id in held:
                 continue
             try:
@@ -375,12 +476,15 @@ class World:
                 return
             self._terminated = True
         try:
+            self.delayed.stop()
             if self.executor is not None:
                 self.executor.terminate(
                     self.config.terminate_timeout if timeout is None else timeout
                 )
             self.coordinator.unregister_world()
         finally:
+            if self._hook_pool is not None:
+                self._hook_pool.shutdown(wait=True)
             self.clock.stop()
             self.persistence.close()
 

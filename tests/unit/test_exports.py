@@ -36,14 +36,19 @@ def test_dynflow_all_is_pinned() -> None:
         "PlanningFailed",
         "Polling",
         "Rescue",
+        "Singleton",
         "Step",
         "StepError",
         "StepState",
+        "SubPlan",
+        "SubPlansFailed",
         "SuspendedAction",
         "Triggered",
         "UnknownActionClass",
+        "WithSubPlans",
         "World",
         "__version__",
+        "plan_hook",
     ]
     assert len(set(dynflow.__all__)) == len(dynflow.__all__)
 
@@ -71,6 +76,7 @@ API_NAMES = [
     "Cancellable",
     "Cancel",
     "SuspendedAction",
+    "WithSubPlans",
 ]
 
 

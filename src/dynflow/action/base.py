@@ -123,6 +123,10 @@ class Action:
         return getattr(cls, phase.value) is not getattr(Action, phase.value)
 
     @classmethod
+    def check_planned_input(cls, input: Mapping[str, Any]) -> None:
+        """Called with the input given to ``plan_self``: raise to fail planning."""
+
+    @classmethod
     def has_async_run(cls) -> bool:
         return inspect.iscoroutinefunction(cls.run)
 

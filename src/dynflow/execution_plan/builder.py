@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from dynflow.action.base import Action, PhaseContext, PlannedAction
 from dynflow.action.references import to_marker_or_refuse
+from dynflow.action.singleton import Singleton
 from dynflow.director import PlanShape, find_unreachable
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import StepError
@@ -99,6 +100,10 @@ class PlanBuilder:
         self.run_flow: Flow = Concurrence()
         self.requires: dict[int, frozenset[int]] = {}
         self.error: StepError | None = None
+        #: set for a sub-plan: the plan and action that triggered it
+        self.caller: tuple[str, int] | None = None
+        #: class names of the singleton actions planned
+        self.singletons: list[str] = []
 
     # -- called by actions while planning ----------------------------------------
 
@@ -118,6 +123,8 @@ class PlanBuilder:
             parent_id=parent.id if parent else None,
         )
         self.actions.append(record)
+        if issubclass(action_class, Singleton) and action_class.class_name() not in self.singletons:
+            self.singletons.append(action_class.class_name())
         step = self._add_step(record, Phase.PLAN, StepState.RUNNING)
         record.plan_step_id = step.id
         context = PhaseContext(
@@ -164,6 +171,7 @@ class PlanBuilder:
         record.planned_self = True
         value = to_json_value(raw_input, f"{cls.__name__} input", on_unknown=to_marker_or_refuse)
         record.input.update(_validate_input(cls.Input, value, cls.__name__))
+        cls.check_planned_input(record.input)
         if cls.has_phase(Phase.RUN):
             step = self._add_step(record, Phase.RUN, StepState.PENDING)
             record.run_step_id = step.id
@@ -227,6 +235,35 @@ class PlanBuilder:
             self.steps[0].error = error
             raise PlanPhaseError(error.message, error)
 
+    def schedule(self, action_class: type[Action]) -> None:
+        """Record only the entry action, its plan step ``pending``: a plan to plan later.
+
+        Planning it later (a builder with the same ``execution_plan_id``) produces the
+        same entry action and plan step ids (1), with everything else.
+        """
+        label = action_class.label
+        record = _Action(
+            id=1,
+            cls=action_class,
+            label=label if isinstance(label, str) else action_class.humanized_name(),
+            parent_id=None,
+        )
+        self.actions.append(record)
+        step = self._add_step(record, Phase.PLAN, StepState.PENDING)
+        step.started_at = None
+        record.plan_step_id = step.id
+
+    def record_failure(self, exc: Exception) -> str:
+        """Note why planning failed on the entry plan step; the message for the caller."""
+        if isinstance(exc, PlanPhaseError):  # the failing plan step holds the error already
+            return str(exc)
+        # e.g. the application's transaction failed to commit
+        self.error = StepError.from_exception(exc)
+        if self.steps:
+            self.steps[0].error = self.error
+            self.steps[0].state = StepState.ERROR
+        return str(self.error)
+
     def shape(self) -> PlanShape:
         return PlanShape(self.run_flow, tuple(self.finalize_steps), self.requires)
 
@@ -247,8 +284,8 @@ class PlanBuilder:
             "ended_at": datetime.now(UTC) if state is PlanState.STOPPED else None,
             "execution_time": 0.0,
             "real_time": 0.0,
-            "caller_execution_plan_id": None,
-            "caller_action_id": None,
+            "caller_execution_plan_id": self.caller[0] if self.caller else None,
+            "caller_action_id": self.caller[1] if self.caller else None,
             "data": {
                 "run_flow": to_json(self.run_flow),
                 "finalize_flow": self.finalize_steps,

@@ -20,6 +20,7 @@ from dynflow.action import registry
 from dynflow.action.base import Rescue, combine_rescue
 from dynflow.action.cancellable import Cancellable
 from dynflow.action.events import CANCEL
+from dynflow.action.singleton import SINGLETON_LOCK, Singleton
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.director import Outcome, decide
 from dynflow.errors import DynflowError, ExecutionError, NotFound
@@ -120,6 +121,8 @@ class ExecutorCore:
         self._out = _Outbox()
         self.terminating: Future[None] | None = None
         self.running_steps = 0
+        #: called with the plan, after the commit, whenever a plan stops or pauses here
+        self.on_finished: Callable[[ExecutionPlan], None] | None = None
 
     @property
     def terminated(self) -> bool:
@@ -471,6 +474,7 @@ class ExecutorCore:
             PlanState.STOPPED, result, ended_at=now(), real_time=runtime.accumulate_real_time()
         )
         runtime.record(event, self.world_id)
+        self.changes.released_locks.extend(singleton_locks(runtime))
         self._release(runtime)
 
     def _pause(self, runtime: PlanRuntime, result: PlanResult | None = None) -> None:
@@ -489,6 +493,8 @@ class ExecutorCore:
         snapshot = runtime.snapshot()
         for future in runtime.futures:
             self._out.callbacks.append(partial(_resolve, future, snapshot))
+        if self.on_finished is not None:
+            self._out.callbacks.append(partial(self.on_finished, snapshot))
         self._maybe_terminated()
 
     def _halt(self, plan_id: str, future: Future[ExecutionPlan]) -> None:
@@ -513,6 +519,7 @@ class ExecutorCore:
             if step.state is StepState.RUNNING:
                 runtime.abandoned.add(step.id)
                 message = why or ABNORMAL.format(state=step.state)
+                self._drop_events(runtime, step.id, message)  # waiting for it to suspend
                 runtime.set_step(
                     step,
                     StepState.ERROR,
@@ -577,14 +584,28 @@ class ExecutorFront:
 
 
 def _action_class(runtime: PlanRuntime, action_id: int) -> type[Any] | None:
-    try:
-        return registry.lookup(runtime.actions[action_id].action_class)
-    except DynflowError:
-        return None
+    return _lookup(runtime.actions[action_id].action_class)
 
 
 def _action_attribute(runtime: PlanRuntime, action_id: int, name: str) -> Any:
     return getattr(_action_class(runtime, action_id), name, None)
+
+
+def singleton_locks(runtime: PlanRuntime) -> list[tuple[str, str, str]]:
+    """The singleton locks a stopping plan releases: (class, action class name, plan id)."""
+    names = {a.action_class for a in runtime.actions.values()}
+    return [
+        (SINGLETON_LOCK, name, runtime.id)
+        for name in sorted(names)
+        if (cls := _lookup(name)) is not None and issubclass(cls, Singleton)
+    ]
+
+
+def _lookup(name: str) -> type[Any] | None:
+    try:
+        return registry.lookup(name)
+    except DynflowError:
+        return None
 
 
 def skip_step(runtime: PlanRuntime, step_id: int) -> None:

@@ -22,6 +22,7 @@ from dynflow.flows import from_json
 from dynflow.persistence import bulk, migrate
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.database import Database
+from dynflow.persistence.delayed import DelayedPlanStore
 from dynflow.persistence.tables import (
     actions,
     coordinator_records,
@@ -36,6 +37,7 @@ PLAN_FILTERS = {
     "label": execution_plans.c.label,
     "id": execution_plans.c.id,
     "caller_execution_plan_id": execution_plans.c.caller_execution_plan_id,
+    "caller_action_id": execution_plans.c.caller_action_id,
 }
 PLAN_ORDER = {
     "started_at": execution_plans.c.started_at,
@@ -62,6 +64,8 @@ class Persistence:
 
     def __init__(self, database_url: str) -> None:
         self.db = Database(database_url)
+        #: delayed plans: scheduled plans and when to plan them
+        self.delayed = DelayedPlanStore(self.db)
 
     @property
     def url(self) -> str:
@@ -82,15 +86,19 @@ class Persistence:
         action_rows: Sequence[Mapping[str, Any]],
         step_rows: Sequence[Mapping[str, Any]],
         lock: Mapping[str, Any] | None = None,
+        locks: Sequence[Mapping[str, Any]] = (),
     ) -> None:
-        """Insert a freshly planned plan (and, optionally, its execution lock) at once."""
+        """Insert a freshly planned plan, with the coordinator locks it takes, at once.
+
+        Raises ``sqlalchemy.exc.IntegrityError`` (and writes nothing) when a lock is held.
+        """
+        all_locks = [*locks, *([lock] if lock is not None else [])]
         operations: list[bulk.Operation] = [
             bulk.Insert(execution_plans, [plan]),
             bulk.Insert(actions, action_rows),
             bulk.Insert(steps, step_rows),
+            bulk.Insert(coordinator_records, all_locks),
         ]
-        if lock is not None:
-            operations.append(bulk.Insert(coordinator_records, [lock]))
         with self.db.write_statement() as connection:
             bulk.write(connection, operations)
 
@@ -219,10 +227,37 @@ class Persistence:
         with self.db.read() as connection:
             return int(connection.execute(query).scalar_one())
 
-    def find_plan_ids(self, states: Iterable[PlanState]) -> list[str]:
+    def count_sub_plans(
+        self, execution_plan_id: str, action_id: int
+    ) -> dict[tuple[PlanState, PlanResult], int]:
+        """How many sub-plans of that action are in each (state, result)."""
+        query = (
+            sa.select(execution_plans.c.state, execution_plans.c.result, sa.func.count())
+            .where(
+                execution_plans.c.caller_execution_plan_id == execution_plan_id,
+                execution_plans.c.caller_action_id == action_id,
+            )
+            .group_by(execution_plans.c.state, execution_plans.c.result)
+        )
+        with self.db.read() as connection:
+            rows = connection.execute(query).all()
+        return {(PlanState(state), PlanResult(result)): int(n) for state, result, n in rows}
+
+    def run_step_id(self, execution_plan_id: str, action_id: int) -> int | None:
+        query = sa.select(actions.c.run_step_id).where(
+            actions.c.execution_plan_id == execution_plan_id, actions.c.id == action_id
+        )
+        with self.db.read() as connection:
+            step_id: int | None = connection.execute(query).scalar_one_or_none()
+        return step_id
+
+    def find_plan_ids(self, states: Iterable[PlanState], *, sub_plans: bool = True) -> list[str]:
+        """Ids of plans in ``states``; ``sub_plans=False`` leaves out plans with a caller."""
         query = sa.select(execution_plans.c.id).where(
             execution_plans.c.state.in_([str(s) for s in states])
         )
+        if not sub_plans:
+            query = query.where(execution_plans.c.caller_execution_plan_id.is_(None))
         with self.db.read() as connection:
             return list(connection.execute(query).scalars())
 
@@ -268,12 +303,23 @@ def _conditions(filters: Mapping[str, Any] | None) -> list[sa.ColumnElement[bool
             )
         column = PLAN_FILTERS[name]
         if isinstance(value, list | tuple | set | frozenset):
-            conditions.append(column.in_([str(v) for v in value]))
+            conditions.append(column.in_([_filter_value(column, v) for v in value]))
         elif value is None:
             conditions.append(column.is_(None))
         else:
-            conditions.append(column == str(value))
+            conditions.append(column == _filter_value(column, value))
     return conditions
+
+
+def _filter_value(column: sa.ColumnElement[Any], value: Any) -> Any:
+    if isinstance(column.type, sa.Integer):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"filter {column.name!r} needs an integer, got {value!r}"
+            ) from None
+    return str(value)
 
 
 def _plan_from_row(row: Mapping[Any, Any]) -> ExecutionPlan:

@@ -96,3 +96,15 @@ coordinator_records = sa.Table(
     sa.Index("ix_dynflow_coordinator_records_owner", "owner_id"),
     **MYSQL,
 )
+
+delayed_plans = sa.Table(
+    "dynflow_delayed_plans",
+    metadata,
+    sa.Column("execution_plan_id", UUID, primary_key=True),
+    sa.Column("start_at", UTCDateTime(), nullable=False),
+    sa.Column("start_before", UTCDateTime(), nullable=True),
+    # {"action_class": dotted name, "args": [...], "kwargs": {...}}
+    sa.Column("args", JSONText(), nullable=False),
+    sa.Index("ix_dynflow_delayed_plans_start_at", "start_at"),
+    **MYSQL,
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from dynflow.clock import ManualClock
@@ -25,6 +26,9 @@ class InThreadWorld(World):
         options.setdefault("clock", ManualClock())
         options.setdefault("auto_execute", False)
         super().__init__(database_url, **options)
+
+    def _run_soon(self, job: Callable[[], None]) -> None:
+        job()  # hooks run in the calling thread too
 
     def _build_executor(self, core: ExecutorCore) -> Executor:
         executor = InlineExecutor(core, self._runner(lambda p: executor.post(p)))

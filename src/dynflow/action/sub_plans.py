@@ -1,0 +1,182 @@
+"""Sub-plans: an action that triggers other plans and waits for all of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple
+
+from dynflow.action.events import EVENT_KEY, is_engine_event
+from dynflow.errors import DynflowError
+from dynflow.execution_plan.states import PlanResult, PlanState
+
+#: sent to the parent step whenever one of its sub-plans stops or pauses
+SUB_PLAN_FINISHED: dict[str, Any] = {EVENT_KEY: "sub_plan_finished"}
+
+
+class SubPlan(NamedTuple):
+    """A sub-plan triggered by ``WithSubPlans.trigger``."""
+
+    execution_plan_id: str
+
+
+class SubPlansFailed(DynflowError):
+    """Some sub-plans of a ``WithSubPlans`` action failed."""
+
+
+class WithSubPlans:
+    """Mixin: ``create_sub_plans()`` triggers child plans; the step waits for them all.
+
+    ``create_sub_plans()`` returns (or yields) the sub-plans made with
+    ``self.trigger(ActionClass, *args, **kwargs)``. They are planned at once and
+    started up to ``concurrency_limit`` at a time (class attribute, or the
+    ``concurrency_limit`` input); the step suspends until every child has
+    stopped or paused. Its output gets ``total_count``, ``success_count``,
+    ``failed_count`` and ``pending_count``; it fails if any child failed, and a
+    resume re-runs only the failed (paused) children.
+
+    For very many children define ``total_count()`` and ``batch(start, size)``
+    (returning the sub-plans ``start`` to ``start + size``) instead: children are
+    then planned ``batch_size`` at a time, as the running ones finish.
+    """
+
+    concurrency_limit: ClassVar[int | None] = None
+    batch_size: ClassVar[int] = 100
+    resume_event: ClassVar[Any] = SUB_PLAN_FINISHED
+
+    # provided by dynflow.Action
+    world: Any
+    input: Any
+    output: Any
+    execution_plan_id: str
+    id: int
+    suspend: Any
+
+    def create_sub_plans(self) -> Iterable[SubPlan]:
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement create_sub_plans() (or total_count() "
+            "and batch(start, size))"
+        )
+
+    def trigger(self, action_class: type[Any], *args: Any, **kwargs: Any) -> SubPlan:
+        """Plan a child plan of this action; it starts when the concurrency limit allows."""
+        plan = self.world._plan(
+            action_class, args, kwargs, lock=False, caller=(self.execution_plan_id, self.id)
+        )
+        return SubPlan(plan.id)
+
+    @classmethod
+    def check_planned_input(cls, input: Mapping[str, Any]) -> None:
+        limit = input.get("concurrency_limit", cls.concurrency_limit)
+        if limit is not None and (not isinstance(limit, int) or limit <= 0):
+            raise DynflowError(
+                f"{cls.__name__}: concurrency_limit must be a positive integer or None, "
+                f"got {limit!r}"
+            )
+
+    # -- the run phase ----------------------------------------------------------------
+
+    def run(self, event: Any = None) -> None:
+        resumed = 0
+        if event is None and "total_count" not in self.output:
+            self._plan_children()
+        elif event is None:  # the plan was resumed after children failed
+            resumed = self._resume_failed()
+        elif not is_engine_event(event, SUB_PLAN_FINISHED):
+            raise DynflowError(f"{type(self).__name__} got an unexpected event {event!r}")
+        self._plan_next_batch()
+        counts = self._start_children()
+        # resumed children still look paused until their executor picks them up
+        counts["failed_count"] -= resumed
+        counts["pending_count"] += resumed
+        self.output.update(counts)
+        if counts["pending_count"]:
+            self.suspend()
+        if counts["failed_count"]:
+            raise SubPlansFailed(
+                f"{counts['failed_count']} of {counts['total_count']} sub-plans failed; "
+                "resume the plan to re-run the failed ones"
+            )
+
+    def _limit(self) -> int | None:
+        limit: int | None = self.input.get("concurrency_limit", self.concurrency_limit)
+        return limit
+
+    def _batched(self) -> bool:
+        return hasattr(self, "batch") and hasattr(self, "total_count")
+
+    def _plan_children(self) -> None:
+        if self._batched():
+            self.output["total_count"] = int(self.total_count())  # type: ignore[attr-defined]
+            self.output["planned_count"] = 0
+            return
+        count = 0
+        for sub_plan in self.create_sub_plans():
+            if not isinstance(sub_plan, SubPlan):
+                raise DynflowError(
+                    f"{type(self).__name__}.create_sub_plans() must return sub-plans made "
+                    f"with self.trigger(...), got {sub_plan!r}"
+                )
+            count += 1
+        self.output["total_count"] = count
+        self.output["planned_count"] = count
+
+    def _plan_next_batch(self) -> None:
+        """Batched children: plan more when fewer than the limit wait to start."""
+        total, planned = self.output["total_count"], self.output.get("planned_count", 0)
+        if not self._batched() or planned >= total:
+            return
+        if len(self._children(PlanState.PLANNED)) >= (self._limit() or self.batch_size):
+            return
+        size = min(self.batch_size, total - planned)
+        made = list(self.batch(planned, size))  # type: ignore[attr-defined]
+        self.output["planned_count"] = planned + len(made)
+
+    def _children(self, state: PlanState) -> Sequence[Any]:
+        filters = {
+            "caller_execution_plan_id": self.execution_plan_id,
+            "caller_action_id": self.id,
+            "state": state,
+        }
+        plans: Sequence[Any] = self.world.persistence.find_execution_plans(
+            filters=filters, order_by="id", desc=False
+        )
+        return plans
+
+    def _counts(self) -> dict[str, int]:
+        counts = self.world.persistence.count_sub_plans(self.execution_plan_id, self.id)
+        success = counts.get((PlanState.STOPPED, PlanResult.SUCCESS), 0) + counts.get(
+            (PlanState.STOPPED, PlanResult.WARNING), 0
+        )
+        failed = sum(
+            n
+            for (state, result), n in counts.items()
+            if state is PlanState.PAUSED
+            or (state is PlanState.STOPPED and result in (PlanResult.ERROR, PlanResult.CANCELLED))
+        )
+        running = sum(n for (state, _), n in counts.items() if state is PlanState.RUNNING)
+        total = int(self.output["total_count"])
+        return {
+            "total_count": total,
+            "success_count": success,
+            "failed_count": failed,
+            "pending_count": total - success - failed,
+            "running_count": running,
+        }
+
+    def _start_children(self) -> dict[str, int]:
+        counts = self._counts()
+        limit = self._limit()
+        free = None if limit is None else limit - counts["running_count"]
+        if free is None or free > 0:
+            waiting = self._children(PlanState.PLANNED)
+            for child in waiting if free is None else waiting[:free]:
+                self.world.execute(child.id)
+                counts["running_count"] += 1
+        counts.pop("running_count")
+        return counts
+
+    def _resume_failed(self) -> int:
+        paused = self._children(PlanState.PAUSED)
+        for child in paused:
+            self.world.resume(child.id)
+        return len(paused)

@@ -1,0 +1,345 @@
+"""Delayed plans: plans persisted now, planned and executed at their ``start_at``.
+
+``world.delay(ActionClass, start_at, *args, start_before=None, **kwargs)`` stores
+a plan in state ``scheduled`` with the arguments to plan it with. Every executor
+world looks for plans whose time came every ``delayed_interval`` seconds (and at
+the exact time for the plans it delayed itself); the first world to take a due
+plan's execution lock plans it under the same id (``scheduled -> planning ->
+planned``) and executes it. A plan still waiting after ``start_before`` ends
+``stopped``/``error`` instead. Time is the world clock's ``utcnow()``, so a
+:class:`dynflow.clock.ManualClock` drives it in tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from concurrent.futures import Future
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from dynflow.action import registry
+from dynflow.action.base import Action
+from dynflow.action.singleton import SINGLETON_LOCK
+from dynflow.coordinator import EXECUTION_LOCK
+from dynflow.errors import (
+    ConfigurationError,
+    DynflowError,
+    ExecutionError,
+    LockTaken,
+    PlanningFailed,
+    UnknownActionClass,
+)
+from dynflow.execution_plan.builder import PlanBuilder
+from dynflow.execution_plan.model import ExecutionPlan, StepError
+from dynflow.execution_plan.states import PlanResult, PlanState, StepState
+from dynflow.persistence.delayed import Claim, DelayedPlan
+from dynflow.persistence.facade import plan_from_rows
+from dynflow.serialization import to_json_value
+
+if TYPE_CHECKING:
+    from dynflow.clock import Timer
+    from dynflow.executor import Executor
+    from dynflow.world import World
+
+__all__ = ["DelayedPlan", "DelayedPlans"]
+
+log = logging.getLogger(__name__)
+
+#: due plans taken up per look; when there are more, the next look follows at once
+BATCH = 100
+
+TOO_LATE = "execution plan {plan_id} could not be started before {start_before} (start_before)"
+
+
+class DelayedPlans:
+    """A world's delayed plans: delays them, and (in an executor world) starts them in time."""
+
+    def __init__(self, world: World, interval: float) -> None:
+        self.world = world
+        self.store = world.persistence.delayed
+        self.interval = interval
+        self._lock = threading.RLock()  # one look at a time; stop() waits for it
+        self._stopped = False
+        self._timer: Timer | None = None
+        if world.executor is not None:
+            self._timer = world.clock.schedule(0, self._tick)  # what came due while away
+
+    # -- delaying -----------------------------------------------------------------
+
+    def delay(
+        self,
+        action_class: type[Action],
+        start_at: datetime | float,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        start_before: datetime | float | None = None,
+    ) -> ExecutionPlan:
+        """Store a ``scheduled`` plan to plan with ``args``/``kwargs`` at ``start_at``.
+
+        ``start_at``/``start_before``: aware datetimes, or seconds from now.
+        """
+        if not (isinstance(action_class, type) and issubclass(action_class, Action)):
+            raise ConfigurationError(f"expected an Action subclass, got {action_class!r}")
+        now = self.world.clock.utcnow()
+        at = _moment(start_at, now, "start_at")
+        before = None if start_before is None else _moment(start_before, now, "start_before")
+        if before is not None and before < at:
+            raise ConfigurationError(
+                f"start_before ({before.isoformat()}) is earlier than start_at "
+                f"({at.isoformat()}): the plan could never start"
+            )
+        name = f"delayed {action_class.__name__} argument"
+        payload = {
+            "action_class": action_class.class_name(),
+            "args": [to_json_value(v, f"{name} {i}") for i, v in enumerate(args)],
+            "kwargs": {k: to_json_value(v, f"{name} {k!r}") for k, v in (kwargs or {}).items()},
+        }
+        builder = PlanBuilder(self.world)
+        builder.schedule(action_class)
+        plan, action_rows, step_rows = builder.rows(PlanState.SCHEDULED, PlanResult.PENDING)
+        self.store.save_scheduled(
+            plan,
+            action_rows,
+            step_rows,
+            {
+                "execution_plan_id": builder.id,
+                "start_at": at,
+                "start_before": before,
+                "args": payload,
+            },
+        )
+        if self.world.executor is not None and not self._stopped:
+            delay = max((at - now).total_seconds(), 0.0)
+            self.world.clock.schedule(delay, partial(self._on_time, at))
+        return plan_from_rows(plan, action_rows, step_rows)
+
+    # -- starting due plans ---------------------------------------------------------
+
+    def check(self, until: datetime | None = None) -> int:
+        """Start (or time out) the plans due by now (or by ``until``, if later).
+
+        Returns how many this world took up; plans another world holds are skipped.
+        """
+        count, _ = self._check(until)
+        return count
+
+    def _check(self, until: datetime | None) -> tuple[int, bool]:
+        with self._lock:
+            if self._stopped or self.world.executor is None:
+                return 0, False
+            now = self.world.clock.utcnow()
+            due = self.store.find_due(max(now, until) if until else now, BATCH)
+            count = 0
+            for delayed in due:
+                if self._stopped:
+                    break
+                try:
+                    count += self._take_up(delayed)
+                except DynflowError as exc:  # e.g. the database: try again next time
+                    log.error("cannot start delayed plan %s: %s", delayed.execution_plan_id, exc)
+            return count, len(due) == BATCH
+
+    def _tick(self) -> None:
+        more = False
+        try:
+            _, more = self._check(None)
+        except Exception:
+            log.exception("looking for due delayed plans failed")
+        with self._lock:
+            if not self._stopped:
+                self._timer = self.world.clock.schedule(0 if more else self.interval, self._tick)
+
+    def _on_time(self, start_at: datetime) -> None:
+        try:
+            self.check(start_at)
+        except Exception:
+            log.exception("starting delayed plans due at %s failed", start_at)
+
+    def _take_up(self, delayed: DelayedPlan) -> int:
+        plan_id = delayed.execution_plan_id
+        late = delayed.start_before is not None and self.world.clock.utcnow() > delayed.start_before
+        claim = self.store.claim(plan_id, self._lock_row(plan_id), planning=not late)
+        if claim is Claim.LOCKED:
+            return 0
+        if claim is Claim.GONE:  # moved on since we read it: its delayed row is stale
+            self.store.delete(plan_id)
+            return 0
+        if late:
+            assert delayed.start_before is not None
+            message = TOO_LATE.format(
+                plan_id=plan_id, start_before=delayed.start_before.isoformat()
+            )
+            self._stop(plan_id, PlanResult.ERROR, StepError(_name(ExecutionError), message))
+            log.warning("%s", message)
+            return 1
+        started = self._plan_and_execute(delayed, self._executor())
+        started.add_done_callback(partial(_log_failure, plan_id))
+        return 1
+
+    # -- requests about one delayed plan -----------------------------------------
+
+    def run_now(self, execution_plan_id: str) -> Future[ExecutionPlan]:
+        """Plan a ``scheduled`` plan now, whatever its ``start_at``/``start_before``, and
+        execute it here; resolved like ``world.execute`` (planning failure:
+        :class:`dynflow.PlanningFailed`)."""
+        try:
+            executor = self._executor()
+            delayed = self.store.load(execution_plan_id)
+            self._claim(execution_plan_id, planning=True, verb="run")
+        except DynflowError as exc:
+            return _failed(exc)
+        return self._plan_and_execute(delayed, executor)
+
+    def cancel(self, execution_plan_id: str) -> ExecutionPlan:
+        """Stop a ``scheduled`` plan before it starts: ``stopped``/``cancelled``."""
+        if self._stopped:
+            raise ExecutionError(f"world {self.world.id} is terminated")
+        self._claim(execution_plan_id, planning=False, verb="cancelled")
+        return self._stop(execution_plan_id, PlanResult.CANCELLED, None)
+
+    def find_delayed_plans(
+        self, page: int | None = None, per_page: int | None = None
+    ) -> list[DelayedPlan]:
+        """The plans waiting for their time, the soonest first."""
+        return self.store.find(page, per_page)
+
+    def stop(self) -> None:
+        """No more looks (waits for one in progress); part of ``world.terminate()``."""
+        with self._lock:
+            self._stopped = True
+            if self._timer is not None:
+                self._timer.cancel()
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _executor(self) -> Executor:
+        if self._stopped:
+            raise ExecutionError(f"world {self.world.id} is terminated")
+        executor = self.world.executor
+        if executor is None:
+            raise ConfigurationError(
+                f"world {self.world.id} has no executor (executor=False): run delayed plans "
+                "from a world with executor=True"
+            )
+        return executor
+
+    def _lock_row(self, plan_id: str) -> dict[str, Any]:
+        return self.world.coordinator.lock_row(EXECUTION_LOCK, plan_id)
+
+    def _release_row(self, plan_id: str) -> dict[str, Any]:
+        return {"class": EXECUTION_LOCK, "id": plan_id, "owner_id": self.world.id}
+
+    def _claim(self, plan_id: str, *, planning: bool, verb: str) -> None:
+        claim = self.store.claim(plan_id, self._lock_row(plan_id), planning=planning)
+        if claim is Claim.LOCKED:
+            locks = self.world.coordinator.find_locks(lock_class=EXECUTION_LOCK, id=plan_id)
+            owner = locks[0].owner_id if locks else "another world"
+            raise ExecutionError(f"execution plan {plan_id} is being started by world {owner}")
+        if claim is Claim.GONE:
+            plan = self.world.persistence.load_execution_plan(plan_id)  # or NotFound
+            raise ExecutionError(
+                f"execution plan {plan_id} is {plan.state}/{plan.result}: only a scheduled "
+                f"plan can be {verb} this way"
+            )
+
+    def _stop(self, plan_id: str, result: PlanResult, error: StepError | None) -> ExecutionPlan:
+        """End a claimed plan that was never planned, release its lock, run its hooks."""
+        try:
+            self.store.stop(
+                plan_id,
+                result=result,
+                step_state=StepState.CANCELLED if error is None else StepState.ERROR,
+                error=error.to_json() if error else None,
+                ended_at=datetime.now(UTC),
+                release=self._release_row(plan_id),
+            )
+        except BaseException:
+            self.world.coordinator.release(EXECUTION_LOCK, plan_id)
+            raise
+        plan = self.world.persistence.load_execution_plan(plan_id)
+        self.world._plan_finished(plan)
+        return plan
+
+    def _plan_and_execute(self, delayed: DelayedPlan, executor: Executor) -> Future[ExecutionPlan]:
+        """Plan a claimed plan under its own id and execute it; the lock goes with the plan
+        to the executor, or is released when planning fails."""
+        plan_id = delayed.execution_plan_id
+        try:
+            action_class = registry.lookup(delayed.action_class)
+        except UnknownActionClass as exc:
+            self._stop(plan_id, PlanResult.ERROR, StepError(_name(UnknownActionClass), str(exc)))
+            return _failed(PlanningFailed(plan_id, str(exc)))
+        builder = PlanBuilder(self.world, self.world.middleware.items, execution_plan_id=plan_id)
+        try:
+            try:
+                with self.world.transactions.transaction() as transaction:
+                    builder.transaction = transaction
+                    builder.build(action_class, delayed.args, delayed.kwargs)
+            except Exception as exc:
+                return self._planning_failed(builder, builder.record_failure(exc), exc)
+            plan, action_rows, step_rows = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
+            singletons = [
+                {"class": SINGLETON_LOCK, "id": name, "owner_id": plan_id, "data": {}}
+                for name in builder.singletons
+            ]
+            try:
+                self.store.save_processed(plan, action_rows, step_rows, locks=singletons)
+            except sa.exc.IntegrityError:  # a singleton action's plan is unfinished
+                message = self.world._singleton_conflict(builder.singletons)
+                builder.steps[0].state = StepState.ERROR
+                builder.steps[0].error = StepError(_name(LockTaken), message)
+                return self._planning_failed(builder, message, None)
+        except BaseException:
+            self.world.coordinator.release(EXECUTION_LOCK, plan_id)
+            raise
+        return executor.execute(plan_from_rows(plan, action_rows, step_rows))
+
+    def _planning_failed(
+        self, builder: PlanBuilder, message: str, cause: BaseException | None
+    ) -> Future[ExecutionPlan]:
+        """Store a failed planning (``stopped``/``error``), release the lock: a failed future."""
+        plan, action_rows, step_rows = builder.rows(PlanState.STOPPED, PlanResult.ERROR)
+        self.store.save_processed(
+            plan, action_rows, step_rows, release=self._release_row(builder.id)
+        )
+        failed = PlanningFailed(builder.id, message)
+        failed.__cause__ = cause
+        return _failed(failed)
+
+
+def _moment(value: Any, now: datetime, name: str) -> datetime:
+    """An aware UTC datetime from a datetime or a number of seconds after ``now``."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ConfigurationError(
+                f"{name} {value.isoformat()} is a naive datetime: pass an aware one, "
+                "e.g. datetime.now(UTC) + timedelta(minutes=5)"
+            )
+        return value.astimezone(UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return now + timedelta(seconds=value)
+    raise ConfigurationError(
+        f"{name} must be an aware datetime or a number of seconds from now, got {value!r}"
+    )
+
+
+def _name(kind: type[BaseException]) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _failed(error: BaseException) -> Future[Any]:
+    future: Future[Any] = Future()
+    future.set_exception(error)
+    return future
+
+
+def _log_failure(plan_id: str, future: Future[ExecutionPlan]) -> None:
+    error = future.exception()
+    if error is not None:
+        log.error("delayed plan %s did not start: %s", plan_id, error)
