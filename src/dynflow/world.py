@@ -243,8 +243,14 @@ class World:
     # -- execution -------------------------------------------------------------------
 
     def execute(self, execution_plan_id: str) -> Future[ExecutionPlan]:
-        """Execute a planned plan or resume a paused one."""
+        """Execute a planned plan, resume a paused one, or run a delayed one now."""
+        if self._scheduled(execution_plan_id):
+            return self.delayed.run_now(execution_plan_id)
         return self._execute(execution_plan_id, (PlanState.PLANNED, PlanState.PAUSED))
+
+    def _scheduled(self, execution_plan_id: str) -> bool:
+        filters = {"id": execution_plan_id, "state": PlanState.SCHEDULED}
+        return self.persistence.find_execution_plan_counts(filters) > 0
 
     def resume(self, execution_plan_id: str) -> Future[ExecutionPlan]:
         """Resume a paused plan: its failed steps run again."""
@@ -301,7 +307,12 @@ class World:
         return self.persistence.load_execution_plan(execution_plan_id)
 
     def halt(self, execution_plan_id: str) -> Future[ExecutionPlan]:
-        """Stop a plan at once: no more steps run; it ends ``stopped``/``error``."""
+        """Stop a plan at once: no more steps run; it ends ``stopped``/``error``.
+
+        A delayed (``scheduled``) plan is cancelled instead: ``stopped``/``cancelled``.
+        """
+        if self._scheduled(execution_plan_id):
+            return _settled(lambda: self.delayed.cancel(execution_plan_id))
         if self.executor is not None and (
             self.executor.running(execution_plan_id) or self._holds_lock(execution_plan_id)
         ):
@@ -387,7 +398,11 @@ class World:
 
         Each future resolves when its step has the cancel event; the plan then ends
         ``stopped``/``cancelled``. A plan without cancellable steps is not affected.
+        A delayed (``scheduled``) plan is cancelled at once: one future, resolved
+        with the cancelled plan.
         """
+        if self._scheduled(execution_plan_id):
+            return [_settled(lambda: self.delayed.cancel(execution_plan_id))]
         executor = self._require_executor()
         if not (executor.running(execution_plan_id) or self._holds_lock(execution_plan_id)):
             plan = self.persistence.load_execution_plan(execution_plan_id)
@@ -512,6 +527,16 @@ class World:
 
     def __repr__(self) -> str:
         return f"<World {self.id} {self.persistence.url}>"
+
+
+def _settled(call: Callable[[], Any]) -> Future[Any]:
+    """A future already holding ``call()``'s result or exception."""
+    future: Future[Any] = Future()
+    try:
+        future.set_result(call())
+    except DynflowError as exc:
+        future.set_exception(exc)
+    return future
 
 
 def _failed(error: BaseException) -> Future[Any]:

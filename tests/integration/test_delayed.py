@@ -510,3 +510,22 @@ def test_two_executor_worlds_run_each_due_plan_once(
         starts = [w for _, name, w in load(worlds[0], plan.id).execution_history if "start" in name]
         assert len(starts) == 1
         assert starts[0] in {w.id for w in worlds}
+
+
+def test_world_execute_cancel_and_halt_route_scheduled_plans(
+    db_url: str, make_world: Callable[..., World]
+) -> None:
+    clock = ManualClock()
+    world = make_world(db_url, clock=clock)
+    now = world.delay(Greet, 3600, "now", tag="route-now")
+    plan = world.execute(now.id).result(timeout=10)
+    assert (plan.state, plan.result) == ("stopped", "success")
+
+    cancelled = world.delay(Greet, 3600, "cancel", tag="route-cancel")
+    (future,) = world.cancel(cancelled.id)
+    assert (future.result(timeout=5).state, future.result().result) == ("stopped", "cancelled")
+
+    halted = world.delay(Greet, 3600, "halt", tag="route-halt")
+    stopped = world.halt(halted.id).result(timeout=5)
+    assert (stopped.state, stopped.result) == ("stopped", "cancelled")
+    assert world.delayed.find_delayed_plans() == []
