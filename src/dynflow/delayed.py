@@ -24,7 +24,6 @@ import sqlalchemy as sa
 
 from dynflow.action import registry
 from dynflow.action.base import Action
-from dynflow.action.singleton import SINGLETON_LOCK
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.errors import (
     ConfigurationError,
@@ -284,16 +283,13 @@ class DelayedPlans:
             except Exception as exc:
                 return self._planning_failed(builder, builder.record_failure(exc), exc)
             plan, action_rows, step_rows = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
-            singletons = [
-                {"class": SINGLETON_LOCK, "id": name, "owner_id": plan_id, "data": {}}
-                for name in builder.singletons
-            ]
             try:
-                self.store.save_processed(plan, action_rows, step_rows, locks=singletons)
+                self.store.save_processed(
+                    plan, action_rows, step_rows, locks=builder.singleton_locks()
+                )
             except sa.exc.IntegrityError:  # a singleton action's plan is unfinished
                 message = self.world._singleton_conflict(builder.singletons)
-                builder.steps[0].state = StepState.ERROR
-                builder.steps[0].error = StepError(_name(LockTaken), message)
+                builder.fail_entry(StepError(_name(LockTaken), message))
                 return self._planning_failed(builder, message, None)
         except BaseException:
             self.world.coordinator.release(EXECUTION_LOCK, plan_id)

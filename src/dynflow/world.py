@@ -35,7 +35,7 @@ from dynflow.errors import (
     NotSerializable,
     PlanningFailed,
 )
-from dynflow.execution_plan.builder import PlanBuilder, PlanPhaseError
+from dynflow.execution_plan.builder import PlanBuilder
 from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
 from dynflow.executor import Executor
@@ -204,28 +204,19 @@ class World:
                 builder.transaction = transaction
                 builder.build(action_class, args, kwargs)
         except Exception as exc:
-            if not isinstance(exc, PlanPhaseError):  # e.g. the application's commit failed
-                builder.error = StepError.from_exception(exc)
-                if builder.steps:
-                    builder.steps[0].error = builder.error
-                    builder.steps[0].state = StepState.ERROR
+            message = builder.record_failure(exc)
             plan_row, actions, steps = builder.rows(PlanState.STOPPED, PlanResult.ERROR)
             self.persistence.save_new_plan(plan_row, actions, steps)
-            message = str(exc) if isinstance(exc, PlanPhaseError) else str(builder.error)
             raise PlanningFailed(builder.id, message) from exc
         plan_row, actions, steps = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
-        locks = [
-            {"class": SINGLETON_LOCK, "id": name, "owner_id": builder.id, "data": {}}
-            for name in builder.singletons
-        ]
+        locks = builder.singleton_locks()
         if lock:
             locks.append(self.coordinator.lock_row(EXECUTION_LOCK, builder.id))
         try:
             self.persistence.save_new_plan(plan_row, actions, steps, locks=locks)
         except sa.exc.IntegrityError:
             message = self._singleton_conflict(builder.singletons)
-            builder.steps[0].state = StepState.ERROR
-            builder.steps[0].error = StepError("dynflow.errors.LockTaken", message)
+            builder.fail_entry(StepError("dynflow.errors.LockTaken", message))
             plan_row, actions, steps = builder.rows(PlanState.STOPPED, PlanResult.ERROR)
             self.persistence.save_new_plan(plan_row, actions, steps)
             raise PlanningFailed(builder.id, message) from None

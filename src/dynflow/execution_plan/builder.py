@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from dynflow.action.base import Action, PhaseContext, PlannedAction
 from dynflow.action.references import to_marker_or_refuse
-from dynflow.action.singleton import Singleton
+from dynflow.action.singleton import SINGLETON_LOCK, Singleton
 from dynflow.director import PlanShape, find_unreachable
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import StepError
@@ -230,9 +230,7 @@ class PlanBuilder:
                 f"steps {stuck} can never run: their output references form a cycle "
                 "or point to actions planned later in a sequence",
             )
-            self.error = error
-            self.steps[0].state = StepState.ERROR
-            self.steps[0].error = error
+            self.fail_entry(error)
             raise PlanPhaseError(error.message, error)
 
     def schedule(self, action_class: type[Action]) -> None:
@@ -258,11 +256,23 @@ class PlanBuilder:
         if isinstance(exc, PlanPhaseError):  # the failing plan step holds the error already
             return str(exc)
         # e.g. the application's transaction failed to commit
-        self.error = StepError.from_exception(exc)
+        error = StepError.from_exception(exc)
+        self.fail_entry(error)
+        return str(error)
+
+    def singleton_locks(self) -> list[dict[str, Any]]:
+        """Coordinator rows for the singleton actions of this plan (owned by the plan)."""
+        return [
+            {"class": SINGLETON_LOCK, "id": name, "owner_id": self.id, "data": {}}
+            for name in self.singletons
+        ]
+
+    def fail_entry(self, error: StepError) -> None:
+        """Put ``error`` on the entry action's plan step (the plan will not run)."""
+        self.error = error
         if self.steps:
-            self.steps[0].error = self.error
+            self.steps[0].error = error
             self.steps[0].state = StepState.ERROR
-        return str(self.error)
 
     def shape(self) -> PlanShape:
         return PlanShape(self.run_flow, tuple(self.finalize_steps), self.requires)
