@@ -39,6 +39,8 @@ class WorldConfig:
     terminate_timeout: float = 60.0
     #: meta data stored in the world registry
     meta: Mapping[str, Any] = field(default_factory=dict)
+    #: seconds between two looks for envelopes when the database cannot notify
+    connector_poll_interval: float = 0.05
     #: apply migrations on start
     migrate: bool = True
     #: a ``dynflow.clock`` clock; default: real time on a timer thread

@@ -24,6 +24,9 @@ from dynflow.action.singleton import SINGLETON_LOCK
 from dynflow.action.sub_plans import SUB_PLAN_FINISHED
 from dynflow.clock import ThreadClock
 from dynflow.config import WorldConfig
+from dynflow.connector.messages import Event as EventRequest
+from dynflow.connector.messages import Halt as HaltRequest
+from dynflow.connector.messages import Ping
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
 from dynflow.delayed import DelayedPlans
 from dynflow.errors import (
@@ -48,6 +51,7 @@ from dynflow.middleware import MiddlewareStack
 from dynflow.persistence import Persistence
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.facade import plan_from_rows
+from dynflow.remote import Remote, make_connector, then
 from dynflow.serialization import freeze, to_json_value
 from dynflow.transaction import transaction_adapter
 
@@ -60,6 +64,10 @@ class Triggered:
 
     execution_plan_id: str
     finished: Future[ExecutionPlan]
+
+
+#: states of plans that ``recover`` may pick up (paused: only paused by a termination)
+RECOVERABLE = (PlanState.RUNNING, PlanState.PLANNED, PlanState.PAUSED)
 
 
 class World:
@@ -117,6 +125,10 @@ class World:
             raise
         if self.config.executor:
             self.executor = self._build_executor(self._core())
+        #: how this world reaches other worlds, and they reach it
+        self.connector = make_connector(self.config, self.persistence.db)
+        self.remote = Remote(self, self.connector)
+        self.remote.start()
         self.clock.schedule(self.config.heartbeat_interval, self._beat)
         #: delayed plans; an executor world starts them when their time comes
         self.delayed = DelayedPlans(self, self.config.delayed_interval)
@@ -166,9 +178,11 @@ class World:
 
     def trigger(self, action_class: type[Action], *args: Any, **kwargs: Any) -> Triggered:
         """Plan and execute; ``.finished`` resolves when the plan stops or pauses."""
-        executor = self._require_executor()
+        if self.executor is None:  # a client world: an executor world runs it
+            plan = self._plan(action_class, args, kwargs, lock=False)
+            return Triggered(plan.id, self.remote.execute(plan.id))
         plan = self._plan(action_class, args, kwargs, lock=True)
-        return Triggered(plan.id, executor.execute(plan))
+        return Triggered(plan.id, self.executor.execute(plan))
 
     def delay(
         self,
@@ -248,12 +262,27 @@ class World:
         return self._execute(execution_plan_id, (PlanState.PAUSED,))
 
     def _execute(self, plan_id: str, allowed: tuple[PlanState, ...]) -> Future[ExecutionPlan]:
+        if self.executor is None:  # a client world: an executor world runs it
+            self._require_alive()
+            return self.remote.execute(plan_id)
         try:
-            executor = self._require_executor()
             plan = self._locked_plan(plan_id, allowed)
         except DynflowError as exc:
             return _failed(exc)
-        return executor.execute(plan)
+        return self.executor.execute(plan)
+
+    def _execute_here(self, plan_id: str) -> Future[ExecutionPlan]:
+        """An execution request from another world: run (or resume) the plan here."""
+        return self._execute(plan_id, (PlanState.PLANNED, PlanState.PAUSED))
+
+    def ping(self, world_id: str, timeout: float = 5.0) -> Future[bool]:
+        """True when ``world_id`` answers in time, False when it does not; a world id
+        that is not registered fails the future at once."""
+        if world_id == self.id:
+            alive: Future[bool] = Future()
+            alive.set_result(True)
+            return alive
+        return self.remote.request(world_id, Ping(), timeout=timeout)
 
     def _locked_plan(self, plan_id: str, allowed: tuple[PlanState, ...]) -> ExecutionPlan:
         """Take the plan's execution lock and load it; it must be in an ``allowed`` state."""
@@ -308,6 +337,10 @@ class World:
             self.executor.running(execution_plan_id) or self._holds_lock(execution_plan_id)
         ):
             return self.executor.halt(execution_plan_id)
+        owner = self.remote.owner(execution_plan_id)
+        if owner is not None:  # running in another world: it halts the plan
+            request = self.remote.request(owner, HaltRequest(execution_plan_id))
+            return then(request, lambda _: self.persistence.load_execution_plan(execution_plan_id))
         try:
             plan = self._locked_plan(
                 execution_plan_id, (PlanState.PLANNED, PlanState.PAUSED, PlanState.PENDING)
@@ -362,6 +395,10 @@ class World:
             self.executor.running(execution_plan_id) or self._holds_lock(execution_plan_id)
         ):
             return self.executor.event(execution_plan_id, step_id, payload, optional)
+        owner = self.remote.owner(execution_plan_id)
+        if owner is not None:  # running in another world: it delivers the event
+            request = EventRequest(execution_plan_id, step_id, payload, optional)
+            return self.remote.request(owner, request)
         try:
             plan = self.persistence.load_execution_plan(execution_plan_id)
             step = plan.steps.get(step_id)
@@ -447,7 +484,9 @@ class World:
     # -- recovery --------------------------------------------------------------------
 
     def recover(self) -> int:
-        """Pick up plans left running or planned by worlds that are gone. Returns how many."""
+        """Pick up plans that no live world executes: left running by a world that is gone
+        (interrupted steps fail, or re-run if idempotent), planned and never started, or
+        paused by a world's clean termination (not by a failure). Returns how many."""
         executor = self._require_executor()
         dead: dict[str, str] = {}
         for world in self.coordinator.find_stale_worlds(self.config.lease):
@@ -460,11 +499,12 @@ class World:
         # planned sub-plans wait for their parent, which starts them within its limit
         candidates = self.persistence.find_plan_ids([PlanState.RUNNING])
         candidates += self.persistence.find_plan_ids([PlanState.PLANNED], sub_plans=False)
+        candidates += self.persistence.find_plan_ids([PlanState.PAUSED], result=PlanResult.PENDING)
         for plan_id in candidates:
             if plan_id in held:
                 continue
             try:
-                plan = self._locked_plan(plan_id, (PlanState.RUNNING, PlanState.PLANNED))
+                plan = self._locked_plan(plan_id, RECOVERABLE)
             except DynflowError:
                 continue  # another world took it first
             recovering = plan.state is PlanState.RUNNING
@@ -472,6 +512,12 @@ class World:
             executor.recover(plan, dead.get(plan_id), recovering)
             count += 1
         return count
+
+    def _hand_over(self, plan_ids: list[str]) -> None:
+        """Plans this world paused while terminating go to another executor world, if any
+        runs (otherwise the next executor to start picks them up)."""
+        for plan_id in plan_ids:
+            self.remote.execute(plan_id)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -483,11 +529,15 @@ class World:
             self._terminated = True
         try:
             self.delayed.stop()
+            handed_over: list[str] = []
             if self.executor is not None:
                 self.executor.terminate(
                     self.config.terminate_timeout if timeout is None else timeout
                 )
+                handed_over = self.executor.paused_by_termination()
             self.coordinator.unregister_world()
+            self._hand_over(handed_over)
+            self.remote.stop()
         finally:
             if self._hook_pool is not None:
                 self._hook_pool.shutdown(wait=True)

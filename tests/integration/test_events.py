@@ -201,10 +201,10 @@ def settle(world: World, plan_id: str) -> None:
     assert world.event(plan_id, NO_STEP, optional=True).result(TIMEOUT) is False
 
 
-def manual_world(make_world: MakeWorld, db_url: str) -> tuple[World, ManualClock]:
+def manual_world(make_world: MakeWorld, db_url: str, **options: Any) -> tuple[World, ManualClock]:
     clock = ManualClock()
     # heartbeats are clock callbacks too: keep them out of the way of the test's advances
-    return make_world(db_url, clock=clock, heartbeat_interval=3600), clock
+    return make_world(db_url, clock=clock, heartbeat_interval=3600, **options), clock
 
 
 # -- suspending and delivering ---------------------------------------------------------
@@ -548,7 +548,7 @@ def test_terminate_pauses_a_suspended_plan_and_resume_keeps_it_waiting(
     first.terminate()
     paused = triggered.finished.result(TIMEOUT)
     assert paused.state is PlanState.PAUSED
-    second = make_world(db_url)
+    second = make_world(db_url, auto_execute=False)  # resumed explicitly below
     stored = load(second, plan_id)
     assert (stored.state, stored.result) == (PlanState.PAUSED, PlanResult.PENDING)
     assert stored.steps[step_id].state is StepState.SUSPENDED

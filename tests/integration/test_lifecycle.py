@@ -187,7 +187,7 @@ def test_terminate_lets_the_running_step_finish_and_pauses_the_plan(
     assert observer.coordinator.find_locks() == []
 
     # the paused plan is resumable by another world; the finished step does not run again
-    successor = make_world(db_url)
+    successor = make_world(db_url, auto_execute=False)  # resumed explicitly below
     resumed = successor.resume(plan.id).result(10)
     assert (resumed.state, resumed.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
     assert resumed.action(after_action.id).output == {"ran": True}
@@ -402,16 +402,28 @@ def test_event_for_unknown_plan_or_step_fails_clearly(world: World) -> None:
         world.event(plan.id, run_step, {"x": 1}).result(5)  # type: ignore[arg-type]
 
 
-def test_client_world_refuses_to_trigger(db_url: str, make_world: MakeWorld) -> None:
+def test_client_world_without_executors_says_how_to_start_one(
+    db_url: str, make_world: MakeWorld
+) -> None:
     client = make_world(db_url, executor=False)
-    with pytest.raises(ConfigurationError, match=r"has no executor \(executor=False\)"):
-        client.trigger(Simple)
-    planned = client.plan(Simple)  # planning works without an executor
-    assert planned.state is PlanState.PLANNED
-    with pytest.raises(ConfigurationError, match="has no executor"):
+    triggered = client.trigger(Simple)  # planned here, handed to an executor world
+    with pytest.raises(ConfigurationError, match="no executor world is running"):
+        triggered.finished.result(5)
+    planned = client.persistence.load_execution_plan(triggered.execution_plan_id)
+    assert planned.state is PlanState.PLANNED  # kept for the next executor to start
+    with pytest.raises(ConfigurationError, match="no executor world is running"):
         client.execute(planned.id).result(5)
     with pytest.raises(ConfigurationError, match="has no executor"):
         client.recover()
+
+
+def test_client_world_hands_plans_to_an_executor_world(db_url: str, make_world: MakeWorld) -> None:
+    executor = make_world(db_url, connector="database")
+    client = make_world(db_url, executor=False, connector="database")
+    plan = client.trigger(Simple).finished.result(10)
+    assert (plan.state, plan.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
+    assert {entry.world_id for entry in plan.execution_history} == {executor.id}
+    assert client.ping(executor.id, timeout=5).result(10) is True
 
 
 def test_unknown_world_option_lists_known_ones(sqlite_url: str) -> None:
@@ -421,3 +433,28 @@ def test_unknown_world_option_lists_known_ones(sqlite_url: str) -> None:
     assert "unknown World option(s) pool_sise" in message
     for known in ("pool_size", "auto_execute", "transaction_adapter", "heartbeat_interval"):
         assert known in message
+
+
+def test_a_plan_paused_by_termination_continues_in_the_next_executor(
+    db_url: str, make_world: MakeWorld, gate: tuple[str, Gate]
+) -> None:
+    key, held = gate
+    first = make_world(db_url)
+    triggered = first.trigger(HeldThenMore, key)
+    assert held.entered.wait(10)
+    stopper = threading.Thread(target=first.terminate)
+    stopper.start()
+    held.open()
+    stopper.join(20)
+    paused = triggered.finished.result(10)
+    assert (paused.state, paused.result) == (PlanState.PAUSED, PlanResult.PENDING)
+
+    successor = make_world(db_url)  # auto_execute: picks up what the first one paused
+    done = eventually(
+        lambda: (
+            (p := successor.persistence.load_execution_plan(paused.id)).state is PlanState.STOPPED
+            and p
+        )
+    )
+    assert done.result is PlanResult.SUCCESS
+    assert [e.world_id for e in done.execution_history][-1] == successor.id

@@ -265,7 +265,7 @@ def test_a_resumed_polling_step_polls_again_at_once(
     assert triggered.finished.result(TIMEOUT).state is PlanState.PAUSED
     assert probe.polls == []
 
-    second, clock = manual_world(make_world, db_url)
+    second, clock = manual_world(make_world, db_url, auto_execute=False)  # resumed below
     assert load(second, plan_id).steps[job_step(load(second, plan_id))].state is (
         StepState.SUSPENDED
     )

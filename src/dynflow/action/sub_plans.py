@@ -67,7 +67,9 @@ class WithSubPlans:
     @classmethod
     def check_planned_input(cls, input: Mapping[str, Any]) -> None:
         limit = input.get("concurrency_limit", cls.concurrency_limit)
-        if limit is not None and (not isinstance(limit, int) or limit <= 0):
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0
+        ):
             raise DynflowError(
                 f"{cls.__name__}: concurrency_limit must be a positive integer or None, "
                 f"got {limit!r}"
@@ -85,7 +87,9 @@ class WithSubPlans:
             raise DynflowError(f"{type(self).__name__} got an unexpected event {event!r}")
         self._plan_next_batch()
         counts = self._start_children()
-        # resumed children still look paused until their executor picks them up
+        # resumed children still look paused until their executor picks them up (those
+        # already picked up, or even stopped again, are counted as what they are now)
+        resumed = min(resumed, counts["failed_count"])
         counts["failed_count"] -= resumed
         counts["pending_count"] += resumed
         self.output.update(counts)
@@ -110,7 +114,13 @@ class WithSubPlans:
             self.output["planned_count"] = 0
             return
         count = 0
-        for sub_plan in self.create_sub_plans():
+        made = self.create_sub_plans()
+        if isinstance(made, SubPlan) or not isinstance(made, Iterable):
+            raise DynflowError(
+                f"{type(self).__name__}.create_sub_plans() must return sub-plans made "
+                f"with self.trigger(...) (a list or an iterator), got {made!r}"
+            )
+        for sub_plan in made:
             if not isinstance(sub_plan, SubPlan):
                 raise DynflowError(
                     f"{type(self).__name__}.create_sub_plans() must return sub-plans made "

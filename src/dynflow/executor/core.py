@@ -121,6 +121,8 @@ class ExecutorCore:
         self._out = _Outbox()
         self.terminating: Future[None] | None = None
         self.running_steps = 0
+        #: plans paused (without failures) because this executor terminated
+        self.paused_by_termination: list[str] = []
         #: called with the plan, after the commit, whenever a plan stops or pauses here
         self.on_finished: Callable[[ExecutionPlan], None] | None = None
 
@@ -485,6 +487,8 @@ class ExecutorCore:
             real_time=runtime.accumulate_real_time(),
         )
         runtime.record("pause execution", self.world_id)
+        if self.terminating is not None and runtime.plan.result is PlanResult.PENDING:
+            self.paused_by_termination.append(runtime.id)
         self._release(runtime)
 
     def _release(self, runtime: PlanRuntime) -> None:
@@ -566,6 +570,9 @@ class ExecutorFront:
 
     def running(self, execution_plan_id: str) -> bool:
         return execution_plan_id in self.core.plans
+
+    def paused_by_termination(self) -> list[str]:
+        return list(self.core.paused_by_termination)
 
     def event(
         self, execution_plan_id: str, step_id: int, payload: Any, optional: bool

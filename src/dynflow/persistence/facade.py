@@ -251,11 +251,20 @@ class Persistence:
             step_id: int | None = connection.execute(query).scalar_one_or_none()
         return step_id
 
-    def find_plan_ids(self, states: Iterable[PlanState], *, sub_plans: bool = True) -> list[str]:
-        """Ids of plans in ``states``; ``sub_plans=False`` leaves out plans with a caller."""
+    def find_plan_ids(
+        self,
+        states: Iterable[PlanState],
+        *,
+        sub_plans: bool = True,
+        result: PlanResult | None = None,
+    ) -> list[str]:
+        """Ids of plans in ``states`` (and ``result``); ``sub_plans=False`` leaves out
+        plans with a caller."""
         query = sa.select(execution_plans.c.id).where(
             execution_plans.c.state.in_([str(s) for s in states])
         )
+        if result is not None:
+            query = query.where(execution_plans.c.result == str(result))
         if not sub_plans:
             query = query.where(execution_plans.c.caller_execution_plan_id.is_(None))
         with self.db.read() as connection:

@@ -6,7 +6,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dynflow.persistence.types import DOUBLE, JSONText, UTCDateTime, exact_string
+from dynflow.persistence.types import (
+    DOUBLE,
+    LONG_TEXT,
+    JSONText,
+    UTCDateTime,
+    exact_string,
+)
 
 metadata = sa.MetaData()
 
@@ -106,5 +112,15 @@ delayed_plans = sa.Table(
     # {"action_class": dotted name, "args": [...], "kwargs": {...}}
     sa.Column("args", JSONText(), nullable=False),
     sa.Index("ix_dynflow_delayed_plans_start_at", "start_at"),
+    **MYSQL,
+)
+
+envelopes = sa.Table(
+    "dynflow_envelopes",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("receiver_id", sa.String(36), nullable=False),
+    sa.Column("data", LONG_TEXT, nullable=False),
+    sa.Index("ix_dynflow_envelopes_receiver", "receiver_id"),
     **MYSQL,
 )

@@ -61,3 +61,7 @@ def exact_string(length: int) -> sa.types.TypeEngine[str]:
     return sa.String(length).with_variant(
         mysql.VARCHAR(length, collation="utf8mb4_bin"), "mysql", "mariadb"
     )
+
+
+#: plain text of any size (LONGTEXT on MySQL)
+LONG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")

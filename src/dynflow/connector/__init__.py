@@ -1,0 +1,22 @@
+"""Connectors carry envelopes between worlds: ``direct`` (in-process) or ``database``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from dynflow.connector.messages import Envelope
+
+Receive = Callable[[Envelope], None]
+
+
+class Connector(Protocol):
+    def start(self, world_id: str, receive: Receive) -> None:
+        """Start delivering envelopes addressed to ``world_id`` to ``receive``."""
+        ...
+
+    def send(self, envelope: Envelope) -> None:
+        """Hand over an envelope; raises if it certainly cannot be delivered."""
+        ...
+
+    def stop(self) -> None: ...

@@ -1,0 +1,150 @@
+"""The database connector: envelopes are rows of ``dynflow_envelopes``.
+
+A receiver claims its rows (oldest first) and deletes them in one transaction.
+On PostgreSQL a NOTIFY on the receiver's channel wakes it at once; the NOTIFY
+is sent after the envelope is committed, never inside the state-changing
+transactions, and a receiver that missed one still finds its envelopes on its
+next poll. Elsewhere receivers poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import sqlalchemy as sa
+
+from dynflow.connector import Receive
+from dynflow.connector.messages import Envelope, decode, encode
+from dynflow.persistence.database import Database
+from dynflow.persistence.tables import envelopes
+
+log = logging.getLogger(__name__)
+
+_CLAIM = 200  # envelopes claimed per transaction at most
+
+
+def channel(world_id: str) -> str:
+    return "dynflow_" + world_id.replace("-", "")[:40]
+
+
+class DatabaseConnector:
+    def __init__(self, db: Database, *, poll_interval: float = 0.05) -> None:
+        self.db = db
+        self.poll_interval = poll_interval
+        self._stopped = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._listener: Any = None
+        self._world_id: str | None = None
+        self._notify = db.name == "postgresql"
+
+    def start(self, world_id: str, receive: Receive) -> None:
+        self._world_id = world_id
+        if self._notify:
+            self._listener = self._listen(world_id)
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(world_id, receive),
+            name=f"dynflow-connector-{world_id[:8]}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def send(self, envelope: Envelope) -> None:
+        row = {"receiver_id": envelope.receiver_id, "data": encode(envelope)}
+        with self.db.write() as connection:
+            connection.execute(sa.insert(envelopes), row)
+        if self._notify:
+            self._wake_up(envelope.receiver_id)
+
+    def _wake_up(self, world_id: str) -> None:
+        with self.db.write_statement() as connection:
+            connection.execute(
+                sa.text("SELECT pg_notify(:channel, '')"), {"channel": channel(world_id)}
+            )
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+        if self._listener is not None and self._world_id is not None:
+            try:
+                self._wake_up(self._world_id)  # ends the listener's wait at once
+            except Exception:
+                log.debug("could not wake the listener", exc_info=True)
+        if self._thread is not None:
+            self._thread.join(5)
+        if self._listener is not None:
+            self._listener.close()
+
+    # -- receiving --------------------------------------------------------------------
+
+    def _listen(self, world_id: str) -> Any:
+        import psycopg
+
+        url = self.db.url.set(drivername="postgresql")
+        conninfo = url.render_as_string(hide_password=False)
+        connection = psycopg.connect(conninfo, autocommit=True)
+        connection.execute(f'LISTEN "{channel(world_id)}"')
+        return connection
+
+    def _wait(self) -> None:
+        if self._listener is None:
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+            return
+        try:  # the fallback poll also catches a notification that was missed
+            for _ in self._listener.notifies(timeout=1.0, stop_after=1):
+                break
+        except Exception:
+            if not self._stopped.is_set():
+                log.exception("listening for envelopes failed")
+                self._stopped.wait(self.poll_interval)
+
+    def _run(self, world_id: str, receive: Receive) -> None:
+        while not self._stopped.is_set():
+            try:
+                rows = self._claim(world_id)
+            except Exception:
+                log.exception("cannot read envelopes")
+                self._stopped.wait(1.0)
+                continue
+            for row_id, data in rows:
+                try:
+                    envelope = decode(data)
+                except ValueError as exc:
+                    log.warning("dropping malformed envelope %s: %s", row_id, exc)
+                    continue
+                try:
+                    receive(envelope)
+                except Exception:
+                    log.exception("handling envelope %s failed", row_id)
+            if len(rows) < _CLAIM:
+                self._wait()
+
+    def _claim(self, world_id: str) -> list[tuple[int, str]]:
+        probe = sa.select(envelopes.c.id).where(envelopes.c.receiver_id == world_id).limit(1)
+        with self.db.read() as connection:  # cheap when idle: no write lock taken
+            if connection.execute(probe).first() is None:
+                return []
+        with self.db.write() as connection:
+            rows = connection.execute(
+                sa.select(envelopes.c.id, envelopes.c.data)
+                .where(envelopes.c.receiver_id == world_id)
+                .order_by(envelopes.c.id)
+                .limit(_CLAIM)
+            ).all()
+            if rows:
+                connection.execute(
+                    sa.delete(envelopes).where(envelopes.c.id.in_([r.id for r in rows]))
+                )
+        return [(r.id, r.data) for r in rows]
+
+    def drop_for(self, world_id: str) -> int:
+        """Delete the envelopes addressed to a world that is gone."""
+        with self.db.write() as connection:
+            result = connection.execute(
+                sa.delete(envelopes).where(envelopes.c.receiver_id == world_id)
+            )
+        return int(result.rowcount or 0)

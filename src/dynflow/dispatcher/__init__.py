@@ -1,0 +1,1 @@
+"""Dispatchers: requests between worlds as futures (client) and as work (executor)."""

@@ -1,0 +1,75 @@
+"""The executor dispatcher: handles requests from other worlds with the local executor."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from dynflow.connector.messages import (
+    Accepted,
+    Done,
+    Envelope,
+    Event,
+    Execution,
+    ExecutionStatus,
+    Failed,
+    Halt,
+    Ping,
+    Pong,
+    Response,
+    Status,
+)
+
+if TYPE_CHECKING:
+    from dynflow.world import World
+
+log = logging.getLogger(__name__)
+
+
+class ExecutorDispatcher:
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def receive(self, envelope: Envelope) -> None:
+        """A request arrived: answer ``Accepted`` where it takes time, then Done/Failed."""
+        match envelope.message:
+            case Ping():
+                self._respond(envelope, Pong())
+            case Status(plan_id):
+                running = self.world.executor is not None and self.world.executor.running(plan_id)
+                self._respond(envelope, ExecutionStatus(plan_id, running))
+            case Execution(plan_id):
+                future = self.world._execute_here(plan_id)
+                self._respond(envelope, Accepted())
+                self._when_done(envelope, future, lambda plan: plan.id)
+            case Event(plan_id, step_id, payload, optional):
+                self._when_done(
+                    envelope,
+                    self.world.event(plan_id, step_id, payload, optional=optional),
+                    lambda delivered: delivered,
+                )
+            case Halt(plan_id):
+                self._when_done(envelope, self.world.halt(plan_id), lambda plan: plan.id)
+            case other:
+                log.warning("dropping %s from %s: not a request", other, envelope.sender_id)
+
+    def _when_done(self, envelope: Envelope, future: Future[Any], result: Any) -> None:
+        def answer(done: Future[Any]) -> None:
+            error = done.exception()
+            if error is None:
+                self._respond(envelope, Done(result(done.result())))
+            else:
+                kind = type(error)
+                self._respond(
+                    envelope, Failed(str(error), f"{kind.__module__}.{kind.__qualname__}")
+                )
+
+        future.add_done_callback(answer)
+
+    def _respond(self, envelope: Envelope, response: Response) -> None:
+        reply = Envelope(self.world.id, envelope.sender_id, envelope.request_id, response)
+        try:
+            self.world.connector.send(reply)
+        except Exception:
+            log.exception("cannot answer %s", envelope.sender_id)

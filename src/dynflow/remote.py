@@ -1,0 +1,110 @@
+"""The world's side of many worlds: its connector, dispatchers and remote requests."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from dynflow.config import WorldConfig
+from dynflow.connector import Connector
+from dynflow.connector.database import DatabaseConnector
+from dynflow.connector.direct import DirectConnector
+from dynflow.connector.messages import ANY_EXECUTOR, Envelope, Execution, Failed, Request
+from dynflow.coordinator import EXECUTION_LOCK
+from dynflow.dispatcher.client import ClientDispatcher
+from dynflow.dispatcher.executor import ExecutorDispatcher
+from dynflow.persistence.database import Database
+
+if TYPE_CHECKING:
+    from dynflow.world import World
+
+log = logging.getLogger(__name__)
+
+#: seconds between checks of pending requests (timeouts, receivers gone)
+CHECK_INTERVAL = 1.0
+
+
+def make_connector(config: WorldConfig, db: Database) -> Connector:
+    """``direct`` for SQLite (one process), ``database`` elsewhere, unless configured."""
+    kind = config.connector or ("direct" if db.name == "sqlite" else "database")
+    if kind == "direct":
+        return DirectConnector()
+    return DatabaseConnector(db, poll_interval=config.connector_poll_interval)
+
+
+class Remote:
+    """Requests to other worlds and requests from them, for one world."""
+
+    def __init__(self, world: World, connector: Connector) -> None:
+        self.world = world
+        self.connector = connector
+        self.client = ClientDispatcher(world.id, connector, world.coordinator)
+        self.served = ExecutorDispatcher(world) if world.config.executor else None
+
+    def start(self) -> None:
+        self.connector.start(self.world.id, self._receive)
+        self.world.clock.schedule(CHECK_INTERVAL, self._check)
+
+    def stop(self) -> None:
+        self.connector.stop()
+        self.client.fail_all(f"world {self.world.id} terminated before the answer came")
+
+    def request(
+        self, receiver_id: str, request: Request, timeout: float | None = None
+    ) -> Future[Any]:
+        return self.client.request(receiver_id, request, timeout=timeout)
+
+    def execute(self, plan_id: str) -> Future[Any]:
+        """Hand a plan to an executor world; the future gets the finished plan."""
+        done = self.request(ANY_EXECUTOR, Execution(plan_id))
+        return then(done, lambda _: self.world.persistence.load_execution_plan(plan_id))
+
+    def owner(self, plan_id: str) -> str | None:
+        """The world holding the plan's execution lock, if another one does."""
+        locks = self.world.coordinator.find_locks(lock_class=EXECUTION_LOCK, id=plan_id)
+        owners = [lock.owner_id for lock in locks if lock.owner_id != self.world.id]
+        return owners[0] if owners else None
+
+    def _receive(self, envelope: Envelope) -> None:
+        if not envelope.is_request():
+            self.client.receive(envelope)
+        elif self.served is not None:
+            self.served.receive(envelope)
+        else:
+            reply = Failed(f"world {self.world.id} is a client world: it executes nothing")
+            self.connector.send(
+                Envelope(self.world.id, envelope.sender_id, envelope.request_id, reply)
+            )
+
+    def _check(self) -> None:
+        if self.world._terminated:
+            return
+        try:
+            if self.client.pending_receivers():
+                alive = {w.id for w in self.world.coordinator.find_worlds()}
+                self.client.check(lambda world_id: world_id in alive)
+            else:
+                self.client.check(lambda _: True)
+        except Exception:
+            log.exception("checking pending requests failed")
+        self.world.clock.schedule(CHECK_INTERVAL, self._check)
+
+
+def then(future: Future[Any], step: Callable[[Any], Any]) -> Future[Any]:
+    """A future of ``step(result)`` once ``future`` succeeds (its error otherwise)."""
+    chained: Future[Any] = Future()
+
+    def forward(done: Future[Any]) -> None:
+        error = done.exception()
+        if error is not None:
+            chained.set_exception(error)
+            return
+        try:
+            chained.set_result(step(done.result()))
+        except Exception as exc:
+            chained.set_exception(exc)
+
+    future.add_done_callback(forward)
+    return chained
