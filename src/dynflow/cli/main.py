@@ -42,6 +42,35 @@ def demo(
     raise typer.Exit(run_demo(database_url(url), fast=fast))
 
 
+@app.command()
+def executor(
+    url: DatabaseUrl = None,
+    imports: Annotated[
+        list[str] | None,
+        typer.Option("--import", help="Module defining actions (repeat for several)."),
+    ] = None,
+    queue: Annotated[
+        list[str] | None, typer.Option(help="Extra queue NAME=SIZE (repeat for several).")
+    ] = None,
+    pool_size: Annotated[int, typer.Option(help="Workers of the default queue.")] = 5,
+    terminate_timeout: Annotated[
+        float, typer.Option(help="Seconds running steps get to finish on SIGTERM/SIGINT.")
+    ] = 60.0,
+) -> None:
+    """Serve as an executor world until SIGTERM/SIGINT, then terminate cleanly."""
+    from dynflow.cli.executor import serve
+
+    raise typer.Exit(
+        serve(
+            database_url(url),
+            imports=imports or [],
+            queues=queue or [],
+            pool_size=pool_size,
+            terminate_timeout=terminate_timeout,
+        )
+    )
+
+
 @db_app.command("upgrade")
 def db_upgrade(url: DatabaseUrl = None) -> None:
     """Apply the schema migrations to the database."""
@@ -62,3 +91,7 @@ def db_upgrade(url: DatabaseUrl = None) -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""``dynflow executor``: an executor world in its own process."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from dynflow.errors import DynflowError
+
+log = logging.getLogger("dynflow.executor")
+
+
+def parse_queues(specs: Sequence[str]) -> dict[str, int]:
+    queues = {}
+    for spec in specs:
+        name, _, size = spec.partition("=")
+        if not name or not size.isdigit() or int(size) < 1:
+            raise ValueError(f"--queue {spec!r}: expected NAME=SIZE with SIZE >= 1")
+        queues[name] = int(size)
+    return queues
+
+
+def serve(
+    database_url: str,
+    *,
+    imports: Sequence[str],
+    queues: Sequence[str],
+    pool_size: int,
+    terminate_timeout: float,
+) -> int:
+    """Run until SIGTERM/SIGINT; the process exit code."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=os.environ.get("DYNFLOW_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    sys.path.insert(0, os.getcwd())  # modules next to where the executor is started
+    try:
+        extra = parse_queues(queues)
+        for module in imports:
+            importlib.import_module(module)
+    except (ValueError, ImportError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    if not imports:
+        log.warning("no --import given: only action classes importable by name can run here")
+    from dynflow.world import World
+
+    try:
+        world = World(
+            database_url,
+            executor=True,
+            pool_size=pool_size,
+            queues=extra,
+            connector="database",
+            terminate_timeout=terminate_timeout,
+        )
+    except DynflowError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s received: terminating", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "executor world %s serving queues %s on %s",
+        world.id,
+        ", ".join(f"{name}={size}" for name, size in world.config.all_queues.items()),
+        world.persistence.url,
+    )
+    while not stop.wait(1.0):
+        pass
+    world.terminate()
+    log.info("executor world %s terminated", world.id)
+    return 0
