@@ -455,6 +455,10 @@ class World:
             step_id = self._caller_steps[key]
             if step_id is not None:
                 self.event(key[0], step_id, SUB_PLAN_FINISHED, optional=True)
+        if plan.state is PlanState.STOPPED:  # children it never started will not start now
+            children = {"caller_execution_plan_id": plan.id, "state": PlanState.PLANNED}
+            for child in self.persistence.find_execution_plans(filters=children):
+                self.halt(child.id)
         kinds = kinds_for(plan.state, plan.result)
         try:
             entry = registry.lookup(plan.entry_action.action_class)

@@ -583,3 +583,23 @@ def test_a_starting_world_leaves_planned_children_to_their_parent(
     assert (done.state, done.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
     assert probe.max_active == 2
     assert set(probe.worlds) == {first.id}
+
+
+def test_halting_the_parent_stops_the_children_it_never_started(
+    db_url: str, make_world: MakeWorld, probe: Probe
+) -> None:
+    world = make_world(db_url, pool_size=4)
+    probe.held = True
+    triggered = world.trigger(Parent, probe.key, 3, concurrency_limit=1)
+    plan_id = triggered.execution_plan_id
+    eventually(lambda: probe.active == 1)
+    wait_parent_suspended(world, plan_id, Parent)
+    assert len(children(world, plan_id, PlanState.PLANNED)) == 2
+
+    halted = world.halt(plan_id).result(TIMEOUT)
+    assert (halted.state, halted.result) == (PlanState.STOPPED, PlanResult.ERROR)
+    eventually(lambda: not children(world, plan_id, PlanState.PLANNED))
+    probe.held = False
+    probe.release.release(10)
+    eventually(lambda: all(child.state is PlanState.STOPPED for child in children(world, plan_id)))
+    assert sum(probe.runs.values()) == 1  # the two waiting children never ran
