@@ -123,9 +123,9 @@ def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return make_url(request.param, tmp_path)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """SQLite and PostgreSQL, empty: integration tests run on both."""
+    """SQLite, PostgreSQL and MariaDB, empty: integration tests run on all three."""
     return make_url(request.param, tmp_path)
 
 
