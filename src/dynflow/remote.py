@@ -59,7 +59,7 @@ class Remote:
     def execute(self, plan_id: str) -> Future[Any]:
         """Hand a plan to an executor world; the future gets the finished plan."""
         done = self.request(ANY_EXECUTOR, Execution(plan_id))
-        return then(done, lambda _: self.world.persistence.load_execution_plan(plan_id))
+        return then(done, lambda _: self.world.persistence.find_execution_plan(plan_id))
 
     def owner(self, plan_id: str) -> str | None:
         """The world holding the plan's execution lock, if another one does."""

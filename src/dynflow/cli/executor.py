@@ -43,11 +43,24 @@ def serve(
     sys.path.insert(0, os.getcwd())  # modules next to where the executor is started
     try:
         extra = parse_queues(queues)
-        for module in imports:
-            importlib.import_module(module)
-    except (ValueError, ImportError) as exc:
+    except ValueError as exc:
         log.error("cannot start: %s", exc)
         return 2
+    for module in imports:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            log.error("cannot start: --import %s: %s", module, exc)
+            return 2
+        except Exception as exc:  # the module itself is broken: show where
+            log.error(
+                "cannot start: --import %s failed: %s: %s",
+                module,
+                type(exc).__name__,
+                exc,
+                exc_info=True,
+            )
+            return 2
     if not imports:
         log.warning("no --import given: only action classes importable by name can run here")
     from dynflow.world import World

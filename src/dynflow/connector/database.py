@@ -25,6 +25,18 @@ log = logging.getLogger(__name__)
 _CLAIM = 200  # envelopes claimed per transaction at most
 
 
+_PG_SEND = sa.text(
+    "WITH e AS (INSERT INTO dynflow_envelopes (receiver_id, data) "
+    "VALUES (:receiver_id, :data) RETURNING id) "
+    "SELECT pg_notify(:channel, '') FROM e"
+)
+_PG_CLAIM = sa.text(
+    "DELETE FROM dynflow_envelopes WHERE id IN (SELECT id FROM dynflow_envelopes "
+    "WHERE receiver_id = :receiver_id ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED) "
+    "RETURNING id, data"
+)
+
+
 def channel(world_id: str) -> str:
     return "dynflow_" + world_id.replace("-", "")[:40]
 
@@ -54,10 +66,12 @@ class DatabaseConnector:
 
     def send(self, envelope: Envelope) -> None:
         row = {"receiver_id": envelope.receiver_id, "data": encode(envelope)}
+        if self._notify:  # one round trip: the envelope and its wake-up, atomically
+            with self.db.write_statement() as connection:
+                connection.execute(_PG_SEND, row | {"channel": channel(envelope.receiver_id)})
+            return
         with self.db.write() as connection:
             connection.execute(sa.insert(envelopes), row)
-        if self._notify:
-            self._wake_up(envelope.receiver_id)
 
     def _wake_up(self, world_id: str) -> None:
         with self.db.write_statement() as connection:
@@ -124,6 +138,12 @@ class DatabaseConnector:
                 self._wait()
 
     def _claim(self, world_id: str) -> list[tuple[int, str]]:
+        if self._notify:  # one statement claims and deletes
+            with self.db.write_statement() as connection:
+                rows = connection.execute(
+                    _PG_CLAIM, {"receiver_id": world_id, "limit": _CLAIM}
+                ).all()
+            return sorted((r.id, r.data) for r in rows)
         probe = sa.select(envelopes.c.id).where(envelopes.c.receiver_id == world_id).limit(1)
         with self.db.read() as connection:  # cheap when idle: no write lock taken
             if connection.execute(probe).first() is None:

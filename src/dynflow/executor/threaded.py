@@ -73,16 +73,18 @@ class ThreadedExecutor(ExecutorFront):
     def terminate(self, timeout: float | None) -> None:
         done: Future[None] = Future()
         self.post(Terminate(done))
+        abandoned = False
         try:
             done.result(timeout)
         except TimeoutError:
             log.warning("steps still running after %ss: abandoning them", timeout)
             self.post(Abandon())
             done.result(30)
+            abandoned = True
         self._inbox.put(Terminate(Future()))  # wakes the loop to notice it is done
         self._thread.join(30)
-        for pool in self.pools.values():
-            pool.stop(0 if timeout == 0 else 5)
+        for pool in self.pools.values():  # abandoned steps' threads are not waited for
+            pool.stop(0 if timeout == 0 or abandoned else 5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._loop_thread.join(5)
         self.loop.close()

@@ -222,6 +222,14 @@ class Persistence:
             plans.append(plan)
         return plans
 
+    def find_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
+        """The plan's row now, its steps, actions and history on first access (one query
+        instead of four); raises :class:`NotFound`."""
+        found = self.find_execution_plans(filters={"id": execution_plan_id})
+        if not found:
+            raise NotFound(f"execution plan {execution_plan_id} not found")
+        return found[0]
+
     def find_execution_plan_counts(self, filters: Mapping[str, Any] | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(execution_plans).where(*_conditions(filters))
         with self.db.read() as connection:

@@ -1,0 +1,128 @@
+"""W1 and W3 across processes: one client world, executor worlds in other processes.
+
+W1: ``--plans`` plans of 10 sequential no-op steps triggered at once by 4 client
+threads of a client world (``executor=False``) and run by ``--executors`` (2)
+``dynflow executor`` processes on one PostgreSQL database; steps per second,
+and database commits per step over all processes (``pg_stat_database``).
+W3: trigger -> finished latency of a 1-step plan, client -> executor -> client.
+DBOS runs W1 on the same database kind in the same run (one process; its
+model has no separate client and executor processes).
+
+Usage: ``python benchmarks/remote.py [--plans N] [--executors N] [--no-dbos]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from bench_actions import STEPS, OneStep, TenSteps
+from run import dbos, ensure_dbos, fresh_database
+
+from dynflow import World
+
+HERE = Path(__file__).parent
+
+
+def commits(url: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(
+                    sa.text(
+                        "SELECT xact_commit FROM pg_stat_database "
+                        "WHERE datname = current_database()"
+                    )
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def start_executors(url: str, count: int) -> list[subprocess.Popen[bytes]]:
+    command = [sys.executable, "-m", "dynflow.cli.main", "executor", "--database-url", url]
+    command += ["--import", "bench_actions"]
+    return [subprocess.Popen(command, cwd=HERE, stderr=subprocess.DEVNULL) for _ in range(count)]
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        process.wait(60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plans", type=int, default=500)
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--executors", type=int, default=2)
+    parser.add_argument("--no-dbos", action="store_true")
+    args = parser.parse_args()
+    url = fresh_database("postgresql", Path(tempfile.gettempdir()))
+    World(url, executor=False).terminate()  # create the schema before executors start
+    executors = start_executors(url, args.executors)
+    try:
+        with World(url, executor=False) as client:
+            deadline = time.monotonic() + 60
+            while len(client.coordinator.find_worlds(active_executors_only=True)) < len(executors):
+                if time.monotonic() > deadline:
+                    raise SystemExit("executors did not start")
+                time.sleep(0.1)
+            for _ in range(20):
+                client.trigger(OneStep).finished.result(60)
+            before = commits(url)
+            started = time.perf_counter()
+            with ThreadPoolExecutor(4) as pool:
+                triggered = list(pool.map(lambda _: client.trigger(TenSteps), range(args.plans)))
+            worlds: set[str] = set()
+            for t in triggered:
+                plan = t.finished.result(600)
+                assert plan.result == "success", plan
+                worlds.update(e.world_id for e in plan.execution_history if e.world_id)
+            seconds = time.perf_counter() - started
+            steps = args.plans * STEPS
+            w1 = {
+                "plans": args.plans,
+                "executors": len(executors),
+                "executor_worlds_used": len(worlds),
+                "seconds": round(seconds, 3),
+                "steps_per_s": round(steps / seconds, 1),
+                "commits_per_step": round((commits(url) - before) / steps, 3),
+            }
+            print(json.dumps({"w1": w1}), flush=True)
+            latencies = []
+            for _ in range(args.samples):
+                began = time.perf_counter()
+                client.trigger(OneStep).finished.result(60)
+                latencies.append((time.perf_counter() - began) * 1000)
+            ordered = sorted(latencies)
+            w3 = {
+                "samples": len(ordered),
+                "p50_ms": round(statistics.median(ordered), 2),
+                "p99_ms": round(ordered[int(len(ordered) * 0.99)], 2),
+            }
+            print(json.dumps({"w3": w3}), flush=True)
+    finally:
+        stop(executors)
+    if not args.no_dbos:
+        options = argparse.Namespace(plans=args.plans, samples=args.samples)
+        with tempfile.TemporaryDirectory() as tmp:
+            result: dict[str, Any] = dbos(ensure_dbos(), "postgresql", Path(tmp), "w1", options, 4)
+        ratio = round(w1["steps_per_s"] / result["steps_per_s"], 2)
+        print(json.dumps({"dbos_w1": result, "ratio": ratio}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
