@@ -15,6 +15,9 @@ from dynflow.connector.messages import ANY_EXECUTOR, Envelope, Execution, Failed
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.dispatcher.client import ClientDispatcher
 from dynflow.dispatcher.executor import ExecutorDispatcher
+from dynflow.errors import DynflowError
+from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.execution_plan.states import Phase
 from dynflow.persistence.database import Database
 
 if TYPE_CHECKING:
@@ -56,9 +59,18 @@ class Remote:
     ) -> Future[Any]:
         return self.client.request(receiver_id, request, timeout=timeout)
 
-    def execute(self, plan_id: str) -> Future[Any]:
-        """Hand a plan to an executor world; the future gets the finished plan."""
-        done = self.request(ANY_EXECUTOR, Execution(plan_id))
+    def execute(self, plan_id: str, queues: frozenset[str] | None = None) -> Future[Any]:
+        """Hand a plan to an executor world serving its queues; the future gets the
+        finished plan."""
+        if queues is None:
+            try:
+                plan = self.world.persistence.load_execution_plan(plan_id)
+            except DynflowError as exc:
+                failed: Future[Any] = Future()
+                failed.set_exception(exc)
+                return failed
+            queues = plan_queues(plan)
+        done = self.client.request(ANY_EXECUTOR, Execution(plan_id), queues=queues)
         return then(done, lambda _: self.world.persistence.find_execution_plan(plan_id))
 
     def owner(self, plan_id: str) -> str | None:
@@ -90,6 +102,11 @@ class Remote:
         except Exception:
             log.exception("checking pending requests failed")
         self.world.clock.schedule(CHECK_INTERVAL, self._check)
+
+
+def plan_queues(plan: ExecutionPlan) -> frozenset[str]:
+    """The queues an executor needs to run the plan's steps."""
+    return frozenset(s.queue for s in plan.steps.values() if s.phase is not Phase.PLAN)
 
 
 def then(future: Future[Any], step: Callable[[Any], Any]) -> Future[Any]:

@@ -51,7 +51,7 @@ from dynflow.middleware import MiddlewareStack
 from dynflow.persistence import Persistence
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.facade import plan_from_rows
-from dynflow.remote import Remote, make_connector, then
+from dynflow.remote import Remote, make_connector, plan_queues, then
 from dynflow.serialization import freeze, to_json_value
 from dynflow.transaction import transaction_adapter
 
@@ -180,7 +180,7 @@ class World:
         """Plan and execute; ``.finished`` resolves when the plan stops or pauses."""
         if self.executor is None:  # a client world: an executor world runs it
             plan = self._plan(action_class, args, kwargs, lock=False)
-            return Triggered(plan.id, self.remote.execute(plan.id))
+            return Triggered(plan.id, self.remote.execute(plan.id, plan_queues(plan)))
         plan = self._plan(action_class, args, kwargs, lock=True)
         return Triggered(plan.id, self.executor.execute(plan))
 
@@ -271,9 +271,18 @@ class World:
             return _failed(exc)
         return self.executor.execute(plan)
 
-    def _execute_here(self, plan_id: str) -> Future[ExecutionPlan]:
-        """An execution request from another world: run (or resume) the plan here."""
-        return self._execute(plan_id, (PlanState.PLANNED, PlanState.PAUSED))
+    def _execute_here(
+        self, plan_id: str, client_world_id: str, request_id: str
+    ) -> Future[ExecutionPlan]:
+        """An execution request from another world: run (or resume) the plan here; the
+        execution lock records who asked."""
+        try:
+            executor = self._require_executor()
+            requester = {"client_world_id": client_world_id, "request_id": request_id}
+            plan = self._locked_plan(plan_id, (PlanState.PLANNED, PlanState.PAUSED), requester)
+        except DynflowError as exc:
+            return _failed(exc)
+        return executor.execute(plan)
 
     def ping(self, world_id: str, timeout: float = 5.0) -> Future[bool]:
         """True when ``world_id`` answers in time, False when it does not; a world id
@@ -284,10 +293,15 @@ class World:
             return alive
         return self.remote.request(world_id, Ping(), timeout=timeout)
 
-    def _locked_plan(self, plan_id: str, allowed: tuple[PlanState, ...]) -> ExecutionPlan:
+    def _locked_plan(
+        self,
+        plan_id: str,
+        allowed: tuple[PlanState, ...],
+        lock_data: dict[str, Any] | None = None,
+    ) -> ExecutionPlan:
         """Take the plan's execution lock and load it; it must be in an ``allowed`` state."""
         try:
-            self.coordinator.acquire(EXECUTION_LOCK, plan_id)
+            self.coordinator.acquire(EXECUTION_LOCK, plan_id, lock_data)
         except LockTaken as exc:
             raise ExecutionError(
                 f"execution plan {plan_id} is already running in world {exc.owner_id}"

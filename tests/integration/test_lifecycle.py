@@ -458,3 +458,23 @@ def test_a_plan_paused_by_termination_continues_in_the_next_executor(
     )
     assert done.result is PlanResult.SUCCESS
     assert [e.world_id for e in done.execution_history][-1] == successor.id
+
+
+class OnSlowQueue(Action):
+    queue = "slow"
+
+    def run(self, event: Any = None) -> None:
+        self.output["done"] = True
+
+
+def test_a_client_world_picks_an_executor_serving_the_plans_queues(
+    db_url: str, make_world: MakeWorld
+) -> None:
+    plain = make_world(db_url, connector="database")
+    slow = make_world(db_url, connector="database", queues={"slow": 1})
+    client = make_world(db_url, executor=False, connector="database")
+    for _ in range(3):  # round robin would use `plain` for some of them
+        plan = client.trigger(OnSlowQueue).finished.result(10)
+        assert plan.result is PlanResult.SUCCESS
+        assert {e.world_id for e in plan.execution_history} == {slow.id}
+    assert plain.id != slow.id

@@ -61,17 +61,17 @@ class ClientDispatcher:
         request: Request,
         *,
         timeout: float | None = None,
-        queue: str | None = None,
+        queues: frozenset[str] = frozenset(),
     ) -> Future[Any]:
         """Send ``request``; the future gets the ``Done`` result (``True`` for a ping).
 
         ``receiver_id`` may be ``ANY_EXECUTOR``: the next live executor world in
-        round-robin order (serving ``queue``, if given). A receiver that is not a
+        round-robin order (serving all of ``queues``). A receiver that is not a
         registered world fails the future at once.
         """
         future: Future[Any] = Future()
         try:
-            target = self._resolve(receiver_id, queue)
+            target = self._resolve(receiver_id, queues)
         except DynflowError as exc:
             future.set_exception(exc)
             return future
@@ -85,17 +85,17 @@ class ClientDispatcher:
             self._finish(request_id, error=exc)
         return future
 
-    def _resolve(self, receiver_id: str, queue: str | None) -> str:
+    def _resolve(self, receiver_id: str, queues: frozenset[str]) -> str:
         worlds = self.coordinator.find_worlds(active_executors_only=receiver_id == ANY_EXECUTOR)
         if receiver_id != ANY_EXECUTOR:
             if not any(w.id == receiver_id for w in worlds):
                 raise NotFound(f"world {receiver_id} is not registered (is it running?)")
             return receiver_id
-        candidates = [w.id for w in worlds if queue is None or queue in w.queues]
+        candidates = [w.id for w in worlds if queues <= set(w.queues)]
         if not candidates:
             raise ConfigurationError(
                 "no executor world is running"
-                + (f" with queue {queue!r}" if queue else "")
+                + (f" serving queues {', '.join(sorted(queues))}" if queues else "")
                 + ": start one with `dynflow executor --database-url URL --import MODULE`"
             )
         return candidates[next(self._round_robin) % len(candidates)]

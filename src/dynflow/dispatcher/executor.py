@@ -40,7 +40,7 @@ class ExecutorDispatcher:
                 running = self.world.executor is not None and self.world.executor.running(plan_id)
                 self._respond(envelope, ExecutionStatus(plan_id, running))
             case Execution(plan_id):
-                future = self.world._execute_here(plan_id)
+                future = self.world._execute_here(plan_id, envelope.sender_id, envelope.request_id)
                 self._respond(envelope, Accepted())
                 self._when_done(envelope, future, lambda plan: plan.id)
             case Event(plan_id, step_id, payload, optional):
