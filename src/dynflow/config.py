@@ -33,8 +33,10 @@ class WorldConfig:
     transaction_adapter: Any = None
     #: seconds between two heartbeats of this world's registry record
     heartbeat_interval: float = 5.0
-    #: a world whose heartbeat is older than this is considered dead
+    #: a world whose heartbeat is older than this (database clock) is considered dead
     lease: float = 15.0
+    #: seconds between two checks for dead worlds (0: never check periodically)
+    validity_check_interval: float = 5.0
     #: seconds ``terminate()`` waits for running steps by default
     terminate_timeout: float = 60.0
     #: meta data stored in the world registry

@@ -20,6 +20,14 @@ from dynflow.persistence.database import Database
 from dynflow.persistence.tables import coordinator_records as records
 
 WORLD = "world"
+#: taken by the one world that invalidates a dead world (id: the dead world's id)
+INVALIDATION_LOCK = "world_invalidation"
+
+_NOW_SQL = {
+    "postgresql": "SELECT CURRENT_TIMESTAMP",
+    "mysql": "SELECT UTC_TIMESTAMP(6)",
+    "sqlite": "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')",
+}
 EXECUTION_LOCK = "execution_lock"
 
 
@@ -55,10 +63,6 @@ class LockRecord:
     data: Mapping[str, Any]
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Coordinator:
     def __init__(self, db: Database, world_id: str) -> None:
         self.db = db
@@ -73,7 +77,7 @@ class Coordinator:
             "executor": executor,
             "queues": list(queues),
             "meta": dict(meta),
-            "heartbeat_at": _now().isoformat(),
+            "heartbeat_at": self.database_now().isoformat(),
         }
         with self.db.write() as connection:
             connection.execute(
@@ -84,7 +88,18 @@ class Coordinator:
                 [{"class": WORLD, "id": self.world_id, "owner_id": self.world_id, "data": data}],
             )
 
+    def database_now(self) -> datetime:
+        """The database's clock (UTC): leases are judged by it, not by each host's clock."""
+        with self.db.read() as connection:
+            value = connection.execute(sa.text(_NOW_SQL[self.db.name])).scalar_one()
+        if isinstance(value, str):  # SQLite
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
     def heartbeat(self) -> None:
+        """Renew this world's lease, stamped with the database's clock."""
+        stamp = self.database_now()
         with self.db.write() as connection:
             row = connection.execute(
                 sa.select(records.c.data).where(
@@ -93,7 +108,7 @@ class Coordinator:
             ).one_or_none()
             if row is None:
                 return
-            data = dict(row.data) | {"heartbeat_at": _now().isoformat()}
+            data = dict(row.data) | {"heartbeat_at": stamp.isoformat()}
             connection.execute(
                 sa.update(records)
                 .where(records.c["class"] == WORLD, records.c.id == self.world_id)
@@ -124,8 +139,9 @@ class Coordinator:
         return worlds
 
     def find_stale_worlds(self, lease: float) -> list[WorldRecord]:
-        """Worlds whose process is gone (same host) or whose heartbeat is older than ``lease``."""
-        limit = _now() - timedelta(seconds=lease)
+        """Worlds whose process is gone (same host) or whose heartbeat is older than
+        ``lease`` seconds by the database's clock."""
+        limit = self.database_now() - timedelta(seconds=lease)
         return [
             w
             for w in self.find_worlds()

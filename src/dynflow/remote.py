@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,15 @@ from dynflow.config import WorldConfig
 from dynflow.connector import Connector
 from dynflow.connector.database import DatabaseConnector
 from dynflow.connector.direct import DirectConnector
-from dynflow.connector.messages import ANY_EXECUTOR, Envelope, Execution, Failed, Request
+from dynflow.connector.messages import (
+    ANY_EXECUTOR,
+    Done,
+    Envelope,
+    Execution,
+    Failed,
+    Request,
+    Response,
+)
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.dispatcher.client import ClientDispatcher
 from dynflow.dispatcher.executor import ExecutorDispatcher
@@ -49,6 +58,22 @@ class Remote:
     def start(self) -> None:
         self.connector.start(self.world.id, self._receive)
         self.world.clock.schedule(CHECK_INTERVAL, self._check)
+        if self.served is not None and isinstance(self.connector, DatabaseConnector):
+            self._sweep(self.connector)
+
+    def _sweep(self, connector: DatabaseConnector) -> None:
+        """Executor worlds drop envelopes left for worlds that are gone, now and then."""
+        if self.world._terminated:
+            return
+        try:
+            dropped = connector.drop_orphans()
+            if dropped:
+                log.info("dropped %d envelopes addressed to worlds that are gone", dropped)
+        except Exception:
+            log.exception("dropping envelopes of worlds that are gone failed")
+        self.world.clock.schedule(
+            self.world.config.heartbeat_interval, lambda: self._sweep(connector)
+        )
 
     def stop(self) -> None:
         self.connector.stop()
@@ -72,6 +97,40 @@ class Remote:
             queues = plan_queues(plan)
         done = self.client.request(ANY_EXECUTOR, Execution(plan_id), queues=queues)
         return then(done, lambda _: self.world.persistence.find_execution_plan(plan_id))
+
+    def drop_envelopes(self, world_id: str) -> None:
+        """Envelopes addressed to a dead world will never be read: delete them."""
+        if isinstance(self.connector, DatabaseConnector):
+            self.connector.drop_for(world_id)
+
+    def forward_execution(self, plan_id: str, requester: dict[str, Any]) -> bool:
+        """Ask an executor world to take over a plan, on behalf of whoever asked for it
+        (so that the answer reaches the original caller)."""
+        client = requester.get("client_world_id") or self.world.id
+        request_id = requester.get("request_id") or str(uuid.uuid4())
+        try:
+            target = self.client.pick_executor(frozenset())
+            self.connector.send(Envelope(client, target, request_id, Execution(plan_id)))
+        except DynflowError as exc:
+            log.warning("cannot hand over plan %s: %s", plan_id, exc)
+            return False
+        return True
+
+    def answer_when_done(self, requester: dict[str, Any], future: Future[Any]) -> None:
+        """Answer a request another (dead) world accepted once the plan stops here."""
+        client, request_id = requester.get("client_world_id"), requester.get("request_id")
+        if not client or not request_id or client == self.world.id:
+            return
+
+        def answer(done: Future[Any]) -> None:
+            error = done.exception()
+            reply: Response = Done(done.result().id) if error is None else Failed(str(error))
+            try:
+                self.connector.send(Envelope(self.world.id, client, request_id, reply))
+            except Exception:
+                log.exception("cannot answer world %s", client)
+
+        future.add_done_callback(answer)
 
     def owner(self, plan_id: str) -> str | None:
         """The world holding the plan's execution lock, if another one does."""

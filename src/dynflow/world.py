@@ -27,7 +27,7 @@ from dynflow.config import WorldConfig
 from dynflow.connector.messages import Event as EventRequest
 from dynflow.connector.messages import Halt as HaltRequest
 from dynflow.connector.messages import Ping
-from dynflow.coordinator import EXECUTION_LOCK, Coordinator
+from dynflow.coordinator import EXECUTION_LOCK, INVALIDATION_LOCK, Coordinator
 from dynflow.delayed import DelayedPlans
 from dynflow.errors import (
     ConfigurationError,
@@ -130,6 +130,8 @@ class World:
         self.remote = Remote(self, self.connector)
         self.remote.start()
         self.clock.schedule(self.config.heartbeat_interval, self._beat)
+        if self.config.validity_check_interval > 0:
+            self.clock.schedule(self.config.validity_check_interval, self._check_validity)
         #: delayed plans; an executor world starts them when their time comes
         self.delayed = DelayedPlans(self, self.config.delayed_interval)
         if self.config.executor and self.config.auto_execute:
@@ -279,9 +281,11 @@ class World:
         try:
             executor = self._require_executor()
             requester = {"client_world_id": client_world_id, "request_id": request_id}
-            plan = self._locked_plan(plan_id, (PlanState.PLANNED, PlanState.PAUSED), requester)
+            plan = self._locked_plan(plan_id, RECOVERABLE, requester)
         except DynflowError as exc:
             return _failed(exc)
+        if plan.state is PlanState.RUNNING:  # its executor died: recover it here
+            return executor.recover(plan, None, True)
         return executor.execute(plan)
 
     def ping(self, world_id: str, timeout: float = 5.0) -> Future[bool]:
@@ -502,18 +506,15 @@ class World:
     # -- recovery --------------------------------------------------------------------
 
     def recover(self) -> int:
-        """Pick up plans that no live world executes: left running by a world that is gone
-        (interrupted steps fail, or re-run if idempotent), planned and never started, or
+        """Pick up plans that no live world executes: those of worlds found dead (see
+        :meth:`perform_validity_checks`), plans planned and never started, and plans
         paused by a world's clean termination (not by a failure). Returns how many."""
         executor = self._require_executor()
-        dead: dict[str, str] = {}
-        for world in self.coordinator.find_stale_worlds(self.config.lease):
-            for lock in self.coordinator.find_locks(lock_class=EXECUTION_LOCK, owner_id=world.id):
-                dead[lock.id] = world.id
-            log.warning("world %s is gone: releasing its locks", world.id)
-            self.coordinator.unregister_world(world.id)
+        count = sum(
+            self.invalidate(world.id)
+            for world in self.coordinator.find_stale_worlds(self.config.lease)
+        )
         held = {lock.id for lock in self.coordinator.find_locks(lock_class=EXECUTION_LOCK)}
-        count = 0
         # planned sub-plans wait for their parent, which starts them within its limit
         candidates = self.persistence.find_plan_ids([PlanState.RUNNING])
         candidates += self.persistence.find_plan_ids([PlanState.PLANNED], sub_plans=False)
@@ -525,11 +526,55 @@ class World:
                 plan = self._locked_plan(plan_id, RECOVERABLE)
             except DynflowError:
                 continue  # another world took it first
-            recovering = plan.state is PlanState.RUNNING
             log.warning("recovering execution plan %s (%s)", plan_id, plan.state)
-            executor.recover(plan, dead.get(plan_id), recovering)
+            executor.recover(plan, None, plan.state is PlanState.RUNNING)
             count += 1
         return count
+
+    def perform_validity_checks(self) -> int:
+        """Invalidate the worlds whose lease expired (by the database's clock) or whose
+        process is gone from this host; returns how many were invalidated."""
+        invalidated = 0
+        for world in self.coordinator.find_stale_worlds(self.config.lease):
+            if self._invalidate(world.id) is not None:
+                invalidated += 1
+        return invalidated
+
+    def invalidate(self, world_id: str) -> int:
+        """Declare ``world_id`` dead: release its locks, drop its envelopes, delete its
+        record, and hand each plan it held to a live executor (this one if it is an
+        executor). Returns how many plans were handed over (0 when another world is
+        invalidating it already)."""
+        return self._invalidate(world_id) or 0
+
+    def _invalidate(self, world_id: str) -> int | None:
+        if world_id == self.id:
+            raise ConfigurationError("a world cannot invalidate itself: terminate it")
+        try:  # exactly one live world invalidates a dead one
+            self.coordinator.acquire(INVALIDATION_LOCK, world_id)
+        except LockTaken:
+            return None
+        try:
+            held = self.coordinator.find_locks(lock_class=EXECUTION_LOCK, owner_id=world_id)
+            log.warning("world %s is gone: recovering its %d plan(s)", world_id, len(held))
+            self.coordinator.unregister_world(world_id)
+            self.remote.drop_envelopes(world_id)
+            return sum(self._take_over(lock.id, world_id, dict(lock.data)) for lock in held)
+        finally:
+            self.coordinator.release(INVALIDATION_LOCK, world_id)
+
+    def _take_over(self, plan_id: str, dead_world: str, requester: dict[str, Any]) -> bool:
+        """Run a dead world's plan here (or hand it to an executor world), answering the
+        original request so that the caller's future still resolves."""
+        if self.executor is None:
+            return self.remote.forward_execution(plan_id, requester)
+        try:
+            plan = self._locked_plan(plan_id, RECOVERABLE, requester)
+        except DynflowError:
+            return False
+        future = self.executor.recover(plan, dead_world, plan.state is PlanState.RUNNING)
+        self.remote.answer_when_done(requester, future)
+        return True
 
     def _hand_over(self, plan_ids: list[str]) -> None:
         """Plans this world paused while terminating go to another executor world, if any
@@ -561,6 +606,15 @@ class World:
                 self._hook_pool.shutdown(wait=True)
             self.clock.stop()
             self.persistence.close()
+
+    def _check_validity(self) -> None:
+        if self._terminated:
+            return
+        try:
+            self.perform_validity_checks()
+        except DynflowError as exc:
+            log.error("checking for dead worlds failed: %s", exc)
+        self.clock.schedule(self.config.validity_check_interval, self._check_validity)
 
     def _beat(self) -> None:
         if self._terminated:

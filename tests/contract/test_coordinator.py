@@ -66,7 +66,7 @@ def set_world_data(db: Database, world_id: str, **values: Any) -> None:
 def test_registered_worlds_are_found_with_their_record(
     coordinator_for: Callable[[str], Coordinator],
 ) -> None:
-    before = datetime.now(UTC)
+    before = coordinator_for("observer").database_now()  # leases go by the database's clock
     register(coordinator_for("executor-1"), role="worker ✓")
     register(coordinator_for("client-1"), executor=False)
 
@@ -79,7 +79,7 @@ def test_registered_worlds_are_found_with_their_record(
     assert executor.meta == {"hostname": HOST, "pid": os.getpid(), "role": "worker ✓"}
     assert executor.heartbeat_at is not None
     assert executor.heartbeat_at.tzinfo is not None
-    assert before <= executor.heartbeat_at <= datetime.now(UTC)
+    assert before <= executor.heartbeat_at <= coordinator_for("observer").database_now()
     client = worlds["client-1"]
     assert (client.executor, client.queues) == (False, ())
 
@@ -121,12 +121,13 @@ def test_heartbeat_renews_the_record(
     set_world_data(db, "w1", heartbeat_at=long_ago.isoformat())
     assert world.find_worlds()[0].heartbeat_at == long_ago
 
-    before = datetime.now(UTC)
+    before = world.database_now()  # leases go by the database's clock
     world.heartbeat()
 
     [record] = world.find_worlds()
     assert record.heartbeat_at is not None
     assert record.heartbeat_at >= before
+    assert abs(record.heartbeat_at - datetime.now(UTC)) < timedelta(seconds=5)
     assert record.meta["hostname"] == HOST  # the rest of the record is kept
     assert record.queues == ("default", "slow")
 

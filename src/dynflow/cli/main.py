@@ -71,6 +71,61 @@ def executor(
     )
 
 
+@app.command()
+def console(
+    url: DatabaseUrl = None,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8642,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DYNFLOW_CONSOLE_TOKEN",
+            help="Token for Bearer requests and the login form (required unless --host "
+            "is 127.0.0.1).",
+            show_default=False,
+        ),
+    ] = None,
+    imports: Annotated[
+        list[str] | None,
+        typer.Option("--import", help="Module defining actions (repeat for several)."),
+    ] = None,
+    executor: Annotated[
+        bool, typer.Option(help="Execute plans in this process too (default: a client world).")
+    ] = False,
+) -> None:
+    """Serve the web console (plans, worlds, delayed plans, JSON API) with uvicorn."""
+    import importlib
+
+    from dynflow.world import World
+
+    if token is None and host != "127.0.0.1":
+        typer.echo(
+            f"error: refusing to serve the console on {host} without --token: "
+            "give a token, or bind to 127.0.0.1",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        import uvicorn
+
+        from dynflow.web import NO_AUTH, TokenAuth, create_app
+    except ImportError as exc:
+        typer.echo(f"error: {exc}: install the web extra: pip install 'pydynflow[web]'", err=True)
+        raise typer.Exit(1) from None
+    try:
+        auth = NO_AUTH if token is None else TokenAuth(token)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for module in imports or []:
+        importlib.import_module(module)
+    world = World(database_url(url), executor=executor)
+    try:
+        uvicorn.run(create_app(world, auth=auth), host=host, port=port, log_level="info")
+    finally:
+        world.terminate()
+
+
 @db_app.command("upgrade")
 def db_upgrade(url: DatabaseUrl = None) -> None:
     """Apply the schema migrations to the database."""

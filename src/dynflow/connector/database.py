@@ -17,7 +17,9 @@ import sqlalchemy as sa
 
 from dynflow.connector import Receive
 from dynflow.connector.messages import Envelope, decode, encode
+from dynflow.coordinator import WORLD
 from dynflow.persistence.database import Database
+from dynflow.persistence.tables import coordinator_records as records
 from dynflow.persistence.tables import envelopes
 
 log = logging.getLogger(__name__)
@@ -160,6 +162,19 @@ class DatabaseConnector:
                     sa.delete(envelopes).where(envelopes.c.id.in_([r.id for r in rows]))
                 )
         return [(r.id, r.data) for r in rows]
+
+    def drop_orphans(self) -> int:
+        """Delete the envelopes addressed to worlds no longer registered (answers that came
+        after their world terminated); nothing else would ever read them."""
+        registered = sa.select(records.c.id).where(records.c["class"] == WORLD)
+        orphaned = envelopes.c.receiver_id.not_in(registered)
+        probe = sa.select(envelopes.c.id).where(orphaned).limit(1)
+        with self.db.read() as connection:  # cheap when there are none: no write lock
+            if connection.execute(probe).first() is None:
+                return 0
+        with self.db.write() as connection:
+            result = connection.execute(sa.delete(envelopes).where(orphaned))
+        return int(result.rowcount or 0)
 
     def drop_for(self, world_id: str) -> int:
         """Delete the envelopes addressed to a world that is gone."""

@@ -18,6 +18,7 @@ from dynflow.connector.messages import (
     Accepted,
     Done,
     Envelope,
+    Execution,
     ExecutionStatus,
     Failed,
     Ping,
@@ -29,6 +30,10 @@ from dynflow.coordinator import Coordinator
 from dynflow.errors import ConfigurationError, DynflowError, ExecutionError, NotFound
 
 log = logging.getLogger(__name__)
+
+#: seconds an execution request survives its receiver's death, for another executor
+#: to take the plan over and answer it
+TAKE_OVER_GRACE = 60.0
 
 
 class RemoteError(DynflowError):
@@ -42,6 +47,8 @@ class _Pending:
     request: Request
     deadline: float | None
     accepted: bool = False
+    #: when its receiver was found gone (an execution may be taken over meanwhile)
+    orphaned_at: float | None = None
 
 
 class ClientDispatcher:
@@ -84,6 +91,10 @@ class ClientDispatcher:
         except Exception as exc:
             self._finish(request_id, error=exc)
         return future
+
+    def pick_executor(self, queues: frozenset[str]) -> str:
+        """The next live executor world serving ``queues`` (round robin)."""
+        return self._resolve(ANY_EXECUTOR, queues)
 
     def _resolve(self, receiver_id: str, queues: frozenset[str]) -> str:
         worlds = self.coordinator.find_worlds(active_executors_only=receiver_id == ANY_EXECUTOR)
@@ -136,6 +147,12 @@ class ClientDispatcher:
                         ),
                     )
             elif not is_alive(pending.receiver_id):
+                if isinstance(pending.request, Execution):
+                    # the world invalidating the dead one hands the plan to an executor
+                    # that answers this very request: give it time to do so
+                    pending.orphaned_at = pending.orphaned_at or now
+                    if now - pending.orphaned_at < TAKE_OVER_GRACE:
+                        continue
                 self._finish(
                     request_id,
                     error=ExecutionError(

@@ -1,0 +1,100 @@
+"""The JSON API under ``/api/``: the pages' data and commands, for scripts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import APIRouter, Query
+
+from dynflow.execution_plan.states import PlanResult, PlanState
+from dynflow.web.console import DEFAULT_PER_PAGE, MAX_LABEL
+from dynflow.web.views import ActionOutcome, DelayedView, PlanDetail, PlanList, WorldView
+
+if TYPE_CHECKING:
+    from dynflow.web.app import Web
+
+ERRORS: dict[int | str, dict[str, str]] = {
+    400: {"description": "invalid parameters"},
+    401: {"description": "authentication required"},
+    403: {"description": "cross-site request refused (CSRF token or origin)"},
+    404: {"description": "no such plan, step or world"},
+}
+COMMAND_ERRORS: dict[int | str, dict[str, str]] = {
+    **ERRORS,
+    409: {"description": "the plan is not in a state that allows this"},
+}
+
+
+def router(web: Web) -> APIRouter:
+    router = APIRouter(tags=["console"])
+    console = web.console
+
+    @router.get("/plans", response_model=PlanList, responses=ERRORS)
+    def list_plans(
+        state: PlanState | None = None,
+        result: PlanResult | None = None,
+        label: Annotated[str | None, Query(max_length=MAX_LABEL)] = None,
+        page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+        per_page: Annotated[
+            int, Query(ge=1, description="plans per page, at most 100 (larger values get 100)")
+        ] = DEFAULT_PER_PAGE,
+    ) -> PlanList:
+        """Plans, the latest started first, with the number of plans in each state."""
+        return console.plans(
+            state=state, result=result, label=label, page=page, per_page=per_page
+        )
+
+    @router.get("/plans/{plan_id}", response_model=PlanDetail, responses=ERRORS)
+    def get_plan(plan_id: str) -> PlanDetail:
+        """One plan: its steps, run flow, execution history and sub-plans."""
+        return console.plan(plan_id)
+
+    @router.post("/plans/{plan_id}/resume", response_model=ActionOutcome, responses=COMMAND_ERRORS)
+    def resume_plan(plan_id: str) -> ActionOutcome:
+        """Resume a paused plan (its failed steps run again)."""
+        return console.resume(plan_id)
+
+    @router.post("/plans/{plan_id}/cancel", response_model=ActionOutcome, responses=COMMAND_ERRORS)
+    def cancel_plan(plan_id: str) -> ActionOutcome:
+        """Cancel a running plan's cancellable steps, or a delayed plan."""
+        return console.cancel(plan_id)
+
+    @router.post("/plans/{plan_id}/halt", response_model=ActionOutcome, responses=COMMAND_ERRORS)
+    def halt_plan(plan_id: str) -> ActionOutcome:
+        """Stop a plan at once: stopped/error."""
+        return console.halt(plan_id)
+
+    @router.post(
+        "/plans/{plan_id}/steps/{step_id}/skip",
+        response_model=ActionOutcome,
+        responses=COMMAND_ERRORS,
+    )
+    def skip_step(plan_id: str, step_id: int) -> ActionOutcome:
+        """Skip a failed step of a paused plan; resume the plan afterwards."""
+        return console.skip(plan_id, step_id)
+
+    @router.get("/worlds", response_model=list[WorldView], responses=ERRORS)
+    def list_worlds() -> list[WorldView]:
+        """The registered worlds and the plans each holds."""
+        return console.worlds()
+
+    @router.post("/worlds/{world_id}/check", response_model=ActionOutcome, responses=ERRORS)
+    def check_world(world_id: str) -> ActionOutcome:
+        """Ping a world: ok is whether it answered in time."""
+        return console.check_world(world_id)
+
+    @router.post(
+        "/worlds/{world_id}/invalidate",
+        response_model=ActionOutcome,
+        responses={**COMMAND_ERRORS, 501: {"description": "not available"}},
+    )
+    def invalidate_world(world_id: str) -> ActionOutcome:
+        """Declare a world dead: its locks are released and its plans handed over."""
+        return console.invalidate_world(world_id)
+
+    @router.get("/delayed", response_model=list[DelayedView], responses=ERRORS)
+    def list_delayed() -> list[DelayedView]:
+        """The delayed plans waiting for their time, the soonest first."""
+        return console.delayed()
+
+    return router

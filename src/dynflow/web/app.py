@@ -1,0 +1,248 @@
+"""``create_app(world, auth=...)``: the console as one ASGI application.
+
+Everything but the login form and the static files needs authentication; every
+state-changing request is a POST guarded against cross-site requests (see
+:mod:`dynflow.web.auth`); every response carries the security headers; errors
+reach the client as a message, never as a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
+
+from dynflow.errors import DynflowError, NotFound
+from dynflow.web.auth import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    Auth,
+    Sessions,
+    as_auth,
+    bearer_token,
+    new_csrf_cookie,
+    same_origin,
+)
+from dynflow.web.console import Console, NotAvailable
+
+if TYPE_CHECKING:
+    from dynflow.world import World
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).parent
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: paths reachable without authentication
+PUBLIC = ("/login", "/static/")
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+class NotAuthenticated(Exception):
+    pass
+
+
+class Forbidden(Exception):
+    pass
+
+
+def local_path(request: Request) -> str:
+    """The request's path inside the console (without the prefix it is mounted under)."""
+    path: str = request.scope["path"]
+    root: str = request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path or "/"
+
+
+def is_api(request: Request) -> bool:
+    return local_path(request).startswith("/api/")
+
+
+class Web:
+    """What the routes share: the console over the world, auth, sessions, templates."""
+
+    def __init__(self, world: World, auth: Auth, secret_key: str, wait_seconds: float) -> None:
+        self.console = Console(world, wait_seconds=wait_seconds)
+        self.auth = auth
+        self.sessions = Sessions(secret_key)
+        self.templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        self.templates.filters["pretty"] = _pretty
+
+    def csrf_token(self, request: Request) -> str:
+        cookie = getattr(request.state, "csrf_cookie", None) or new_csrf_cookie()
+        return self.sessions.csrf_token(cookie)
+
+    def render(
+        self, request: Request, template: str, status_code: int = 200, **context: Any
+    ) -> HTMLResponse:
+        values: dict[str, Any] = {"message": None, "ok": True}
+        values.update(context)
+        html = self.templates.get_template(template).render(
+            base=request.scope.get("root_path", ""),
+            csrf_token=self.csrf_token(request),
+            login_form=self.auth.login_form,
+            **values,
+        )
+        return HTMLResponse(html, status_code=status_code)
+
+    async def guard(self, request: Request) -> None:
+        """Authentication, then the CSRF and same-origin checks of a POST."""
+        if not self.auth.authenticate(request, self.sessions):
+            raise NotAuthenticated()
+        if request.method not in SAFE_METHODS and bearer_token(request) is None:
+            await self.check_csrf(request)
+
+    async def check_csrf(self, request: Request) -> None:
+        if not same_origin(request):
+            raise Forbidden("cross-origin request refused")
+        token = request.headers.get(CSRF_HEADER)
+        content_type = request.headers.get("content-type", "")
+        if token is None and content_type.startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")
+        ):
+            value = (await request.form()).get(CSRF_FIELD)
+            token = value if isinstance(value, str) else None
+        if not self.sessions.csrf_valid(request.cookies.get(CSRF_COOKIE), token):
+            raise Forbidden("missing or wrong CSRF token: reload the page and try again")
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def create_app(
+    world: World,
+    *,
+    auth: Auth | Callable[[Request], bool],
+    secret_key: str | None = None,
+    wait_seconds: float = 2.0,
+) -> FastAPI:
+    """The console over ``world``. ``auth``: ``BasicAuth``, ``TokenAuth``, ``NO_AUTH`` or a
+    callable ``(request) -> bool``. ``secret_key`` signs session cookies and CSRF tokens
+    (default: random, so sessions end when the process does). Commands wait up to
+    ``wait_seconds`` for their effect before answering."""
+    from dynflow.web import api, pages
+
+    web = Web(world, as_auth(auth), secret_key or secrets.token_urlsafe(32), wait_seconds)
+    app = FastAPI(
+        title="dynflow console",
+        version="1",
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.web = web
+    guarded = [Depends(web.guard)]
+    app.include_router(pages.public_router(web))
+    app.include_router(pages.router(web), dependencies=guarded)
+    app.include_router(api.router(web), prefix="/api", dependencies=guarded)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    _install_handlers(app, web)
+    _install_middleware(app)
+    return app
+
+
+def _install_middleware(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def security(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        cookie = request.cookies.get(CSRF_COOKIE)
+        fresh = cookie is None or len(cookie) > 100
+        request.state.csrf_cookie = new_csrf_cookie() if fresh else cookie
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if fresh:
+            response.set_cookie(
+                CSRF_COOKIE,
+                request.state.csrf_cookie,
+                path=(request.scope.get("root_path") or "") + "/",
+                httponly=True,
+                samesite="strict",
+                secure=request.url.scheme == "https",
+            )
+        return response
+
+
+def _install_handlers(app: FastAPI, web: Web) -> None:
+    def error(request: Request, status: int, message: str) -> Response:
+        if is_api(request):
+            return JSONResponse({"detail": message}, status_code=status)
+        return web.render(request, "error.html", status, status=status, error=message)
+
+    @app.exception_handler(NotAuthenticated)
+    async def not_authenticated(request: Request, exc: NotAuthenticated) -> Response:
+        if web.auth.login_form and not is_api(request) and request.method in SAFE_METHODS:
+            base = request.scope.get("root_path", "")
+            return RedirectResponse(f"{base}/login", status_code=303)
+        headers = {"WWW-Authenticate": web.auth.challenge} if web.auth.challenge else {}
+        if is_api(request):
+            return JSONResponse(
+                {"detail": "authentication required"}, status_code=401, headers=headers
+            )
+        response = web.render(
+            request, "error.html", 401, status=401, error="authentication required"
+        )
+        response.headers.update(headers)
+        return response
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> Response:
+        return error(request, 403, str(exc))
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> Response:
+        return error(request, 404, str(exc))
+
+    @app.exception_handler(NotAvailable)
+    async def not_available(request: Request, exc: NotAvailable) -> Response:
+        return error(request, 501, str(exc))
+
+    @app.exception_handler(DynflowError)
+    async def refused(request: Request, exc: DynflowError) -> Response:
+        return error(request, 409, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+            for e in exc.errors()
+        )
+        return error(request, 400, f"invalid request: {problems}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return error(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> Response:
+        log.error("console request %s %s failed", request.method, local_path(request), exc_info=exc)
+        message = "internal error: see the server log"
+        if is_api(request):
+            return JSONResponse({"detail": message}, status_code=500)
+        return HTMLResponse(f"<!doctype html><title>500</title><p>{message}</p>", 500)

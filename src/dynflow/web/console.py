@@ -1,0 +1,181 @@
+"""The console's reads and commands over a world, shared by the pages and the JSON API.
+
+Reads take their filters from allow-lists; commands call the world's public methods
+and answer an :class:`ActionOutcome`. A command the world refuses raises the
+world's :class:`DynflowError` (shown to the user: its message says what to do).
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import Future, wait
+from typing import TYPE_CHECKING, Any
+
+from dynflow.errors import DynflowError, NotFound
+from dynflow.execution_plan.states import PlanResult, PlanState
+from dynflow.web.views import (
+    ActionOutcome,
+    DelayedView,
+    PlanDetail,
+    PlanList,
+    WorldView,
+    delayed_view,
+    plan_detail,
+    plan_summary,
+    world_view,
+)
+
+if TYPE_CHECKING:
+    from dynflow.world import World
+
+MAX_PER_PAGE = 100
+DEFAULT_PER_PAGE = 25
+#: the longest label a filter may name
+MAX_LABEL = 255
+
+
+class NotAvailable(DynflowError):
+    """The world offers no such operation (yet)."""
+
+
+class Console:
+    """Reads and commands over one world."""
+
+    def __init__(self, world: World, *, wait_seconds: float = 2.0, ping_timeout: float = 2.0):
+        self.world = world
+        #: how long a command waits for its effect before answering "requested"
+        self.wait_seconds = wait_seconds
+        self.ping_timeout = ping_timeout
+
+    # -- reads ------------------------------------------------------------------
+
+    def plans(
+        self,
+        *,
+        state: PlanState | None = None,
+        result: PlanResult | None = None,
+        label: str | None = None,
+        page: int = 1,
+        per_page: int = DEFAULT_PER_PAGE,
+    ) -> PlanList:
+        per_page = max(1, min(per_page, MAX_PER_PAGE))
+        page = max(1, page)
+        others: dict[str, Any] = {}
+        if result is not None:
+            others["result"] = str(result)
+        if label:
+            others["label"] = label[:MAX_LABEL]
+        filters = dict(others)
+        if state is not None:
+            filters["state"] = str(state)
+        persistence = self.world.persistence
+        total = persistence.find_execution_plan_counts(filters)
+        found = persistence.find_execution_plans(
+            filters, order_by="started_at", desc=True, page=page - 1, per_page=per_page
+        )
+        counts = {
+            str(s): persistence.find_execution_plan_counts({**others, "state": str(s)})
+            for s in PlanState
+        }
+        return PlanList(
+            items=[plan_summary(p) for p in found],
+            total=total,
+            page=page,
+            per_page=per_page,
+            pages=max(1, math.ceil(total / per_page)),
+            counts=counts,
+        )
+
+    def plan(self, plan_id: str) -> PlanDetail:
+        plan = self.world.persistence.load_execution_plan(plan_id)
+        sub_plans = self.world.persistence.find_execution_plans(
+            {"caller_execution_plan_id": plan_id}, order_by="started_at", desc=False
+        )
+        return plan_detail(plan, sub_plans)
+
+    def worlds(self) -> list[WorldView]:
+        coordinator = self.world.coordinator
+        locks = coordinator.find_locks(lock_class="execution_lock")
+        return [world_view(w, locks, self.world.id) for w in coordinator.find_worlds()]
+
+    def delayed(self) -> list[DelayedView]:
+        return [delayed_view(d) for d in self.world.delayed.find_delayed_plans()]
+
+    # -- commands ---------------------------------------------------------------
+
+    def _summary(self, plan_id: str) -> ActionOutcome:
+        plan = self.world.persistence.load_execution_plan(plan_id)
+        return ActionOutcome(ok=True, message="", plan=plan_summary(plan))
+
+    def _settle(self, futures: list[Future[Any]]) -> bool:
+        """Wait a little for ``futures``; raise the first failure; True when all done."""
+        done, pending = wait(futures, timeout=self.wait_seconds)
+        for future in done:
+            error = future.exception()
+            if error is not None:
+                raise error
+        return not pending
+
+    def _done(self, plan_id: str, verb: str, finished: bool) -> ActionOutcome:
+        outcome = self._summary(plan_id)
+        assert outcome.plan is not None
+        status = f"{outcome.plan.state}/{outcome.plan.result}"
+        if finished:
+            outcome.message = f"execution plan {plan_id} {verb}: now {status}"
+        else:
+            outcome.message = f"execution plan {plan_id}: {verb} requested, now {status}"
+        return outcome
+
+    def resume(self, plan_id: str) -> ActionOutcome:
+        self._summary(plan_id)  # NotFound first
+        return self._done(plan_id, "resumed", self._settle([self.world.resume(plan_id)]))
+
+    def run_now(self, plan_id: str) -> ActionOutcome:
+        self._summary(plan_id)
+        return self._done(plan_id, "started", self._settle([self.world.execute(plan_id)]))
+
+    def halt(self, plan_id: str) -> ActionOutcome:
+        self._summary(plan_id)
+        return self._done(plan_id, "halted", self._settle([self.world.halt(plan_id)]))
+
+    def cancel(self, plan_id: str) -> ActionOutcome:
+        self._summary(plan_id)
+        futures = self.world.cancel(plan_id)
+        if not futures:
+            outcome = self._summary(plan_id)
+            outcome.ok = False
+            outcome.message = f"execution plan {plan_id} has no cancellable step running"
+            return outcome
+        finished = self._settle(futures)
+        return self._done(plan_id, "cancelled", finished)
+
+    def skip(self, plan_id: str, step_id: int) -> ActionOutcome:
+        plan = self.world.skip(plan_id, step_id)
+        return ActionOutcome(
+            ok=True,
+            message=f"step {step_id} skipped: resume execution plan {plan_id} to go on",
+            plan=plan_summary(plan),
+        )
+
+    def check_world(self, world_id: str) -> ActionOutcome:
+        if world_id not in {w.id for w in self.world.coordinator.find_worlds()}:
+            raise NotFound(f"world {world_id} is not registered")
+        future = self.world.ping(world_id, timeout=self.ping_timeout)
+        try:
+            alive = bool(future.result(timeout=self.ping_timeout + 1))
+        except TimeoutError:
+            alive = False
+        answer = "answered" if alive else f"did not answer within {self.ping_timeout:g}s"
+        return ActionOutcome(ok=alive, message=f"world {world_id} {answer}")
+
+    def invalidate_world(self, world_id: str) -> ActionOutcome:
+        invalidate = getattr(self.world, "invalidate", None)
+        if invalidate is None:
+            raise NotAvailable("invalidating a world is not available yet")
+        if world_id not in {w.id for w in self.world.coordinator.find_worlds()}:
+            raise NotFound(f"world {world_id} is not registered")
+        handed_over = int(invalidate(world_id))
+        return ActionOutcome(
+            ok=True,
+            message=f"world {world_id} invalidated: {handed_over} plan(s) handed over",
+        )

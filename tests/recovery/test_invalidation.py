@@ -1,0 +1,131 @@
+"""Dead worlds: found by their lease (database clock), invalidated by exactly one world,
+their plans recovered, their envelopes dropped, and callers' futures still answered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import sqlalchemy as sa
+
+from dynflow import PlanResult, PlanState, StepState, World
+from dynflow.connector.messages import Envelope, Execution, encode
+from dynflow.coordinator import EXECUTION_LOCK, INVALIDATION_LOCK
+from dynflow.persistence.tables import coordinator_records, envelopes
+from tests.integration.test_lifecycle import (
+    IdempotentInterrupted,
+    Interrupted,
+    _crashed_plan,
+    _edit,
+)
+from tests.support import eventually
+
+MakeWorld = Callable[..., World]
+
+
+def _paused(world: World, plan_id: str) -> Any:
+    return eventually(
+        lambda: (
+            (p := world.persistence.load_execution_plan(plan_id)).state is not PlanState.RUNNING
+            and p
+        )
+    )
+
+
+def test_validity_checks_invalidate_a_world_whose_lease_expired(
+    db_url: str, make_world: MakeWorld
+) -> None:
+    plan_id, step_id, dead = _crashed_plan(db_url, make_world, Interrupted, "stale heartbeat")
+    world = make_world(db_url, auto_execute=False, validity_check_interval=0)
+    assert dead in {w.id for w in world.coordinator.find_worlds()}
+
+    assert world.perform_validity_checks() == 1
+    assert world.perform_validity_checks() == 0  # nothing left to invalidate
+
+    plan = _paused(world, plan_id)
+    assert (plan.state, plan.result) == (PlanState.PAUSED, PlanResult.ERROR)
+    step = plan.steps[step_id]
+    assert step.state is StepState.ERROR
+    assert step.error is not None
+    assert step.error.message == "Abnormal termination (previous state: running)"
+    history = [(e.name, e.world_id) for e in plan.execution_history]
+    assert ("terminate execution", dead) in history
+    assert history[-1] == ("pause execution", world.id)
+    assert dead not in {w.id for w in world.coordinator.find_worlds()}
+    assert world.coordinator.find_locks(owner_id=dead) == []
+    assert world.coordinator.find_locks(lock_class=INVALIDATION_LOCK) == []
+
+
+def test_a_world_with_a_fresh_lease_elsewhere_is_left_alone(
+    db_url: str, make_world: MakeWorld
+) -> None:
+    plan_id, _, alive = _crashed_plan(db_url, make_world, Interrupted, "live owner")
+    world = make_world(db_url, auto_execute=False, validity_check_interval=0)
+    assert world.perform_validity_checks() == 0
+    assert [lock.owner_id for lock in world.coordinator.find_locks(id=plan_id)] == [alive]
+
+
+def test_an_idempotent_action_is_run_again_at_once(db_url: str, make_world: MakeWorld) -> None:
+    plan_id, step_id, dead = _crashed_plan(
+        db_url, make_world, IdempotentInterrupted, "stale heartbeat"
+    )
+    world = make_world(db_url, auto_execute=False, validity_check_interval=0)
+    assert world.invalidate(dead) == 1
+    plan = _paused(world, plan_id)
+    assert (plan.state, plan.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
+    assert plan.steps[step_id].state is StepState.SUCCESS
+
+
+def test_exactly_one_world_invalidates_a_dead_one(db_url: str, make_world: MakeWorld) -> None:
+    plan_id, _, _ = _crashed_plan(db_url, make_world, IdempotentInterrupted, "stale heartbeat")
+    worlds = [make_world(db_url, auto_execute=False, validity_check_interval=0) for _ in range(3)]
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda w: w.perform_validity_checks(), worlds))
+    assert sorted(results) == [0, 0, 1]
+    plan = _paused(worlds[0], plan_id)
+    assert plan.result is PlanResult.SUCCESS
+    runners = {e.world_id for e in plan.execution_history if e.name == "start execution"}
+    assert len(runners) == 1
+
+
+def test_envelopes_for_a_dead_world_are_dropped(db_url: str, make_world: MakeWorld) -> None:
+    _, _, dead = _crashed_plan(db_url, make_world, Interrupted, "stale heartbeat")
+    world = make_world(db_url, auto_execute=False, validity_check_interval=0, connector="database")
+    envelope = Envelope(world.id, dead, "request-1", Execution("x"))
+    _edit(db_url, sa.insert(envelopes).values(receiver_id=dead, data=encode(envelope)))
+    world.invalidate(dead)
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            left = connection.execute(
+                sa.select(sa.func.count()).where(envelopes.c.receiver_id == dead)
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert left == 0
+
+
+def test_a_callers_future_resolves_after_its_executor_died(
+    db_url: str, make_world: MakeWorld
+) -> None:
+    """A client's execution request was accepted by a world that died; the world that
+    takes the plan over answers that same request."""
+    plan_id, _, dead = _crashed_plan(db_url, make_world, IdempotentInterrupted, "stale heartbeat")
+    client = make_world(db_url, executor=False, connector="database")
+    # the client had asked the dead world to execute the plan: its request is pending
+    future = client.remote.client.request(dead, Execution(plan_id))
+    request_id = next(iter(client.remote.client._pending))
+    _edit(
+        db_url,
+        sa.update(coordinator_records)
+        .where(
+            coordinator_records.c.id == plan_id, coordinator_records.c["class"] == EXECUTION_LOCK
+        )
+        .values(data={"client_world_id": client.id, "request_id": request_id}),
+    )
+    rescuer = make_world(
+        db_url, auto_execute=False, validity_check_interval=0, connector="database"
+    )
+    assert rescuer.invalidate(dead) == 1
+    assert future.result(timeout=10) == plan_id
