@@ -285,7 +285,7 @@ class World:
         except DynflowError as exc:
             return _failed(exc)
         if plan.state is PlanState.RUNNING:  # its executor died: recover it here
-            return executor.recover(plan, None, True)
+            return executor.recover(plan, _last_executor(plan), True)
         return executor.execute(plan)
 
     def ping(self, world_id: str, timeout: float = 5.0) -> Future[bool]:
@@ -527,7 +527,8 @@ class World:
             except DynflowError:
                 continue  # another world took it first
             log.warning("recovering execution plan %s (%s)", plan_id, plan.state)
-            executor.recover(plan, None, plan.state is PlanState.RUNNING)
+            running = plan.state is PlanState.RUNNING
+            executor.recover(plan, _last_executor(plan) if running else None, running)
             count += 1
         return count
 
@@ -555,6 +556,8 @@ class World:
         except LockTaken:
             return None
         try:
+            if world_id not in {w.id for w in self.coordinator.find_worlds()}:
+                return None  # another world invalidated it a moment ago
             held = self.coordinator.find_locks(lock_class=EXECUTION_LOCK, owner_id=world_id)
             log.warning("world %s is gone: recovering its %d plan(s)", world_id, len(held))
             self.coordinator.unregister_world(world_id)
@@ -650,6 +653,13 @@ def _settled(call: Callable[[], Any]) -> Future[Any]:
     except DynflowError as exc:
         future.set_exception(exc)
     return future
+
+
+def _last_executor(plan: ExecutionPlan) -> str | None:
+    """The world that last started executing the plan (the one that died, when the plan
+    was left running): named by the ``terminate execution`` history entry."""
+    starts = [e.world_id for e in plan.execution_history if e.name == "start execution"]
+    return starts[-1] if starts else None
 
 
 def _failed(error: BaseException) -> Future[Any]:

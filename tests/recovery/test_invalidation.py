@@ -7,19 +7,24 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
-from dynflow import PlanResult, PlanState, StepState, World
+from dynflow import ExecutionError, PlanResult, PlanState, StepState, World
 from dynflow.connector.messages import Envelope, Execution, encode
 from dynflow.coordinator import EXECUTION_LOCK, INVALIDATION_LOCK
 from dynflow.persistence.tables import coordinator_records, envelopes
 from tests.integration.test_lifecycle import (
+    HeldThenMore,
     IdempotentInterrupted,
     Interrupted,
     _crashed_plan,
     _edit,
+    gate,
 )
-from tests.support import eventually
+from tests.support import Gate, eventually
+
+__all__ = ["gate"]  # the fixture, shared with the lifecycle tests
 
 MakeWorld = Callable[..., World]
 
@@ -129,3 +134,35 @@ def test_a_callers_future_resolves_after_its_executor_died(
     )
     assert rescuer.invalidate(dead) == 1
     assert future.result(timeout=10) == plan_id
+
+
+def test_a_zombie_executor_writes_nothing_once_its_lock_is_gone(
+    db_url: str, make_world: MakeWorld, gate: tuple[str, Gate]
+) -> None:
+    """Declared dead while only slow: when its step finishes, nothing of it lands."""
+    key, held = gate
+    zombie = make_world(db_url, validity_check_interval=0)
+    triggered = zombie.trigger(HeldThenMore, key)
+    assert held.entered.wait(10)
+    plan_id = triggered.execution_plan_id
+    before = zombie.persistence.load_execution_plan(plan_id)
+    # another world took the plan over meanwhile: the lock now names it
+    _edit(
+        db_url,
+        sa.update(coordinator_records)
+        .where(
+            coordinator_records.c.id == plan_id, coordinator_records.c["class"] == EXECUTION_LOCK
+        )
+        .values(owner_id="the-new-owner"),
+    )
+    held.open()
+    with pytest.raises(ExecutionError, match="lost the execution lock"):
+        triggered.finished.result(10)
+    after = zombie.persistence.load_execution_plan(plan_id)
+    assert after.state is PlanState.RUNNING
+    assert {s.id: s.state for s in after.steps.values()} == {
+        s.id: s.state for s in before.steps.values()
+    }
+    assert after.execution_history == before.execution_history
+    assert [a.output for a in after.actions] == [a.output for a in before.actions]
+    assert not zombie.executor.running(plan_id)  # type: ignore[union-attr]

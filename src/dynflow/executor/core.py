@@ -99,8 +99,16 @@ Message = (
 
 @dataclass
 class _Outbox:
+    """What a commit releases: work for the workers, and callbacks (by plan, if any)."""
+
     work: list[Work] = field(default_factory=list)
-    callbacks: list[Callable[[], None]] = field(default_factory=list)
+    callbacks: list[tuple[str | None, Callable[[], None]]] = field(default_factory=list)
+
+    def without(self, plan_ids: set[str]) -> _Outbox:
+        return _Outbox(
+            [w for w in self.work if w.execution_plan_id not in plan_ids],
+            [(p, c) for p, c in self.callbacks if p not in plan_ids],
+        )
 
 
 class ExecutorCore:
@@ -170,12 +178,48 @@ class ExecutorCore:
                 self._maybe_terminated()
 
     def flush(self) -> tuple[list[Work], list[Callable[[], None]]]:
-        """Commit the batch; return the work and callbacks it released."""
+        """Commit the batch; return the work and callbacks it released.
+
+        Fencing: the changes of a plan are written only while this world still holds
+        its execution lock. A plan whose lock is gone (this world was declared dead
+        while only slow) is dropped here without any write: another world owns it.
+        """
+        fenced: set[str] = set()
         if self.changes:
-            self.persistence.apply(self.changes)
+            fenced = self.persistence.apply_fenced(self.changes, self.world_id)
             self.changes.clear()
         out, self._out = self._out, _Outbox()
-        return out.work, out.callbacks
+        if fenced:
+            out = out.without(fenced)
+            for plan_id in fenced:
+                self._lose(plan_id)
+        return out.work, [callback for _, callback in out.callbacks]
+
+    def _lose(self, plan_id: str) -> None:
+        runtime = self.plans.pop(plan_id, None)
+        if runtime is None:
+            return
+        log.error(
+            "world %s no longer holds the execution lock of plan %s: it stops executing it "
+            "(another world took it over)",
+            self.world_id,
+            plan_id,
+        )
+        error = ExecutionError(
+            f"world {self.world_id} lost the execution lock of plan {plan_id}: it was "
+            "declared dead and another world continues the plan"
+        )
+        for future in runtime.futures:
+            _reject(future, error)
+        for waiting in runtime.events.values():
+            for event in waiting:
+                _reject(event.future, error)
+        if self.terminating is not None and not self.plans:
+            _resolve(self.terminating, None)
+
+    def _later(self, callback: Callable[[], None], plan_id: str | None = None) -> None:
+        """Run ``callback`` after the next commit (dropped if the plan is fenced off)."""
+        self._out.callbacks.append((plan_id, callback))
 
     # -- starting ---------------------------------------------------------------------
 
@@ -321,7 +365,7 @@ class ExecutorCore:
             return
         event = waiting.popleft()
         if self._dispatch(runtime, step_id, event.payload):
-            self._out.callbacks.append(partial(_resolve, event.future, True))
+            self._later(partial(_resolve, event.future, True), runtime.id)
         else:
             self._refuse(event, ExecutionError(str(runtime.steps[step_id].error)))
 
@@ -331,7 +375,7 @@ class ExecutorCore:
 
     def _refuse(self, event: Event, error: Exception) -> None:
         if event.optional:
-            self._out.callbacks.append(partial(_resolve, event.future, False))
+            self._later(partial(_resolve, event.future, False), event.execution_plan_id)
         else:
             self._fail(event.future, error)
 
@@ -374,7 +418,7 @@ class ExecutorCore:
                 Event(plan_id, step.id, CANCEL, future)
             )
             self._deliver_next(runtime, step.id)
-        self._out.callbacks.append(partial(_resolve, reply, futures))
+        self._later(partial(_resolve, reply, futures), plan_id)
         self._advance(runtime)
 
     # -- deciding ---------------------------------------------------------------------
@@ -496,9 +540,9 @@ class ExecutorCore:
         self.changes.released_locks.append((EXECUTION_LOCK, runtime.id, self.world_id))
         snapshot = runtime.snapshot()
         for future in runtime.futures:
-            self._out.callbacks.append(partial(_resolve, future, snapshot))
+            self._later(partial(_resolve, future, snapshot), runtime.id)
         if self.on_finished is not None:
-            self._out.callbacks.append(partial(self.on_finished, snapshot))
+            self._later(partial(self.on_finished, snapshot), runtime.id)
         self._maybe_terminated()
 
     def _halt(self, plan_id: str, future: Future[ExecutionPlan]) -> None:
@@ -537,10 +581,10 @@ class ExecutorCore:
     def _maybe_terminated(self) -> None:
         future = self.terminating
         if future is not None and not self.plans and not future.done():
-            self._out.callbacks.append(partial(_resolve, future, None))
+            self._later(partial(_resolve, future, None))
 
     def _fail(self, future: Future[Any], error: Exception) -> None:
-        self._out.callbacks.append(partial(_reject, future, error))
+        self._later(partial(_reject, future, error))
 
 
 class ExecutorFront:

@@ -33,6 +33,8 @@ Row = Mapping[str, Any]
 class Insert:
     table: sa.Table
     rows: Sequence[Row]
+    #: the column naming the plan of each row, when writes are fenced (see ``Fence``)
+    fence: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Update:
     table: sa.Table
     keys: tuple[str, ...]
     rows: Sequence[Row]
+    fence: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,9 +53,33 @@ class Delete:
 
     table: sa.Table
     rows: Sequence[Row]
+    fence: str | None = None
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Write the rows of a plan only while ``owner`` holds its execution lock."""
+
+    owner: str
+    plan_ids: frozenset[str]
 
 
 Operation = Insert | Update | Delete
+
+
+def write_fenced(
+    connection: sa.Connection, operations: Sequence[Operation], fence: Fence
+) -> set[str]:
+    """PostgreSQL: run the operations in one statement that first share-locks the
+    execution locks ``fence.owner`` holds among ``fence.plan_ids`` (so that nobody can
+    take them until the commit), writes only rows of those plans (by each operation's
+    ``fence`` column) and returns their ids."""
+    operations = [op for op in operations if op.rows]
+    shape = tuple(_shape(op) for op in operations)
+    parameters = {f"rows_{i}": _pg_document(op) for i, op in enumerate(operations)}
+    parameters |= {"fence_owner": fence.owner, "fence_ids": dumps(sorted(fence.plan_ids))}
+    rows = connection.execute(_pg_fenced_statement(shape), parameters).all()
+    return {row[0] for row in rows}
 
 
 def write(connection: sa.Connection, operations: Sequence[Operation]) -> None:
@@ -102,35 +129,54 @@ def _generic_delete(table: sa.Table, columns: tuple[str, ...]) -> sa.Delete:
 
 # -- PostgreSQL --------------------------------------------------------------------------
 
-_Shape = tuple[str, sa.Table, tuple[str, ...], tuple[str, ...]]
+_Shape = tuple[str, sa.Table, tuple[str, ...], tuple[str, ...], str | None]
+
+_OWNED = (
+    "owned AS (SELECT id FROM dynflow_coordinator_records WHERE class = 'execution_lock' "
+    "AND owner_id = :fence_owner AND id IN "
+    "(SELECT value FROM json_array_elements_text(CAST(:fence_ids AS json))) FOR SHARE)"
+)
 
 
 def _shape(op: Operation) -> _Shape:
     columns = tuple(op.rows[0])
     keys = op.keys if isinstance(op, Update) else ()
-    return (type(op).__name__, op.table, keys, columns)
+    return (type(op).__name__, op.table, keys, columns, op.fence)
 
 
 @functools.cache
 def _pg_statement(shape: tuple[_Shape, ...]) -> sa.TextClause:
-    *first, last = [_pg_part(i, *op) for i, op in enumerate(shape)]
+    *first, last = [_pg_part(i, *op[:4], None) for i, op in enumerate(shape)]
     if not first:
         return sa.text(last)
     ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(first))
     return sa.text(f"WITH {ctes} {last}")  # the last operation returns no rows
 
 
+@functools.cache
+def _pg_fenced_statement(shape: tuple[_Shape, ...]) -> sa.TextClause:
+    parts = [f"w{i} AS ({_pg_part(i, *op)})" for i, op in enumerate(shape)]
+    return sa.text(f"WITH {', '.join([_OWNED, *parts])} SELECT id FROM owned")
+
+
 def _pg_part(
-    index: int, kind: str, table: sa.Table, keys: tuple[str, ...], columns: tuple[str, ...]
+    index: int,
+    kind: str,
+    table: sa.Table,
+    keys: tuple[str, ...],
+    columns: tuple[str, ...],
+    fence: str | None,
 ) -> str:
     source = _recordset(index, table, columns)
+    owned = f' x."{fence}" IN (SELECT id FROM owned)' if fence else ""
     if kind == "Insert":
         names = ", ".join(f'"{c}"' for c in columns)
         selected = ", ".join(_pg_value(table, c) for c in columns)
-        return f"INSERT INTO {table.name} ({names}) SELECT {selected} FROM {source}"
+        where = f" WHERE{owned}" if owned else ""
+        return f"INSERT INTO {table.name} ({names}) SELECT {selected} FROM {source}{where}"
     if kind == "Update":
         sets = ", ".join(f'"{c}" = {_pg_value(table, c)}' for c in columns if c not in keys)
-        matches = " AND ".join(f't."{k}" = x."{k}"' for k in keys)
+        matches = " AND ".join([*(f't."{k}" = x."{k}"' for k in keys), *([owned] if owned else [])])
         return f"UPDATE {table.name} AS t SET {sets} FROM {source} WHERE {matches}"
     matches = " AND ".join(f't."{c}" = x."{c}"' for c in columns)
     return f"DELETE FROM {table.name} AS t USING {source} WHERE {matches}"

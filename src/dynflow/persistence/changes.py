@@ -27,6 +27,15 @@ class Changes:
     def __bool__(self) -> bool:
         return bool(self.plans or self.steps or self.outputs or self.history or self.released_locks)
 
+    def plan_ids(self) -> set[str]:
+        """The plans whose rows this batch writes."""
+        return (
+            set(self.plans)
+            | {plan_id for plan_id, _ in self.steps}
+            | {plan_id for plan_id, _ in self.outputs}
+            | {entry[0] for entry in self.history}
+        )
+
     def drop_plan(self, plan_id: str) -> None:
         """Forget the changes made to one plan (it could not be started)."""
         self.plans.pop(plan_id, None)

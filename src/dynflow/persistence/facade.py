@@ -106,56 +106,37 @@ class Persistence:
         """Write a batch of changes in one transaction."""
         if connection is None:
             with self.db.write_statement() as own:
-                self._apply(changes, own)
+                bulk.write(own, _operations(changes))
         else:
-            self._apply(changes, connection)
+            bulk.write(connection, _operations(changes))
 
-    def _apply(self, changes: Changes, connection: sa.Connection) -> None:
-        key = ("execution_plan_id", "id")
-        bulk.write(
-            connection,
-            [
-                bulk.Update(
-                    steps,
-                    key,
-                    [
-                        {"execution_plan_id": plan_id, "id": step_id}
-                        | {name: values[name] for name in STEP_MUTABLE}
-                        for (plan_id, step_id), values in changes.steps.items()
-                    ],
-                ),
-                bulk.Update(
-                    actions,
-                    key,
-                    [
-                        {"execution_plan_id": plan_id, "id": action_id, "output": output}
-                        for (plan_id, action_id), output in changes.outputs.items()
-                    ],
-                ),
-                bulk.Update(
-                    execution_plans,
-                    ("id",),
-                    [
-                        {"id": plan_id} | {name: values[name] for name in PLAN_MUTABLE}
-                        for plan_id, values in changes.plans.items()
-                    ],
-                ),
-                bulk.Insert(
-                    execution_history,
-                    [
-                        {"execution_plan_id": p, "time": t, "name": n, "world_id": w}
-                        for p, t, n, w in changes.history
-                    ],
-                ),
-                bulk.Delete(
-                    coordinator_records,
-                    [
-                        {"class": lock_class, "id": lock_id, "owner_id": owner_id}
-                        for lock_class, lock_id, owner_id in changes.released_locks
-                    ],
-                ),
-            ],
-        )
+    def apply_fenced(self, changes: Changes, owner: str) -> set[str]:
+        """Write the changes of the plans whose execution lock ``owner`` still holds, in
+        one transaction; returns the plans fenced off (nothing of theirs is written)."""
+        plan_ids = changes.plan_ids()
+        if not plan_ids:
+            self.apply(changes)
+            return set()
+        if self.db.dialect.single_statement_writes:
+            fence = bulk.Fence(owner, frozenset(plan_ids))
+            with self.db.write_statement() as connection:
+                held = bulk.write_fenced(connection, _operations(changes), fence)
+            return plan_ids - held
+        with self.db.write() as connection:
+            query = (
+                sa.select(coordinator_records.c.id)
+                .where(
+                    coordinator_records.c["class"] == "execution_lock",
+                    coordinator_records.c.owner_id == owner,
+                    coordinator_records.c.id.in_(sorted(plan_ids)),
+                )
+                .with_for_update(read=True)  # nobody takes them until this commits
+            )
+            fenced = plan_ids - set(connection.execute(query).scalars())
+            for plan_id in fenced:
+                changes.drop_plan(plan_id)
+            bulk.write(connection, _operations(changes))
+        return fenced
 
     # -- reading ------------------------------------------------------------
 
@@ -277,6 +258,55 @@ class Persistence:
             query = query.where(execution_plans.c.caller_execution_plan_id.is_(None))
         with self.db.read() as connection:
             return list(connection.execute(query).scalars())
+
+
+def _operations(changes: Changes) -> list[bulk.Operation]:
+    key = ("execution_plan_id", "id")
+    return [
+        bulk.Update(
+            steps,
+            key,
+            [
+                {"execution_plan_id": plan_id, "id": step_id}
+                | {name: values[name] for name in STEP_MUTABLE}
+                for (plan_id, step_id), values in changes.steps.items()
+            ],
+            fence="execution_plan_id",
+        ),
+        bulk.Update(
+            actions,
+            key,
+            [
+                {"execution_plan_id": plan_id, "id": action_id, "output": output}
+                for (plan_id, action_id), output in changes.outputs.items()
+            ],
+            fence="execution_plan_id",
+        ),
+        bulk.Update(
+            execution_plans,
+            ("id",),
+            [
+                {"id": plan_id} | {name: values[name] for name in PLAN_MUTABLE}
+                for plan_id, values in changes.plans.items()
+            ],
+            fence="id",
+        ),
+        bulk.Insert(
+            execution_history,
+            [
+                {"execution_plan_id": p, "time": t, "name": n, "world_id": w}
+                for p, t, n, w in changes.history
+            ],
+            fence="execution_plan_id",
+        ),
+        bulk.Delete(
+            coordinator_records,
+            [
+                {"class": lock_class, "id": lock_id, "owner_id": owner_id}
+                for lock_class, lock_id, owner_id in changes.released_locks
+            ],
+        ),
+    ]
 
 
 def plan_from_rows(
