@@ -97,8 +97,9 @@ class Coordinator:
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
-    def heartbeat(self) -> None:
-        """Renew this world's lease, stamped with the database's clock."""
+    def heartbeat(self) -> bool:
+        """Renew this world's lease, stamped with the database's clock; False when the
+        world's record is gone (another world declared it dead)."""
         stamp = self.database_now()
         with self.db.write() as connection:
             row = connection.execute(
@@ -107,13 +108,14 @@ class Coordinator:
                 )
             ).one_or_none()
             if row is None:
-                return
+                return False
             data = dict(row.data) | {"heartbeat_at": stamp.isoformat()}
             connection.execute(
                 sa.update(records)
                 .where(records.c["class"] == WORLD, records.c.id == self.world_id)
                 .values(data=data)
             )
+        return True
 
     def unregister_world(self, world_id: str | None = None) -> None:
         """Delete a world's record and every lock it holds."""

@@ -114,11 +114,7 @@ class World:
         try:
             if self.config.migrate:
                 self.persistence.migrate()
-            self.coordinator.register_world(
-                executor=self.config.executor,
-                queues=self.config.all_queues if self.config.executor else (),
-                meta={"hostname": socket.gethostname(), "pid": os.getpid(), **self.config.meta},
-            )
+            self._register()
         except Exception:
             self.persistence.close()
             self.clock.stop()
@@ -610,6 +606,13 @@ class World:
             self.clock.stop()
             self.persistence.close()
 
+    def _register(self) -> None:
+        self.coordinator.register_world(
+            executor=self.config.executor,
+            queues=self.config.all_queues if self.config.executor else (),
+            meta={"hostname": socket.gethostname(), "pid": os.getpid(), **self.config.meta},
+        )
+
     def _check_validity(self) -> None:
         if self._terminated:
             return
@@ -623,7 +626,11 @@ class World:
         if self._terminated:
             return
         try:
-            self.coordinator.heartbeat()
+            if not self.coordinator.heartbeat():
+                # declared dead while alive: its plans went to other worlds, and fencing
+                # drops them here at their next write; serve again under the same id
+                log.error("world %s was declared dead: registering again", self.id)
+                self._register()
         except DynflowError as exc:
             log.error("heartbeat of world %s failed: %s", self.id, exc)
         self.clock.schedule(self.config.heartbeat_interval, self._beat)
