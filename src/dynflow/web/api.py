@@ -40,9 +40,7 @@ def router(web: Web) -> APIRouter:
         ] = DEFAULT_PER_PAGE,
     ) -> PlanList:
         """Plans, the latest started first, with the number of plans in each state."""
-        return console.plans(
-            state=state, result=result, label=label, page=page, per_page=per_page
-        )
+        return console.plans(state=state, result=result, label=label, page=page, per_page=per_page)
 
     @router.get("/plans/{plan_id}", response_model=PlanDetail, responses=ERRORS)
     def get_plan(plan_id: str) -> PlanDetail:

@@ -151,7 +151,7 @@ def create_app(
     app = FastAPI(
         title="dynflow console",
         version="1",
-        openapi_url="/api/openapi.json",
+        openapi_url=None,  # served below, behind authentication
         docs_url=None,
         redoc_url=None,
     )
@@ -160,6 +160,11 @@ def create_app(
     app.include_router(pages.public_router(web))
     app.include_router(pages.router(web), dependencies=guarded)
     app.include_router(api.router(web), prefix="/api", dependencies=guarded)
+
+    @app.get("/api/openapi.json", include_in_schema=False, dependencies=guarded)
+    def openapi() -> dict[str, Any]:
+        return app.openapi()
+
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _install_handlers(app, web)
     _install_middleware(app)

@@ -123,8 +123,7 @@ def as_auth(auth: Auth | Callable[[Request], bool]) -> Auth:
     if callable(auth):
         return CallableAuth(auth)
     raise TypeError(
-        "auth must be BasicAuth, TokenAuth, NO_AUTH or a callable (request) -> bool, "
-        f"not {auth!r}"
+        f"auth must be BasicAuth, TokenAuth, NO_AUTH or a callable (request) -> bool, not {auth!r}"
     )
 
 

@@ -1,0 +1,57 @@
+"""Actions the web console tests run (module level: stored plans name them by path)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dynflow import Action, Cancellable
+
+#: payloads a hostile action could put in its label, input, output and error
+XSS = "<script>alert('xss')</script>"
+XSS_IMG = '<img src=x onerror="alert(1)">'
+XSS_SVG = "<svg onload=alert(2)>"
+#: keys of Flaky plans that still fail
+FAILING: set[str] = set()
+
+
+class Flaky(Action):
+    """Fails (and so pauses its plan) while its key is in FAILING."""
+
+    def run(self, event: Any = None) -> None:
+        if self.input["key"] in FAILING:
+            raise RuntimeError(f"{self.input['key']} is still failing")
+        self.output["done"] = True
+
+
+class Two(Action):
+    """A sequence of two Flaky steps and a concurrence of two more."""
+
+    def plan(self, key: str) -> None:
+        with self.sequence():
+            self.plan_action(Flaky, key=key)
+            with self.concurrence():
+                self.plan_action(Flaky, key=f"{key}-a")
+                self.plan_action(Flaky, key=f"{key}-b")
+
+
+class Hostile(Action):
+    """Every field it controls carries markup; its run fails so the plan pauses."""
+
+    label = XSS
+
+    def plan(self, payload: str) -> None:
+        self.plan_self(payload=payload, html=XSS_IMG)
+
+    def run(self, event: Any = None) -> None:
+        self.output["html"] = XSS_IMG
+        self.output[XSS] = "key too"
+        raise RuntimeError(XSS_SVG)
+
+
+class Waiting(Cancellable, Action):
+    """Suspends until an event or a cancel comes."""
+
+    def run(self, event: Any = None) -> None:
+        if event is None:
+            self.suspend()
+        self.output["event"] = event
