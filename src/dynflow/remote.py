@@ -18,6 +18,8 @@ from dynflow.connector.messages import (
     Envelope,
     Execution,
     Failed,
+    Ping,
+    Pong,
     Request,
     Response,
 )
@@ -143,8 +145,12 @@ class Remote:
             self.client.receive(envelope)
         elif self.served is not None:
             self.served.receive(envelope)
-        else:
-            reply = Failed(f"world {self.world.id} is a client world: it executes nothing")
+        else:  # a client world: alive (it answers pings), but it executes nothing
+            reply: Response = (
+                Pong()
+                if isinstance(envelope.message, Ping)
+                else Failed(f"world {self.world.id} is a client world: it executes nothing")
+            )
             self.connector.send(
                 Envelope(self.world.id, envelope.sender_id, envelope.request_id, reply)
             )

@@ -1,0 +1,98 @@
+"""Actions for executor subprocesses: ``dynflow executor --import <this module>``.
+
+The test and the executor are separate processes, so these actions report through
+their output (the world that ran them) and through files named in their input
+(markers a test waits for, gates a test opens, run counters).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from dynflow import Action
+
+#: how long a held step waits for its gate before failing (a test never opens it later)
+HOLD_LIMIT = 20.0
+
+
+def _wait_for(check: Any, what: str) -> None:
+    deadline = time.monotonic() + HOLD_LIMIT
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {HOLD_LIMIT}s")
+        time.sleep(0.005)  # a gate across processes: files, polled
+
+
+def _touch(path: str | None) -> None:
+    if path:
+        Path(path).touch()
+
+
+def _count_run(path: str | None, world_id: str) -> None:
+    if path:
+        with open(path, "a") as runs:
+            runs.write(world_id + "\n")
+
+
+class Echo(Action):
+    """Reports the world that ran it, and its input value."""
+
+    def run(self, event: Any = None) -> None:
+        self.output["world_id"] = self.world.id
+        self.output["value"] = self.input.get("value")
+
+
+class WaitForEvent(Action):
+    """Suspends until an event arrives; keeps the event as ``payload``."""
+
+    def run(self, event: Any = None) -> None:
+        if event is None:
+            self.output["world_id"] = self.world.id
+            self.suspend()
+        else:
+            self.output["payload"] = event
+            self.output["event_world_id"] = self.world.id
+
+
+class Hold(Action):
+    """Touches ``entered``, waits until the file ``gate`` exists; counts runs in ``runs``."""
+
+    def run(self, event: Any = None) -> None:
+        _count_run(self.input.get("runs"), self.world.id)
+        _touch(self.input.get("entered"))
+        gate = Path(self.input["gate"])
+        _wait_for(gate.exists, f"gate {gate}")
+        self.output["world_id"] = self.world.id
+
+
+class HoldUntilTerminating(Action):
+    """Touches ``entered``, then runs until its world has started terminating."""
+
+    def run(self, event: Any = None) -> None:
+        _touch(self.input.get("entered"))
+        executor = self.world.executor
+        _wait_for(lambda: executor.core.terminating is not None, "termination")
+        self.output["world_id"] = self.world.id
+
+
+class FinishThenContinue(Action):
+    """Two steps in sequence: one still running when its world terminates, then an Echo."""
+
+    def plan(self, entered: str) -> None:
+        with self.sequence():
+            self.plan_action(HoldUntilTerminating, entered=entered)
+            self.plan_action(Echo, value="second")
+
+
+class SlowEcho(Echo):
+    """An Echo on the ``slow`` queue: only executors started with ``--queue slow=N`` run it."""
+
+    queue = "slow"
+
+
+class IdempotentHold(Hold):
+    """A Hold that may run again at once when its world died while it ran."""
+
+    idempotent = True

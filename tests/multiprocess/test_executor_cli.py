@@ -1,0 +1,74 @@
+"""``dynflow executor`` that cannot start: it exits non-zero with a clear message on stderr
+(bad ``--queue``, an ``--import`` that fails, an unreachable database)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.multiprocess.conftest import REPO_ROOT, START_TIMEOUT, executor_command
+
+
+def run_executor(url: str, *args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        executor_command(url, *args),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("spec", ["slow", "slow=0"])
+def test_a_bad_queue_is_refused_before_touching_the_database(tmp_path: Path, spec: str) -> None:
+    database = tmp_path / "never.sqlite3"
+
+    result = run_executor(f"sqlite:///{database}", "--queue", spec)
+
+    assert result.returncode != 0
+    assert f"cannot start: --queue {spec!r}: expected NAME=SIZE with SIZE >= 1" in result.stderr
+    assert not database.exists()
+
+
+def test_an_unimportable_module_is_named(tmp_path: Path) -> None:
+    result = run_executor(f"sqlite:///{tmp_path / 'x.sqlite3'}", "--import", "no_such_actions.x")
+
+    assert result.returncode != 0
+    assert "cannot start: --import no_such_actions.x: No module named 'no_such_actions'" in (
+        result.stderr
+    )
+
+
+def test_a_module_that_raises_on_import_is_named_with_its_error(tmp_path: Path) -> None:
+    (tmp_path / "broken_actions.py").write_text("raise RuntimeError('no credentials here')\n")
+
+    result = run_executor(
+        f"sqlite:///{tmp_path / 'x.sqlite3'}", "--import", "broken_actions", cwd=tmp_path
+    )
+
+    assert result.returncode != 0
+    assert (
+        "cannot start: --import broken_actions failed: RuntimeError: no credentials here"
+        in result.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://dynflow:s3cret@127.0.0.1:1/nodb",
+        "mysql+pymysql://dynflow:s3cret@127.0.0.1:1/nodb",
+    ],
+)
+def test_an_unreachable_database_is_named_without_its_password(url: str) -> None:
+    result = run_executor(url, "--import", "tests.multiprocess.remote_actions")
+
+    assert result.returncode != 0
+    shown = url.replace(":s3cret@", ":***@")
+    assert f"cannot start: cannot connect to database {shown}" in result.stderr
+    assert "s3cret" not in result.stderr
+    assert "Traceback" not in result.stderr
