@@ -98,7 +98,17 @@ class Remote:
                 return failed
             queues = plan_queues(plan)
         done = self.client.request(ANY_EXECUTOR, Execution(plan_id), queues=queues)
+        done.add_done_callback(lambda f: self._handed_over(plan_id, f))
         return then(done, lambda _: self.world.persistence.find_execution_plan(plan_id))
+
+    def _handed_over(self, plan_id: str, request: Future[Any]) -> None:
+        """A failed hand-over leaves no lock of this world behind: the plan waits for
+        the next executor to start (or for an explicit execute)."""
+        if request.exception() is not None:
+            try:
+                self.world.coordinator.release(EXECUTION_LOCK, plan_id)
+            except DynflowError:
+                log.exception("cannot release the lock of plan %s", plan_id)
 
     def drop_envelopes(self, world_id: str) -> None:
         """Envelopes addressed to a dead world will never be read: delete them."""

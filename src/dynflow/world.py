@@ -177,7 +177,9 @@ class World:
     def trigger(self, action_class: type[Action], *args: Any, **kwargs: Any) -> Triggered:
         """Plan and execute; ``.finished`` resolves when the plan stops or pauses."""
         if self.executor is None:  # a client world: an executor world runs it
-            plan = self._plan(action_class, args, kwargs, lock=False)
+            # the lock, held until an executor takes it over, keeps starting executors
+            # from picking the plan up as abandoned while it is on its way
+            plan = self._plan(action_class, args, kwargs, lock=True)
             return Triggered(plan.id, self.remote.execute(plan.id, plan_queues(plan)))
         plan = self._plan(action_class, args, kwargs, lock=True)
         return Triggered(plan.id, self.executor.execute(plan))
@@ -261,7 +263,11 @@ class World:
 
     def _execute(self, plan_id: str, allowed: tuple[PlanState, ...]) -> Future[ExecutionPlan]:
         if self.executor is None:  # a client world: an executor world runs it
-            self._require_alive()
+            try:
+                self._require_alive()
+                self._locked_plan(plan_id, allowed)  # held until an executor takes it over
+            except DynflowError as exc:
+                return _failed(exc)
             return self.remote.execute(plan_id)
         try:
             plan = self._locked_plan(plan_id, allowed)
@@ -277,7 +283,7 @@ class World:
         try:
             executor = self._require_executor()
             requester = {"client_world_id": client_world_id, "request_id": request_id}
-            plan = self._locked_plan(plan_id, RECOVERABLE, requester)
+            plan = self._locked_plan(plan_id, RECOVERABLE, requester, client_world_id)
         except DynflowError as exc:
             return _failed(exc)
         if plan.state is PlanState.RUNNING:  # its executor died: recover it here
@@ -298,10 +304,16 @@ class World:
         plan_id: str,
         allowed: tuple[PlanState, ...],
         lock_data: dict[str, Any] | None = None,
+        take_over_from: str | None = None,
     ) -> ExecutionPlan:
-        """Take the plan's execution lock and load it; it must be in an ``allowed`` state."""
+        """Take the plan's execution lock (from ``take_over_from``, the client world that
+        holds it while handing the plan over, if it does) and load the plan; it must be
+        in an ``allowed`` state."""
         try:
-            self.coordinator.acquire(EXECUTION_LOCK, plan_id, lock_data)
+            if take_over_from is None or not self.coordinator.take_over(
+                EXECUTION_LOCK, plan_id, take_over_from, lock_data
+            ):
+                self.coordinator.acquire(EXECUTION_LOCK, plan_id, lock_data)
         except LockTaken as exc:
             raise ExecutionError(
                 f"execution plan {plan_id} is already running in world {exc.owner_id}"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dynflow import ExecutionPlan, NotFound, PlanResult, PlanState, StepState, World
+from dynflow import ExecutionError, ExecutionPlan, NotFound, PlanResult, PlanState, StepState, World
 from dynflow.connector.messages import Execution, Status
 from dynflow.dispatcher.client import RemoteError
 from tests.conftest import make_url
@@ -211,7 +211,7 @@ def test_a_plan_executed_by_two_clients_at_once_runs_once(
     ran_in = runs.read_text().split()
     assert len(ran_in) == 1
     assert ran_in == [finished.entry_action.output["world_id"]]
-    # the public call from a client now fails clearly: the plan has stopped
-    with pytest.raises(RemoteError, match="is stopped/success: only a plan that is"):
+    # the public call from a client now fails clearly, at once: the plan has stopped
+    with pytest.raises(ExecutionError, match="is stopped/success: only a plan that is"):
         other.execute(plan.id).result(TIMEOUT)
     assert runs.read_text().split() == ran_in
