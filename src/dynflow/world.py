@@ -21,7 +21,7 @@ from dynflow.action import registry
 from dynflow.action.base import Action, PhaseContext
 from dynflow.action.hooks import hooks_of, kinds_for
 from dynflow.action.singleton import SINGLETON_LOCK
-from dynflow.action.sub_plans import SUB_PLAN_FINISHED
+from dynflow.action.sub_plans import SUB_PLAN_FINISHED, WithSubPlans
 from dynflow.clock import ThreadClock
 from dynflow.config import WorldConfig
 from dynflow.connector.messages import Event as EventRequest
@@ -481,7 +481,8 @@ class World:
             step_id = self._caller_steps[key]
             if step_id is not None:
                 self.event(key[0], step_id, SUB_PLAN_FINISHED, optional=True)
-        if plan.state is PlanState.STOPPED:  # children it never started will not start now
+        if plan.state is PlanState.STOPPED and _has_sub_plans(plan):
+            # children it never started will not start now
             children = {"caller_execution_plan_id": plan.id, "state": PlanState.PLANNED}
             for child in self.persistence.find_execution_plans(filters=children):
                 self.halt(child.id)
@@ -662,6 +663,16 @@ class World:
 
     def __repr__(self) -> str:
         return f"<World {self.id} {self.persistence.url}>"
+
+
+def _has_sub_plans(plan: ExecutionPlan) -> bool:
+    for action in plan.actions:
+        try:
+            if issubclass(registry.lookup(action.action_class), WithSubPlans):
+                return True
+        except DynflowError:
+            continue
+    return False
 
 
 def _settled(call: Callable[[], Any]) -> Future[Any]:

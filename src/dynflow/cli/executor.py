@@ -33,6 +33,9 @@ def serve(
     queues: Sequence[str],
     pool_size: int,
     terminate_timeout: float,
+    heartbeat_interval: float = 5.0,
+    lease: float = 15.0,
+    validity_check_interval: float = 5.0,
 ) -> int:
     """Run until SIGTERM/SIGINT; the process exit code."""
     logging.basicConfig(
@@ -73,6 +76,9 @@ def serve(
             queues=extra,
             connector="database",
             terminate_timeout=terminate_timeout,
+            heartbeat_interval=heartbeat_interval,
+            lease=lease,
+            validity_check_interval=validity_check_interval,
         )
     except DynflowError as exc:
         log.error("cannot start: %s", exc)

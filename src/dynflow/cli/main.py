@@ -56,6 +56,16 @@ def executor(
     terminate_timeout: Annotated[
         float, typer.Option(help="Seconds running steps get to finish on SIGTERM/SIGINT.")
     ] = 60.0,
+    heartbeat_interval: Annotated[
+        float, typer.Option(help="Seconds between two heartbeats of this world.")
+    ] = 5.0,
+    lease: Annotated[
+        float,
+        typer.Option(help="A world whose heartbeat is older than this (seconds) is dead."),
+    ] = 15.0,
+    validity_check_interval: Annotated[
+        float, typer.Option(help="Seconds between two checks for dead worlds (0: never).")
+    ] = 5.0,
 ) -> None:
     """Serve as an executor world until SIGTERM/SIGINT, then terminate cleanly."""
     from dynflow.cli.executor import serve
@@ -67,6 +77,9 @@ def executor(
             queues=queue or [],
             pool_size=pool_size,
             terminate_timeout=terminate_timeout,
+            heartbeat_interval=heartbeat_interval,
+            lease=lease,
+            validity_check_interval=validity_check_interval,
         )
     )
 
