@@ -26,7 +26,7 @@ from dynflow.connector.messages import (
     Request,
     Response,
 )
-from dynflow.coordinator import Coordinator, WorldRecord
+from dynflow.coordinator import Coordinator
 from dynflow.errors import ConfigurationError, DynflowError, ExecutionError, NotFound
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 #: seconds an execution request survives its receiver's death, for another executor
 #: to take the plan over and answer it
 TAKE_OVER_GRACE = 60.0
-#: seconds the list of live executor worlds is reused when picking one
-EXECUTORS_TTL = 1.0
 
 
 class RemoteError(DynflowError):
@@ -63,7 +61,6 @@ class ClientDispatcher:
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._round_robin = itertools.count()
-        self._executors: tuple[float, list[WorldRecord]] | None = None
 
     def request(
         self,
@@ -100,10 +97,7 @@ class ClientDispatcher:
         return self._resolve(ANY_EXECUTOR, queues)
 
     def _resolve(self, receiver_id: str, queues: frozenset[str]) -> str:
-        if receiver_id == ANY_EXECUTOR:
-            worlds = self._live_executors()
-        else:
-            worlds = self.coordinator.find_worlds()
+        worlds = self.coordinator.find_worlds(active_executors_only=receiver_id == ANY_EXECUTOR)
         if receiver_id != ANY_EXECUTOR:
             if not any(w.id == receiver_id for w in worlds):
                 raise NotFound(f"world {receiver_id} is not registered (is it running?)")
@@ -116,17 +110,6 @@ class ClientDispatcher:
                 + ": start one with `dynflow executor --database-url URL --import MODULE`"
             )
         return candidates[next(self._round_robin) % len(candidates)]
-
-    def _live_executors(self) -> list[WorldRecord]:
-        """The executor worlds, read at most once per ``EXECUTORS_TTL`` seconds."""
-        now = time.monotonic()
-        with self._lock:
-            if self._executors is not None and now - self._executors[0] < EXECUTORS_TTL:
-                return self._executors[1]
-        worlds = self.coordinator.find_worlds(active_executors_only=True)
-        with self._lock:
-            self._executors = (now, worlds)
-        return worlds
 
     def receive(self, envelope: Envelope) -> None:
         """A response arrived."""
