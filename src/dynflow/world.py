@@ -27,7 +27,7 @@ from dynflow.config import WorldConfig
 from dynflow.connector.messages import Event as EventRequest
 from dynflow.connector.messages import Halt as HaltRequest
 from dynflow.connector.messages import Ping
-from dynflow.coordinator import EXECUTION_LOCK, INVALIDATION_LOCK, Coordinator
+from dynflow.coordinator import EXECUTION_LOCK, Coordinator
 from dynflow.delayed import DelayedPlans
 from dynflow.errors import (
     ConfigurationError,
@@ -51,6 +51,7 @@ from dynflow.middleware import MiddlewareStack
 from dynflow.persistence import Persistence
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.facade import plan_from_rows
+from dynflow.recovery import RECOVERABLE, Recovery, last_executor
 from dynflow.remote import Remote, make_connector, plan_queues, then
 from dynflow.serialization import freeze, to_json_value
 from dynflow.transaction import transaction_adapter
@@ -64,10 +65,6 @@ class Triggered:
 
     execution_plan_id: str
     finished: Future[ExecutionPlan]
-
-
-#: states of plans that ``recover`` may pick up (paused: only paused by a termination)
-RECOVERABLE = (PlanState.RUNNING, PlanState.PLANNED, PlanState.PAUSED)
 
 
 class World:
@@ -124,6 +121,7 @@ class World:
         #: how this world reaches other worlds, and they reach it
         self.connector = make_connector(self.config, self.persistence.db)
         self.remote = Remote(self, self.connector)
+        self.recovery = Recovery(self)
         self.remote.start()
         self.clock.schedule(self.config.heartbeat_interval, self._beat)
         if self.config.validity_check_interval > 0:
@@ -287,7 +285,7 @@ class World:
         except DynflowError as exc:
             return _failed(exc)
         if plan.state is PlanState.RUNNING:  # its executor died: recover it here
-            return executor.recover(plan, _last_executor(plan), True)
+            return executor.recover(plan, last_executor(plan), True)
         return executor.execute(plan)
 
     def ping(self, world_id: str, timeout: float = 5.0) -> Future[bool]:
@@ -512,87 +510,25 @@ class World:
                 self._hook_pool = ThreadPoolExecutor(2, thread_name_prefix="dynflow-hooks")
             self._hook_pool.submit(job)
 
-    # -- recovery --------------------------------------------------------------------
+    # -- recovery (see dynflow.recovery) -----------------------------------------------
 
     def recover(self) -> int:
         """Pick up plans that no live world executes: those of worlds found dead (see
         :meth:`perform_validity_checks`), plans planned and never started, and plans
         paused by a world's clean termination (not by a failure). Returns how many."""
-        executor = self._require_executor()
-        count = sum(
-            self.invalidate(world.id)
-            for world in self.coordinator.find_stale_worlds(self.config.lease)
-        )
-        held = {lock.id for lock in self.coordinator.find_locks(lock_class=EXECUTION_LOCK)}
-        # planned sub-plans wait for their parent, which starts them within its limit
-        candidates = self.persistence.find_plan_ids([PlanState.RUNNING])
-        candidates += self.persistence.find_plan_ids([PlanState.PLANNED], sub_plans=False)
-        candidates += self.persistence.find_plan_ids([PlanState.PAUSED], result=PlanResult.PENDING)
-        for plan_id in candidates:
-            if plan_id in held:
-                continue
-            try:
-                plan = self._locked_plan(plan_id, RECOVERABLE)
-            except DynflowError:
-                continue  # another world took it first
-            log.warning("recovering execution plan %s (%s)", plan_id, plan.state)
-            running = plan.state is PlanState.RUNNING
-            executor.recover(plan, _last_executor(plan) if running else None, running)
-            count += 1
-        return count
+        return self.recovery.recover()
 
     def perform_validity_checks(self) -> int:
         """Invalidate the worlds whose lease expired (by the database's clock) or whose
         process is gone from this host; returns how many were invalidated."""
-        invalidated = 0
-        for world in self.coordinator.find_stale_worlds(self.config.lease):
-            if self._invalidate(world.id) is not None:
-                invalidated += 1
-        return invalidated
+        return self.recovery.perform_validity_checks()
 
     def invalidate(self, world_id: str) -> int:
         """Declare ``world_id`` dead: release its locks, drop its envelopes, delete its
         record, and hand each plan it held to a live executor (this one if it is an
         executor). Returns how many plans were handed over (0 when another world is
         invalidating it already)."""
-        return self._invalidate(world_id) or 0
-
-    def _invalidate(self, world_id: str) -> int | None:
-        if world_id == self.id:
-            raise ConfigurationError("a world cannot invalidate itself: terminate it")
-        try:  # exactly one live world invalidates a dead one
-            self.coordinator.acquire(INVALIDATION_LOCK, world_id)
-        except LockTaken:
-            return None
-        try:
-            if world_id not in {w.id for w in self.coordinator.find_worlds()}:
-                return None  # another world invalidated it a moment ago
-            held = self.coordinator.find_locks(lock_class=EXECUTION_LOCK, owner_id=world_id)
-            log.warning("world %s is gone: recovering its %d plan(s)", world_id, len(held))
-            self.coordinator.unregister_world(world_id)
-            self.remote.drop_envelopes(world_id)
-            return sum(self._take_over(lock.id, world_id, dict(lock.data)) for lock in held)
-        finally:
-            self.coordinator.release(INVALIDATION_LOCK, world_id)
-
-    def _take_over(self, plan_id: str, dead_world: str, requester: dict[str, Any]) -> bool:
-        """Run a dead world's plan here (or hand it to an executor world), answering the
-        original request so that the caller's future still resolves."""
-        if self.executor is None:
-            return self.remote.forward_execution(plan_id, requester)
-        try:
-            plan = self._locked_plan(plan_id, RECOVERABLE, requester)
-        except DynflowError:
-            return False
-        future = self.executor.recover(plan, dead_world, plan.state is PlanState.RUNNING)
-        self.remote.answer_when_done(requester, future)
-        return True
-
-    def _hand_over(self, plan_ids: list[str]) -> None:
-        """Plans this world paused while terminating go to another executor world, if any
-        runs (otherwise the next executor to start picks them up)."""
-        for plan_id in plan_ids:
-            self.remote.execute(plan_id)
+        return self.recovery.invalidate(world_id) or 0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -611,7 +547,7 @@ class World:
                 )
                 handed_over = self.executor.paused_by_termination()
             self.coordinator.unregister_world()
-            self._hand_over(handed_over)
+            self.recovery.hand_over(handed_over)
             self.remote.stop()
         finally:
             if self._hook_pool is not None:
@@ -683,13 +619,6 @@ def _settled(call: Callable[[], Any]) -> Future[Any]:
     except DynflowError as exc:
         future.set_exception(exc)
     return future
-
-
-def _last_executor(plan: ExecutionPlan) -> str | None:
-    """The world that last started executing the plan (the one that died, when the plan
-    was left running): named by the ``terminate execution`` history entry."""
-    starts = [e.world_id for e in plan.execution_history if e.name == "start execution"]
-    return starts[-1] if starts else None
 
 
 def _failed(error: BaseException) -> Future[Any]:
