@@ -24,6 +24,7 @@ from dynflow.action.singleton import SINGLETON_LOCK
 from dynflow.action.sub_plans import SUB_PLAN_FINISHED, WithSubPlans
 from dynflow.clock import ThreadClock
 from dynflow.config import WorldConfig
+from dynflow.connector.messages import CancelPlan as CancelRequest
 from dynflow.connector.messages import Event as EventRequest
 from dynflow.connector.messages import Halt as HaltRequest
 from dynflow.connector.messages import Ping
@@ -451,10 +452,14 @@ class World:
         Each future resolves when its step has the cancel event; the plan then ends
         ``stopped``/``cancelled``. A plan without cancellable steps is not affected.
         A delayed (``scheduled``) plan is cancelled at once: one future, resolved
-        with the cancelled plan.
+        with the cancelled plan. A plan running in another world is cancelled there:
+        one future, resolved with how many steps got the cancel event.
         """
         if self._scheduled(execution_plan_id):
             return [_settled(lambda: self.delayed.cancel(execution_plan_id))]
+        owner = self.remote.owner(execution_plan_id)
+        if owner is not None:  # running in another world: it cancels, one future for all
+            return [self.remote.request(owner, CancelRequest(execution_plan_id))]
         executor = self._require_executor()
         if not (executor.running(execution_plan_id) or self._holds_lock(execution_plan_id)):
             plan = self.persistence.load_execution_plan(execution_plan_id)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
 
-from dynflow.config import DEFAULT_DATABASE_URL
+from dynflow.cli.operations import plans_app, worlds_app
+from dynflow.cli.options import DatabaseUrl, database_url
 
 app = typer.Typer(
     help="pydynflow: durable workflows with plan, run and finalize phases.",
@@ -16,19 +16,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        help=f"SQLAlchemy URL (default: $DYNFLOW_DATABASE_URL, else {DEFAULT_DATABASE_URL})",
-        show_default=False,
-    ),
-]
-
-
-def database_url(value: str | None) -> str:
-    return value or os.environ.get("DYNFLOW_DATABASE_URL") or DEFAULT_DATABASE_URL
+app.add_typer(plans_app, name="plans")
+app.add_typer(worlds_app, name="worlds")
 
 
 @app.command()

@@ -38,6 +38,11 @@ class Halt:
 
 
 @dataclass(frozen=True)
+class CancelPlan:
+    execution_plan_id: str
+
+
+@dataclass(frozen=True)
 class Ping:
     pass
 
@@ -77,13 +82,25 @@ class ExecutionStatus:
     running: bool
 
 
-Request: TypeAlias = Execution | Event | Halt | Ping | Status
+Request: TypeAlias = Execution | Event | Halt | CancelPlan | Ping | Status
 Response: TypeAlias = Accepted | Done | Failed | Pong | ExecutionStatus
 Message: TypeAlias = Request | Response
 
 _TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
-    for cls in (Execution, Event, Halt, Ping, Status, Accepted, Done, Failed, Pong, ExecutionStatus)
+    for cls in (
+        Execution,
+        Event,
+        Halt,
+        CancelPlan,
+        Ping,
+        Status,
+        Accepted,
+        Done,
+        Failed,
+        Pong,
+        ExecutionStatus,
+    )
 }
 _FIELD_TYPES: dict[str, tuple[type[Any], ...]] = {
     "execution_plan_id": (str,),
@@ -103,7 +120,7 @@ class Envelope:
     message: Message
 
     def is_request(self) -> bool:
-        return isinstance(self.message, Execution | Event | Halt | Ping | Status)
+        return isinstance(self.message, Execution | Event | Halt | CancelPlan | Ping | Status)
 
 
 def encode(envelope: Envelope) -> str:

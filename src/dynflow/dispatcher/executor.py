@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from dynflow.connector.messages import (
     Accepted,
+    CancelPlan,
     Done,
     Envelope,
     Event,
@@ -49,6 +50,15 @@ class ExecutorDispatcher:
                     self.world.event(plan_id, step_id, payload, optional=optional),
                     lambda delivered: delivered,
                 )
+            case CancelPlan(plan_id):
+                try:
+                    sent = len(self.world.cancel(plan_id))
+                except Exception as exc:
+                    kind = type(exc)
+                    failed = Failed(str(exc), f"{kind.__module__}.{kind.__qualname__}")
+                    self._respond(envelope, failed)
+                else:
+                    self._respond(envelope, Done(sent))
             case Halt(plan_id):
                 self._when_done(envelope, self.world.halt(plan_id), lambda plan: plan.id)
             case other:
