@@ -1,0 +1,193 @@
+"""The console's plans list over 100,000 plans in PostgreSQL: server time per request.
+
+Fills a fresh PostgreSQL database with ``--plans`` plan rows (bulk INSERTs straight into
+``dynflow_execution_plans``, in batches, with a realistic mix: most plans stopped/success,
+some failed, paused, running, planned or scheduled; twenty labels; started over the
+last thirty days), then times ``GET /`` and ``GET /api/plans`` through Starlette's
+TestClient with and without filters, on the first page and a deep one. The time is
+measured inside the ASGI app (from the request reaching it to the last body byte), so
+it is the server's time, without the test client's. Prints p50/p99 in milliseconds over
+``--requests`` requests per case (after two warm-up requests).
+
+Usage: ``python benchmarks/console.py [--plans N] [--requests N] [--keep]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from dynflow import World
+from dynflow.persistence.tables import execution_plans
+from dynflow.web import NO_AUTH, create_app
+
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/"
+DATABASE = "dynflow_bench_console"
+BATCH = 5_000
+LABELS = [f"Acme::Action{n:02d}" for n in range(20)]
+#: (state, result, weight)
+MIX = [
+    ("stopped", "success", 80.0),
+    ("stopped", "error", 6.0),
+    ("stopped", "warning", 3.0),
+    ("stopped", "cancelled", 2.0),
+    ("paused", "error", 4.0),
+    ("running", "pending", 2.0),
+    ("planned", "pending", 1.0),
+    ("scheduled", "pending", 1.0),
+    ("pending", "pending", 1.0),
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGI = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
+
+
+def fresh_database() -> str:
+    url = sa.make_url(PG_SERVER)
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+        connection.execute(sa.text(f'CREATE DATABASE "{DATABASE}"'))
+    admin.dispose()
+    return url.set(database=DATABASE).render_as_string(hide_password=False)
+
+
+def drop_database() -> None:
+    url = sa.make_url(PG_SERVER)
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def plan_rows(count: int, rng: random.Random) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    kinds = [(state, result) for state, result, _ in MIX]
+    weights = [weight for _, _, weight in MIX]
+    rows = []
+    for _ in range(count):
+        state, result = rng.choices(kinds, weights)[0]
+        started = None
+        ended = None
+        if state in ("stopped", "paused", "running"):
+            started = now - timedelta(seconds=rng.uniform(0, 30 * 86400))
+            if state == "stopped":
+                ended = started + timedelta(seconds=rng.uniform(0.01, 600))
+        elapsed = (ended - started).total_seconds() if started and ended else 0.0
+        rows.append(
+            {
+                "id": str(uuid.uuid4()),
+                "label": rng.choice(LABELS),
+                "state": state,
+                "result": result,
+                "started_at": started,
+                "ended_at": ended,
+                "execution_time": elapsed / 2,
+                "real_time": elapsed,
+                "caller_execution_plan_id": None,
+                "caller_action_id": None,
+                "data": {"run_flow": None, "finalize_flow": []},
+            }
+        )
+    return rows
+
+
+def fill(url: str, plans: int) -> float:
+    rng = random.Random(42)
+    engine = sa.create_engine(url)
+    started = time.perf_counter()
+    with engine.begin() as connection:
+        for offset in range(0, plans, BATCH):
+            connection.execute(execution_plans.insert(), plan_rows(min(BATCH, plans - offset), rng))
+        connection.execute(sa.text(f"ANALYZE {execution_plans.name}"))
+    engine.dispose()
+    return time.perf_counter() - started
+
+
+class Timed:
+    """An ASGI wrapper recording the app's time for each request."""
+
+    def __init__(self, app: ASGI) -> None:
+        self.app = app
+        self.times: list[float] = []
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        await self.app(scope, receive, send)
+        if scope["type"] == "http":
+            self.times.append(time.perf_counter() - started)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def measure(client: TestClient, timed: Timed, path: str, requests: int) -> tuple[float, float]:
+    for _ in range(2):
+        assert client.get(path).status_code == 200, path
+    timed.times.clear()
+    for _ in range(requests):
+        response = client.get(path)
+        assert response.status_code == 200, (path, response.text[:300])
+    ms = [t * 1000 for t in timed.times]
+    return statistics.median(ms), percentile(ms, 0.99)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--plans", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args()
+
+    url = fresh_database()
+    world = World(url, executor=False)
+    try:
+        seconds = fill(url, args.plans)
+        print(f"inserted {args.plans} plans in {seconds:.1f}s ({args.plans / seconds:,.0f}/s)")
+        timed = Timed(create_app(world, auth=NO_AUTH))
+        deep = args.plans // 25 // 2  # the middle of the list at 25 per page
+        cases = [
+            ("GET /", "/"),
+            ("GET / deep page", f"/?page={deep}"),
+            ("GET / state=paused", "/?state=paused"),
+            ("GET / result=error&label=…", f"/?result=error&label={LABELS[3]}"),
+            ("GET /api/plans", "/api/plans"),
+            ("GET /api/plans per_page=100", "/api/plans?per_page=100"),
+            ("GET /api/plans deep page", f"/api/plans?page={deep}"),
+            ("GET /api/plans last page", f"/api/plans?page={2 * deep}"),
+            (
+                "GET /api/plans state=stopped&result=success",
+                "/api/plans?state=stopped&result=success",
+            ),
+            ("GET /api/plans state=running deep", "/api/plans?state=running&page=40"),
+            ("GET /api/plans label=…", f"/api/plans?label={LABELS[7]}"),
+        ]
+        print(f"{platform.node()}, PostgreSQL, {args.plans} plans, {args.requests} requests each")
+        print(f"{'request':48} {'p50 ms':>8} {'p99 ms':>8}")
+        with TestClient(timed) as client:
+            for name, path in cases:
+                p50, p99 = measure(client, timed, path, args.requests)
+                print(f"{name:48} {p50:8.1f} {p99:8.1f}")
+    finally:
+        world.terminate()
+        if not args.keep:
+            drop_database()
+
+
+if __name__ == "__main__":
+    main()

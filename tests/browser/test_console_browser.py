@@ -1,0 +1,108 @@
+"""The console in a real browser: log in, resume a paused plan, see a wide run flow."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from playwright.sync_api import Dialog, Page, expect
+
+from dynflow import PlanResult, PlanState
+from tests.browser.actions import WIDE, Wide
+from tests.browser.conftest import TOKEN, Console, artifact, log_in, screenshot
+from tests.web.actions import FAILING, Flaky
+
+#: the console's colours (console.css) as the browser computes them
+GREEN = "rgb(191, 232, 191)"
+YELLOW = "rgb(247, 226, 168)"
+
+
+def test_login_form_refuses_a_wrong_token_and_lets_the_right_one_in(
+    page: Page, console: Console
+) -> None:
+    page.goto(f"{console.url}/")
+    expect(page).to_have_url(f"{console.url}/login")
+    page.get_by_label("Token").fill(TOKEN + "-wrong")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator(".message.failed")).to_have_text("wrong token")
+    page.goto(f"{console.url}/worlds")
+    expect(page).to_have_url(f"{console.url}/login")
+
+    page.get_by_label("Token").fill(TOKEN)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(f"{console.url}/")
+    expect(page.get_by_role("heading", name="Execution plans")).to_be_visible()
+    screenshot(page, "logged-in")
+
+
+def test_resume_a_paused_plan_and_see_it_turn_green(page: Page, console: Console) -> None:
+    key = uuid.uuid4().hex
+    FAILING.add(key)
+    plan = console.world.trigger(Flaky, key=key).finished.result(timeout=10)
+    assert plan.state is PlanState.PAUSED
+
+    log_in(page, console)
+    page.get_by_role("link", name=plan.label).first.click()
+    expect(page).to_have_url(f"{console.url}/plans/{plan.id}")
+    state = page.locator("dl.header .badge").first
+    result = page.locator("dl.header .badge").nth(1)
+    expect(state).to_have_text("paused")
+    expect(state).to_have_css("background-color", YELLOW)
+    expect(page.locator(".step.state-error .error")).to_contain_text(f"{key} is still failing")
+    screenshot(page, "paused-plan")
+
+    # Dismissing the confirmation sends nothing.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.get_by_role("button", name="Resume").click()
+    expect(state).to_have_text("paused")
+    assert console.world.persistence.load_execution_plan(plan.id).state is PlanState.PAUSED
+
+    FAILING.discard(key)
+    questions: list[str] = []
+
+    def accept(dialog: Dialog) -> None:
+        questions.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
+    page.get_by_role("button", name="Resume").click()
+    expect(page.get_by_role("status")).to_have_text(
+        re.compile(rf"execution plan {plan.id} resumed: now stopped/success")
+    )
+    assert questions == ["Resume this plan?"]
+    expect(state).to_have_text("stopped")
+    expect(result).to_have_text("success")
+    expect(result).to_have_css("background-color", GREEN)
+    expect(page.locator(".flow .atom")).to_have_count(1)
+    expect(page.locator(".flow .atom")).to_have_css("background-color", GREEN)
+    expect(page.get_by_role("button", name="Resume")).to_have_count(0)
+    screenshot(page, "resumed-plan")
+
+    stored = console.world.persistence.load_execution_plan(plan.id)
+    assert (stored.state, stored.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
+
+
+def test_a_plan_of_fifty_steps_is_drawn_as_fifty_step_boxes(page: Page, console: Console) -> None:
+    plan = console.world.trigger(Wide).finished.result(timeout=30)
+    assert plan.result is PlanResult.SUCCESS
+    run_steps = [s for s in plan.steps.values() if str(s.phase) == "run"]
+    assert len(run_steps) == WIDE
+
+    log_in(page, console)
+    page.goto(f"{console.url}/plans/{plan.id}")
+    flow = page.locator(".flow")
+    atoms = flow.locator("a.atom")
+    expect(atoms).to_have_count(WIDE)
+    expect(flow.locator(".sequence")).to_have_count(1)
+    expect(flow.locator(".concurrence")).to_have_count(1)
+    expect(flow.locator(".concurrence a.atom")).to_have_count(WIDE - 10)
+    expect(flow.locator("a.atom.state-success")).to_have_count(WIDE)
+    sizes = atoms.evaluate_all("atoms => atoms.map(a => [a.offsetWidth, a.offsetHeight])")
+    assert len(sizes) == WIDE
+    assert all(width > 0 and height > 0 for width, height in sizes)
+    # each box links to its step's section
+    atoms.nth(WIDE - 1).click()
+    last = max(s.id for s in run_steps)
+    expect(page).to_have_url(re.compile(rf"#step-{last}$"))
+    expect(page.locator(f"#step-{last}")).to_be_in_viewport()
+    flow.screenshot(path=artifact("fifty-steps"))
