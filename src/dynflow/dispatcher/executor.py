@@ -21,6 +21,7 @@ from dynflow.connector.messages import (
     Response,
     Status,
 )
+from dynflow.executor.core import LockLost
 
 if TYPE_CHECKING:
     from dynflow.world import World
@@ -43,7 +44,7 @@ class ExecutorDispatcher:
             case Execution(plan_id):
                 future = self.world._execute_here(plan_id, envelope.sender_id, envelope.request_id)
                 self._respond(envelope, Accepted())
-                self._when_done(envelope, future, lambda plan: plan.id)
+                self._when_done(envelope, future, lambda plan: plan.id, unless=LockLost)
             case Event(plan_id, step_id, payload, optional):
                 self._when_done(
                     envelope,
@@ -64,9 +65,21 @@ class ExecutorDispatcher:
             case other:
                 log.warning("dropping %s from %s: not a request", other, envelope.sender_id)
 
-    def _when_done(self, envelope: Envelope, future: Future[Any], result: Any) -> None:
+    def _when_done(
+        self,
+        envelope: Envelope,
+        future: Future[Any],
+        result: Any,
+        unless: type[BaseException] | None = None,
+    ) -> None:
+        """Answer once ``future`` is done; not at all when it failed with ``unless``."""
+
         def answer(done: Future[Any]) -> None:
             error = done.exception()
+            if unless is not None and isinstance(error, unless):
+                # this world was declared dead: the one that took the plan over answers
+                # the request (see World._take_over), a failure from here must not win
+                return
             if error is None:
                 self._respond(envelope, Done(result(done.result())))
             else:

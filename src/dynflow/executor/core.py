@@ -97,12 +97,19 @@ Message = (
 )
 
 
+class LockLost(ExecutionError):
+    """This world was declared dead and another world took the plan over (and answers
+    the request that started it)."""
+
+
 @dataclass
 class _Outbox:
     """What a commit releases: work for the workers, and callbacks (by plan, if any)."""
 
     work: list[Work] = field(default_factory=list)
     callbacks: list[tuple[str | None, Callable[[], None]]] = field(default_factory=list)
+    #: plans that stopped or paused in this batch (no longer in ``ExecutorCore.plans``)
+    released: dict[str, PlanRuntime] = field(default_factory=dict)
 
     def without(self, plan_ids: set[str]) -> _Outbox:
         return _Outbox(
@@ -190,22 +197,27 @@ class ExecutorCore:
             self.changes.clear()
         out, self._out = self._out, _Outbox()
         if fenced:
+            released = out.released
             out = out.without(fenced)
             for plan_id in fenced:
-                self._lose(plan_id)
+                self._lose(plan_id, released.get(plan_id))
         return out.work, [callback for _, callback in out.callbacks]
 
-    def _lose(self, plan_id: str) -> None:
-        runtime = self.plans.pop(plan_id, None)
+    def _lose(self, plan_id: str, released: PlanRuntime | None = None) -> None:
+        # a plan that stopped or paused in the fenced batch is no longer in self.plans:
+        # its futures (whose callbacks were dropped) are rejected all the same
+        runtime = self.plans.pop(plan_id, None) or released
         if runtime is None:
             return
+        if plan_id in self.paused_by_termination:  # not ours to hand over
+            self.paused_by_termination.remove(plan_id)
         log.error(
             "world %s no longer holds the execution lock of plan %s: it stops executing it "
             "(another world took it over)",
             self.world_id,
             plan_id,
         )
-        error = ExecutionError(
+        error = LockLost(
             f"world {self.world_id} lost the execution lock of plan {plan_id}: it was "
             "declared dead and another world continues the plan"
         )
@@ -537,6 +549,7 @@ class ExecutorCore:
 
     def _release(self, runtime: PlanRuntime) -> None:
         del self.plans[runtime.id]
+        self._out.released[runtime.id] = runtime
         self.changes.released_locks.append((EXECUTION_LOCK, runtime.id, self.world_id))
         snapshot = runtime.snapshot()
         for future in runtime.futures:
