@@ -301,7 +301,19 @@ def test_openapi_document_describes_the_api(client: TestClient) -> None:
         assert path in paths
     assert not any(p.startswith("/plans") or p == "/" for p in paths)
     params = {p["name"] for p in paths["/api/plans"]["get"]["parameters"]}
-    assert params == {"state", "result", "label", "page", "per_page"}
+    assert params == {
+        "state",
+        "result",
+        "label",
+        "action_class",
+        "text",
+        "started_after",
+        "started_before",
+        "sort",
+        "desc",
+        "page",
+        "per_page",
+    }
 
 
 def test_the_console_works_mounted_under_a_prefix(console_world: World) -> None:

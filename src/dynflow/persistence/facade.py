@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -211,6 +212,21 @@ class Persistence:
             raise NotFound(f"execution plan {execution_plan_id} not found")
         return found[0]
 
+    def find_execution_plan_counts_by_state(
+        self, filters: Mapping[str, Any] | None = None
+    ) -> dict[PlanState, int]:
+        """How many plans matching ``filters`` are in each state (one query)."""
+        query = (
+            sa.select(execution_plans.c.state, sa.func.count())
+            .where(*_conditions(filters))
+            .group_by(execution_plans.c.state)
+        )
+        with self.db.read() as connection:
+            rows = connection.execute(query).all()
+        counts = dict.fromkeys(PlanState, 0)
+        counts.update({PlanState(state): int(n) for state, n in rows})
+        return counts
+
     def find_execution_plan_counts(self, filters: Mapping[str, Any] | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(execution_plans).where(*_conditions(filters))
         with self.db.read() as connection:
@@ -341,13 +357,44 @@ def _ordering(column: sa.Column[Any], desc: bool, dialect: str) -> list[sa.Colum
     return [direction.nulls_first() if desc else direction.nulls_last()]
 
 
+def _special_condition(name: str, value: Any) -> sa.ColumnElement[bool] | None:
+    """Filters beyond equality: entry action class, label text, start time range."""
+    if name == "action_class":
+        entries = sa.select(actions.c.execution_plan_id).where(
+            actions.c.id == 1, actions.c.action_class == str(value)
+        )
+        return execution_plans.c.id.in_(entries)
+    if name == "label_contains":
+        text = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return execution_plans.c.label.ilike(f"%{text}%", escape="\\")
+    if name in ("started_after", "started_before"):
+        when = value if isinstance(value, datetime) else _parse_time(name, value)
+        column = execution_plans.c.started_at
+        return column >= when if name == "started_after" else column <= when
+    return None
+
+
+def _parse_time(name: str, value: Any) -> datetime:
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigurationError(f"filter {name!r} needs an ISO date-time, got {value!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+SPECIAL_FILTERS = ("action_class", "label_contains", "started_after", "started_before")
+
+
 def _conditions(filters: Mapping[str, Any] | None) -> list[sa.ColumnElement[bool]]:
     conditions: list[sa.ColumnElement[bool]] = []
     for name, value in (filters or {}).items():
+        special = _special_condition(name, value)
+        if special is not None:
+            conditions.append(special)
+            continue
         if name not in PLAN_FILTERS:
-            raise ConfigurationError(
-                f"cannot filter plans by {name!r}: use one of {', '.join(PLAN_FILTERS)}"
-            )
+            known = ", ".join([*PLAN_FILTERS, *SPECIAL_FILTERS])
+            raise ConfigurationError(f"cannot filter plans by {name!r}: use one of {known}")
         column = PLAN_FILTERS[name]
         if isinstance(value, list | tuple | set | frozenset):
             conditions.append(column.in_([_filter_value(column, v) for v in value]))

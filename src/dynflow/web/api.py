@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Query
 
@@ -25,6 +26,9 @@ COMMAND_ERRORS: dict[int | str, dict[str, str]] = {
 }
 
 
+Sort = Literal["started_at", "ended_at", "label", "state", "result"]
+
+
 def router(web: Web) -> APIRouter:
     router = APIRouter(tags=["console"])
     console = web.console
@@ -34,13 +38,35 @@ def router(web: Web) -> APIRouter:
         state: PlanState | None = None,
         result: PlanResult | None = None,
         label: Annotated[str | None, Query(max_length=MAX_LABEL)] = None,
+        action_class: Annotated[
+            str | None, Query(max_length=MAX_LABEL, description="the entry action's class")
+        ] = None,
+        text: Annotated[
+            str | None, Query(max_length=MAX_LABEL, description="part of the label, any case")
+        ] = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        sort: Annotated[Sort, Query(description="column to sort by")] = "started_at",
+        desc: bool = True,
         page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
         per_page: Annotated[
             int, Query(ge=1, description="plans per page, at most 100 (larger values get 100)")
         ] = DEFAULT_PER_PAGE,
     ) -> PlanList:
-        """Plans, the latest started first, with the number of plans in each state."""
-        return console.plans(state=state, result=result, label=label, page=page, per_page=per_page)
+        """Plans (by default the latest started first), with the number in each state."""
+        return console.plans(
+            state=state,
+            result=result,
+            label=label,
+            action_class=action_class,
+            text=text,
+            started_after=started_after,
+            started_before=started_before,
+            sort=sort,
+            desc=desc,
+            page=page,
+            per_page=per_page,
+        )
 
     @router.get("/plans/{plan_id}", response_model=PlanDetail, responses=ERRORS)
     def get_plan(plan_id: str) -> PlanDetail:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import Future, wait
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from dynflow.errors import DynflowError, NotFound
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from dynflow.world import World
 
 MAX_PER_PAGE = 100
+#: columns the plans list may be sorted by
+SORTS = ("started_at", "ended_at", "label", "state", "result")
 DEFAULT_PER_PAGE = 25
 #: the longest label a filter may name
 MAX_LABEL = 255
@@ -55,35 +58,47 @@ class Console:
         state: PlanState | None = None,
         result: PlanResult | None = None,
         label: str | None = None,
+        action_class: str | None = None,
+        text: str | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        sort: str = "started_at",
+        desc: bool = True,
         page: int = 1,
         per_page: int = DEFAULT_PER_PAGE,
     ) -> PlanList:
+        if sort not in SORTS:
+            raise DynflowError(f"cannot sort plans by {sort!r}: use one of {', '.join(SORTS)}")
         per_page = max(1, min(per_page, MAX_PER_PAGE))
         page = max(1, page)
-        others: dict[str, Any] = {}
-        if result is not None:
-            others["result"] = str(result)
-        if label:
-            others["label"] = label[:MAX_LABEL]
+        others: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("result", str(result) if result is not None else None),
+                ("label", label[:MAX_LABEL] if label else None),
+                ("action_class", action_class[:MAX_LABEL] if action_class else None),
+                ("label_contains", text[:MAX_LABEL] if text else None),
+                ("started_after", started_after),
+                ("started_before", started_before),
+            )
+            if value is not None
+        }
         filters = dict(others)
         if state is not None:
             filters["state"] = str(state)
         persistence = self.world.persistence
-        total = persistence.find_execution_plan_counts(filters)
+        by_state = persistence.find_execution_plan_counts_by_state(others)
+        total = by_state[state] if state is not None else sum(by_state.values())
         found = persistence.find_execution_plans(
-            filters, order_by="started_at", desc=True, page=page - 1, per_page=per_page
+            filters, order_by=sort, desc=desc, page=page - 1, per_page=per_page
         )
-        counts = {
-            str(s): persistence.find_execution_plan_counts({**others, "state": str(s)})
-            for s in PlanState
-        }
         return PlanList(
             items=[plan_summary(p) for p in found],
             total=total,
             page=page,
             per_page=per_page,
             pages=max(1, math.ceil(total / per_page)),
-            counts=counts,
+            counts={str(s): n for s, n in by_state.items()},
         )
 
     def plan(self, plan_id: str) -> PlanDetail:
@@ -96,7 +111,8 @@ class Console:
     def worlds(self) -> list[WorldView]:
         coordinator = self.world.coordinator
         locks = coordinator.find_locks(lock_class="execution_lock")
-        return [world_view(w, locks, self.world.id) for w in coordinator.find_worlds()]
+        now = coordinator.database_now()
+        return [world_view(w, locks, self.world.id, now) for w in coordinator.find_worlds()]
 
     def delayed(self) -> list[DelayedView]:
         return [delayed_view(d) for d in self.world.delayed.find_delayed_plans()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -11,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from dynflow.errors import DynflowError, NotFound
 from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.web.auth import SESSION_COOKIE, SESSION_MAX_AGE
-from dynflow.web.console import DEFAULT_PER_PAGE, MAX_LABEL, NotAvailable
+from dynflow.web.console import DEFAULT_PER_PAGE, MAX_LABEL, SORTS, NotAvailable
 from dynflow.web.views import ActionOutcome
 
 if TYPE_CHECKING:
@@ -84,19 +85,41 @@ def router(web: Web) -> APIRouter:
         state: str = "",
         result: str = "",
         label: Annotated[str, Query(max_length=MAX_LABEL)] = "",
+        action_class: Annotated[str, Query(max_length=MAX_LABEL)] = "",
+        text: Annotated[str, Query(max_length=MAX_LABEL)] = "",
+        started_after: Annotated[datetime | None, Query()] = None,
+        started_before: Annotated[datetime | None, Query()] = None,
+        sort: str = "started_at",
+        desc: bool = True,
+        refresh: bool = False,
         page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
         per_page: Annotated[int, Query(ge=1)] = DEFAULT_PER_PAGE,
     ) -> Response:
         state_value = _choice("state", state, PLAN_STATES)
         result_value = _choice("result", result, PLAN_RESULTS)
+        sort_value = _choice("sort", sort, list(SORTS)) or "started_at"
         listing = console.plans(
             state=None if state_value is None else PlanState(state_value),
             result=None if result_value is None else PlanResult(result_value),
             label=label or None,
+            action_class=action_class or None,
+            text=text or None,
+            started_after=started_after,
+            started_before=started_before,
+            sort=sort_value,
+            desc=desc,
             page=page,
             per_page=per_page,
         )
-        filters = {"state": state, "result": result, "label": label}
+        filters = {
+            "state": state,
+            "result": result,
+            "label": label,
+            "action_class": action_class,
+            "text": text,
+            "started_after": started_after.isoformat() if started_after else "",
+            "started_before": started_before.isoformat() if started_before else "",
+        }
         return web.render(
             request,
             "plans.html",
@@ -104,6 +127,10 @@ def router(web: Web) -> APIRouter:
             filters=filters,
             states=PLAN_STATES,
             results=PLAN_RESULTS,
+            sorts=SORTS,
+            sort=sort_value,
+            desc=desc,
+            refresh=refresh,
         )
 
     def plan_page(request: Request, plan_id: str, act: Callable[[], ActionOutcome]) -> Response:

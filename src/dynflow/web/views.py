@@ -85,6 +85,8 @@ class WorldView(BaseModel):
     executor: bool
     queues: list[str]
     heartbeat_at: datetime | None
+    #: seconds since the last heartbeat, by the database's clock
+    heartbeat_age: float | None = None
     meta: dict[str, Any]
     #: ids of the plans whose execution lock the world holds
     plans_held: list[str]
@@ -176,12 +178,18 @@ def plan_detail(plan: ExecutionPlan, sub_plans: list[ExecutionPlan]) -> PlanDeta
     )
 
 
-def world_view(record: WorldRecord, locks: list[LockRecord], current_id: str) -> WorldView:
+def world_view(
+    record: WorldRecord, locks: list[LockRecord], current_id: str, now: datetime | None = None
+) -> WorldView:
+    age = None
+    if now is not None and record.heartbeat_at is not None:
+        age = round(max((now - record.heartbeat_at).total_seconds(), 0.0), 1)
     return WorldView(
         id=record.id,
         executor=record.executor,
         queues=list(record.queues),
         heartbeat_at=record.heartbeat_at,
+        heartbeat_age=age,
         meta=dict(record.meta),
         plans_held=sorted(lock.id for lock in locks if lock.owner_id == record.id),
         current=record.id == current_id,

@@ -5,3 +5,12 @@ document.addEventListener("submit", (event) => {
     event.preventDefault();
   }
 });
+
+// Pages marked data-refresh="N" reload every N seconds (the plans list when asked,
+// a plan while it runs), so states and colours stay live.
+document.addEventListener("DOMContentLoaded", () => {
+  const seconds = Number(document.body.dataset.refresh || 0);
+  if (seconds > 0) {
+    window.setTimeout(() => window.location.reload(), seconds * 1000);
+  }
+});
