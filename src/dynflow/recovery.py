@@ -10,9 +10,11 @@ executor, which answers the request that plan was executing under.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from dynflow.coordinator import EXECUTION_LOCK, INVALIDATION_LOCK
+from dynflow.connector.database import DatabaseConnector
+from dynflow.coordinator import EXECUTION_LOCK, INVALIDATION_LOCK, WorldRecord
 from dynflow.errors import ConfigurationError, DynflowError, LockTaken
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.execution_plan.states import PlanResult, PlanState
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
     from dynflow.world import World
 
 log = logging.getLogger(__name__)
+
+#: seconds a world late with its heartbeat gets to answer a ping
+PING_TIMEOUT = 2.0
 
 #: states of plans that ``recover`` may pick up (paused: only paused by a termination)
 RECOVERABLE = (PlanState.RUNNING, PlanState.PLANNED, PlanState.PAUSED)
@@ -60,13 +65,45 @@ class Recovery:
         return count
 
     def perform_validity_checks(self) -> int:
-        """Invalidate the worlds whose lease expired (by the database's clock) or whose
-        process is gone from this host; returns how many were invalidated."""
+        """Invalidate the worlds whose lease expired (by the database's clock), whose
+        process is gone from this host, or that missed two heartbeats and do not answer
+        a ping; returns how many were invalidated."""
+        dead = self.world.coordinator.find_stale_worlds(self.world.config.lease)
+        dead += self._silent(exclude={w.id for w in dead})
         invalidated = 0
-        for world in self.world.coordinator.find_stale_worlds(self.world.config.lease):
+        for world in dead:
             if self.invalidate(world.id) is not None:
                 invalidated += 1
         return invalidated
+
+    def _silent(self, exclude: set[str]) -> list[WorldRecord]:
+        """Worlds late with their heartbeat that do not answer a ping either. Only
+        worlds on the database connector are pinged, and only by one: others cannot
+        hear each other across processes."""
+        world = self.world
+        if not isinstance(world.connector, DatabaseConnector):
+            return []
+        late = world.coordinator.database_now() - timedelta(
+            seconds=2 * world.config.heartbeat_interval
+        )
+        suspects = [
+            record
+            for record in world.coordinator.find_worlds()
+            if record.id != world.id
+            and record.id not in exclude
+            and record.meta.get("connector") == "database"
+            and record.heartbeat_at is not None
+            and record.heartbeat_at < late
+        ]
+        pings = [(record, world.ping(record.id, timeout=PING_TIMEOUT)) for record in suspects]
+        silent = []
+        for record, answer in pings:
+            try:
+                if not answer.result(timeout=PING_TIMEOUT + 5):
+                    silent.append(record)
+            except Exception:  # gone meanwhile, or no answer at all
+                silent.append(record)
+        return silent
 
     def invalidate(self, world_id: str) -> int | None:
         if world_id == self.world.id:

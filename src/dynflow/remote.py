@@ -40,10 +40,13 @@ log = logging.getLogger(__name__)
 CHECK_INTERVAL = 1.0
 
 
-def make_connector(config: WorldConfig, db: Database) -> Connector:
+def connector_kind(config: WorldConfig, db: Database) -> str:
     """``direct`` for SQLite (one process), ``database`` elsewhere, unless configured."""
-    kind = config.connector or ("direct" if db.name == "sqlite" else "database")
-    if kind == "direct":
+    return config.connector or ("direct" if db.name == "sqlite" else "database")
+
+
+def make_connector(config: WorldConfig, db: Database) -> Connector:
+    if connector_kind(config, db) == "direct":
         return DirectConnector()
     return DatabaseConnector(db, poll_interval=config.connector_poll_interval)
 

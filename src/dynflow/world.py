@@ -53,7 +53,7 @@ from dynflow.persistence import Persistence
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.facade import plan_from_rows
 from dynflow.recovery import RECOVERABLE, Recovery, last_executor
-from dynflow.remote import Remote, make_connector, plan_queues, then
+from dynflow.remote import Remote, connector_kind, make_connector, plan_queues, then
 from dynflow.serialization import freeze, to_json_value
 from dynflow.transaction import transaction_adapter
 
@@ -564,7 +564,13 @@ class World:
         self.coordinator.register_world(
             executor=self.config.executor,
             queues=self.config.all_queues if self.config.executor else (),
-            meta={"hostname": socket.gethostname(), "pid": os.getpid(), **self.config.meta},
+            meta={
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                # other worlds ping it only when it can hear them
+                "connector": connector_kind(self.config, self.persistence.db),
+                **self.config.meta,
+            },
         )
 
     def _check_validity(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -166,3 +167,60 @@ def test_a_zombie_executor_writes_nothing_once_its_lock_is_gone(
     assert after.execution_history == before.execution_history
     assert [a.output for a in after.actions] == [a.output for a in before.actions]
     assert not zombie.executor.running(plan_id)  # type: ignore[union-attr]
+
+
+def _age_heartbeat(url: str, world_id: str, seconds: float, connector: str = "database") -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            data = connection.execute(
+                sa.select(coordinator_records.c.data).where(
+                    coordinator_records.c["class"] == "world", coordinator_records.c.id == world_id
+                )
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    beat = datetime.now(UTC) - timedelta(seconds=seconds)
+    data = {**data, "heartbeat_at": beat.isoformat()}
+    data["meta"] = {**data["meta"], "connector": connector}
+    _edit(
+        url,
+        sa.update(coordinator_records)
+        .where(coordinator_records.c["class"] == "world", coordinator_records.c.id == world_id)
+        .values(data=data),
+    )
+
+
+def test_a_world_late_with_its_heartbeat_that_does_not_answer_a_ping_is_invalid(
+    db_url: str, make_world: MakeWorld
+) -> None:
+    """Its lease has not run out yet (11 s of 15), but it misses pings: it is dead."""
+    plan_id, _, dead = _crashed_plan(db_url, make_world, IdempotentInterrupted, "live owner")
+    _age_heartbeat(db_url, dead, 11)
+    checker = make_world(
+        db_url, auto_execute=False, validity_check_interval=0, connector="database"
+    )
+    assert checker.perform_validity_checks() == 1
+    assert dead not in {w.id for w in checker.coordinator.find_worlds()}
+    assert _paused(checker, plan_id).result is PlanResult.SUCCESS
+
+
+def test_a_late_world_that_answers_its_ping_stays(db_url: str, make_world: MakeWorld) -> None:
+    late = make_world(db_url, validity_check_interval=0, connector="database")
+    checker = make_world(
+        db_url, auto_execute=False, validity_check_interval=0, connector="database"
+    )
+    _age_heartbeat(db_url, late.id, 11)
+    assert checker.perform_validity_checks() == 0
+    assert late.id in {w.id for w in checker.coordinator.find_worlds()}
+
+
+def test_worlds_that_cannot_hear_pings_are_judged_by_their_lease_only(
+    db_url: str, make_world: MakeWorld
+) -> None:
+    _, _, quiet = _crashed_plan(db_url, make_world, IdempotentInterrupted, "live owner")
+    _age_heartbeat(db_url, quiet, 11, connector="direct")
+    checker = make_world(
+        db_url, auto_execute=False, validity_check_interval=0, connector="database"
+    )
+    assert checker.perform_validity_checks() == 0
