@@ -9,6 +9,8 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from dynflow import PlanResult, PlanState, StepState, World
 from dynflow.coordinator import EXECUTION_LOCK
 from tests.conftest import make_url
@@ -142,10 +144,11 @@ def test_sigint_terminates_an_idle_executor_cleanly(
     assert f"executor world {idle.world_id} terminated" in idle.log()
 
 
+@pytest.mark.parametrize("database", ["postgresql", "mysql"])
 def test_a_killed_executor_is_invalidated_and_its_plan_taken_over_for_the_original_caller(
-    executors: Starter, make_world: MakeWorld, tmp_path: Path
+    executors: Starter, make_world: MakeWorld, tmp_path: Path, database: str
 ) -> None:
-    url = make_url("postgresql", tmp_path)
+    url = make_url(database, tmp_path)
     starter = executors(url)
     doomed = starter.start()
     # the client checks for dead worlds often (executors every 5 s)
