@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dynflow import ExecutionError, PlanResult, PlanState, StepState, World
+from dynflow import Action, ExecutionError, PlanResult, PlanState, StepState, World
 from dynflow.connector.messages import Envelope, Execution, encode
 from dynflow.coordinator import EXECUTION_LOCK, INVALIDATION_LOCK
-from dynflow.persistence.tables import coordinator_records, envelopes
+from dynflow.persistence.tables import coordinator_records, envelopes, steps
 from tests.integration.test_lifecycle import (
     HeldThenMore,
     IdempotentInterrupted,
@@ -26,6 +26,14 @@ from tests.integration.test_lifecycle import (
 from tests.support import Gate, eventually
 
 __all__ = ["gate"]  # the fixture, shared with the lifecycle tests
+
+
+class WaitsForEvent(Action):
+    def run(self, event: Any = None) -> None:
+        if event is None:
+            self.suspend()
+        self.output["event"] = event
+
 
 MakeWorld = Callable[..., World]
 
@@ -224,3 +232,32 @@ def test_worlds_that_cannot_hear_pings_are_judged_by_their_lease_only(
         db_url, auto_execute=False, validity_check_interval=0, connector="database"
     )
     assert checker.perform_validity_checks() == 0
+
+
+def test_a_suspended_step_of_a_dead_world_stays_suspended_and_takes_events(
+    db_url: str, make_world: MakeWorld
+) -> None:
+    plan_id, step_id, dead = _crashed_plan(db_url, make_world, WaitsForEvent, "stale heartbeat")
+    _edit(  # the dead world had left the step suspended, waiting for an event
+        db_url,
+        sa.update(steps)
+        .where(steps.c.execution_plan_id == plan_id, steps.c.id == step_id)
+        .values(state="suspended"),
+    )
+    rescuer = make_world(db_url, auto_execute=False, validity_check_interval=0)
+    assert rescuer.invalidate(dead) == 1
+    plan = eventually(
+        lambda: (
+            (p := rescuer.persistence.load_execution_plan(plan_id)).state is PlanState.RUNNING
+            and any(
+                e.name == "start execution" and e.world_id == rescuer.id
+                for e in p.execution_history
+            )
+            and p
+        )
+    )
+    assert plan.steps[step_id].state is StepState.SUSPENDED  # not failed, not re-run
+    assert rescuer.event(plan_id, step_id, "go").result(timeout=10) is True
+    done = _paused(rescuer, plan_id)
+    assert (done.state, done.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
+    assert done.entry_action.output == {"event": "go"}
