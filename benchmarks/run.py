@@ -29,30 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from bench_actions import STEPS, OneStep, TenSteps
 
-from dynflow import Action, World
+from dynflow import World
 
 HERE = Path(__file__).parent
 DBOS_VENV = HERE / ".venv-dbos"
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/"
-STEPS = 10
-
-
-class Noop(Action):
-    def run(self, event: Any = None) -> None:
-        pass
-
-
-class TenSteps(Action):
-    def plan(self) -> None:
-        with self.sequence():
-            for _ in range(STEPS):
-                self.plan_action(Noop)
-
-
-class OneStep(Action):
-    def run(self, event: Any = None) -> None:
-        pass
 
 
 def fresh_database(kind: str, tmp: Path) -> str:

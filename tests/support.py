@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from dynflow.serialization import to_json_value
+
 
 def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
     """Retry ``check`` until it returns a truthy value (returned) or stops raising."""
@@ -40,3 +42,8 @@ class Gate:
 
     def open(self) -> None:
         self.opened.set()
+
+
+def thaw(value: Any) -> Any:
+    """A plain JSON copy of a (read-only) input value."""
+    return to_json_value(value, "value")

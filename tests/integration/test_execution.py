@@ -7,7 +7,7 @@ import operator
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -26,7 +26,7 @@ from dynflow import (
     StepState,
     World,
 )
-from tests.support import Gate, eventually
+from tests.support import Gate, eventually, thaw
 
 MakeWorld = Callable[..., World]
 TIMEOUT = 10
@@ -70,15 +70,6 @@ def box() -> Iterator[Box]:
     for gate in found.gates.values():
         gate.open()  # never leave a worker blocked
     del BOXES[found.key]
-
-
-def thaw(value: Any) -> Any:
-    """A plain JSON copy of a (read-only) input value."""
-    if isinstance(value, Mapping):
-        return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [thaw(v) for v in value]
-    return value
 
 
 # -- actions -------------------------------------------------------------------------

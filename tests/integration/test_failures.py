@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +25,7 @@ from dynflow import (
     StepState,
     World,
 )
-from tests.support import Gate, eventually
+from tests.support import Gate, eventually, thaw
 
 MakeWorld = Callable[..., World]
 TIMEOUT = 10
@@ -82,14 +82,6 @@ def box() -> Iterator[Box]:
 
 class Boom(Exception):
     """The error the failing test steps raise."""
-
-
-def thaw(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [thaw(v) for v in value]
-    return value
 
 
 # -- actions -------------------------------------------------------------------------
