@@ -18,8 +18,6 @@ from dynflow.errors import ConfigurationError
 if TYPE_CHECKING:
     from dynflow.action.base import Action
 
-HOOKS = ("plan", "run", "finalize", "plan_phase", "run_phase", "finalize_phase")
-
 
 class Middleware:
     def __init__(self, action: Action, next_: Callable[..., Any]) -> None:

@@ -498,7 +498,7 @@ class World:
         if names:
             self._run_soon(partial(self._run_hooks, entry, plan, names))
 
-    def _run_hooks(self, entry: type[Action], plan: ExecutionPlan, names: list[str]) -> None:
+    def _run_hooks(self, entry: type[Action], plan: ExecutionPlan, names: tuple[str, ...]) -> None:
         record = plan.entry_action
         context = PhaseContext(self, plan.id, Phase.FINALIZE)
         action = entry(context, record.id, input=freeze(record.input), output=dict(record.output))

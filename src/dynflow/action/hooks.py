@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -35,7 +36,7 @@ def plan_hook(*kinds: str) -> Callable[[F], F]:
     return mark
 
 
-def kinds_for(state: PlanState, result: PlanResult) -> set[str]:
+def kinds_for(state: PlanState, result: PlanResult) -> frozenset[str]:
     kinds = set()
     if state is PlanState.PAUSED:
         kinds.add("paused")
@@ -45,15 +46,28 @@ def kinds_for(state: PlanState, result: PlanResult) -> set[str]:
             kinds.add("success")
     if result is PlanResult.ERROR:
         kinds.add("failure")
-    return kinds
+    return frozenset(kinds)
 
 
-def hooks_of(cls: type[Any], kinds: set[str]) -> list[str]:
-    """Names of the methods of ``cls`` marked for any of ``kinds``, in definition order."""
+_FOUND: weakref.WeakKeyDictionary[type[Any], dict[frozenset[str], tuple[str, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def hooks_of(cls: type[Any], kinds: frozenset[str]) -> tuple[str, ...]:
+    """Names of the methods of ``cls`` marked for any of ``kinds``, in definition order
+    (looked up once per class and kinds: this runs whenever a plan stops or pauses)."""
+    known = _FOUND.setdefault(cls, {})
+    if kinds not in known:
+        known[kinds] = _find_hooks(cls, kinds)
+    return known[kinds]
+
+
+def _find_hooks(cls: type[Any], kinds: frozenset[str]) -> tuple[str, ...]:
     names = []
     for klass in reversed(cls.__mro__):
         for name, value in vars(klass).items():
             marked: frozenset[str] = getattr(value, _ATTRIBUTE, frozenset())
             if marked & kinds and name not in names:
                 names.append(name)
-    return names
+    return tuple(names)

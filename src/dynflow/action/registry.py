@@ -33,7 +33,6 @@ def lookup(name: str) -> type[Action]:
         found = _classes.get(name)
     if found is not None:
         return found
-    module_name, _, qualname = name.partition(".")
     # try the longest importable module prefix, then walk attributes
     parts = name.split(".")
     for cut in range(len(parts) - 1, 0, -1):
@@ -51,11 +50,3 @@ def lookup(name: str) -> type[Action]:
             return obj
         break
     raise UnknownActionClass(name)
-
-
-def is_known(name: str) -> bool:
-    try:
-        lookup(name)
-    except UnknownActionClass:
-        return False
-    return True

@@ -46,7 +46,6 @@ class _Pending:
     receiver_id: str
     request: Request
     deadline: float | None
-    accepted: bool = False
     #: when its receiver was found gone (an execution may be taken over meanwhile)
     orphaned_at: float | None = None
 
@@ -116,10 +115,7 @@ class ClientDispatcher:
         message: Response = envelope.message  # type: ignore[assignment]
         match message:
             case Accepted():
-                with self._lock:
-                    pending = self._pending.get(envelope.request_id)
-                    if pending is not None:
-                        pending.accepted = True
+                pass  # the executor has the plan; the future waits for Done or Failed
             case Done(result):
                 self._finish(envelope.request_id, result=result)
             case Pong():

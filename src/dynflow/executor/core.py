@@ -135,7 +135,6 @@ class ExecutorCore:
         self.changes = Changes()
         self._out = _Outbox()
         self.terminating: Future[None] | None = None
-        self.running_steps = 0
         #: plans paused (without failures) because this executor terminated
         self.paused_by_termination: list[str] = []
         #: called with the plan, after the commit, whenever a plan stops or pauses here
@@ -304,7 +303,6 @@ class ExecutorCore:
     # -- results ----------------------------------------------------------------------
 
     def _step_done(self, done: StepDone) -> None:
-        self.running_steps -= 1
         runtime = self.plans.get(done.execution_plan_id)
         if runtime is None or done.step_id in runtime.abandoned:
             if runtime is not None:
@@ -502,7 +500,6 @@ class ExecutorCore:
                 error=StepError(StepError.from_exception(exc).exception_class, message),
             )
             return False
-        self.running_steps += 1
         self._out.work.append(
             Work(
                 execution_plan_id=runtime.id,
