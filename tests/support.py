@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from dynflow.serialization import to_json_value
 
@@ -47,3 +50,37 @@ class Gate:
 def thaw(value: Any) -> Any:
     """A plain JSON copy of a (read-only) input value."""
     return to_json_value(value, "value")
+
+
+@dataclass
+class Box:
+    """What the actions of one test report to it (by ``key``), and the hooks it gives them.
+
+    Tests keep their boxes in a module-level dict the actions read; ``boxes_fixture``
+    registers one per test and opens its gates afterwards.
+    """
+
+    key: str
+    runs: Counter[str] = field(default_factory=Counter)
+    hooks: dict[str, Callable[[Any], None]] = field(default_factory=dict)
+    gates: dict[str, Gate] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def gate(self, name: str) -> Gate:
+        """A gate that holds the step called ``name`` when it runs."""
+        gate = self.gates[name] = Gate()
+        self.hooks[name] = lambda action: gate.pass_through()
+        return gate
+
+
+B = TypeVar("B", bound=Box)
+
+
+def registered_box(kind: type[B], boxes: dict[str, Any]) -> Iterator[B]:
+    """Body of a ``box`` fixture: a fresh box of ``kind`` in ``boxes`` for one test."""
+    found = kind(uuid.uuid4().hex)
+    boxes[found.key] = found
+    yield found
+    for gate in found.gates.values():
+        gate.open()  # never leave a worker blocked
+    del boxes[found.key]

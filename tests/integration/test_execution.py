@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import operator
 import threading
-import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,6 +24,7 @@ from dynflow import (
     StepState,
     World,
 )
+from tests import support
 from tests.support import Gate, eventually, thaw
 
 MakeWorld = Callable[..., World]
@@ -36,23 +35,12 @@ TIMEOUT = 10
 
 
 @dataclass
-class Box:
-    """What the actions of one test report to it, and the hooks it gives them."""
+class Box(support.Box):
+    """Also logs what the steps do and what input they saw."""
 
-    key: str
     log: list[tuple[str, str]] = field(default_factory=list)
-    runs: Counter[str] = field(default_factory=Counter)
     seen: dict[str, Any] = field(default_factory=dict)
-    hooks: dict[str, Callable[[Action], None]] = field(default_factory=dict)
-    gates: dict[str, Gate] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
     extra: dict[str, Any] = field(default_factory=dict)
-
-    def gate(self, name: str) -> Gate:
-        """A gate that holds the step called ``name`` when it runs."""
-        gate = self.gates[name] = Gate()
-        self.hooks[name] = lambda action: gate.pass_through()
-        return gate
 
     def note(self, event: str, name: str) -> None:
         with self.lock:
@@ -64,12 +52,7 @@ BOXES: dict[str, Box] = {}
 
 @pytest.fixture
 def box() -> Iterator[Box]:
-    found = Box(uuid.uuid4().hex)
-    BOXES[found.key] = found
-    yield found
-    for gate in found.gates.values():
-        gate.open()  # never leave a worker blocked
-    del BOXES[found.key]
+    yield from support.registered_box(Box, BOXES)
 
 
 # -- actions -------------------------------------------------------------------------

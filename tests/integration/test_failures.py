@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +23,7 @@ from dynflow import (
     StepState,
     World,
 )
+from tests import support
 from tests.support import Gate, eventually, thaw
 
 MakeWorld = Callable[..., World]
@@ -35,21 +34,10 @@ TIMEOUT = 10
 
 
 @dataclass
-class Box:
-    """What the actions of one test report to it, and the hooks it gives them."""
+class Box(support.Box):
+    """Also makes steps fail on demand."""
 
-    key: str
-    runs: Counter[str] = field(default_factory=Counter)
-    hooks: dict[str, Callable[[Action], None]] = field(default_factory=dict)
-    gates: dict[str, Gate] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
     done: dict[str, threading.Event] = field(default_factory=dict)
-
-    def gate(self, name: str) -> Gate:
-        """A gate that holds the step called ``name`` when it runs."""
-        gate = self.gates[name] = Gate()
-        self.hooks[name] = lambda action: gate.pass_through()
-        return gate
 
     def fail(self, name: str, error: Exception) -> None:
         """The step called ``name`` raises ``error``."""
@@ -72,12 +60,7 @@ BOXES: dict[str, Box] = {}
 
 @pytest.fixture
 def box() -> Iterator[Box]:
-    found = Box(uuid.uuid4().hex)
-    BOXES[found.key] = found
-    yield found
-    for gate in found.gates.values():
-        gate.open()  # never leave a worker blocked
-    del BOXES[found.key]
+    yield from support.registered_box(Box, BOXES)
 
 
 class Boom(Exception):
