@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +21,7 @@ from dynflow.execution_plan.model import (
 )
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
 from dynflow.flows import from_json
-from dynflow.persistence import bulk, migrate
+from dynflow.persistence import bulk, documents, migrate
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.database import Database
 from dynflow.persistence.delayed import DelayedPlanStore
@@ -143,6 +144,8 @@ class Persistence:
 
     def load_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
         """The plan with its steps, actions and history; raises :class:`NotFound`."""
+        if self.db.name == "postgresql":  # one statement instead of four
+            return self._load_documents([execution_plan_id])[0]
         with self.db.read() as connection:
             row = connection.execute(
                 sa.select(execution_plans).where(execution_plans.c.id == execution_plan_id)
@@ -152,6 +155,38 @@ class Persistence:
             plan = _plan_from_row(row._mapping)
             plan._details = self._details(connection, execution_plan_id)
         return plan
+
+    def load_execution_plans(self, execution_plan_ids: Iterable[str]) -> list[ExecutionPlan]:
+        """The plans among ``execution_plan_ids`` that exist, loaded whole."""
+        ids = list(dict.fromkeys(execution_plan_ids))
+        if self.db.name == "postgresql":
+            return self._load_documents(ids, missing_ok=True)
+        found = []
+        for plan_id in ids:
+            with contextlib.suppress(NotFound):
+                found.append(self.load_execution_plan(plan_id))
+        return found
+
+    def _load_documents(self, ids: list[str], missing_ok: bool = False) -> list[ExecutionPlan]:
+        with self.db.read() as connection:
+            loaded = documents.load(connection, ids)
+        plans = []
+        for plan_id in ids:
+            document = loaded.get(plan_id)
+            if document is None:
+                if missing_ok:
+                    continue
+                raise NotFound(f"execution plan {plan_id} not found")
+            plan = _plan_from_row(document.plan)
+            plan._details = PlanDetails(
+                steps={r["id"]: _step_from_row(r) for r in document.steps},
+                actions=[_action_from_row(r) for r in document.actions],
+                history=[
+                    HistoryEntry(r["time"], r["name"], r["world_id"]) for r in document.history
+                ],
+            )
+            plans.append(plan)
+        return plans
 
     def _details(self, connection: sa.Connection, plan_id: str) -> PlanDetails:
         step_rows = connection.execute(
@@ -206,7 +241,9 @@ class Persistence:
 
     def find_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
         """The plan's row now, its steps, actions and history on first access (one query
-        instead of four); raises :class:`NotFound`."""
+        instead of four; on PostgreSQL one query loads it whole); raises :class:`NotFound`."""
+        if self.db.name == "postgresql":
+            return self.load_execution_plan(execution_plan_id)
         found = self.find_execution_plans(filters={"id": execution_plan_id})
         if not found:
             raise NotFound(f"execution plan {execution_plan_id} not found")
