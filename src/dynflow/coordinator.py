@@ -176,7 +176,7 @@ class Coordinator:
         self, lock_class: str, lock_id: str, from_owner: str, data: Mapping[str, Any] | None = None
     ) -> bool:
         """Move a lock held by ``from_owner`` to this world; False if it does not hold it."""
-        with self.db.write() as connection:
+        with self.db.write_statement() as connection:
             result = connection.execute(
                 sa.update(records)
                 .where(
@@ -189,7 +189,7 @@ class Coordinator:
         return bool(result.rowcount)
 
     def release(self, lock_class: str, lock_id: str) -> None:
-        with self.db.write() as connection:
+        with self.db.write_statement() as connection:
             connection.execute(
                 sa.delete(records).where(
                     records.c["class"] == lock_class,

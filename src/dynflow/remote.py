@@ -23,6 +23,7 @@ from dynflow.connector.messages import (
     Request,
     Response,
 )
+from dynflow.connector.outbox import Outbox
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.dispatcher.client import ClientDispatcher
 from dynflow.dispatcher.executor import ExecutorDispatcher
@@ -58,9 +59,12 @@ class Remote:
         self.world = world
         self.connector = connector
         self.client = ClientDispatcher(world.id, connector, world.coordinator)
+        #: answers to other worlds' requests
+        self.outbox = Outbox(connector, f"dynflow-outbox-{world.id[:8]}")
         self.served = ExecutorDispatcher(world) if world.config.executor else None
 
     def start(self) -> None:
+        self.outbox.start()
         self.connector.start(self.world.id, self._receive)
         self.world.clock.schedule(CHECK_INTERVAL, self._check)
         if self.served is not None and isinstance(self.connector, DatabaseConnector):
@@ -81,6 +85,7 @@ class Remote:
         )
 
     def stop(self) -> None:
+        self.outbox.stop()
         self.connector.stop()
         self.client.fail_all(f"world {self.world.id} terminated before the answer came")
 
@@ -124,8 +129,10 @@ class Remote:
         client = requester.get("client_world_id") or self.world.id
         request_id = requester.get("request_id") or str(uuid.uuid4())
         try:
-            target = self.client.pick_executor(frozenset())
-            self.connector.send(Envelope(client, target, request_id, Execution(plan_id)))
+            self.client.send_to_executor(
+                lambda target: Envelope(client, target, request_id, Execution(plan_id)),
+                frozenset(),
+            )
         except DynflowError as exc:
             log.warning("cannot hand over plan %s: %s", plan_id, exc)
             return False
@@ -140,10 +147,7 @@ class Remote:
         def answer(done: Future[Any]) -> None:
             error = done.exception()
             reply: Response = Done(done.result().id) if error is None else Failed(str(error))
-            try:
-                self.connector.send(Envelope(self.world.id, client, request_id, reply))
-            except Exception:
-                log.exception("cannot answer world %s", client)
+            self.outbox.post(Envelope(self.world.id, client, request_id, reply))
 
         future.add_done_callback(answer)
 
@@ -164,7 +168,7 @@ class Remote:
                 if isinstance(envelope.message, Ping)
                 else Failed(f"world {self.world.id} is a client world: it executes nothing")
             )
-            self.connector.send(
+            self.outbox.post(
                 Envelope(self.world.id, envelope.sender_id, envelope.request_id, reply)
             )
 
@@ -173,7 +177,9 @@ class Remote:
             return
         try:
             if self.client.pending_receivers():
-                alive = {w.id for w in self.world.coordinator.find_worlds()}
+                worlds = self.world.coordinator.find_worlds()
+                self.client.update_worlds(worlds)
+                alive = {w.id for w in worlds}
                 self.client.check(lambda world_id: world_id in alive)
             else:
                 self.client.check(lambda _: True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from dynflow.connector.messages import Envelope
@@ -16,7 +16,13 @@ class Connector(Protocol):
         ...
 
     def send(self, envelope: Envelope) -> None:
-        """Hand over an envelope; raises if it certainly cannot be delivered."""
+        """Hand over an envelope; raises if it certainly cannot be delivered
+        (:class:`~dynflow.errors.NotFound` when its receiver is not a registered world)."""
+        ...
+
+    def send_many(self, batch: Sequence[Envelope]) -> set[str]:
+        """Hand over envelopes in order, at once; the receivers that are not registered
+        worlds (their envelopes are dropped)."""
         ...
 
     def stop(self) -> None: ...

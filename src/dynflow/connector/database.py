@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,9 +19,11 @@ import sqlalchemy as sa
 from dynflow.connector import Receive
 from dynflow.connector.messages import Envelope, decode, encode
 from dynflow.coordinator import WORLD
+from dynflow.errors import NotFound
 from dynflow.persistence.database import Database
 from dynflow.persistence.tables import coordinator_records as records
 from dynflow.persistence.tables import envelopes
+from dynflow.serialization import dumps
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +32,25 @@ _CLAIM = 200  # envelopes claimed per transaction at most
 
 _PG_SEND = sa.text(
     "WITH e AS (INSERT INTO dynflow_envelopes (receiver_id, data) "
-    "VALUES (:receiver_id, :data) RETURNING id) "
+    "SELECT id, :data FROM dynflow_coordinator_records "
+    "WHERE class = 'world' AND id = :receiver_id RETURNING id) "
     "SELECT pg_notify(:channel, '') FROM e"
+)
+#: an envelope is written only for a registered receiver (one row at most: the key)
+_SEND = sa.insert(envelopes).from_select(
+    ["receiver_id", "data"],
+    sa.select(records.c.id, sa.bindparam("data", type_=sa.Text)).where(
+        records.c["class"] == WORLD, records.c.id == sa.bindparam("receiver_id")
+    ),
+)
+_PG_SEND_MANY = sa.text(
+    "WITH e AS (INSERT INTO dynflow_envelopes (receiver_id, data) "
+    "SELECT w.id, x.data FROM json_to_recordset(CAST(:rows AS json)) "
+    "AS x(n integer, receiver_id text, data text) "
+    "JOIN dynflow_coordinator_records AS w ON w.class = 'world' AND w.id = x.receiver_id "
+    "ORDER BY x.n RETURNING receiver_id) "
+    "SELECT e.receiver_id, pg_notify('dynflow_' || left(replace(e.receiver_id, '-', ''), 40), '') "
+    "FROM e"
 )
 _PG_CLAIM = sa.text(
     "DELETE FROM dynflow_envelopes WHERE id IN (SELECT id FROM dynflow_envelopes "
@@ -67,13 +87,48 @@ class DatabaseConnector:
         self._thread.start()
 
     def send(self, envelope: Envelope) -> None:
+        """Write the envelope; raises :class:`NotFound` (writing nothing) when its
+        receiver is not a registered world: nobody would ever read it."""
         row = {"receiver_id": envelope.receiver_id, "data": encode(envelope)}
         if self._notify:  # one round trip: the envelope and its wake-up, atomically
             with self.db.write_statement() as connection:
-                connection.execute(_PG_SEND, row | {"channel": channel(envelope.receiver_id)})
-            return
+                sent = connection.execute(
+                    _PG_SEND, row | {"channel": channel(envelope.receiver_id)}
+                ).all()
+            written = len(sent)
+        else:
+            with self.db.write() as connection:
+                written = connection.execute(_SEND, row).rowcount
+        if not written:
+            raise NotFound(f"world {envelope.receiver_id} is not registered (is it running?)")
+
+    def send_many(self, batch: Sequence[Envelope]) -> set[str]:
+        """Write envelopes at once (in order), each only if its receiver is a registered
+        world; the receivers that are not (their envelopes are dropped)."""
+        if not batch:
+            return set()
+        receivers = {e.receiver_id for e in batch}
+        if self._notify:  # one statement; PostgreSQL sends one wake-up per receiver
+            rows = [
+                {"n": n, "receiver_id": e.receiver_id, "data": encode(e)}
+                for n, e in enumerate(batch)
+            ]
+            with self.db.write_statement() as connection:
+                sent = connection.execute(_PG_SEND_MANY, {"rows": dumps(rows)}).scalars().all()
+            return receivers - set(sent)
+        registered = sa.select(records.c.id).where(
+            records.c["class"] == WORLD, records.c.id.in_(sorted(receivers))
+        )
         with self.db.write() as connection:
-            connection.execute(sa.insert(envelopes), row)
+            known = set(connection.execute(registered).scalars())
+            rows = [
+                {"receiver_id": e.receiver_id, "data": encode(e)}
+                for e in batch
+                if e.receiver_id in known
+            ]
+            if rows:
+                connection.execute(sa.insert(envelopes), rows)
+        return receivers - known
 
     def _wake_up(self, world_id: str) -> None:
         with self.db.write_statement() as connection:

@@ -6,6 +6,7 @@ import logging
 import queue
 import threading
 import weakref
+from collections.abc import Sequence
 
 from dynflow.connector import Receive
 from dynflow.connector.messages import Envelope
@@ -42,6 +43,17 @@ class DirectConnector:
                 "connector to reach worlds in other processes"
             )
         target._inbox.put(envelope)
+
+    def send_many(self, batch: Sequence[Envelope]) -> set[str]:
+        """Hand over envelopes in order; the receivers not in this process (their
+        envelopes are dropped)."""
+        gone = set()
+        for envelope in batch:
+            try:
+                self.send(envelope)
+            except NotFound:
+                gone.add(envelope.receiver_id)
+        return gone
 
     def stop(self) -> None:
         with _LOCAL_LOCK:

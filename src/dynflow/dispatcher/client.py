@@ -26,7 +26,7 @@ from dynflow.connector.messages import (
     Request,
     Response,
 )
-from dynflow.coordinator import Coordinator
+from dynflow.coordinator import EXECUTION_LOCK, Coordinator, WorldRecord
 from dynflow.errors import ConfigurationError, DynflowError, ExecutionError, NotFound
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 #: seconds an execution request survives its receiver's death, for another executor
 #: to take the plan over and answer it
 TAKE_OVER_GRACE = 60.0
+#: seconds the list of registered worlds is reused to pick executors (a request that
+#: reaches a world gone meanwhile is sent again, see ``ClientDispatcher.check``)
+WORLDS_TTL = 1.0
 
 
 class RemoteError(DynflowError):
@@ -46,6 +49,10 @@ class _Pending:
     receiver_id: str
     request: Request
     deadline: float | None
+    #: the queues the receiver must serve (execution requests)
+    queues: frozenset[str] = frozenset()
+    #: the receiver asked for: a world id or ``ANY_EXECUTOR``
+    wanted: str = ANY_EXECUTOR
     #: when its receiver was found gone (an execution may be taken over meanwhile)
     orphaned_at: float | None = None
 
@@ -60,6 +67,8 @@ class ClientDispatcher:
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._round_robin = itertools.count()
+        self._worlds: list[WorldRecord] = []
+        self._worlds_at = -WORLDS_TTL
 
     def request(
         self,
@@ -76,32 +85,73 @@ class ClientDispatcher:
         registered world fails the future at once.
         """
         future: Future[Any] = Future()
-        try:
-            target = self._resolve(receiver_id, queues)
-        except DynflowError as exc:
-            future.set_exception(exc)
-            return future
-        request_id = str(uuid.uuid4())
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            self._pending[request_id] = _Pending(future, target, request, deadline)
-        try:
-            self.connector.send(Envelope(self.world_id, target, request_id, request))
-        except Exception as exc:
-            self._finish(request_id, error=exc)
+        pending = _Pending(future, receiver_id, request, deadline, queues, receiver_id)
+        self._dispatch(str(uuid.uuid4()), pending, frozenset())
         return future
 
-    def pick_executor(self, queues: frozenset[str]) -> str:
-        """The next live executor world serving ``queues`` (round robin)."""
-        return self._resolve(ANY_EXECUTOR, queues)
+    def _dispatch(self, request_id: str, pending: _Pending, avoid: frozenset[str]) -> bool:
+        """Send a pending request (``ANY_EXECUTOR``: not to one of ``avoid``); False, and
+        the future failed, when it cannot be sent."""
 
-    def _resolve(self, receiver_id: str, queues: frozenset[str]) -> str:
-        worlds = self.coordinator.find_worlds(active_executors_only=receiver_id == ANY_EXECUTOR)
-        if receiver_id != ANY_EXECUTOR:
-            if not any(w.id == receiver_id for w in worlds):
+        def envelope(target: str) -> Envelope:
+            pending.receiver_id = target
+            with self._lock:  # before sending: the answer may come at once
+                self._pending[request_id] = pending
+            return Envelope(self.world_id, target, request_id, pending.request)
+
+        try:
+            if pending.wanted == ANY_EXECUTOR:
+                self.send_to_executor(envelope, pending.queues, avoid)
+            else:
+                self.connector.send(envelope(self._resolve(pending.wanted, pending.queues)))
+        except Exception as exc:
+            with self._lock:
+                self._pending.pop(request_id, None)
+            if not pending.future.done():
+                pending.future.set_exception(exc)
+            return False
+        return True
+
+    def send_to_executor(
+        self,
+        envelope: Callable[[str], Envelope],
+        queues: frozenset[str],
+        avoid: frozenset[str] = frozenset(),
+    ) -> str:
+        """Send ``envelope(target)`` to the next live executor world serving ``queues``
+        (round robin), to another one when the first turns out gone; the target.
+
+        Raises :class:`ConfigurationError` when no executor serves the queues.
+        """
+        while True:
+            target = self._resolve(ANY_EXECUTOR, queues, avoid)
+            try:
+                self.connector.send(envelope(target))
+                return target
+            except NotFound:  # left since the list was read: read it again
+                avoid |= {target}
+                self._worlds_at = -WORLDS_TTL
+
+    def update_worlds(self, worlds: list[WorldRecord]) -> None:
+        """The registered worlds, just read: reused for picking executors for a while."""
+        self._worlds, self._worlds_at = worlds, time.monotonic()
+
+    def _registered(self, fresh: bool) -> list[WorldRecord]:
+        if fresh or time.monotonic() - self._worlds_at > WORLDS_TTL:
+            self.update_worlds(self.coordinator.find_worlds())
+        return self._worlds
+
+    def _resolve(
+        self, receiver_id: str, queues: frozenset[str], avoid: frozenset[str] = frozenset()
+    ) -> str:
+        if receiver_id != ANY_EXECUTOR:  # never judged on a list that may be old
+            if not any(w.id == receiver_id for w in self._registered(fresh=True)):
                 raise NotFound(f"world {receiver_id} is not registered (is it running?)")
             return receiver_id
-        candidates = [w.id for w in worlds if queues <= set(w.queues)]
+        candidates = self._executors(queues, avoid, fresh=False) or self._executors(
+            queues, avoid, fresh=True
+        )
         if not candidates:
             raise ConfigurationError(
                 "no executor world is running"
@@ -109,6 +159,13 @@ class ClientDispatcher:
                 + ": start one with `dynflow executor --database-url URL --import MODULE`"
             )
         return candidates[next(self._round_robin) % len(candidates)]
+
+    def _executors(self, queues: frozenset[str], avoid: frozenset[str], fresh: bool) -> list[str]:
+        return [
+            w.id
+            for w in self._registered(fresh)
+            if w.executor and w.id not in avoid and queues <= set(w.queues)
+        ]
 
     def receive(self, envelope: Envelope) -> None:
         """A response arrived."""
@@ -144,6 +201,8 @@ class ClientDispatcher:
                     )
             elif not is_alive(pending.receiver_id):
                 if isinstance(pending.request, Execution):
+                    if self._send_again(request_id, pending):
+                        continue
                     # the world invalidating the dead one hands the plan to an executor
                     # that answers this very request: give it time to do so
                     pending.orphaned_at = pending.orphaned_at or now
@@ -156,6 +215,30 @@ class ClientDispatcher:
                         f"{type(pending.request).__name__}"
                     ),
                 )
+
+    def _send_again(self, request_id: str, pending: _Pending) -> bool:
+        """An execution request whose receiver went away before taking the plan (this
+        world still holds the plan's lock) goes to another executor, as a new request
+        (an answer from the first receiver, if it comes after all, is ignored)."""
+        assert isinstance(pending.request, Execution)
+        if pending.wanted != ANY_EXECUTOR:
+            return False
+        plan_id = pending.request.execution_plan_id
+        locks = self.coordinator.find_locks(lock_class=EXECUTION_LOCK, id=plan_id)
+        if not any(lock.owner_id == self.world_id for lock in locks):
+            return False
+        with self._lock:
+            if self._pending.pop(request_id, None) is None:
+                return True  # answered meanwhile
+        gone = pending.receiver_id
+        if self._dispatch(str(uuid.uuid4()), pending, frozenset([gone])):
+            log.warning(
+                "world %s went away before taking plan %s: sent it to world %s",
+                gone,
+                plan_id,
+                pending.receiver_id,
+            )
+        return True
 
     def pending_receivers(self) -> set[str]:
         with self._lock:

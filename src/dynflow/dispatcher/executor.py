@@ -92,7 +92,4 @@ class ExecutorDispatcher:
 
     def _respond(self, envelope: Envelope, response: Response) -> None:
         reply = Envelope(self.world.id, envelope.sender_id, envelope.request_id, response)
-        try:
-            self.world.connector.send(reply)
-        except Exception:
-            log.exception("cannot answer %s", envelope.sender_id)
+        self.world.remote.outbox.post(reply)

@@ -202,7 +202,16 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
-        """A connection for reads."""
+        """A connection for reads.
+
+        On PostgreSQL without BEGIN and COMMIT: in READ COMMITTED every statement
+        reads its own snapshot anyway, so a read transaction would only add two round
+        trips (and the driver switches to autocommit without one).
+        """
+        if self.dialect.single_statement_writes:
+            with self._errors(), self.reader.connect() as connection:
+                yield connection.execution_options(isolation_level="AUTOCOMMIT")
+            return
         if self._shared:
             with self.write() as connection:
                 yield connection
