@@ -172,22 +172,6 @@ class Coordinator:
             holder = self.find_locks(lock_class=lock_class, id=lock_id)
             raise LockTaken(lock_class, lock_id, holder[0].owner_id if holder else None) from None
 
-    def take_over(
-        self, lock_class: str, lock_id: str, from_owner: str, data: Mapping[str, Any] | None = None
-    ) -> bool:
-        """Move a lock held by ``from_owner`` to this world; False if it does not hold it."""
-        with self.db.write_statement() as connection:
-            result = connection.execute(
-                sa.update(records)
-                .where(
-                    records.c["class"] == lock_class,
-                    records.c.id == lock_id,
-                    records.c.owner_id == from_owner,
-                )
-                .values(owner_id=self.world_id, data=dict(data or {}))
-            )
-        return bool(result.rowcount)
-
     def release(self, lock_class: str, lock_id: str) -> None:
         with self.db.write_statement() as connection:
             connection.execute(

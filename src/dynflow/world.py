@@ -308,17 +308,21 @@ class World:
         """Take the plan's execution lock (from ``take_over_from``, the client world that
         holds it while handing the plan over, if it does) and load the plan; it must be
         in an ``allowed`` state."""
+        moved, plan = False, None
         try:
-            if take_over_from is None or not self.coordinator.take_over(
-                EXECUTION_LOCK, plan_id, take_over_from, lock_data
-            ):
+            if take_over_from is not None:
+                moved, plan = self.persistence.take_over_plan(
+                    plan_id, take_over_from, self.id, lock_data or {}
+                )
+            if not moved:
                 self.coordinator.acquire(EXECUTION_LOCK, plan_id, lock_data)
         except LockTaken as exc:
             raise ExecutionError(
                 f"execution plan {plan_id} is already running in world {exc.owner_id}"
             ) from None
         try:
-            plan = self.persistence.load_execution_plan(plan_id)
+            if plan is None:
+                plan = self.persistence.load_execution_plan(plan_id)
             if plan.state not in allowed:
                 raise ExecutionError(
                     f"execution plan {plan_id} is {plan.state}/{plan.result}: "

@@ -304,6 +304,31 @@ def test_loading_an_unknown_plan_raises_not_found(persistence: Persistence) -> N
     assert issubclass(NotFound, DynflowError)
 
 
+def test_take_over_plan_moves_only_a_lock_held_by_the_given_owner(
+    persistence: Persistence, reader: Persistence
+) -> None:
+    client, executor, other = (str(uuid.uuid4()) for _ in range(3))
+    plan_id = store_plan(persistence)
+    Coordinator(persistence.db, client).acquire(EXECUTION_LOCK, plan_id)
+    expected = reader.load_execution_plan(plan_id)
+
+    assert persistence.take_over_plan(plan_id, other, executor, {}) == (False, None)
+    moved, plan = persistence.take_over_plan(plan_id, client, executor, {"request_id": "r"})
+
+    assert moved
+    if persistence.db.name == "postgresql":  # read in the same statement
+        assert plan is not None
+        assert_same_plan(plan, expected)
+    else:
+        assert plan is None
+    (lock,) = Coordinator(reader.db, executor).find_locks(lock_class=EXECUTION_LOCK, id=plan_id)
+    assert (lock.owner_id, dict(lock.data)) == (executor, {"request_id": "r"})
+    assert persistence.take_over_plan(plan_id, client, other, {}) == (False, None)
+    missing = str(uuid.uuid4())
+    Coordinator(persistence.db, client).acquire(EXECUTION_LOCK, missing)
+    assert persistence.take_over_plan(missing, client, executor, {}) == (True, None)
+
+
 def test_load_execution_plans_loads_many_whole_in_the_order_asked(
     any_db_url: str, make_world: MakeWorld, reader: Persistence
 ) -> None:

@@ -17,7 +17,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dynflow.persistence.tables import actions, execution_history, execution_plans, steps
+from dynflow.persistence.tables import (
+    actions,
+    coordinator_records,
+    execution_history,
+    execution_plans,
+    steps,
+)
 from dynflow.persistence.types import JSONText, UTCDateTime
 from dynflow.serialization import dumps, loads
 
@@ -40,21 +46,35 @@ def load(connection: sa.Connection, plan_ids: Iterable[str]) -> dict[str, PlanDo
     if not ids:
         return {}
     texts = connection.execute(_statement(), {"ids": dumps(ids)}).scalars()
-    documents = {}
-    for text in texts:
-        document = loads(text)
-        plan = _convert(execution_plans, document["plan"])
-        documents[plan["id"]] = PlanDocument(
-            plan=plan,
-            steps=[_convert(steps, row) for row in document["steps"] or ()],
-            actions=[_convert(actions, row) for row in document["actions"] or ()],
-            history=[_convert(execution_history, row) for row in document["history"] or ()],
-        )
-    return documents
+    return {document.plan["id"]: document for document in map(_parse, texts)}
+
+
+def take_over_and_load(
+    connection: sa.Connection, plan_id: str, from_owner: str, owner: str, data: Row
+) -> tuple[bool, PlanDocument | None]:
+    """Move the plan's execution lock from ``from_owner`` to ``owner`` (with ``data``)
+    and read the plan, in one statement: (moved?, the plan's document if it exists)."""
+    parameters = {"id": plan_id, "from_owner": from_owner, "owner": owner, "data": dumps(data)}
+    row = connection.execute(_take_over_statement(), parameters).first()
+    if row is None:
+        return False, None
+    return True, None if row[0] is None else _parse(row[0])
+
+
+def _parse(text: str) -> PlanDocument:
+    document = loads(text)
+    return PlanDocument(
+        plan=_convert(execution_plans, document["plan"]),
+        steps=[_convert(steps, row) for row in document["steps"] or ()],
+        actions=[_convert(actions, row) for row in document["actions"] or ()],
+        history=[_convert(execution_history, row) for row in document["history"] or ()],
+    )
 
 
 @functools.cache
-def _statement() -> sa.TextClause:
+def _document() -> str:
+    """The document of plan ``p`` (an alias of the plans table), as text."""
+
     def rows(table: sa.Table) -> str:
         return (
             f"(SELECT json_agg({_object(table, 'r')} ORDER BY r.id) FROM {table.name} AS r "
@@ -66,9 +86,25 @@ def _statement() -> sa.TextClause:
         f"'steps', {rows(steps)}, 'actions', {rows(actions)}, "
         f"'history', {rows(execution_history)})"
     )
+    return f"CAST({document} AS text)"
+
+
+@functools.cache
+def _statement() -> sa.TextClause:
     return sa.text(
-        f"SELECT CAST({document} AS text) FROM {execution_plans.name} AS p "
+        f"SELECT {_document()} FROM {execution_plans.name} AS p "
         "WHERE p.id IN (SELECT value FROM json_array_elements_text(CAST(:ids AS json)))"
+    )
+
+
+@functools.cache
+def _take_over_statement() -> sa.TextClause:
+    # the plan's rows are not changed by the update: one snapshot sees them as they are
+    return sa.text(
+        f"WITH t AS (UPDATE {coordinator_records.name} SET owner_id = :owner, data = :data "
+        "WHERE class = 'execution_lock' AND id = :id AND owner_id = :from_owner RETURNING id) "
+        f"SELECT (SELECT {_document()} FROM {execution_plans.name} AS p WHERE p.id = t.id) "
+        "FROM t"
     )
 
 

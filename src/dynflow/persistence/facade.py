@@ -177,16 +177,32 @@ class Persistence:
                 if missing_ok:
                     continue
                 raise NotFound(f"execution plan {plan_id} not found")
-            plan = _plan_from_row(document.plan)
-            plan._details = PlanDetails(
-                steps={r["id"]: _step_from_row(r) for r in document.steps},
-                actions=[_action_from_row(r) for r in document.actions],
-                history=[
-                    HistoryEntry(r["time"], r["name"], r["world_id"]) for r in document.history
-                ],
-            )
-            plans.append(plan)
+            plans.append(_plan_from_document(document))
         return plans
+
+    def take_over_plan(
+        self, plan_id: str, from_owner: str, owner: str, lock_data: Mapping[str, Any]
+    ) -> tuple[bool, ExecutionPlan | None]:
+        """Move the plan's execution lock from ``from_owner`` to ``owner``: (moved?, the
+        plan when it was read in the same statement, on PostgreSQL)."""
+        if self.db.name == "postgresql":
+            with self.db.write_statement() as connection:
+                moved, document = documents.take_over_and_load(
+                    connection, plan_id, from_owner, owner, dict(lock_data)
+                )
+            return moved, None if document is None else _plan_from_document(document)
+        records = coordinator_records
+        with self.db.write() as connection:
+            result = connection.execute(
+                sa.update(records)
+                .where(
+                    records.c["class"] == "execution_lock",
+                    records.c.id == plan_id,
+                    records.c.owner_id == from_owner,
+                )
+                .values(owner_id=owner, data=dict(lock_data))
+            )
+        return bool(result.rowcount), None
 
     def _details(self, connection: sa.Connection, plan_id: str) -> PlanDetails:
         step_rows = connection.execute(
@@ -451,6 +467,16 @@ def _filter_value(column: sa.ColumnElement[Any], value: Any) -> Any:
                 f"filter {column.name!r} needs an integer, got {value!r}"
             ) from None
     return str(value)
+
+
+def _plan_from_document(document: documents.PlanDocument) -> ExecutionPlan:
+    plan = _plan_from_row(document.plan)
+    plan._details = PlanDetails(
+        steps={r["id"]: _step_from_row(r) for r in document.steps},
+        actions=[_action_from_row(r) for r in document.actions],
+        history=[HistoryEntry(r["time"], r["name"], r["world_id"]) for r in document.history],
+    )
+    return plan
 
 
 def _plan_from_row(row: Mapping[Any, Any]) -> ExecutionPlan:
