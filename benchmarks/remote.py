@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -50,6 +51,16 @@ def commits(url: str) -> int:
         engine.dispose()
 
 
+def busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy so far (Linux; 0 elsewhere)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    idle = int(fields[3]) + int(fields[4])  # idle + iowait
+    return (sum(int(f) for f in fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def start_executors(url: str, count: int) -> list[subprocess.Popen[bytes]]:
     command = [sys.executable, "-m", "dynflow.cli.main", "executor", "--database-url", url]
     command += ["--import", "bench_actions"]
@@ -83,6 +94,7 @@ def main() -> None:
             for _ in range(20):
                 client.trigger(OneStep).finished.result(60)
             before = commits(url)
+            busy = busy_seconds()
             started = time.perf_counter()
             with ThreadPoolExecutor(4) as pool:
                 triggered = list(pool.map(lambda _: client.trigger(TenSteps), range(args.plans)))
@@ -92,6 +104,7 @@ def main() -> None:
                 assert plan.result == "success", plan
                 worlds.update(e.world_id for e in plan.execution_history if e.world_id)
             seconds = time.perf_counter() - started
+            busy = busy_seconds() - busy
             steps = args.plans * STEPS
             w1 = {
                 "plans": args.plans,
@@ -100,6 +113,8 @@ def main() -> None:
                 "seconds": round(seconds, 3),
                 "steps_per_s": round(steps / seconds, 1),
                 "commits_per_step": round((commits(url) - before) / steps, 3),
+                # all processes (client, executors, database): what one step costs
+                "machine_cpu_ms_per_step": round(busy * 1000 / steps, 3),
             }
             print(json.dumps({"w1": w1}), flush=True)
             latencies = []

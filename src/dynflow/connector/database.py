@@ -91,11 +91,7 @@ class DatabaseConnector:
         receiver is not a registered world: nobody would ever read it."""
         row = {"receiver_id": envelope.receiver_id, "data": encode(envelope)}
         if self._notify:  # one round trip: the envelope and its wake-up, atomically
-            with self.db.write_statement() as connection:
-                sent = connection.execute(
-                    _PG_SEND, row | {"channel": channel(envelope.receiver_id)}
-                ).all()
-            written = len(sent)
+            written = len(self.db.run(_PG_SEND, row | {"channel": channel(envelope.receiver_id)}))
         else:
             with self.db.write() as connection:
                 written = connection.execute(_SEND, row).rowcount
@@ -113,9 +109,8 @@ class DatabaseConnector:
                 {"n": n, "receiver_id": e.receiver_id, "data": encode(e)}
                 for n, e in enumerate(batch)
             ]
-            with self.db.write_statement() as connection:
-                sent = connection.execute(_PG_SEND_MANY, {"rows": dumps(rows)}).scalars().all()
-            return receivers - set(sent)
+            sent = self.db.run(_PG_SEND_MANY, {"rows": dumps(rows)})
+            return receivers - {r[0] for r in sent}
         registered = sa.select(records.c.id).where(
             records.c["class"] == WORLD, records.c.id.in_(sorted(receivers))
         )
@@ -196,27 +191,24 @@ class DatabaseConnector:
 
     def _claim(self, world_id: str) -> list[tuple[int, str]]:
         if self._notify:  # one statement claims and deletes
-            with self.db.write_statement() as connection:
-                rows = connection.execute(
-                    _PG_CLAIM, {"receiver_id": world_id, "limit": _CLAIM}
-                ).all()
-            return sorted((r.id, r.data) for r in rows)
+            rows = self.db.run(_PG_CLAIM, {"receiver_id": world_id, "limit": _CLAIM})
+            return sorted((r[0], r[1]) for r in rows)
         probe = sa.select(envelopes.c.id).where(envelopes.c.receiver_id == world_id).limit(1)
         with self.db.read() as connection:  # cheap when idle: no write lock taken
             if connection.execute(probe).first() is None:
                 return []
         with self.db.write() as connection:
-            rows = connection.execute(
+            claimed = connection.execute(
                 sa.select(envelopes.c.id, envelopes.c.data)
                 .where(envelopes.c.receiver_id == world_id)
                 .order_by(envelopes.c.id)
                 .limit(_CLAIM)
             ).all()
-            if rows:
+            if claimed:
                 connection.execute(
-                    sa.delete(envelopes).where(envelopes.c.id.in_([r.id for r in rows]))
+                    sa.delete(envelopes).where(envelopes.c.id.in_([r.id for r in claimed]))
                 )
-        return [(r.id, r.data) for r in rows]
+        return [(r.id, r.data) for r in claimed]
 
     def drop_orphans(self) -> int:
         """Delete the envelopes addressed to worlds no longer registered (answers that came

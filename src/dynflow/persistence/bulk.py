@@ -23,6 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from dynflow.persistence.database import Database
 from dynflow.persistence.types import JSONText, UTCDateTime
 from dynflow.serialization import dumps
 
@@ -67,9 +68,7 @@ class Fence:
 Operation = Insert | Update | Delete
 
 
-def write_fenced(
-    connection: sa.Connection, operations: Sequence[Operation], fence: Fence
-) -> set[str]:
+def write_fenced(db: Database, operations: Sequence[Operation], fence: Fence) -> set[str]:
     """PostgreSQL: run the operations in one statement that first share-locks the
     execution locks ``fence.owner`` holds among ``fence.plan_ids`` (so that nobody can
     take them until the commit), writes only rows of those plans (by each operation's
@@ -78,8 +77,7 @@ def write_fenced(
     shape = tuple(_shape(op) for op in operations)
     parameters = {f"rows_{i}": _pg_document(op) for i, op in enumerate(operations)}
     parameters |= {"fence_owner": fence.owner, "fence_ids": dumps(sorted(fence.plan_ids))}
-    rows = connection.execute(_pg_fenced_statement(shape), parameters).all()
-    return {row[0] for row in rows}
+    return {row[0] for row in db.run(_pg_fenced_statement(shape), parameters)}
 
 
 def write(connection: sa.Connection, operations: Sequence[Operation]) -> None:

@@ -8,10 +8,11 @@ PostgreSQL and MySQL/MariaDB use one pooled engine in READ COMMITTED.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +20,29 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
 from dynflow.errors import ConfigurationError, PersistenceError
 
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+Row = tuple[Any, ...]
+
+try:  # the driver's connection errors, for statements run on it directly
+    import psycopg
+
+    _DRIVER_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
+except ImportError:  # pragma: no cover - PostgreSQL support is an extra
+    _DRIVER_ERRORS = ()
+
+
+@functools.cache
+def _driver_sql(statement: sa.TextClause) -> str:
+    """The statement in psycopg's parameter style."""
+    dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
+    return str(statement.compile(dialect=dialect))
 
 
 def safe_url(url: str | URL) -> str:
@@ -200,6 +218,28 @@ class Database:
         with self._errors(), self.writer.connect() as connection:
             yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
+    def run(self, statement: sa.TextClause, parameters: Mapping[str, Any]) -> list[Row]:
+        """PostgreSQL: run one self-contained statement, autocommitted, straight on a
+        pooled driver connection (none of SQLAlchemy's per-statement work: this is for
+        the hot statements of the executor and the connector); its rows as tuples."""
+        sql = _driver_sql(statement)
+        with self._errors():
+            pooled = self.writer.raw_connection()
+            try:
+                driver: Any = pooled.driver_connection
+                driver.autocommit = True
+                try:
+                    cursor = driver.execute(sql, parameters)
+                    return cursor.fetchall() if cursor.description is not None else []
+                finally:
+                    if not driver.closed:
+                        driver.autocommit = False
+            except _DRIVER_ERRORS as exc:
+                pooled.invalidate(exc)  # never handed out again
+                raise
+            finally:
+                pooled.close()  # back to the pool
+
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
         """A connection for reads.
@@ -236,6 +276,8 @@ class Database:
             raise PersistenceError(
                 f"database {safe_url(self.url)} failed: {exc.orig or exc}"
             ) from exc
+        except _DRIVER_ERRORS as exc:  # from ``run``
+            raise PersistenceError(f"database {safe_url(self.url)} failed: {exc}") from exc
 
     def check_connection(self) -> None:
         try:

@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from dynflow.persistence.database import Database
 from dynflow.persistence.tables import (
     actions,
     coordinator_records,
@@ -40,25 +41,25 @@ class PlanDocument:
     history: list[Row]
 
 
-def load(connection: sa.Connection, plan_ids: Iterable[str]) -> dict[str, PlanDocument]:
+def load(db: Database, plan_ids: Iterable[str]) -> dict[str, PlanDocument]:
     """The documents of the plans among ``plan_ids`` that exist, by id."""
     ids = sorted(set(plan_ids))
     if not ids:
         return {}
-    texts = connection.execute(_statement(), {"ids": dumps(ids)}).scalars()
-    return {document.plan["id"]: document for document in map(_parse, texts)}
+    rows = db.run(_statement(), {"ids": dumps(ids)})
+    return {document.plan["id"]: document for document in (_parse(r[0]) for r in rows)}
 
 
 def take_over_and_load(
-    connection: sa.Connection, plan_id: str, from_owner: str, owner: str, data: Row
+    db: Database, plan_id: str, from_owner: str, owner: str, data: Row
 ) -> tuple[bool, PlanDocument | None]:
     """Move the plan's execution lock from ``from_owner`` to ``owner`` (with ``data``)
     and read the plan, in one statement: (moved?, the plan's document if it exists)."""
     parameters = {"id": plan_id, "from_owner": from_owner, "owner": owner, "data": dumps(data)}
-    row = connection.execute(_take_over_statement(), parameters).first()
-    if row is None:
+    rows = db.run(_take_over_statement(), parameters)
+    if not rows:
         return False, None
-    return True, None if row[0] is None else _parse(row[0])
+    return True, None if rows[0][0] is None else _parse(rows[0][0])
 
 
 def _parse(text: str) -> PlanDocument:

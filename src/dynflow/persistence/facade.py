@@ -121,8 +121,7 @@ class Persistence:
             return set()
         if self.db.dialect.single_statement_writes:
             fence = bulk.Fence(owner, frozenset(plan_ids))
-            with self.db.write_statement() as connection:
-                held = bulk.write_fenced(connection, _operations(changes), fence)
+            held = bulk.write_fenced(self.db, _operations(changes), fence)
             return plan_ids - held
         with self.db.write() as connection:
             query = (
@@ -168,8 +167,7 @@ class Persistence:
         return found
 
     def _load_documents(self, ids: list[str], missing_ok: bool = False) -> list[ExecutionPlan]:
-        with self.db.read() as connection:
-            loaded = documents.load(connection, ids)
+        loaded = documents.load(self.db, ids)
         plans = []
         for plan_id in ids:
             document = loaded.get(plan_id)
@@ -186,10 +184,9 @@ class Persistence:
         """Move the plan's execution lock from ``from_owner`` to ``owner``: (moved?, the
         plan when it was read in the same statement, on PostgreSQL)."""
         if self.db.name == "postgresql":
-            with self.db.write_statement() as connection:
-                moved, document = documents.take_over_and_load(
-                    connection, plan_id, from_owner, owner, dict(lock_data)
-                )
+            moved, document = documents.take_over_and_load(
+                self.db, plan_id, from_owner, owner, dict(lock_data)
+            )
             return moved, None if document is None else _plan_from_document(document)
         records = coordinator_records
         with self.db.write() as connection:

@@ -76,7 +76,6 @@ steps = sa.Table(
     sa.Column("real_time", DOUBLE, nullable=False),
     sa.Column("progress_done", DOUBLE, nullable=False),
     sa.Column("progress_weight", DOUBLE, nullable=False),
-    sa.Index("ix_dynflow_steps_state", "state"),
     **MYSQL,
 )
 
