@@ -275,19 +275,25 @@ class World:
         return self.executor.execute(plan)
 
     def _execute_here(
-        self, plan_id: str, client_world_id: str, request_id: str
-    ) -> Future[ExecutionPlan]:
+        self, plan_id: str, client_world_id: str, request_id: str, accepted: str | None = None
+    ) -> tuple[Future[ExecutionPlan], bool]:
         """An execution request from another world: run (or resume) the plan here; the
-        execution lock records who asked."""
+        execution lock records who asked. ``accepted`` (an answer's text) is written as
+        the lock moves from the client, where the database can: (future, answered?)."""
+        requester = {"client_world_id": client_world_id, "request_id": request_id}
+        answered = False
         try:
             executor = self._require_executor()
-            requester = {"client_world_id": client_world_id, "request_id": request_id}
-            plan = self._locked_plan(plan_id, RECOVERABLE, requester, client_world_id)
+            reply = None if accepted is None else (client_world_id, accepted)
+            moved, plan, answered = self.persistence.take_over_plan(
+                plan_id, client_world_id, self.id, requester, reply
+            )
+            plan = self._locked_plan(plan_id, RECOVERABLE, requester, (moved, plan))
         except DynflowError as exc:
-            return _failed(exc)
+            return _failed(exc), answered
         if plan.state is PlanState.RUNNING:  # its executor died: recover it here
-            return executor.recover(plan, last_executor(plan), True)
-        return executor.execute(plan)
+            return executor.recover(plan, last_executor(plan), True), answered
+        return executor.execute(plan), answered
 
     def ping(self, world_id: str, timeout: float = 5.0) -> Future[bool]:
         """True when ``world_id`` answers in time, False when it does not; a world id
@@ -303,17 +309,12 @@ class World:
         plan_id: str,
         allowed: tuple[PlanState, ...],
         lock_data: dict[str, Any] | None = None,
-        take_over_from: str | None = None,
+        taken: tuple[bool, ExecutionPlan | None] = (False, None),
     ) -> ExecutionPlan:
-        """Take the plan's execution lock (from ``take_over_from``, the client world that
-        holds it while handing the plan over, if it does) and load the plan; it must be
-        in an ``allowed`` state."""
-        moved, plan = False, None
+        """Take the plan's execution lock, unless it was ``taken`` over already (then
+        maybe with the plan read), and load the plan; it must be in an ``allowed`` state."""
+        moved, plan = taken
         try:
-            if take_over_from is not None:
-                moved, plan = self.persistence.take_over_plan(
-                    plan_id, take_over_from, self.id, lock_data or {}
-                )
             if not moved:
                 self.coordinator.acquire(EXECUTION_LOCK, plan_id, lock_data)
         except LockTaken as exc:

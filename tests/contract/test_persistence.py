@@ -29,6 +29,7 @@ from dynflow.execution_plan.builder import PlanBuilder
 from dynflow.persistence import Persistence
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.tables import actions as actions_table
+from dynflow.persistence.tables import envelopes
 from dynflow.serialization import ref_marker
 
 MakeWorld = Callable[..., World]
@@ -311,22 +312,35 @@ def test_take_over_plan_moves_only_a_lock_held_by_the_given_owner(
     plan_id = store_plan(persistence)
     Coordinator(persistence.db, client).acquire(EXECUTION_LOCK, plan_id)
     expected = reader.load_execution_plan(plan_id)
+    reply = (client, '{"an": "answer"}')
+    postgresql = persistence.db.name == "postgresql"
 
-    assert persistence.take_over_plan(plan_id, other, executor, {}) == (False, None)
-    moved, plan = persistence.take_over_plan(plan_id, client, executor, {"request_id": "r"})
+    assert persistence.take_over_plan(plan_id, other, executor, {}, reply) == (False, None, False)
+    assert _replies(reader, client) == []
+    moved, plan, replied = persistence.take_over_plan(
+        plan_id, client, executor, {"request_id": "r"}, reply
+    )
 
     assert moved
-    if persistence.db.name == "postgresql":  # read in the same statement
+    assert replied is postgresql  # elsewhere the caller sends the reply itself
+    assert _replies(reader, client) == (['{"an": "answer"}'] if postgresql else [])
+    if postgresql:  # read in the same statement
         assert plan is not None
         assert_same_plan(plan, expected)
     else:
         assert plan is None
     (lock,) = Coordinator(reader.db, executor).find_locks(lock_class=EXECUTION_LOCK, id=plan_id)
     assert (lock.owner_id, dict(lock.data)) == (executor, {"request_id": "r"})
-    assert persistence.take_over_plan(plan_id, client, other, {}) == (False, None)
+    assert persistence.take_over_plan(plan_id, client, other, {}) == (False, None, False)
     missing = str(uuid.uuid4())
     Coordinator(persistence.db, client).acquire(EXECUTION_LOCK, missing)
-    assert persistence.take_over_plan(missing, client, executor, {}) == (True, None)
+    assert persistence.take_over_plan(missing, client, executor, {}) == (True, None, False)
+
+
+def _replies(reader: Persistence, receiver_id: str) -> list[str]:
+    query = sa.select(envelopes.c.data).where(envelopes.c.receiver_id == receiver_id)
+    with reader.db.read() as connection:
+        return list(connection.execute(query.order_by(envelopes.c.id)).scalars())
 
 
 def test_load_execution_plans_loads_many_whole_in_the_order_asked(

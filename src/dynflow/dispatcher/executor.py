@@ -20,6 +20,7 @@ from dynflow.connector.messages import (
     Pong,
     Response,
     Status,
+    encode,
 )
 from dynflow.executor.core import LockLost
 
@@ -42,8 +43,12 @@ class ExecutorDispatcher:
                 running = self.world.executor is not None and self.world.executor.running(plan_id)
                 self._respond(envelope, ExecutionStatus(plan_id, running))
             case Execution(plan_id):
-                future = self.world._execute_here(plan_id, envelope.sender_id, envelope.request_id)
-                self._respond(envelope, Accepted())
+                accepted = self._reply(envelope, Accepted())
+                future, answered = self.world._execute_here(
+                    plan_id, envelope.sender_id, envelope.request_id, encode(accepted)
+                )
+                if not answered:
+                    self.world.remote.outbox.post(accepted)
                 self._when_done(envelope, future, lambda plan: plan.id, unless=LockLost)
             case Event(plan_id, step_id, payload, optional):
                 self._when_done(
@@ -91,5 +96,7 @@ class ExecutorDispatcher:
         future.add_done_callback(answer)
 
     def _respond(self, envelope: Envelope, response: Response) -> None:
-        reply = Envelope(self.world.id, envelope.sender_id, envelope.request_id, response)
-        self.world.remote.outbox.post(reply)
+        self.world.remote.outbox.post(self._reply(envelope, response))
+
+    def _reply(self, envelope: Envelope, response: Response) -> Envelope:
+        return Envelope(self.world.id, envelope.sender_id, envelope.request_id, response)

@@ -21,6 +21,7 @@ from dynflow.persistence.database import Database
 from dynflow.persistence.tables import (
     actions,
     coordinator_records,
+    envelopes,
     execution_history,
     execution_plans,
     steps,
@@ -51,12 +52,24 @@ def load(db: Database, plan_ids: Iterable[str]) -> dict[str, PlanDocument]:
 
 
 def take_over_and_load(
-    db: Database, plan_id: str, from_owner: str, owner: str, data: Row
+    db: Database,
+    plan_id: str,
+    from_owner: str,
+    owner: str,
+    data: Row,
+    reply: tuple[str, str] | None = None,
 ) -> tuple[bool, PlanDocument | None]:
     """Move the plan's execution lock from ``from_owner`` to ``owner`` (with ``data``)
-    and read the plan, in one statement: (moved?, the plan's document if it exists)."""
+    and read the plan, in one statement: (moved?, the plan's document if it exists).
+
+    ``reply`` (receiver id, envelope text) is written with the move, if it happens,
+    without a wake-up: the receiver reads it with its next envelopes.
+    """
     parameters = {"id": plan_id, "from_owner": from_owner, "owner": owner, "data": dumps(data)}
-    rows = db.run(_take_over_statement(), parameters)
+    statement = _take_over_statement(reply is not None)
+    if reply is not None:
+        parameters |= {"reply_to": reply[0], "reply": reply[1]}
+    rows = db.run(statement, parameters)
     if not rows:
         return False, None
     return True, None if rows[0][0] is None else _parse(rows[0][0])
@@ -99,11 +112,17 @@ def _statement() -> sa.TextClause:
 
 
 @functools.cache
-def _take_over_statement() -> sa.TextClause:
+def _take_over_statement(reply: bool) -> sa.TextClause:
     # the plan's rows are not changed by the update: one snapshot sees them as they are
+    replied = (
+        f", r AS (INSERT INTO {envelopes.name} (receiver_id, data) SELECT :reply_to, :reply FROM t)"
+        if reply
+        else ""
+    )
     return sa.text(
         f"WITH t AS (UPDATE {coordinator_records.name} SET owner_id = :owner, data = :data "
-        "WHERE class = 'execution_lock' AND id = :id AND owner_id = :from_owner RETURNING id) "
+        "WHERE class = 'execution_lock' AND id = :id AND owner_id = :from_owner RETURNING id)"
+        f"{replied} "
         f"SELECT (SELECT {_document()} FROM {execution_plans.name} AS p WHERE p.id = t.id) "
         "FROM t"
     )

@@ -179,15 +179,22 @@ class Persistence:
         return plans
 
     def take_over_plan(
-        self, plan_id: str, from_owner: str, owner: str, lock_data: Mapping[str, Any]
-    ) -> tuple[bool, ExecutionPlan | None]:
+        self,
+        plan_id: str,
+        from_owner: str,
+        owner: str,
+        lock_data: Mapping[str, Any],
+        reply: tuple[str, str] | None = None,
+    ) -> tuple[bool, ExecutionPlan | None, bool]:
         """Move the plan's execution lock from ``from_owner`` to ``owner``: (moved?, the
-        plan when it was read in the same statement, on PostgreSQL)."""
+        plan when it was read in the same statement, replied?). On PostgreSQL the plan
+        is read, and ``reply`` (receiver id, envelope text) written, with the move."""
         if self.db.name == "postgresql":
             moved, document = documents.take_over_and_load(
-                self.db, plan_id, from_owner, owner, dict(lock_data)
+                self.db, plan_id, from_owner, owner, dict(lock_data), reply
             )
-            return moved, None if document is None else _plan_from_document(document)
+            plan = None if document is None else _plan_from_document(document)
+            return moved, plan, moved and reply is not None
         records = coordinator_records
         with self.db.write() as connection:
             result = connection.execute(
@@ -199,7 +206,7 @@ class Persistence:
                 )
                 .values(owner_id=owner, data=dict(lock_data))
             )
-        return bool(result.rowcount), None
+        return bool(result.rowcount), None, False
 
     def _details(self, connection: sa.Connection, plan_id: str) -> PlanDetails:
         step_rows = connection.execute(
