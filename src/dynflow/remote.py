@@ -30,7 +30,9 @@ from dynflow.dispatcher.executor import ExecutorDispatcher
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.execution_plan.states import Phase
+from dynflow.persistence import documents
 from dynflow.persistence.database import Database
+from dynflow.persistence.facade import plan_from_document
 
 if TYPE_CHECKING:
     from dynflow.world import World
@@ -107,7 +109,16 @@ class Remote:
             queues = plan_queues(plan)
         done = self.client.request(ANY_EXECUTOR, Execution(plan_id), queues=queues)
         done.add_done_callback(lambda f: self._handed_over(plan_id, f))
-        return then(done, lambda _: self.world.persistence.find_execution_plan(plan_id))
+        return then(done, lambda answer: self._finished_plan(plan_id, answer))
+
+    def _finished_plan(self, plan_id: str, answer: Any) -> ExecutionPlan:
+        """The plan an executor answered with (see ``documents.plan_answer``), or read."""
+        if isinstance(answer, dict) and answer.get("id") == plan_id:
+            try:
+                return plan_from_document(documents.from_json(answer["document"]))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                log.warning("plan %s came malformed (%r): reading it instead", plan_id, exc)
+        return self.world.persistence.find_execution_plan(plan_id)
 
     def _handed_over(self, plan_id: str, request: Future[Any]) -> None:
         """A failed hand-over leaves no lock of this world behind: the plan waits for
@@ -146,7 +157,9 @@ class Remote:
 
         def answer(done: Future[Any]) -> None:
             error = done.exception()
-            reply: Response = Done(done.result().id) if error is None else Failed(str(error))
+            reply: Response = (
+                Done(documents.plan_answer(done.result())) if error is None else Failed(str(error))
+            )
             self.outbox.post(Envelope(self.world.id, client, request_id, reply))
 
         future.add_done_callback(answer)

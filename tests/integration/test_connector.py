@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dynflow import Action, NotFound, PlanResult, World
+from dynflow import Action, ExecutionPlan, NotFound, PlanResult, PlanState, World
 from dynflow.connector.database import DatabaseConnector
 from dynflow.connector.messages import Envelope, Ping, Status, decode
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
 from dynflow.persistence.tables import envelopes
+from tests.contract.test_persistence import assert_same_plan
 from tests.support import eventually
 
 MakeWorld = Callable[..., World]
@@ -114,3 +115,39 @@ def test_an_execution_whose_executor_leaves_before_taking_it_goes_to_another(
 
     assert plan.result is PlanResult.SUCCESS
     assert plan.entry_action.output["world_id"] == executor.id
+
+
+class Fails(Action):
+    def plan(self, size: int = 0) -> None:
+        with self.sequence():
+            self.plan_action(WhereAmI)
+            self.plan_self(size=size)
+
+    def run(self, event: Any = None) -> None:
+        self.output["blob"] = "x" * self.input["size"]
+        raise ValueError("failed on purpose")
+
+
+@pytest.mark.parametrize("size", [0, 100_000])
+def test_the_finished_plan_comes_in_the_answer_unless_it_is_big(
+    db_url: str, make_world: MakeWorld, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    client = _client(db_url, make_world)
+    executor = make_world(db_url, connector="database")
+    reads: list[str] = []
+    original = client.persistence.find_execution_plan
+
+    def spy(plan_id: str) -> ExecutionPlan:
+        reads.append(plan_id)
+        return original(plan_id)
+
+    monkeypatch.setattr(client.persistence, "find_execution_plan", spy)
+
+    plan = client.trigger(Fails, size=size).finished.result(TIMEOUT)
+
+    assert (plan.state, plan.result) == (PlanState.PAUSED, PlanResult.ERROR)
+    assert plan.errors[0].message == "failed on purpose"
+    assert plan.execution_history[-1].world_id == executor.id
+    # exactly what the database holds, timings, errors and outputs included
+    assert_same_plan(plan, client.persistence.load_execution_plan(plan.id))
+    assert reads == ([] if size == 0 else [plan.id])  # a big plan is read instead

@@ -204,7 +204,9 @@ def test_a_plan_executed_by_two_clients_at_once_runs_once(
     assert isinstance(lock.data["request_id"], str)
     gate.touch()
     (accepted,) = [f for f in futures if f is not refused]
-    assert accepted.result(TIMEOUT) == plan.id
+    answer = accepted.result(TIMEOUT)  # the finished plan, whole
+    assert answer["id"] == plan.id
+    assert answer["document"]["plan"]["state"] == "stopped"
 
     finished = one.persistence.load_execution_plan(plan.id)
     assert (finished.state, finished.result) == (PlanState.STOPPED, PlanResult.SUCCESS)

@@ -23,6 +23,7 @@ from dynflow.connector.messages import (
     encode,
 )
 from dynflow.executor.core import LockLost
+from dynflow.persistence.documents import plan_answer
 
 if TYPE_CHECKING:
     from dynflow.world import World
@@ -49,7 +50,7 @@ class ExecutorDispatcher:
                 )
                 if not answered:
                     self.world.remote.outbox.post(accepted)
-                self._when_done(envelope, future, lambda plan: plan.id, unless=LockLost)
+                self._when_done(envelope, future, plan_answer, unless=LockLost)
             case Event(plan_id, step_id, payload, optional):
                 self._when_done(
                     envelope,

@@ -17,6 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from dynflow import flows
+from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.persistence.database import Database
 from dynflow.persistence.tables import (
     actions,
@@ -30,6 +32,9 @@ from dynflow.persistence.types import JSONText, UTCDateTime
 from dynflow.serialization import dumps, loads
 
 Row = dict[str, Any]
+
+#: characters of JSON up to which a finished plan travels whole in an answer
+PLAN_ANSWER_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -75,14 +80,100 @@ def take_over_and_load(
     return True, None if rows[0][0] is None else _parse(rows[0][0])
 
 
-def _parse(text: str) -> PlanDocument:
-    document = loads(text)
+def to_json(plan: ExecutionPlan) -> dict[str, Any]:
+    """The document of a plan in memory, as JSON values: what :func:`load` would read
+    for it once its changes are committed (e.g. to hand a finished plan to another
+    world without it reading the database)."""
+    stamp = _iso
+    return {
+        "plan": {
+            "id": plan.id,
+            "label": plan.label,
+            "state": str(plan.state),
+            "result": str(plan.result),
+            "started_at": stamp(plan.started_at),
+            "ended_at": stamp(plan.ended_at),
+            "execution_time": plan.execution_time,
+            "real_time": plan.real_time,
+            "caller_execution_plan_id": plan.caller_execution_plan_id,
+            "caller_action_id": plan.caller_action_id,
+            "data": {
+                "run_flow": None if plan.run_flow is None else flows.to_json(plan.run_flow),
+                "finalize_flow": list(plan.finalize_flow),
+            },
+        },
+        "steps": [
+            {
+                "execution_plan_id": plan.id,
+                "id": s.id,
+                "action_id": s.action_id,
+                "action_class": s.action_class,
+                "phase": str(s.phase),
+                "state": str(s.state),
+                "queue": s.queue,
+                "error": None if s.error is None else s.error.to_json(),
+                "started_at": stamp(s.started_at),
+                "ended_at": stamp(s.ended_at),
+                "execution_time": s.execution_time,
+                "real_time": s.real_time,
+                "progress_done": s.progress_done,
+                "progress_weight": s.progress_weight,
+            }
+            for s in plan.steps.values()
+        ],
+        "actions": [
+            {
+                "execution_plan_id": plan.id,
+                "id": a.id,
+                "action_class": a.action_class,
+                "label": a.label,
+                "input": a.input,
+                "output": a.output,
+                "plan_step_id": a.plan_step_id,
+                "run_step_id": a.run_step_id,
+                "finalize_step_id": a.finalize_step_id,
+                "parent_action_id": a.parent_action_id,
+            }
+            for a in plan.actions
+        ],
+        "history": [
+            {
+                "execution_plan_id": plan.id,
+                "time": stamp(h.time),
+                "name": h.name,
+                "world_id": h.world_id,
+            }
+            for h in plan.execution_history
+        ],
+    }
+
+
+def plan_answer(plan: ExecutionPlan) -> Any:
+    """What an executor answers an execution request with: the finished plan whole,
+    so that the client need not read it (only its id when it is big)."""
+    document = to_json(plan)
+    if len(dumps(document)) > PLAN_ANSWER_LIMIT:
+        return plan.id
+    return {"id": plan.id, "document": document}
+
+
+def from_json(document: dict[str, Any]) -> PlanDocument:
+    """The rows of a document made by :func:`to_json`, freshly parsed (its rows are
+    converted in place)."""
     return PlanDocument(
         plan=_convert(execution_plans, document["plan"]),
         steps=[_convert(steps, row) for row in document["steps"] or ()],
         actions=[_convert(actions, row) for row in document["actions"] or ()],
         history=[_convert(execution_history, row) for row in document["history"] or ()],
     )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).replace(tzinfo=None).isoformat()
+
+
+def _parse(text: str) -> PlanDocument:
+    return from_json(loads(text))
 
 
 @functools.cache

@@ -175,7 +175,7 @@ class Persistence:
                 if missing_ok:
                     continue
                 raise NotFound(f"execution plan {plan_id} not found")
-            plans.append(_plan_from_document(document))
+            plans.append(plan_from_document(document))
         return plans
 
     def take_over_plan(
@@ -193,7 +193,7 @@ class Persistence:
             moved, document = documents.take_over_and_load(
                 self.db, plan_id, from_owner, owner, dict(lock_data), reply
             )
-            plan = None if document is None else _plan_from_document(document)
+            plan = None if document is None else plan_from_document(document)
             return moved, plan, moved and reply is not None
         records = coordinator_records
         with self.db.write() as connection:
@@ -473,7 +473,8 @@ def _filter_value(column: sa.ColumnElement[Any], value: Any) -> Any:
     return str(value)
 
 
-def _plan_from_document(document: documents.PlanDocument) -> ExecutionPlan:
+def plan_from_document(document: documents.PlanDocument) -> ExecutionPlan:
+    """The read model of a plan from its document (see ``documents``)."""
     plan = _plan_from_row(document.plan)
     plan._details = PlanDetails(
         steps={r["id"]: _step_from_row(r) for r in document.steps},

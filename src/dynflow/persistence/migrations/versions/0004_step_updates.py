@@ -22,6 +22,7 @@ def upgrade() -> None:
     op.drop_index("ix_dynflow_steps_state", table_name="dynflow_steps")
     if op.get_context().dialect.name == "postgresql":
         op.execute(f"ALTER TABLE dynflow_steps SET (fillfactor = {STEPS_FILLFACTOR})")
+        op.execute("ALTER TABLE dynflow_envelopes SET (toast_tuple_target = 8160)")
 
 
 def downgrade() -> None:
