@@ -22,6 +22,7 @@ from dynflow.connector.messages import (
     Pong,
     Request,
     Response,
+    encode,
 )
 from dynflow.connector.outbox import Outbox
 from dynflow.coordinator import EXECUTION_LOCK
@@ -108,6 +109,9 @@ class Remote:
                 return failed
             queues = plan_queues(plan)
         done = self.client.request(ANY_EXECUTOR, Execution(plan_id), queues=queues)
+        return self._finished(plan_id, done)
+
+    def _finished(self, plan_id: str, done: Future[Any]) -> Future[Any]:
         done.add_done_callback(lambda f: self._handed_over(plan_id, f))
         return then(done, lambda answer: self._finished_plan(plan_id, answer))
 
@@ -199,6 +203,46 @@ class Remote:
         except Exception:
             log.exception("checking pending requests failed")
         self.world.clock.schedule(CHECK_INTERVAL, self._check)
+
+
+class Handoff:
+    """A client world's execution request written together with the new plan it is
+    for (one statement on PostgreSQL): the executor is picked before the plan is saved.
+    """
+
+    def __init__(self, remote: Remote) -> None:
+        self._remote = remote
+        self._plan: tuple[str, frozenset[str]] | None = None
+        self._request: tuple[str, Envelope, Future[Any]] | None = None
+        #: the finished plan, once it is saved
+        self.future: Future[Any] | None = None
+
+    def envelope(self, plan_id: str, queues: frozenset[str]) -> tuple[str, str] | None:
+        """(receiver id, text) of the request to write with the plan; None when no
+        executor is known (then it is sent after the plan is saved)."""
+        self._plan = (plan_id, queues)
+        self._request = self._remote.client.prepare(Execution(plan_id), queues)
+        if self._request is None:
+            return None
+        envelope = self._request[1]
+        return envelope.receiver_id, encode(envelope)
+
+    def saved(self, written: bool) -> None:
+        """The plan and its lock are saved, the request with them if ``written``."""
+        assert self._plan is not None
+        plan_id, queues = self._plan
+        if self._request is None:
+            self.future = self._remote.execute(plan_id, queues)
+            return
+        request_id, _, done = self._request
+        if not written:  # the executor left since the list was read
+            self._remote.client.resend(request_id)
+        self.future = self._remote._finished(plan_id, done)
+
+    def abandon(self) -> None:
+        """The plan was not saved: the request is never sent."""
+        if self._request is not None:
+            self._remote.client.forget(self._request[0])
 
 
 def plan_queues(plan: ExecutionPlan) -> frozenset[str]:

@@ -53,7 +53,7 @@ from dynflow.persistence import Persistence
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.facade import plan_from_rows
 from dynflow.recovery import RECOVERABLE, Recovery, last_executor
-from dynflow.remote import Remote, connector_kind, make_connector, plan_queues, then
+from dynflow.remote import Handoff, Remote, connector_kind, make_connector, then
 from dynflow.serialization import freeze, to_json_value
 from dynflow.transaction import transaction_adapter
 
@@ -178,8 +178,10 @@ class World:
         if self.executor is None:  # a client world: an executor world runs it
             # the lock, held until an executor takes it over, keeps starting executors
             # from picking the plan up as abandoned while it is on its way
-            plan = self._plan(action_class, args, kwargs, lock=True)
-            return Triggered(plan.id, self.remote.execute(plan.id, plan_queues(plan)))
+            handoff = Handoff(self.remote)
+            plan = self._plan(action_class, args, kwargs, lock=True, handoff=handoff)
+            assert handoff.future is not None
+            return Triggered(plan.id, handoff.future)
         plan = self._plan(action_class, args, kwargs, lock=True)
         return Triggered(plan.id, self.executor.execute(plan))
 
@@ -206,6 +208,7 @@ class World:
         *,
         lock: bool,
         caller: tuple[str, int] | None = None,
+        handoff: Handoff | None = None,
     ) -> ExecutionPlan:
         self._require_alive()
         if not (isinstance(action_class, type) and issubclass(action_class, Action)):
@@ -225,14 +228,26 @@ class World:
         locks = builder.singleton_locks()
         if lock:
             locks.append(self.coordinator.lock_row(EXECUTION_LOCK, builder.id))
+        envelope = None
+        if handoff is not None:  # the execution request is written with the plan
+            queues = frozenset(r["queue"] for r in steps if r["phase"] != Phase.PLAN)
+            envelope = handoff.envelope(builder.id, queues)
         try:
-            self.persistence.save_new_plan(plan_row, actions, steps, locks=locks)
-        except sa.exc.IntegrityError:
+            written = self.persistence.save_new_plan(
+                plan_row, actions, steps, locks=locks, envelope=envelope
+            )
+        except BaseException as exc:
+            if handoff is not None:
+                handoff.abandon()
+            if not isinstance(exc, sa.exc.IntegrityError):
+                raise
             message = self._singleton_conflict(builder.singletons)
             builder.fail_entry(StepError("dynflow.errors.LockTaken", message))
             plan_row, actions, steps = builder.rows(PlanState.STOPPED, PlanResult.ERROR)
             self.persistence.save_new_plan(plan_row, actions, steps)
             raise PlanningFailed(builder.id, message) from None
+        if handoff is not None:
+            handoff.saved(written)
         return plan_from_rows(plan_row, actions, steps)
 
     def _singleton_conflict(self, singletons: list[str]) -> str:

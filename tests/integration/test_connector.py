@@ -11,9 +11,18 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dynflow import Action, ExecutionPlan, NotFound, PlanResult, PlanState, World
+from dynflow import (
+    Action,
+    ExecutionPlan,
+    NotFound,
+    PlanningFailed,
+    PlanResult,
+    PlanState,
+    Singleton,
+    World,
+)
 from dynflow.connector.database import DatabaseConnector
-from dynflow.connector.messages import Envelope, Ping, Status, decode
+from dynflow.connector.messages import Envelope, Execution, Ping, Status, decode
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
 from dynflow.persistence.tables import envelopes
 from tests.contract.test_persistence import assert_same_plan
@@ -151,3 +160,30 @@ def test_the_finished_plan_comes_in_the_answer_unless_it_is_big(
     # exactly what the database holds, timings, errors and outputs included
     assert_same_plan(plan, client.persistence.load_execution_plan(plan.id))
     assert reads == ([] if size == 0 else [plan.id])  # a big plan is read instead
+
+
+class OnlyOne(Singleton, Action):
+    def run(self, event: Any = None) -> None:
+        if event is None:
+            self.suspend()
+
+
+def test_a_refused_plan_sends_nothing_and_leaves_no_request_behind(
+    db_url: str, make_world: MakeWorld
+) -> None:
+    client = _client(db_url, make_world)
+    executor = make_world(db_url, connector="database")
+    first = client.trigger(OnlyOne)
+    eventually(
+        lambda: (
+            client.persistence.load_execution_plan(first.execution_plan_id).state
+            is PlanState.RUNNING
+        )
+    )
+
+    with pytest.raises(PlanningFailed, match="singleton action"):
+        client.trigger(OnlyOne)
+
+    (pending,) = client.remote.client._pending.values()  # only the first plan's request
+    assert pending.request == Execution(first.execution_plan_id)
+    assert _envelopes_for(client, executor.id) == []

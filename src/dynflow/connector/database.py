@@ -20,6 +20,7 @@ from dynflow.connector import Receive
 from dynflow.connector.messages import Envelope, decode, encode
 from dynflow.coordinator import WORLD
 from dynflow.errors import NotFound
+from dynflow.persistence.bulk import channel_sql
 from dynflow.persistence.database import Database
 from dynflow.persistence.tables import coordinator_records as records
 from dynflow.persistence.tables import envelopes
@@ -49,8 +50,7 @@ _PG_SEND_MANY = sa.text(
     "AS x(n integer, receiver_id text, data text) "
     "JOIN dynflow_coordinator_records AS w ON w.class = 'world' AND w.id = x.receiver_id "
     "ORDER BY x.n RETURNING receiver_id) "
-    "SELECT e.receiver_id, pg_notify('dynflow_' || left(replace(e.receiver_id, '-', ''), 40), '') "
-    "FROM e"
+    f"SELECT e.receiver_id, pg_notify({channel_sql('e.receiver_id')}, '') FROM e"
 )
 _PG_CLAIM = sa.text(
     "DELETE FROM dynflow_envelopes WHERE id IN (SELECT id FROM dynflow_envelopes "

@@ -90,6 +90,36 @@ class ClientDispatcher:
         self._dispatch(str(uuid.uuid4()), pending, frozenset())
         return future
 
+    def prepare(
+        self, request: Request, queues: frozenset[str]
+    ) -> tuple[str, Envelope, Future[Any]] | None:
+        """A request to the next executor known to serve ``queues``, for the caller to
+        write (with other writes): (request id, envelope, future); None when no executor
+        is known. If the write fails or finds the receiver gone, call :meth:`resend`
+        or :meth:`forget`."""
+        candidates = self._executors(queues, frozenset(), fresh=False)
+        if not candidates:
+            return None
+        target = candidates[next(self._round_robin) % len(candidates)]
+        request_id = str(uuid.uuid4())
+        pending = _Pending(Future(), target, request, None, queues, ANY_EXECUTOR)
+        with self._lock:
+            self._pending[request_id] = pending
+        return request_id, Envelope(self.world_id, target, request_id, request), pending.future
+
+    def resend(self, request_id: str) -> None:
+        """Send a prepared request that was not written, to another executor."""
+        with self._lock:
+            pending = self._pending.get(request_id)
+        if pending is not None:
+            self._worlds_at = -WORLDS_TTL  # its receiver left: read the list again
+            self._dispatch(request_id, pending, frozenset([pending.receiver_id]))
+
+    def forget(self, request_id: str) -> None:
+        """Drop a prepared request that will never be sent."""
+        with self._lock:
+            self._pending.pop(request_id, None)
+
     def _dispatch(self, request_id: str, pending: _Pending, avoid: frozenset[str]) -> bool:
         """Send a pending request (``ANY_EXECUTOR``: not to one of ``avoid``); False, and
         the future failed, when it cannot be sent."""

@@ -80,6 +80,24 @@ def write_fenced(db: Database, operations: Sequence[Operation], fence: Fence) ->
     return {row[0] for row in db.run(_pg_fenced_statement(shape), parameters)}
 
 
+def channel_sql(world_id: str) -> str:
+    """The SQL of the LISTEN/NOTIFY channel of the world whose id is ``world_id`` (an
+    expression): ``dynflow_`` and the id without dashes, cut to 40 characters."""
+    return f"'dynflow_' || left(replace({world_id}, '-', ''), 40)"
+
+
+def write_and_send(
+    connection: sa.Connection, operations: Sequence[Operation], receiver_id: str, data: str
+) -> bool:
+    """PostgreSQL: run the operations and write one envelope (only for a registered
+    receiver, then with its wake-up) in one statement; True when it was written."""
+    operations = [op for op in operations if op.rows]
+    shape = tuple(_shape(op) for op in operations)
+    parameters: dict[str, Any] = {f"rows_{i}": _pg_document(op) for i, op in enumerate(operations)}
+    parameters |= {"e_receiver": receiver_id, "e_data": data}
+    return bool(connection.execute(_pg_send_statement(shape), parameters).all())
+
+
 def write(connection: sa.Connection, operations: Sequence[Operation]) -> None:
     """Run the operations (in order) inside the connection's transaction."""
     operations = [op for op in operations if op.rows]
@@ -149,6 +167,20 @@ def _pg_statement(shape: tuple[_Shape, ...]) -> sa.TextClause:
         return sa.text(last)
     ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(first))
     return sa.text(f"WITH {ctes} {last}")  # the last operation returns no rows
+
+
+@functools.cache
+def _pg_send_statement(shape: tuple[_Shape, ...]) -> sa.TextClause:
+    parts = [f"w{i} AS ({_pg_part(i, *op[:4], None)})" for i, op in enumerate(shape)]
+    envelope = (
+        "e AS (INSERT INTO dynflow_envelopes (receiver_id, data) SELECT id, :e_data "
+        "FROM dynflow_coordinator_records WHERE class = 'world' AND id = :e_receiver "
+        "RETURNING receiver_id)"
+    )
+    return sa.text(
+        f"WITH {', '.join([*parts, envelope])} "
+        f"SELECT pg_notify({channel_sql('receiver_id')}, '') FROM e"
+    )
 
 
 @functools.cache

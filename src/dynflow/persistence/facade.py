@@ -28,6 +28,7 @@ from dynflow.persistence.delayed import DelayedPlanStore
 from dynflow.persistence.tables import (
     actions,
     coordinator_records,
+    envelopes,
     execution_history,
     execution_plans,
     steps,
@@ -89,8 +90,11 @@ class Persistence:
         step_rows: Sequence[Mapping[str, Any]],
         lock: Mapping[str, Any] | None = None,
         locks: Sequence[Mapping[str, Any]] = (),
-    ) -> None:
-        """Insert a freshly planned plan, with the coordinator locks it takes, at once.
+        envelope: tuple[str, str] | None = None,
+    ) -> bool:
+        """Insert a freshly planned plan, with the coordinator locks it takes, at once;
+        and ``envelope`` (receiver id, text) if its receiver is a registered world
+        (True when written; PostgreSQL wakes the receiver up).
 
         Raises ``sqlalchemy.exc.IntegrityError`` (and writes nothing) when a lock is held.
         """
@@ -101,8 +105,19 @@ class Persistence:
             bulk.Insert(steps, step_rows),
             bulk.Insert(coordinator_records, all_locks),
         ]
+        if envelope is not None and self.db.dialect.single_statement_writes:
+            with self.db.write_statement() as connection:
+                return bulk.write_and_send(connection, operations, *envelope)
         with self.db.write_statement() as connection:
             bulk.write(connection, operations)
+            if envelope is None:
+                return False
+            receiver_id, data = envelope
+            registered = sa.select(coordinator_records.c.id, sa.literal(data, sa.Text)).where(
+                coordinator_records.c["class"] == "world", coordinator_records.c.id == receiver_id
+            )
+            insert = sa.insert(envelopes).from_select(["receiver_id", "data"], registered)
+            return bool(connection.execute(insert).rowcount)
 
     def apply(self, changes: Changes, connection: sa.Connection | None = None) -> None:
         """Write a batch of changes in one transaction."""
