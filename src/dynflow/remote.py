@@ -97,6 +97,11 @@ class Remote:
     ) -> Future[Any]:
         return self.client.request(receiver_id, request, timeout=timeout)
 
+    def handoff(self) -> Handoff | None:
+        """For a new plan's execution request written with the plan: with envelopes in
+        the database only (the direct connector hands them over in memory)."""
+        return Handoff(self) if isinstance(self.connector, DatabaseConnector) else None
+
     def execute(self, plan_id: str, queues: frozenset[str] | None = None) -> Future[Any]:
         """Hand a plan to an executor world serving its queues; the future gets the
         finished plan."""

@@ -53,7 +53,7 @@ from dynflow.persistence import Persistence
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.facade import plan_from_rows
 from dynflow.recovery import RECOVERABLE, Recovery, last_executor
-from dynflow.remote import Handoff, Remote, connector_kind, make_connector, then
+from dynflow.remote import Handoff, Remote, connector_kind, make_connector, plan_queues, then
 from dynflow.serialization import freeze, to_json_value
 from dynflow.transaction import transaction_adapter
 
@@ -178,8 +178,10 @@ class World:
         if self.executor is None:  # a client world: an executor world runs it
             # the lock, held until an executor takes it over, keeps starting executors
             # from picking the plan up as abandoned while it is on its way
-            handoff = Handoff(self.remote)
+            handoff = self.remote.handoff()
             plan = self._plan(action_class, args, kwargs, lock=True, handoff=handoff)
+            if handoff is None:
+                return Triggered(plan.id, self.remote.execute(plan.id, plan_queues(plan)))
             assert handoff.future is not None
             return Triggered(plan.id, handoff.future)
         plan = self._plan(action_class, args, kwargs, lock=True)

@@ -417,9 +417,12 @@ def test_client_world_without_executors_says_how_to_start_one(
         client.recover()
 
 
-def test_client_world_hands_plans_to_an_executor_world(db_url: str, make_world: MakeWorld) -> None:
-    executor = make_world(db_url, connector="database")
-    client = make_world(db_url, executor=False, connector="database")
+@pytest.mark.parametrize("connector", ["database", None])  # None: direct on SQLite
+def test_client_world_hands_plans_to_an_executor_world(
+    db_url: str, make_world: MakeWorld, connector: str | None
+) -> None:
+    executor = make_world(db_url, connector=connector)
+    client = make_world(db_url, executor=False, connector=connector)
     plan = client.trigger(Simple).finished.result(10)
     assert (plan.state, plan.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
     assert {entry.world_id for entry in plan.execution_history} == {executor.id}
