@@ -239,18 +239,17 @@ def _pg_value(table: sa.Table, column: str) -> str:
 
 
 def _pg_document(op: Operation) -> str:
-    encoders = [(c, _encoder(op.table.c[c])) for c in op.rows[0]]
-    return dumps([{c: encode(row[c]) for c, encode in encoders} for row in op.rows])
+    stamps = _timestamp_columns(op.table, tuple(op.rows[0]))
+    rows = [dict(row) for row in op.rows]  # copies: the callers' rows stay as they are
+    for row in rows:
+        for name in stamps:
+            row[name] = _timestamp(row[name])
+    return dumps(rows)
 
 
-def _encoder(column: sa.Column[Any]) -> Any:
-    if isinstance(column.type, UTCDateTime):
-        return _timestamp
-    return _same
-
-
-def _same(value: Any) -> Any:
-    return value
+@functools.cache
+def _timestamp_columns(table: sa.Table, columns: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(c for c in columns if isinstance(table.c[c].type, UTCDateTime))
 
 
 def _timestamp(value: datetime | None) -> str | None:
