@@ -9,7 +9,7 @@ malformed envelope (receivers log it and drop it).
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, TypeAlias
 
 #: receiver id meaning "any live executor world" (resolved round-robin by the sender)
@@ -124,7 +124,9 @@ class Envelope:
 
 
 def encode(envelope: Envelope) -> str:
-    message = {"type": type(envelope.message).__name__, **asdict(envelope.message)}
+    # fields hold JSON values already: no deep copy (``asdict`` would copy a whole plan)
+    fields_ = {f.name: getattr(envelope.message, f.name) for f in fields(envelope.message)}
+    message = {"type": type(envelope.message).__name__, **fields_}
     return json.dumps(
         {
             "sender_id": envelope.sender_id,
