@@ -14,6 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from dynflow.errors import ConfigurationError
 from dynflow.persistence import Persistence, migrate
 from dynflow.persistence.database import Database
 from dynflow.persistence.tables import metadata
@@ -178,3 +179,31 @@ def test_processes_migrating_at_once_all_succeed(fresh_url: str) -> None:
     finally:
         for database in databases:
             database.dispose()
+
+
+def test_postgresql_steps_leave_room_for_updates_and_envelopes_stay_uncompressed() -> None:
+    server_url("postgresql")  # storage options exist on PostgreSQL only
+    name = f"{MIGRATION_DATABASE}_storage"
+    database = Database(_ensure_database(POSTGRES_SERVER, name, fresh=True))
+    try:
+        migrate.upgrade(database)
+        query = sa.text("SELECT relname, reloptions FROM pg_class WHERE relname = ANY(:names)")
+        with database.read() as connection:
+            names = ["dynflow_steps", "dynflow_envelopes"]
+            options = {r[0]: r[1] for r in connection.execute(query, {"names": names})}
+    finally:
+        database.dispose()
+        _drop_database(POSTGRES_SERVER, name)
+    assert options["dynflow_steps"] == ["fillfactor=70"]
+    assert options["dynflow_envelopes"] == ["toast_tuple_target=8160"]
+
+
+def test_run_is_for_postgresql_only(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'run.sqlite3'}")
+    try:
+        with pytest.raises(
+            ConfigurationError, match=r"Database\.run is for PostgreSQL, not sqlite"
+        ):
+            database.run(sa.text("SELECT 1"), {})
+    finally:
+        database.dispose()

@@ -222,6 +222,8 @@ class Database:
         """PostgreSQL: run one self-contained statement, autocommitted, straight on a
         pooled driver connection (none of SQLAlchemy's per-statement work: this is for
         the hot statements of the executor and the connector); its rows as tuples."""
+        if self.dialect.name != "postgresql":
+            raise ConfigurationError(f"Database.run is for PostgreSQL, not {self.dialect.name}")
         sql = _driver_sql(statement)
         with self._errors():
             pooled = self.writer.raw_connection()

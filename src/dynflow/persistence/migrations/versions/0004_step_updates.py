@@ -1,7 +1,8 @@
 """Cheaper step updates: no index on the steps' state (no query reads steps by state,
 and it made every state change write index entries); on PostgreSQL the steps table
 leaves room in its pages so that a step's updates stay on its page (HOT updates
-that write no index entries at all).
+that write no index entries at all), and envelopes up to 8 KB are kept as they are
+(short-lived rows: compressing them costs more than it saves).
 
 Revision ID: 0004
 Revises: 0003
@@ -27,5 +28,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_context().dialect.name == "postgresql":
+        op.execute("ALTER TABLE dynflow_envelopes RESET (toast_tuple_target)")
         op.execute("ALTER TABLE dynflow_steps RESET (fillfactor)")
     op.create_index("ix_dynflow_steps_state", "dynflow_steps", ["state"])
