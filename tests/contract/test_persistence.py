@@ -343,24 +343,6 @@ def _replies(reader: Persistence, receiver_id: str) -> list[str]:
         return list(connection.execute(query.order_by(envelopes.c.id)).scalars())
 
 
-def test_load_execution_plans_loads_many_whole_in_the_order_asked(
-    any_db_url: str, make_world: MakeWorld, reader: Persistence
-) -> None:
-    world = make_world(any_db_url)
-    paused = world.trigger(Deploy, fail=True).finished.result(10)
-    finished = world.trigger(Deploy).finished.result(10)
-    planned = reader.load_execution_plan(store_plan(world.persistence, Greet, "later"))
-    missing = str(uuid.uuid4())
-
-    loaded = reader.load_execution_plans([planned.id, missing, paused.id, finished.id, paused.id])
-
-    assert [p.id for p in loaded] == [planned.id, paused.id, finished.id]
-    for plan, expected in zip(loaded, [planned, paused, finished], strict=True):
-        assert_same_plan(plan, expected)
-    assert loaded[0].execution_history == []
-    assert reader.load_execution_plans([]) == []
-
-
 # -- finding plans ------------------------------------------------------------------
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -159,7 +158,10 @@ class Persistence:
     def load_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
         """The plan with its steps, actions and history; raises :class:`NotFound`."""
         if self.db.name == "postgresql":  # one statement instead of four
-            return self._load_documents([execution_plan_id])[0]
+            document = documents.load(self.db, [execution_plan_id]).get(execution_plan_id)
+            if document is None:
+                raise NotFound(f"execution plan {execution_plan_id} not found")
+            return plan_from_document(document)
         with self.db.read() as connection:
             row = connection.execute(
                 sa.select(execution_plans).where(execution_plans.c.id == execution_plan_id)
@@ -169,29 +171,6 @@ class Persistence:
             plan = _plan_from_row(row._mapping)
             plan._details = self._details(connection, execution_plan_id)
         return plan
-
-    def load_execution_plans(self, execution_plan_ids: Iterable[str]) -> list[ExecutionPlan]:
-        """The plans among ``execution_plan_ids`` that exist, loaded whole."""
-        ids = list(dict.fromkeys(execution_plan_ids))
-        if self.db.name == "postgresql":
-            return self._load_documents(ids, missing_ok=True)
-        found = []
-        for plan_id in ids:
-            with contextlib.suppress(NotFound):
-                found.append(self.load_execution_plan(plan_id))
-        return found
-
-    def _load_documents(self, ids: list[str], missing_ok: bool = False) -> list[ExecutionPlan]:
-        loaded = documents.load(self.db, ids)
-        plans = []
-        for plan_id in ids:
-            document = loaded.get(plan_id)
-            if document is None:
-                if missing_ok:
-                    continue
-                raise NotFound(f"execution plan {plan_id} not found")
-            plans.append(plan_from_document(document))
-        return plans
 
     def take_over_plan(
         self,
