@@ -23,13 +23,20 @@ from dynflow.action.hooks import hooks_of, kinds_for
 from dynflow.action.singleton import SINGLETON_LOCK
 from dynflow.action.sub_plans import SUB_PLAN_FINISHED, WithSubPlans
 from dynflow.clock import ThreadClock
+from dynflow.cluster.connector.messages import CancelPlan as CancelRequest
+from dynflow.cluster.connector.messages import Event as EventRequest
+from dynflow.cluster.connector.messages import Halt as HaltRequest
+from dynflow.cluster.connector.messages import Ping
+from dynflow.cluster.remote import (
+    Handoff,
+    Remote,
+    connector_kind,
+    make_connector,
+    plan_queues,
+    then,
+)
 from dynflow.config import WorldConfig
-from dynflow.connector.messages import CancelPlan as CancelRequest
-from dynflow.connector.messages import Event as EventRequest
-from dynflow.connector.messages import Halt as HaltRequest
-from dynflow.connector.messages import Ping
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
-from dynflow.delayed import DelayedPlans
 from dynflow.errors import (
     ConfigurationError,
     DynflowError,
@@ -52,9 +59,9 @@ from dynflow.middleware import MiddlewareStack
 from dynflow.persistence import Persistence
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.facade import plan_from_rows
-from dynflow.recovery import RECOVERABLE, Recovery, last_executor
-from dynflow.remote import Handoff, Remote, connector_kind, make_connector, plan_queues, then
 from dynflow.serialization import freeze, to_json_value
+from dynflow.services.delayed import DelayedPlans
+from dynflow.services.liveness import RECOVERABLE, Recovery, last_executor
 from dynflow.transaction import transaction_adapter
 
 log = logging.getLogger(__name__)
@@ -537,7 +544,7 @@ class World:
                 self._hook_pool = ThreadPoolExecutor(2, thread_name_prefix="dynflow-hooks")
             self._hook_pool.submit(job)
 
-    # -- recovery (see dynflow.recovery) -----------------------------------------------
+    # -- recovery (see dynflow.services.liveness) -----------------------------------------------
 
     def recover(self) -> int:
         """Pick up plans that no live world executes: those of worlds found dead (see

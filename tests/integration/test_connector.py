@@ -21,8 +21,8 @@ from dynflow import (
     Singleton,
     World,
 )
-from dynflow.connector.database import DatabaseConnector
-from dynflow.connector.messages import Envelope, Execution, Ping, Status, decode
+from dynflow.cluster.connector.database import DatabaseConnector
+from dynflow.cluster.connector.messages import Envelope, Execution, Ping, Status, decode
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
 from dynflow.persistence.tables import envelopes
 from tests.contract.test_persistence import assert_same_plan
@@ -108,7 +108,9 @@ def test_an_executor_gone_since_the_client_looked_is_skipped_at_once(
 def test_an_execution_whose_executor_leaves_before_taking_it_goes_to_another(
     db_url: str, make_world: MakeWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("dynflow.remote.CHECK_INTERVAL", 0.05)  # pending requests: checked often
+    monkeypatch.setattr(
+        "dynflow.cluster.remote.CHECK_INTERVAL", 0.05
+    )  # pending requests: checked often
     client = _client(db_url, make_world)
     silent = _silent_world(client)  # the only executor when the plan is triggered
 

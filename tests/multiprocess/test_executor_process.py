@@ -24,9 +24,9 @@ from dynflow import (
     StepState,
     World,
 )
-from dynflow.connector.messages import Status
+from dynflow.cluster.client_dispatcher import RemoteError
+from dynflow.cluster.connector.messages import Status
 from dynflow.coordinator import Coordinator
-from dynflow.dispatcher.client import RemoteError
 from dynflow.persistence.tables import envelopes
 from tests.conftest import make_url
 from tests.multiprocess.conftest import TIMEOUT, Executors
@@ -191,7 +191,9 @@ def test_plans_go_only_to_executors_serving_their_queues(
 def test_a_world_that_does_not_answer_fails_pings_and_requests(
     make_world: MakeWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("dynflow.remote.CHECK_INTERVAL", 0.02)  # pending requests: checked often
+    monkeypatch.setattr(
+        "dynflow.cluster.remote.CHECK_INTERVAL", 0.02
+    )  # pending requests: checked often
     url = make_url("postgresql", tmp_path)
     client = make_world(url, executor=False)
     # a registered world that never answers, then unregisters

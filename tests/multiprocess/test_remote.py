@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from dynflow import ExecutionError, ExecutionPlan, NotFound, PlanResult, PlanState, StepState, World
-from dynflow.connector.messages import Execution, Status
-from dynflow.dispatcher.client import RemoteError
+from dynflow.cluster.client_dispatcher import RemoteError
+from dynflow.cluster.connector.messages import Execution, Status
 from tests.conftest import make_url
 from tests.multiprocess.conftest import TIMEOUT, ExecutorProcess, Executors
 from tests.multiprocess.remote_actions import Echo, Hold, WaitForEvent

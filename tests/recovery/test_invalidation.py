@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from dynflow import Action, ExecutionError, PlanResult, PlanState, StepState, World
-from dynflow.connector.messages import Envelope, Execution, encode
+from dynflow.cluster.connector.messages import Envelope, Execution, encode
 from dynflow.coordinator import EXECUTION_LOCK, INVALIDATION_LOCK
 from dynflow.persistence.tables import coordinator_records, envelopes, steps
 from tests.integration.test_lifecycle import (

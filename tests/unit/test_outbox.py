@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from dynflow.connector.messages import Done, Envelope
-from dynflow.connector.outbox import Outbox
+from dynflow.cluster.connector.messages import Done, Envelope
+from dynflow.cluster.connector.outbox import Outbox
 from tests.support import eventually
 
 
@@ -80,7 +80,7 @@ def test_a_failed_write_is_tried_again_and_nothing_is_lost(
 def test_stop_writes_what_was_posted_and_answers_to_gone_worlds_are_dropped(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, "dynflow.connector.outbox")
+    caplog.set_level(logging.INFO, "dynflow.cluster.connector.outbox")
     recorder = Recorder(gone=frozenset({"left"}))
     outbox = Outbox(recorder, "outbox-test")
     outbox.start()

@@ -6,7 +6,7 @@ import logging
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from dynflow.connector.messages import (
+from dynflow.cluster.connector.messages import (
     Accepted,
     CancelPlan,
     Done,

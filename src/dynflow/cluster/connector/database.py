@@ -16,8 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dynflow.connector import Receive
-from dynflow.connector.messages import Envelope, decode, encode
+from dynflow.cluster.connector import Receive
+from dynflow.cluster.connector.messages import Envelope, decode, encode
 from dynflow.coordinator import WORLD
 from dynflow.errors import NotFound
 from dynflow.persistence.bulk import channel_sql

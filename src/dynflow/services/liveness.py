@@ -13,7 +13,7 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from dynflow.connector.database import DatabaseConnector
+from dynflow.cluster.connector.database import DatabaseConnector
 from dynflow.coordinator import EXECUTION_LOCK, INVALIDATION_LOCK, WorldRecord
 from dynflow.errors import ConfigurationError, DynflowError, LockTaken
 from dynflow.execution_plan.model import ExecutionPlan

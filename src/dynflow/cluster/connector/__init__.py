@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from dynflow.connector.messages import Envelope
+from dynflow.cluster.connector.messages import Envelope
 
 Receive = Callable[[Envelope], None]
 

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from dynflow.config import WorldConfig
-from dynflow.connector import Connector
-from dynflow.connector.database import DatabaseConnector
-from dynflow.connector.direct import DirectConnector
-from dynflow.connector.messages import (
+from dynflow.cluster.client_dispatcher import ClientDispatcher
+from dynflow.cluster.connector import Connector
+from dynflow.cluster.connector.database import DatabaseConnector
+from dynflow.cluster.connector.direct import DirectConnector
+from dynflow.cluster.connector.messages import (
     ANY_EXECUTOR,
     Done,
     Envelope,
@@ -24,10 +24,10 @@ from dynflow.connector.messages import (
     Response,
     encode,
 )
-from dynflow.connector.outbox import Outbox
+from dynflow.cluster.connector.outbox import Outbox
+from dynflow.cluster.executor_dispatcher import ExecutorDispatcher
+from dynflow.config import WorldConfig
 from dynflow.coordinator import EXECUTION_LOCK
-from dynflow.dispatcher.client import ClientDispatcher
-from dynflow.dispatcher.executor import ExecutorDispatcher
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.execution_plan.states import Phase

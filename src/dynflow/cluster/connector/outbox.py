@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from typing import Protocol
 
-from dynflow.connector.messages import Envelope
+from dynflow.cluster.connector.messages import Envelope
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import threading
 import weakref
 from collections.abc import Sequence
 
-from dynflow.connector import Receive
-from dynflow.connector.messages import Envelope
+from dynflow.cluster.connector import Receive
+from dynflow.cluster.connector.messages import Envelope
 from dynflow.errors import NotFound
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from dynflow.connector import Connector
-from dynflow.connector.messages import (
+from dynflow.cluster.connector import Connector
+from dynflow.cluster.connector.messages import (
     ANY_EXECUTOR,
     Accepted,
     Done,

@@ -1,1 +1,0 @@
-"""Dispatchers: requests between worlds as futures (client) and as work (executor)."""
