@@ -13,8 +13,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from dynflow.errors import ConfigurationError
+
+
+class Clock(Protocol):
+    """What the engine asks of a clock: monotonic and wall time, and timers."""
+
+    def now(self) -> float: ...
+
+    def utcnow(self) -> datetime: ...
+
+    def schedule(self, delay: float, callback: Callable[[], None]) -> Timer: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass(order=True)

@@ -182,6 +182,11 @@ class Coordinator:
                 )
             )
 
+    def execution_lock_owner(self, plan_id: str) -> str | None:
+        """The world holding the plan's execution lock, if any."""
+        locks = self.find_locks(lock_class=EXECUTION_LOCK, id=plan_id)
+        return locks[0].owner_id if locks else None
+
     def find_locks(self, **filters: Any) -> list[LockRecord]:
         """Locks matching ``lock_class``/``class``, ``id`` and ``owner_id`` filters."""
         query = sa.select(records).where(records.c["class"] != WORLD)

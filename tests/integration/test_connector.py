@@ -186,6 +186,6 @@ def test_a_refused_plan_sends_nothing_and_leaves_no_request_behind(
     with pytest.raises(PlanningFailed, match="singleton action"):
         client.trigger(OnlyOne)
 
-    (pending,) = client.remote.client._pending.values()  # only the first plan's request
+    (pending,) = client.cluster.client._pending.values()  # only the first plan's request
     assert pending.request == Execution(first.execution_plan_id)
     assert _envelopes_for(client, executor.id) == []

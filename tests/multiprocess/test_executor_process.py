@@ -200,7 +200,7 @@ def test_a_world_that_does_not_answer_fails_pings_and_requests(
     silent = Coordinator(client.persistence.db, str(uuid.uuid4()))
     silent.register_world(executor=True, queues=("default",), meta={})
     assert client.ping(silent.world_id, timeout=0.1).result(TIMEOUT) is False
-    pending = client.remote.request(silent.world_id, Status("some-plan"))
+    pending = client.cluster.request(silent.world_id, Status("some-plan"))
     assert not pending.done()
 
     silent.unregister_world()
@@ -217,7 +217,7 @@ def test_a_client_world_answers_pings_but_executes_nothing(
 
     assert one.ping(other.id, timeout=TIMEOUT).result(TIMEOUT) is True
     with pytest.raises(RemoteError, match=f"world {other.id} is a client world"):
-        one.remote.request(other.id, Status("some-plan")).result(TIMEOUT)
+        one.cluster.request(other.id, Status("some-plan")).result(TIMEOUT)
 
 
 def test_an_executor_process_on_an_sqlite_file(

@@ -125,12 +125,12 @@ def test_an_event_from_the_client_reaches_a_plan_suspended_in_an_executor_proces
     step_id = suspended_step(client, plan_id)
     assert not triggered.finished.done()
     (lock,) = client.coordinator.find_locks(id=plan_id)
-    assert client.remote.request(lock.owner_id, Status(plan_id)).result(TIMEOUT) is True
+    assert client.cluster.request(lock.owner_id, Status(plan_id)).result(TIMEOUT) is True
 
     delivered = client.event(plan_id, step_id, {"approved": True, "n": [1]})
     assert delivered.result(TIMEOUT) is True
     plan = triggered.finished.result(TIMEOUT)
-    assert client.remote.request(lock.owner_id, Status(plan_id)).result(TIMEOUT) is False
+    assert client.cluster.request(lock.owner_id, Status(plan_id)).result(TIMEOUT) is False
 
     assert (plan.state, plan.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
     output = plan.entry_action.output
@@ -185,8 +185,8 @@ def test_a_plan_executed_by_two_clients_at_once_runs_once(
 
     # each client asks a different executor process to execute the same plan
     futures = [
-        one.remote.request(cluster.first.world_id, Execution(plan.id)),
-        other.remote.request(cluster.second.world_id, Execution(plan.id)),
+        one.cluster.request(cluster.first.world_id, Execution(plan.id)),
+        other.cluster.request(cluster.second.world_id, Execution(plan.id)),
     ]
     done, _ = wait(futures, timeout=TIMEOUT, return_when=FIRST_COMPLETED)
     (refused,) = done  # the step is held: only the refusal can have come

@@ -128,8 +128,8 @@ def test_a_callers_future_resolves_after_its_executor_died(
     plan_id, _, dead = _crashed_plan(db_url, make_world, IdempotentInterrupted, "stale heartbeat")
     client = make_world(db_url, executor=False, connector="database")
     # the client had asked the dead world to execute the plan: its request is pending
-    future = client.remote.client.request(dead, Execution(plan_id))
-    request_id = next(iter(client.remote.client._pending))
+    future = client.cluster.client.request(dead, Execution(plan_id))
+    request_id = next(iter(client.cluster.client._pending))
     _edit(
         db_url,
         sa.update(coordinator_records)

@@ -19,6 +19,7 @@ from dynflow.execution_plan.states import Phase
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from dynflow.action.world import ActionWorld
     from dynflow.execution_plan.builder import PlanBuilder
     from dynflow.middleware import Middleware
 
@@ -52,7 +53,7 @@ class _Label:
 class PhaseContext:
     """What an action instance knows about where and how it runs."""
 
-    world: Any
+    world: ActionWorld
     execution_plan_id: str
     phase: Phase
     builder: PlanBuilder | None = None
@@ -139,7 +140,7 @@ class Action:
         return self._context.step_id
 
     @property
-    def world(self) -> Any:
+    def world(self) -> ActionWorld:
         return self._context.world
 
     @property
@@ -232,7 +233,11 @@ class Action:
     def plan_event(self, payload: Any = None, delay: float = 0.0) -> None:
         """Send ``payload`` to this step after ``delay`` seconds (through the world's clock)."""
         world, plan_id, step_id = self._require_step("plan_event")
-        world.clock.schedule(delay, lambda: world.event(plan_id, step_id, payload, optional=True))
+
+        def send() -> None:
+            world.event(plan_id, step_id, payload, optional=True)
+
+        world.clock.schedule(delay, send)
 
     def schedule_timeout(self, seconds: float) -> None:
         """Fail this step with a timeout if it is still suspended, with no event delivered
@@ -240,10 +245,10 @@ class Action:
         world, plan_id, step_id = self._require_step("schedule_timeout")
         sequence = self._context.extra.get("sequence", 0)
         world.clock.schedule(
-            seconds, lambda: world._step_timeout(plan_id, step_id, sequence, seconds)
+            seconds, lambda: world.schedule_step_timeout(plan_id, step_id, sequence, seconds)
         )
 
-    def _require_step(self, what: str) -> tuple[Any, str, int]:
+    def _require_step(self, what: str) -> tuple[ActionWorld, str, int]:
         step_id = self._context.step_id
         if self._context.phase is not Phase.RUN or step_id is None or self.world is None:
             raise DynflowError(f"{type(self).__name__}: {what}() is only valid in run()")

@@ -26,27 +26,24 @@ def register(cls: type[Action]) -> None:
 
 
 def lookup(name: str) -> type[Action]:
-    """The action class stored as ``name``; raises :class:`UnknownActionClass`."""
-    from dynflow.action.base import Action
+    """The action class stored as ``name``; raises :class:`UnknownActionClass`.
 
+    A class not seen yet is imported: the longest importable module prefix of its
+    name, whose import registers the classes it defines.
+    """
     with _lock:
         found = _classes.get(name)
     if found is not None:
         return found
-    # try the longest importable module prefix, then walk attributes
     parts = name.split(".")
     for cut in range(len(parts) - 1, 0, -1):
-        module_name, qualname = ".".join(parts[:cut]), ".".join(parts[cut:])
         try:
-            obj: object = importlib.import_module(module_name)
+            importlib.import_module(".".join(parts[:cut]))
         except ImportError:
             continue
-        try:
-            for attr in qualname.split("."):
-                obj = getattr(obj, attr)
-        except AttributeError:
-            break
-        if isinstance(obj, type) and issubclass(obj, Action):
-            return obj
+        with _lock:
+            found = _classes.get(name)
+        if found is not None:
+            return found
         break
     raise UnknownActionClass(name)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from dynflow.action.events import EVENT_KEY, is_engine_event
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.states import PlanResult, PlanState
+
+if TYPE_CHECKING:
+    from dynflow.action.world import ActionWorld
 
 #: sent to the parent step whenever one of its sub-plans stops or pauses
 SUB_PLAN_FINISHED: dict[str, Any] = {EVENT_KEY: "sub_plan_finished"}
@@ -44,7 +47,7 @@ class WithSubPlans:
     resume_event: ClassVar[Any] = SUB_PLAN_FINISHED
 
     # provided by dynflow.Action
-    world: Any
+    world: ActionWorld
     input: Any
     output: Any
     execution_plan_id: str
@@ -59,8 +62,8 @@ class WithSubPlans:
 
     def trigger(self, action_class: type[Any], *args: Any, **kwargs: Any) -> SubPlan:
         """Plan a child plan of this action; it starts when the concurrency limit allows."""
-        plan = self.world._plan(
-            action_class, args, kwargs, lock=False, caller=(self.execution_plan_id, self.id)
+        plan = self.world.plan_sub_plan(
+            action_class, args, kwargs, caller=(self.execution_plan_id, self.id)
         )
         return SubPlan(plan.id)
 

@@ -1,4 +1,4 @@
-"""The executor dispatcher: handles requests from other worlds with the local executor."""
+"""The executor dispatcher: handles requests from other worlds through plan control."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import logging
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from dynflow.action.registry import class_name
+from dynflow.cluster.answers import plan_answer
 from dynflow.cluster.connector.messages import (
     Accepted,
     CancelPlan,
@@ -22,18 +24,22 @@ from dynflow.cluster.connector.messages import (
     Status,
     encode,
 )
+from dynflow.cluster.connector.outbox import Outbox
 from dynflow.executor.core import LockLost
-from dynflow.persistence.documents import plan_answer
 
 if TYPE_CHECKING:
-    from dynflow.world import World
+    from dynflow.services.control import PlanControl
 
 log = logging.getLogger(__name__)
 
 
 class ExecutorDispatcher:
-    def __init__(self, world: World) -> None:
-        self.world = world
+    """Turns requests into plan-control calls, and their outcomes into answers."""
+
+    def __init__(self, world_id: str, control: PlanControl, outbox: Outbox) -> None:
+        self.world_id = world_id
+        self.control = control
+        self.outbox = outbox
 
     def receive(self, envelope: Envelope) -> None:
         """A request arrived: answer ``Accepted`` where it takes time, then Done/Failed."""
@@ -41,33 +47,30 @@ class ExecutorDispatcher:
             case Ping():
                 self._respond(envelope, Pong())
             case Status(plan_id):
-                running = self.world.executor is not None and self.world.executor.running(plan_id)
-                self._respond(envelope, ExecutionStatus(plan_id, running))
+                self._respond(envelope, ExecutionStatus(plan_id, self.control.running(plan_id)))
             case Execution(plan_id):
                 accepted = self._reply(envelope, Accepted())
-                future, answered = self.world._execute_here(
+                future, answered = self.control.take_over(
                     plan_id, envelope.sender_id, envelope.request_id, encode(accepted)
                 )
                 if not answered:
-                    self.world.remote.outbox.post(accepted)
+                    self.outbox.post(accepted)
                 self._when_done(envelope, future, plan_answer, unless=LockLost)
             case Event(plan_id, step_id, payload, optional):
                 self._when_done(
                     envelope,
-                    self.world.event(plan_id, step_id, payload, optional=optional),
+                    self.control.event(plan_id, step_id, payload, optional=optional),
                     lambda delivered: delivered,
                 )
             case CancelPlan(plan_id):
                 try:
-                    sent = len(self.world.cancel(plan_id))
+                    sent = len(self.control.cancel(plan_id))
                 except Exception as exc:
-                    kind = type(exc)
-                    failed = Failed(str(exc), f"{kind.__module__}.{kind.__qualname__}")
-                    self._respond(envelope, failed)
+                    self._respond(envelope, Failed(str(exc), class_name(type(exc))))
                 else:
                     self._respond(envelope, Done(sent))
             case Halt(plan_id):
-                self._when_done(envelope, self.world.halt(plan_id), lambda plan: plan.id)
+                self._when_done(envelope, self.control.halt(plan_id), lambda plan: plan.id)
             case other:
                 log.warning("dropping %s from %s: not a request", other, envelope.sender_id)
 
@@ -89,15 +92,12 @@ class ExecutorDispatcher:
             if error is None:
                 self._respond(envelope, Done(result(done.result())))
             else:
-                kind = type(error)
-                self._respond(
-                    envelope, Failed(str(error), f"{kind.__module__}.{kind.__qualname__}")
-                )
+                self._respond(envelope, Failed(str(error), class_name(type(error))))
 
         future.add_done_callback(answer)
 
     def _respond(self, envelope: Envelope, response: Response) -> None:
-        self.world.remote.outbox.post(self._reply(envelope, response))
+        self.outbox.post(self._reply(envelope, response))
 
     def _reply(self, envelope: Envelope, response: Response) -> Envelope:
-        return Envelope(self.world.id, envelope.sender_id, envelope.request_id, response)
+        return Envelope(self.world_id, envelope.sender_id, envelope.request_id, response)

@@ -1,4 +1,9 @@
-"""The world's side of many worlds: its connector, dispatchers and remote requests."""
+"""A world's link to the other worlds: its connector, both dispatchers and the outbox.
+
+The :class:`Cluster` sends requests (execute this plan on some executor, deliver
+an event to the world that runs a plan, ping a world) and hands the requests it
+receives to its executor dispatcher, or answers them itself in a client world.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from dynflow import futures
+from dynflow.cluster.answers import plan_answer, plan_from_answer
 from dynflow.cluster.client_dispatcher import ClientDispatcher
 from dynflow.cluster.connector import Connector
 from dynflow.cluster.connector.database import DatabaseConnector
@@ -25,128 +32,122 @@ from dynflow.cluster.connector.messages import (
     encode,
 )
 from dynflow.cluster.connector.outbox import Outbox
-from dynflow.cluster.executor_dispatcher import ExecutorDispatcher
-from dynflow.config import WorldConfig
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.execution_plan.states import Phase
-from dynflow.persistence import documents
-from dynflow.persistence.database import Database
-from dynflow.persistence.facade import plan_from_document
 
 if TYPE_CHECKING:
-    from dynflow.world import World
+    from dynflow.config import WorldConfig
+    from dynflow.persistence import Persistence
+    from dynflow.services.ports import Ports
 
 log = logging.getLogger(__name__)
 
 #: seconds between checks of pending requests (timeouts, receivers gone)
 CHECK_INTERVAL = 1.0
 
+#: a world that serves requests from others (the executor dispatcher)
+Serve = Callable[[Envelope], None]
 
-def connector_kind(config: WorldConfig, db: Database) -> str:
+
+def connector_kind(config: WorldConfig, persistence: Persistence) -> str:
     """``direct`` for SQLite (one process), ``database`` elsewhere, unless configured."""
-    return config.connector or ("direct" if db.name == "sqlite" else "database")
+    return config.connector or ("direct" if persistence.db.name == "sqlite" else "database")
 
 
-def make_connector(config: WorldConfig, db: Database) -> Connector:
-    if connector_kind(config, db) == "direct":
+def make_connector(config: WorldConfig, persistence: Persistence) -> Connector:
+    if connector_kind(config, persistence) == "direct":
         return DirectConnector()
-    return DatabaseConnector(db, poll_interval=config.connector_poll_interval)
+    return DatabaseConnector(persistence.db, poll_interval=config.connector_poll_interval)
 
 
-class Remote:
+class Cluster:
     """Requests to other worlds and requests from them, for one world."""
 
-    def __init__(self, world: World, connector: Connector) -> None:
-        self.world = world
+    def __init__(self, ports: Ports, connector: Connector, sweep_interval: float) -> None:
+        self.world_id = ports.world_id
         self.connector = connector
-        self.client = ClientDispatcher(world.id, connector, world.coordinator)
+        self.coordinator = ports.coordinator
+        self.persistence = ports.persistence
+        self.clock = ports.clock
+        self.sweep_interval = sweep_interval
+        self.client = ClientDispatcher(self.world_id, connector, self.coordinator)
         #: answers to other worlds' requests
-        self.outbox = Outbox(connector, f"dynflow-outbox-{world.id[:8]}")
-        self.served = ExecutorDispatcher(world) if world.config.executor else None
+        self.outbox = Outbox(connector, f"dynflow-outbox-{self.world_id[:8]}")
+        #: the executor dispatcher, in an executor world (see :meth:`serve`)
+        self._serve: Serve | None = None
+        self._stopped = False
+
+    def serve(self, serve: Serve) -> None:
+        """Hand requests from other worlds to ``serve`` (before :meth:`start`)."""
+        self._serve = serve
 
     def start(self) -> None:
         self.outbox.start()
-        self.connector.start(self.world.id, self._receive)
-        self.world.clock.schedule(CHECK_INTERVAL, self._check)
-        if self.served is not None and isinstance(self.connector, DatabaseConnector):
-            self._sweep(self.connector)
-
-    def _sweep(self, connector: DatabaseConnector) -> None:
-        """Executor worlds drop envelopes left for worlds that are gone, now and then."""
-        if self.world._terminated:
-            return
-        try:
-            dropped = connector.drop_orphans()
-            if dropped:
-                log.info("dropped %d envelopes addressed to worlds that are gone", dropped)
-        except Exception:
-            log.exception("dropping envelopes of worlds that are gone failed")
-        self.world.clock.schedule(
-            self.world.config.heartbeat_interval, lambda: self._sweep(connector)
-        )
+        self.connector.start(self.world_id, self._receive)
+        self.clock.schedule(CHECK_INTERVAL, self._check)
+        if self._serve is not None and self.connector.reaches_other_processes:
+            self._sweep()
 
     def stop(self) -> None:
+        self._stopped = True
         self.outbox.stop()
         self.connector.stop()
-        self.client.fail_all(f"world {self.world.id} terminated before the answer came")
+        self.client.fail_all(f"world {self.world_id} terminated before the answer came")
+
+    # -- requests to other worlds ---------------------------------------------------
 
     def request(
         self, receiver_id: str, request: Request, timeout: float | None = None
     ) -> Future[Any]:
         return self.client.request(receiver_id, request, timeout=timeout)
 
+    def ping(self, world_id: str, timeout: float) -> Future[bool]:
+        """True when ``world_id`` answers in time; a world id that is not registered
+        fails the future at once."""
+        if world_id == self.world_id:
+            return futures.resolved(True)
+        return self.request(world_id, Ping(), timeout=timeout)
+
     def handoff(self) -> Handoff | None:
         """For a new plan's execution request written with the plan: with envelopes in
         the database only (the direct connector hands them over in memory)."""
-        return Handoff(self) if isinstance(self.connector, DatabaseConnector) else None
+        return Handoff(self) if self.connector.reaches_other_processes else None
 
     def execute(self, plan_id: str, queues: frozenset[str] | None = None) -> Future[Any]:
         """Hand a plan to an executor world serving its queues; the future gets the
         finished plan."""
         if queues is None:
             try:
-                plan = self.world.persistence.load_execution_plan(plan_id)
+                queues = plan_queues(self.persistence.load_execution_plan(plan_id))
             except DynflowError as exc:
-                failed: Future[Any] = Future()
-                failed.set_exception(exc)
-                return failed
-            queues = plan_queues(plan)
+                return futures.failed(exc)
         done = self.client.request(ANY_EXECUTOR, Execution(plan_id), queues=queues)
         return self._finished(plan_id, done)
 
     def _finished(self, plan_id: str, done: Future[Any]) -> Future[Any]:
         done.add_done_callback(lambda f: self._handed_over(plan_id, f))
-        return then(done, lambda answer: self._finished_plan(plan_id, answer))
+        return futures.then(done, lambda answer: self._finished_plan(plan_id, answer))
 
     def _finished_plan(self, plan_id: str, answer: Any) -> ExecutionPlan:
-        """The plan an executor answered with (see ``documents.plan_answer``), or read."""
-        if isinstance(answer, dict) and answer.get("id") == plan_id:
-            try:
-                return plan_from_document(documents.from_json(answer["document"]))
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                log.warning("plan %s came malformed (%r): reading it instead", plan_id, exc)
-        return self.world.persistence.find_execution_plan(plan_id)
+        """The plan the executor answered with, or read when the answer has no plan."""
+        plan = plan_from_answer(plan_id, answer)
+        return plan if plan is not None else self.persistence.find_execution_plan(plan_id)
 
     def _handed_over(self, plan_id: str, request: Future[Any]) -> None:
         """A failed hand-over leaves no lock of this world behind: the plan waits for
         the next executor to start (or for an explicit execute)."""
         if request.exception() is not None:
             try:
-                self.world.coordinator.release(EXECUTION_LOCK, plan_id)
+                self.coordinator.release(EXECUTION_LOCK, plan_id)
             except DynflowError:
                 log.exception("cannot release the lock of plan %s", plan_id)
-
-    def drop_envelopes(self, world_id: str) -> None:
-        """Envelopes addressed to a dead world will never be read: delete them."""
-        if isinstance(self.connector, DatabaseConnector):
-            self.connector.drop_for(world_id)
 
     def forward_execution(self, plan_id: str, requester: dict[str, Any]) -> bool:
         """Ask an executor world to take over a plan, on behalf of whoever asked for it
         (so that the answer reaches the original caller)."""
-        client = requester.get("client_world_id") or self.world.id
+        client = requester.get("client_world_id") or self.world_id
         request_id = requester.get("request_id") or str(uuid.uuid4())
         try:
             self.client.send_to_executor(
@@ -161,45 +162,47 @@ class Remote:
     def answer_when_done(self, requester: dict[str, Any], future: Future[Any]) -> None:
         """Answer a request another (dead) world accepted once the plan stops here."""
         client, request_id = requester.get("client_world_id"), requester.get("request_id")
-        if not client or not request_id or client == self.world.id:
+        if not client or not request_id or client == self.world_id:
             return
 
         def answer(done: Future[Any]) -> None:
             error = done.exception()
             reply: Response = (
-                Done(documents.plan_answer(done.result())) if error is None else Failed(str(error))
+                Done(plan_answer(done.result())) if error is None else Failed(str(error))
             )
-            self.outbox.post(Envelope(self.world.id, client, request_id, reply))
+            self.outbox.post(Envelope(self.world_id, client, request_id, reply))
 
         future.add_done_callback(answer)
 
-    def owner(self, plan_id: str) -> str | None:
-        """The world holding the plan's execution lock, if another one does."""
-        locks = self.world.coordinator.find_locks(lock_class=EXECUTION_LOCK, id=plan_id)
-        owners = [lock.owner_id for lock in locks if lock.owner_id != self.world.id]
-        return owners[0] if owners else None
+    def drop_envelopes(self, world_id: str) -> None:
+        """Envelopes addressed to a dead world will never be read: delete them."""
+        self.connector.drop_for(world_id)
+
+    # -- requests from other worlds -------------------------------------------------
 
     def _receive(self, envelope: Envelope) -> None:
         if not envelope.is_request():
             self.client.receive(envelope)
-        elif self.served is not None:
-            self.served.receive(envelope)
+        elif self._serve is not None:
+            self._serve(envelope)
         else:  # a client world: alive (it answers pings), but it executes nothing
             reply: Response = (
                 Pong()
                 if isinstance(envelope.message, Ping)
-                else Failed(f"world {self.world.id} is a client world: it executes nothing")
+                else Failed(f"world {self.world_id} is a client world: it executes nothing")
             )
             self.outbox.post(
-                Envelope(self.world.id, envelope.sender_id, envelope.request_id, reply)
+                Envelope(self.world_id, envelope.sender_id, envelope.request_id, reply)
             )
 
+    # -- housekeeping ---------------------------------------------------------------
+
     def _check(self) -> None:
-        if self.world._terminated:
+        if self._stopped:
             return
         try:
             if self.client.pending_receivers():
-                worlds = self.world.coordinator.find_worlds()
+                worlds = self.coordinator.find_worlds()
                 self.client.update_worlds(worlds)
                 alive = {w.id for w in worlds}
                 self.client.check(lambda world_id: world_id in alive)
@@ -207,7 +210,19 @@ class Remote:
                 self.client.check(lambda _: True)
         except Exception:
             log.exception("checking pending requests failed")
-        self.world.clock.schedule(CHECK_INTERVAL, self._check)
+        self.clock.schedule(CHECK_INTERVAL, self._check)
+
+    def _sweep(self) -> None:
+        """Executor worlds drop envelopes left for worlds that are gone, now and then."""
+        if self._stopped:
+            return
+        try:
+            dropped = self.connector.drop_orphans()
+            if dropped:
+                log.info("dropped %d envelopes addressed to worlds that are gone", dropped)
+        except Exception:
+            log.exception("dropping envelopes of worlds that are gone failed")
+        self.clock.schedule(self.sweep_interval, self._sweep)
 
 
 class Handoff:
@@ -215,8 +230,8 @@ class Handoff:
     for (one statement on PostgreSQL): the executor is picked before the plan is saved.
     """
 
-    def __init__(self, remote: Remote) -> None:
-        self._remote = remote
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
         self._plan: tuple[str, frozenset[str]] | None = None
         self._request: tuple[str, Envelope, Future[Any]] | None = None
         #: the finished plan, once it is saved
@@ -226,7 +241,7 @@ class Handoff:
         """(receiver id, text) of the request to write with the plan; None when no
         executor is known (then it is sent after the plan is saved)."""
         self._plan = (plan_id, queues)
-        self._request = self._remote.client.prepare(Execution(plan_id), queues)
+        self._request = self._cluster.client.prepare(Execution(plan_id), queues)
         if self._request is None:
             return None
         envelope = self._request[1]
@@ -237,37 +252,19 @@ class Handoff:
         assert self._plan is not None
         plan_id, queues = self._plan
         if self._request is None:
-            self.future = self._remote.execute(plan_id, queues)
+            self.future = self._cluster.execute(plan_id, queues)
             return
         request_id, _, done = self._request
         if not written:  # the executor left since the list was read
-            self._remote.client.resend(request_id)
-        self.future = self._remote._finished(plan_id, done)
+            self._cluster.client.resend(request_id)
+        self.future = self._cluster._finished(plan_id, done)
 
     def abandon(self) -> None:
         """The plan was not saved: the request is never sent."""
         if self._request is not None:
-            self._remote.client.forget(self._request[0])
+            self._cluster.client.forget(self._request[0])
 
 
 def plan_queues(plan: ExecutionPlan) -> frozenset[str]:
     """The queues an executor needs to run the plan's steps."""
     return frozenset(s.queue for s in plan.steps.values() if s.phase is not Phase.PLAN)
-
-
-def then(future: Future[Any], step: Callable[[Any], Any]) -> Future[Any]:
-    """A future of ``step(result)`` once ``future`` succeeds (its error otherwise)."""
-    chained: Future[Any] = Future()
-
-    def forward(done: Future[Any]) -> None:
-        error = done.exception()
-        if error is not None:
-            chained.set_exception(error)
-            return
-        try:
-            chained.set_result(step(done.result()))
-        except Exception as exc:
-            chained.set_exception(exc)
-
-    future.add_done_callback(forward)
-    return chained

@@ -25,6 +25,8 @@ from dynflow.serialization import find_refs, to_json_value
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from dynflow.action.world import ActionWorld
+
 
 class PlanPhaseError(DynflowError):
     """Raised out of planning; the failing plan step already holds the error."""
@@ -82,7 +84,7 @@ class PlanBuilder:
 
     def __init__(
         self,
-        world: Any,
+        world: ActionWorld,
         middleware: Sequence[type[Middleware]] = (),
         *,
         execution_plan_id: str | None = None,

@@ -13,9 +13,13 @@ from dynflow.executor.runner import StepRunner
 class InlineExecutor(ExecutorFront):
     """Same core as the threaded executor; posting a request runs it to the end."""
 
+    #: the world runs plan hooks in the calling thread too
+    inline = True
+
     def __init__(self, core: ExecutorCore, runner: StepRunner) -> None:
         self.core = core
         self.runner = runner
+        runner.report = self.post
         self._inbox: deque[Message] = deque()
         self._draining = False
 

@@ -7,7 +7,7 @@ import inspect
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dynflow.action import registry
 from dynflow.action.base import Action, PhaseContext
@@ -21,21 +21,24 @@ from dynflow.middleware import Middleware, call_chain
 from dynflow.serialization import freeze, to_json_value
 from dynflow.transaction import TransactionAdapter
 
+if TYPE_CHECKING:
+    from dynflow.action.world import ActionWorld
+
 
 class StepRunner:
     """Turns a :class:`Work` into a :class:`StepDone`; never raises for user errors."""
 
     def __init__(
         self,
-        world: Any,
+        world: ActionWorld,
         middleware: Callable[[], Sequence[type[Middleware]]],
         transactions: TransactionAdapter,
-        report: Callable[[Progress], None],
     ) -> None:
         self.world = world
         self.middleware = middleware
         self.transactions = transactions
-        self.report = report
+        #: where progress reports go: set by the executor that owns this runner
+        self.report: Callable[[Progress], None] = _drop
 
     def is_async(self, work: Work) -> bool:
         if work.phase is not Phase.RUN:
@@ -200,3 +203,7 @@ def _check_deferred_input(action: Action) -> None:
 
 def _thaw(value: Any) -> Any:
     return to_json_value(value, "input")
+
+
+def _drop(progress: Progress) -> None:
+    """Progress reported before an executor took the runner: nobody listens yet."""

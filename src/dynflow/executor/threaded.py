@@ -55,6 +55,7 @@ class ThreadedExecutor(ExecutorFront):
     def __init__(self, core: ExecutorCore, runner: StepRunner, queues: dict[str, int]) -> None:
         self.core = core
         self.runner = runner
+        runner.report = self.post
         self._inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self.pools = {
             name: WorkerPool(name, size, runner, self.post) for name, size in queues.items()

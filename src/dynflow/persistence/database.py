@@ -12,7 +12,7 @@ import functools
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
-from dynflow.errors import ConfigurationError, PersistenceError
+from dynflow.errors import ConfigurationError, LockTaken, PersistenceError
 
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -295,3 +295,14 @@ class Database:
         self.writer.dispose()
         if not self._shared:
             self.reader.dispose()
+
+
+@contextmanager
+def locks_taken(locks: Sequence[Mapping[str, Any]]) -> Iterator[None]:
+    """Turn the unique-key violation of a write that takes coordinator ``locks`` into
+    :class:`LockTaken` (the first lock's class and id: the write is all or nothing)."""
+    try:
+        yield
+    except sa.exc.IntegrityError:
+        first = locks[0] if locks else {"class": "lock", "id": "?"}
+        raise LockTaken(str(first["class"]), str(first["id"]), None) from None

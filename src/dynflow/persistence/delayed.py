@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from dynflow.errors import ConfigurationError, NotFound
 from dynflow.execution_plan.states import PlanResult, PlanState, StepState
 from dynflow.persistence import bulk
-from dynflow.persistence.database import Database
+from dynflow.persistence.database import Database, locks_taken
 from dynflow.persistence.tables import (
     actions,
     coordinator_records,
@@ -129,23 +129,24 @@ class DelayedPlanStore:
         scheduled rows, and delete its delayed row; ``release`` (class, id, owner_id of
         a lock) is deleted too, and ``locks`` (coordinator rows) are taken.
 
-        Raises ``sqlalchemy.exc.IntegrityError`` (and writes nothing) when a lock is held.
+        Raises :class:`LockTaken` (and writes nothing) when a lock is held.
         """
         key = ("execution_plan_id", "id")
         entry_actions = [r for r in action_rows if r["id"] == ENTRY_ID]
         entry_steps = [r for r in step_rows if r["id"] == ENTRY_ID]
-        self._write(
-            plan["id"],
-            [
-                bulk.Update(execution_plans, ("id",), [plan]),
-                bulk.Update(actions, key, entry_actions),
-                bulk.Insert(actions, [r for r in action_rows if r["id"] != ENTRY_ID]),
-                bulk.Update(steps, key, entry_steps),
-                bulk.Insert(steps, [r for r in step_rows if r["id"] != ENTRY_ID]),
-                bulk.Insert(coordinator_records, locks),
-            ],
-            release,
-        )
+        with locks_taken(locks):
+            self._write(
+                plan["id"],
+                [
+                    bulk.Update(execution_plans, ("id",), [plan]),
+                    bulk.Update(actions, key, entry_actions),
+                    bulk.Insert(actions, [r for r in action_rows if r["id"] != ENTRY_ID]),
+                    bulk.Update(steps, key, entry_steps),
+                    bulk.Insert(steps, [r for r in step_rows if r["id"] != ENTRY_ID]),
+                    bulk.Insert(coordinator_records, locks),
+                ],
+                release,
+            )
 
     def stop(
         self,

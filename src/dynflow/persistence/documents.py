@@ -33,9 +33,6 @@ from dynflow.serialization import dumps, loads
 
 Row = dict[str, Any]
 
-#: characters of JSON up to which a finished plan travels whole in an answer
-PLAN_ANSWER_LIMIT = 64 * 1024
-
 
 @dataclass(frozen=True)
 class PlanDocument:
@@ -146,15 +143,6 @@ def to_json(plan: ExecutionPlan) -> dict[str, Any]:
             for h in plan.execution_history
         ],
     }
-
-
-def plan_answer(plan: ExecutionPlan) -> Any:
-    """What an executor answers an execution request with: the finished plan whole,
-    so that the client need not read it (only its id when it is big)."""
-    document = to_json(plan)
-    if len(dumps(document)) > PLAN_ANSWER_LIMIT:
-        return plan.id
-    return {"id": plan.id, "document": document}
 
 
 def from_json(document: dict[str, Any]) -> PlanDocument:

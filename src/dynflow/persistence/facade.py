@@ -22,7 +22,7 @@ from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepStat
 from dynflow.flows import from_json
 from dynflow.persistence import bulk, documents, migrate
 from dynflow.persistence.changes import Changes
-from dynflow.persistence.database import Database
+from dynflow.persistence.database import Database, locks_taken
 from dynflow.persistence.delayed import DelayedPlanStore
 from dynflow.persistence.tables import (
     actions,
@@ -87,7 +87,6 @@ class Persistence:
         plan: Mapping[str, Any],
         action_rows: Sequence[Mapping[str, Any]],
         step_rows: Sequence[Mapping[str, Any]],
-        lock: Mapping[str, Any] | None = None,
         locks: Sequence[Mapping[str, Any]] = (),
         envelope: tuple[str, str] | None = None,
     ) -> bool:
@@ -95,14 +94,24 @@ class Persistence:
         and ``envelope`` (receiver id, text) if its receiver is a registered world
         (True when written; PostgreSQL wakes the receiver up).
 
-        Raises ``sqlalchemy.exc.IntegrityError`` (and writes nothing) when a lock is held.
+        Raises :class:`LockTaken` (and writes nothing) when a lock is held.
         """
-        all_locks = [*locks, *([lock] if lock is not None else [])]
+        with locks_taken(locks):
+            return self._save_new_plan(plan, action_rows, step_rows, locks, envelope)
+
+    def _save_new_plan(
+        self,
+        plan: Mapping[str, Any],
+        action_rows: Sequence[Mapping[str, Any]],
+        step_rows: Sequence[Mapping[str, Any]],
+        locks: Sequence[Mapping[str, Any]],
+        envelope: tuple[str, str] | None,
+    ) -> bool:
         operations: list[bulk.Operation] = [
             bulk.Insert(execution_plans, [plan]),
             bulk.Insert(actions, action_rows),
             bulk.Insert(steps, step_rows),
-            bulk.Insert(coordinator_records, all_locks),
+            bulk.Insert(coordinator_records, locks),
         ]
         if envelope is not None and self.db.dialect.single_statement_writes:
             with self.db.write_statement() as connection:

@@ -15,21 +15,21 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
+from dynflow import futures
 from dynflow.action import registry
 from dynflow.action.base import Action
+from dynflow.action.registry import class_name
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.errors import (
     ConfigurationError,
     DynflowError,
     ExecutionError,
-    LockTaken,
     PlanningFailed,
     UnknownActionClass,
 )
@@ -41,9 +41,11 @@ from dynflow.persistence.facade import plan_from_rows
 from dynflow.serialization import to_json_value
 
 if TYPE_CHECKING:
+    from dynflow.action.world import ActionWorld
     from dynflow.clock import Timer
     from dynflow.executor import Executor
-    from dynflow.world import World
+    from dynflow.services.planning import Planner
+    from dynflow.services.ports import Ports
 
 __all__ = ["DelayedPlan", "DelayedPlans"]
 
@@ -58,15 +60,33 @@ TOO_LATE = "execution plan {plan_id} could not be started before {start_before} 
 class DelayedPlans:
     """A world's delayed plans: delays them, and (in an executor world) starts them in time."""
 
-    def __init__(self, world: World, interval: float) -> None:
+    def __init__(
+        self,
+        ports: Ports,
+        world: ActionWorld,
+        planner: Planner,
+        executor: Executor | None,
+        interval: float,
+        on_finished: Callable[[ExecutionPlan], None],
+    ) -> None:
         self.world = world
-        self.store = world.persistence.delayed
+        self.persistence = ports.persistence
+        self.store = ports.persistence.delayed
+        self.coordinator = ports.coordinator
+        self.planner = planner
+        self.executor = executor
+        self.clock = ports.clock
         self.interval = interval
+        self.on_finished = on_finished
         self._lock = threading.RLock()  # one look at a time; stop() waits for it
         self._stopped = False
         self._timer: Timer | None = None
-        if world.executor is not None:
-            self._timer = world.clock.schedule(0, self._tick)  # what came due while away
+
+    def start(self) -> None:
+        """An executor world starts what came due while it was away, then looks again
+        every ``interval`` seconds."""
+        if self.executor is not None:
+            self._timer = self.clock.schedule(0, self._tick)
 
     # -- delaying -----------------------------------------------------------------
 
@@ -85,7 +105,7 @@ class DelayedPlans:
         """
         if not (isinstance(action_class, type) and issubclass(action_class, Action)):
             raise ConfigurationError(f"expected an Action subclass, got {action_class!r}")
-        now = self.world.clock.utcnow()
+        now = self.clock.utcnow()
         at = _moment(start_at, now, "start_at")
         before = None if start_before is None else _moment(start_before, now, "start_before")
         if before is not None and before < at:
@@ -113,9 +133,9 @@ class DelayedPlans:
                 "args": payload,
             },
         )
-        if self.world.executor is not None and not self._stopped:
+        if self.executor is not None and not self._stopped:
             delay = max((at - now).total_seconds(), 0.0)
-            self.world.clock.schedule(delay, partial(self._on_time, at))
+            self.clock.schedule(delay, partial(self._on_time, at))
         return plan_from_rows(plan, action_rows, step_rows)
 
     # -- starting due plans ---------------------------------------------------------
@@ -130,9 +150,9 @@ class DelayedPlans:
 
     def _check(self, until: datetime | None) -> tuple[int, bool]:
         with self._lock:
-            if self._stopped or self.world.executor is None:
+            if self._stopped or self.executor is None:
                 return 0, False
-            now = self.world.clock.utcnow()
+            now = self.clock.utcnow()
             due = self.store.find_due(max(now, until) if until else now, BATCH)
             count = 0
             for delayed in due:
@@ -152,7 +172,7 @@ class DelayedPlans:
             log.exception("looking for due delayed plans failed")
         with self._lock:
             if not self._stopped:
-                self._timer = self.world.clock.schedule(0 if more else self.interval, self._tick)
+                self._timer = self.clock.schedule(0 if more else self.interval, self._tick)
 
     def _on_time(self, start_at: datetime) -> None:
         try:
@@ -162,7 +182,7 @@ class DelayedPlans:
 
     def _take_up(self, delayed: DelayedPlan) -> int:
         plan_id = delayed.execution_plan_id
-        late = delayed.start_before is not None and self.world.clock.utcnow() > delayed.start_before
+        late = delayed.start_before is not None and self.clock.utcnow() > delayed.start_before
         claim = self.store.claim(plan_id, self._lock_row(plan_id), planning=not late)
         if claim is Claim.LOCKED:
             return 0
@@ -174,7 +194,7 @@ class DelayedPlans:
             message = TOO_LATE.format(
                 plan_id=plan_id, start_before=delayed.start_before.isoformat()
             )
-            self._stop(plan_id, PlanResult.ERROR, StepError(_name(ExecutionError), message))
+            self._stop(plan_id, PlanResult.ERROR, StepError(class_name(ExecutionError), message))
             log.warning("%s", message)
             return 1
         started = self._plan_and_execute(delayed, self._executor())
@@ -192,7 +212,7 @@ class DelayedPlans:
             delayed = self.store.load(execution_plan_id)
             self._claim(execution_plan_id, planning=True, verb="run")
         except DynflowError as exc:
-            return _failed(exc)
+            return futures.failed(exc)
         return self._plan_and_execute(delayed, executor)
 
     def cancel(self, execution_plan_id: str) -> ExecutionPlan:
@@ -220,7 +240,7 @@ class DelayedPlans:
     def _executor(self) -> Executor:
         if self._stopped:
             raise ExecutionError(f"world {self.world.id} is terminated")
-        executor = self.world.executor
+        executor = self.executor
         if executor is None:
             raise ConfigurationError(
                 f"world {self.world.id} has no executor (executor=False): run delayed plans "
@@ -229,19 +249,18 @@ class DelayedPlans:
         return executor
 
     def _lock_row(self, plan_id: str) -> dict[str, Any]:
-        return self.world.coordinator.lock_row(EXECUTION_LOCK, plan_id)
+        return self.coordinator.lock_row(EXECUTION_LOCK, plan_id)
 
     def _release_row(self, plan_id: str) -> dict[str, Any]:
-        return {"class": EXECUTION_LOCK, "id": plan_id, "owner_id": self.world.id}
+        return {"class": EXECUTION_LOCK, "id": plan_id, "owner_id": self.coordinator.world_id}
 
     def _claim(self, plan_id: str, *, planning: bool, verb: str) -> None:
         claim = self.store.claim(plan_id, self._lock_row(plan_id), planning=planning)
         if claim is Claim.LOCKED:
-            locks = self.world.coordinator.find_locks(lock_class=EXECUTION_LOCK, id=plan_id)
-            owner = locks[0].owner_id if locks else "another world"
+            owner = self.coordinator.execution_lock_owner(plan_id) or "another world"
             raise ExecutionError(f"execution plan {plan_id} is being started by world {owner}")
         if claim is Claim.GONE:
-            plan = self.world.persistence.load_execution_plan(plan_id)  # or NotFound
+            plan = self.persistence.load_execution_plan(plan_id)  # or NotFound
             raise ExecutionError(
                 f"execution plan {plan_id} is {plan.state}/{plan.result}: only a scheduled "
                 f"plan can be {verb} this way"
@@ -259,10 +278,10 @@ class DelayedPlans:
                 release=self._release_row(plan_id),
             )
         except BaseException:
-            self.world.coordinator.release(EXECUTION_LOCK, plan_id)
+            self.coordinator.release(EXECUTION_LOCK, plan_id)
             raise
-        plan = self.world.persistence.load_execution_plan(plan_id)
-        self.world._plan_finished(plan)
+        plan = self.persistence.load_execution_plan(plan_id)
+        self.on_finished(plan)
         return plan
 
     def _plan_and_execute(self, delayed: DelayedPlan, executor: Executor) -> Future[ExecutionPlan]:
@@ -272,41 +291,15 @@ class DelayedPlans:
         try:
             action_class = registry.lookup(delayed.action_class)
         except UnknownActionClass as exc:
-            self._stop(plan_id, PlanResult.ERROR, StepError(_name(UnknownActionClass), str(exc)))
-            return _failed(PlanningFailed(plan_id, str(exc)))
-        builder = PlanBuilder(self.world, self.world.middleware.items, execution_plan_id=plan_id)
+            self._stop(
+                plan_id, PlanResult.ERROR, StepError(class_name(UnknownActionClass), str(exc))
+            )
+            return futures.failed(PlanningFailed(plan_id, str(exc)))
         try:
-            try:
-                with self.world.transactions.transaction() as transaction:
-                    builder.transaction = transaction
-                    builder.build(action_class, delayed.args, delayed.kwargs)
-            except Exception as exc:
-                return self._planning_failed(builder, builder.record_failure(exc), exc)
-            plan, action_rows, step_rows = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
-            try:
-                self.store.save_processed(
-                    plan, action_rows, step_rows, locks=builder.singleton_locks()
-                )
-            except sa.exc.IntegrityError:  # a singleton action's plan is unfinished
-                message = self.world._singleton_conflict(builder.singletons)
-                builder.fail_entry(StepError(_name(LockTaken), message))
-                return self._planning_failed(builder, message, None)
-        except BaseException:
-            self.world.coordinator.release(EXECUTION_LOCK, plan_id)
-            raise
-        return executor.execute(plan_from_rows(plan, action_rows, step_rows))
-
-    def _planning_failed(
-        self, builder: PlanBuilder, message: str, cause: BaseException | None
-    ) -> Future[ExecutionPlan]:
-        """Store a failed planning (``stopped``/``error``), release the lock: a failed future."""
-        plan, action_rows, step_rows = builder.rows(PlanState.STOPPED, PlanResult.ERROR)
-        self.store.save_processed(
-            plan, action_rows, step_rows, release=self._release_row(builder.id)
-        )
-        failed = PlanningFailed(builder.id, message)
-        failed.__cause__ = cause
-        return _failed(failed)
+            plan = self.planner.plan_claimed(plan_id, action_class, delayed.args, delayed.kwargs)
+        except PlanningFailed as exc:
+            return futures.failed(exc)
+        return executor.execute(plan)
 
 
 def _moment(value: Any, now: datetime, name: str) -> datetime:
@@ -323,16 +316,6 @@ def _moment(value: Any, now: datetime, name: str) -> datetime:
     raise ConfigurationError(
         f"{name} must be an aware datetime or a number of seconds from now, got {value!r}"
     )
-
-
-def _name(kind: type[BaseException]) -> str:
-    return f"{kind.__module__}.{kind.__qualname__}"
-
-
-def _failed(error: BaseException) -> Future[Any]:
-    future: Future[Any] = Future()
-    future.set_exception(error)
-    return future
 
 
 def _log_failure(plan_id: str, future: Future[ExecutionPlan]) -> None:

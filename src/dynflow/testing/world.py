@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from dynflow.clock import ManualClock
-from dynflow.executor import Executor
-from dynflow.executor.core import ExecutorCore
 from dynflow.executor.inline import InlineExecutor
 from dynflow.world import World
 
@@ -25,11 +22,6 @@ class InThreadWorld(World):
     def __init__(self, database_url: str | None = "sqlite://", **options: Any) -> None:
         options.setdefault("clock", ManualClock())
         options.setdefault("auto_execute", False)
+        if options.get("executor", True) is True:
+            options["executor"] = InlineExecutor
         super().__init__(database_url, **options)
-
-    def _run_soon(self, job: Callable[[], None]) -> None:
-        job()  # hooks run in the calling thread too
-
-    def _build_executor(self, core: ExecutorCore) -> Executor:
-        executor = InlineExecutor(core, self._runner(lambda p: executor.post(p)))
-        return executor

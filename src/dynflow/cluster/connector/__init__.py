@@ -11,6 +11,10 @@ Receive = Callable[[Envelope], None]
 
 
 class Connector(Protocol):
+    #: True when envelopes reach worlds in other processes (and those worlds can be
+    #: pinged); False for an in-process connector
+    reaches_other_processes: bool
+
     def start(self, world_id: str, receive: Receive) -> None:
         """Start delivering envelopes addressed to ``world_id`` to ``receive``."""
         ...
@@ -23,6 +27,14 @@ class Connector(Protocol):
     def send_many(self, batch: Sequence[Envelope]) -> set[str]:
         """Hand over envelopes in order, at once; the receivers that are not registered
         worlds (their envelopes are dropped)."""
+        ...
+
+    def drop_for(self, world_id: str) -> int:
+        """Delete the envelopes waiting for ``world_id`` (a dead world); how many."""
+        ...
+
+    def drop_orphans(self) -> int:
+        """Delete the envelopes of worlds that are no longer registered; how many."""
         ...
 
     def stop(self) -> None: ...

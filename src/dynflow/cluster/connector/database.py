@@ -64,6 +64,8 @@ def channel(world_id: str) -> str:
 
 
 class DatabaseConnector:
+    reaches_other_processes = True
+
     def __init__(self, db: Database, *, poll_interval: float = 0.05) -> None:
         self.db = db
         self.poll_interval = poll_interval

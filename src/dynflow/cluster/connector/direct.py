@@ -20,6 +20,8 @@ _LOCAL_LOCK = threading.Lock()
 
 
 class DirectConnector:
+    reaches_other_processes = False
+
     def __init__(self) -> None:
         self._inbox: queue.SimpleQueue[Envelope | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -54,6 +56,12 @@ class DirectConnector:
             except NotFound:
                 gone.add(envelope.receiver_id)
         return gone
+
+    def drop_for(self, world_id: str) -> int:
+        return 0  # nothing outlives the process that would read it
+
+    def drop_orphans(self) -> int:
+        return 0
 
     def stop(self) -> None:
         with _LOCAL_LOCK:

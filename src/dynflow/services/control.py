@@ -1,0 +1,332 @@
+"""Plan control: execute, resume, halt, skip, deliver events to and cancel plans.
+
+Every operation on an existing plan goes through :class:`PlanControl`. Where the
+plan is matters, and one decision, :meth:`PlanControl.route`, says where: *here*
+(this world's executor runs it, or this world holds its execution lock), at the
+*owner* (another world holds the lock: the request goes there) or *nobody* (no
+world runs it: the operation is done on the stored plan, under its lock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dynflow import futures
+from dynflow.action.base import Action
+from dynflow.cluster.connector.messages import CancelPlan as CancelRequest
+from dynflow.cluster.connector.messages import Event as EventRequest
+from dynflow.cluster.connector.messages import Halt as HaltRequest
+from dynflow.cluster.remote import Cluster, plan_queues
+from dynflow.coordinator import EXECUTION_LOCK
+from dynflow.errors import (
+    ConfigurationError,
+    DynflowError,
+    ExecutionError,
+    LockTaken,
+    NotFound,
+    NotSerializable,
+)
+from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.execution_plan.states import PlanState, StepState
+from dynflow.executor import Executor, offline
+from dynflow.serialization import to_json_value
+
+if TYPE_CHECKING:
+    from dynflow.services.delayed import DelayedPlans
+    from dynflow.services.planning import Planner
+    from dynflow.services.ports import Ports
+
+#: states of plans that recovery may pick up (paused: only paused by a termination)
+RECOVERABLE = (PlanState.RUNNING, PlanState.PLANNED, PlanState.PAUSED)
+
+
+@dataclass(frozen=True)
+class Here:
+    """This world runs the plan (or is starting it: it holds the execution lock)."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Another world holds the plan's execution lock."""
+
+    world_id: str
+
+
+@dataclass(frozen=True)
+class Nobody:
+    """No world runs the plan."""
+
+
+Route = Here | Owner | Nobody
+
+
+class PlanControl:
+    """Operations on plans, routed to where each plan is."""
+
+    def __init__(
+        self,
+        ports: Ports,
+        executor: Executor | None,
+        cluster: Cluster,
+        planner: Planner,
+        delayed: DelayedPlans,
+        on_finished: Callable[[ExecutionPlan], None],
+    ) -> None:
+        self.world_id = ports.world_id
+        self.persistence = ports.persistence
+        self.coordinator = ports.coordinator
+        self.executor = executor
+        self.cluster = cluster
+        self.planner = planner
+        self.delayed = delayed
+        #: called with a plan halted outside an executor (see FinishedPlans)
+        self.on_finished = on_finished
+        self._stopped = False
+
+    def stop(self) -> None:
+        """The world is terminating: refuse new work."""
+        self._stopped = True
+
+    # -- where a plan is -------------------------------------------------------------
+
+    def route(self, plan_id: str) -> Route:
+        """Where requests about the plan go: here, to the lock's owner, or nowhere."""
+        if self.executor is not None and self.executor.running(plan_id):
+            return Here()
+        owner = self.coordinator.execution_lock_owner(plan_id)
+        if owner is None:
+            return Nobody()
+        if owner == self.world_id:
+            return Here() if self.executor is not None else Nobody()
+        return Owner(owner)
+
+    def running(self, plan_id: str) -> bool:
+        """True when this world's executor runs the plan now."""
+        return self.executor is not None and self.executor.running(plan_id)
+
+    # -- starting -----------------------------------------------------------------
+
+    def trigger(
+        self, action_class: type[Action], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, Future[ExecutionPlan]]:
+        """Plan and start: (plan id, future of the plan once it stops or pauses)."""
+        self.require_alive()
+        if self.executor is None:  # a client world: an executor world runs it
+            # the lock, held until an executor takes it over, keeps starting executors
+            # from picking the plan up as abandoned while it is on its way
+            handoff = self.cluster.handoff()
+            plan = self.planner.plan(action_class, args, kwargs, lock=True, request=handoff)
+            if handoff is None:
+                return plan.id, self.cluster.execute(plan.id, plan_queues(plan))
+            assert handoff.future is not None
+            return plan.id, handoff.future
+        plan = self.planner.plan(action_class, args, kwargs, lock=True)
+        return plan.id, self.executor.execute(plan)
+
+    def execute(self, plan_id: str) -> Future[ExecutionPlan]:
+        """Execute a planned plan, resume a paused one, or run a delayed one now."""
+        if self._scheduled(plan_id):
+            return self.delayed.run_now(plan_id)
+        return self._execute(plan_id, (PlanState.PLANNED, PlanState.PAUSED))
+
+    def resume(self, plan_id: str) -> Future[ExecutionPlan]:
+        """Resume a paused plan: its failed steps run again."""
+        return self._execute(plan_id, (PlanState.PAUSED,))
+
+    def _execute(self, plan_id: str, allowed: tuple[PlanState, ...]) -> Future[ExecutionPlan]:
+        try:
+            if self.executor is None:
+                self.require_alive()
+            plan = self.locked_plan(plan_id, allowed)
+        except DynflowError as exc:
+            return futures.failed(exc)
+        if self.executor is None:  # a client world: the lock goes with it to an executor
+            return self.cluster.execute(plan_id)
+        return self.executor.execute(plan)
+
+    def take_over(
+        self, plan_id: str, client_world_id: str, request_id: str, accepted: str | None = None
+    ) -> tuple[Future[ExecutionPlan], bool]:
+        """An execution request from another world: run (or resume) the plan here; the
+        execution lock records who asked. ``accepted`` (an answer's text) is written as
+        the lock moves from the client, where the database can: (future, answered?)."""
+        requester = {"client_world_id": client_world_id, "request_id": request_id}
+        answered = False
+        try:
+            executor = self.require_executor()
+            reply = None if accepted is None else (client_world_id, accepted)
+            moved, plan, answered = self.persistence.take_over_plan(
+                plan_id, client_world_id, self.world_id, requester, reply
+            )
+            plan = self.locked_plan(plan_id, RECOVERABLE, requester, (moved, plan))
+        except DynflowError as exc:
+            return futures.failed(exc), answered
+        if plan.state is PlanState.RUNNING:  # its executor died: recover it here
+            return executor.recover(plan, last_executor(plan), True), answered
+        return executor.execute(plan), answered
+
+    def locked_plan(
+        self,
+        plan_id: str,
+        allowed: tuple[PlanState, ...],
+        lock_data: dict[str, Any] | None = None,
+        taken: tuple[bool, ExecutionPlan | None] = (False, None),
+    ) -> ExecutionPlan:
+        """Take the plan's execution lock, unless it was ``taken`` over already (then
+        maybe with the plan read), and load the plan; it must be in an ``allowed`` state."""
+        moved, plan = taken
+        try:
+            if not moved:
+                self.coordinator.acquire(EXECUTION_LOCK, plan_id, lock_data)
+        except LockTaken as exc:
+            raise ExecutionError(
+                f"execution plan {plan_id} is already running in world {exc.owner_id}"
+            ) from None
+        try:
+            if plan is None:
+                plan = self.persistence.load_execution_plan(plan_id)
+            if plan.state not in allowed:
+                raise ExecutionError(
+                    f"execution plan {plan_id} is {plan.state}/{plan.result}: "
+                    f"only a plan that is {' or '.join(allowed)} can be executed this way"
+                )
+        except BaseException:
+            self.coordinator.release(EXECUTION_LOCK, plan_id)
+            raise
+        return plan
+
+    # -- stopping and steering -------------------------------------------------------
+
+    def halt(self, plan_id: str) -> Future[ExecutionPlan]:
+        """Stop a plan at once (a delayed plan: cancel it)."""
+        if self._scheduled(plan_id):
+            return futures.settled(lambda: self.delayed.cancel(plan_id), DynflowError)
+        match self.route(plan_id):
+            case Here():
+                assert self.executor is not None
+                return self.executor.halt(plan_id)
+            case Owner(world_id):
+                request = self.cluster.request(world_id, HaltRequest(plan_id))
+                return futures.then(
+                    request, lambda _: self.persistence.load_execution_plan(plan_id)
+                )
+        allowed = (PlanState.PLANNED, PlanState.PAUSED, PlanState.PENDING)
+        try:
+            plan = self.locked_plan(plan_id, allowed)
+        except DynflowError as exc:
+            return futures.failed(exc)
+        try:
+            halted = offline.halt(self.persistence, self.world_id, plan, self.on_finished)
+        finally:
+            self.coordinator.release(EXECUTION_LOCK, plan_id)
+        return futures.resolved(halted)
+
+    def skip(self, plan_id: str, step_id: int) -> ExecutionPlan:
+        """Mark a failed step of a paused plan skipped (and the steps needing it)."""
+        plan = self.locked_plan(plan_id, (PlanState.PAUSED,))
+        try:
+            step = _step(plan, step_id)
+            if step.state is not StepState.ERROR:
+                raise ExecutionError(
+                    f"step {step_id} of execution plan {plan_id} is {step.state}: "
+                    "only a failed step can be skipped"
+                )
+            offline.skip(self.persistence, self.world_id, plan, step_id)
+        finally:
+            self.coordinator.release(EXECUTION_LOCK, plan_id)
+        return self.persistence.load_execution_plan(plan_id)
+
+    def event(
+        self, plan_id: str, step_id: int, payload: Any = None, *, optional: bool = False
+    ) -> Future[Any]:
+        """Deliver ``payload`` to a suspended step, wherever its plan runs."""
+        try:
+            payload = to_json_value(payload, f"event for step {step_id}")
+        except NotSerializable as exc:
+            return futures.failed(exc)
+        match self.route(plan_id):
+            case Here():
+                assert self.executor is not None
+                return self.executor.event(plan_id, step_id, payload, optional)
+            case Owner(world_id):
+                request = EventRequest(plan_id, step_id, payload, optional)
+                return self.cluster.request(world_id, request)
+        try:
+            error: DynflowError = self._undeliverable(plan_id, step_id)
+        except DynflowError as exc:  # no such plan or step
+            error = exc
+        return futures.resolved(False) if optional else futures.failed(error)
+
+    def _undeliverable(self, plan_id: str, step_id: int) -> ExecutionError:
+        """Why an event cannot reach a step of a plan that no world runs."""
+        plan = self.persistence.load_execution_plan(plan_id)
+        step = _step(plan, step_id)
+        if step.state is not StepState.SUSPENDED:
+            return ExecutionError(
+                f"step {step_id} of execution plan {plan_id} is {step.state}, "
+                "not suspended: the event was not delivered"
+            )
+        return ExecutionError(
+            f"execution plan {plan_id} is {plan.state} and not executed by "
+            f"world {self.world_id}: the event was not delivered"
+            + (": resume the plan first" if plan.state is PlanState.PAUSED else "")
+        )
+
+    def cancel(self, plan_id: str) -> list[Future[Any]]:
+        """Cancel a plan's cancellable steps, wherever it runs (a delayed plan: at once)."""
+        if self._scheduled(plan_id):
+            return [futures.settled(lambda: self.delayed.cancel(plan_id), DynflowError)]
+        route = self.route(plan_id)
+        if isinstance(route, Owner):  # it cancels there, one future for all
+            return [self.cluster.request(route.world_id, CancelRequest(plan_id))]
+        executor = self.require_executor()
+        if isinstance(route, Nobody):
+            plan = self.persistence.load_execution_plan(plan_id)
+            raise ExecutionError(
+                f"execution plan {plan_id} is {plan.state}, not executed by world "
+                f"{self.world_id}: only a running plan can be cancelled"
+            )
+        return executor.cancel(plan_id).result(timeout=30)
+
+    def schedule_step_timeout(
+        self, plan_id: str, step_id: int, sequence: int, seconds: float
+    ) -> None:
+        """Fail a step still suspended since hand-out ``sequence`` (it runs here)."""
+        if self.executor is not None and not self._stopped:
+            self.executor.timeout(plan_id, step_id, sequence, seconds)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def require_alive(self) -> None:
+        if self._stopped:
+            raise ExecutionError(f"world {self.world_id} is terminated")
+
+    def require_executor(self) -> Executor:
+        self.require_alive()
+        if self.executor is None:
+            raise ConfigurationError(
+                f"world {self.world_id} has no executor (executor=False): run plans from a "
+                "world with executor=True"
+            )
+        return self.executor
+
+    def _scheduled(self, plan_id: str) -> bool:
+        filters = {"id": plan_id, "state": PlanState.SCHEDULED}
+        return self.persistence.find_execution_plan_counts(filters) > 0
+
+
+def last_executor(plan: ExecutionPlan) -> str | None:
+    """The world that last started executing the plan (the one that died, when the plan
+    was left running): named by its last ``start execution`` history entry."""
+    starts = [e.world_id for e in plan.execution_history if e.name == "start execution"]
+    return starts[-1] if starts else None
+
+
+def _step(plan: ExecutionPlan, step_id: int) -> Any:
+    step = plan.steps.get(step_id)
+    if step is None:
+        raise NotFound(f"execution plan {plan.id} has no step {step_id}")
+    return step

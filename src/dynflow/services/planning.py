@@ -1,0 +1,175 @@
+"""The planner: the one place where a plan is built and saved.
+
+``world.trigger``, ``world.plan``, sub-plans and delayed plans all plan through
+:class:`Planner`. It builds the plan in the application's transaction, saves it
+at once with the locks it takes (its singleton locks, its execution lock when it
+is to run, and optionally the execution request to an executor world), turns a
+taken singleton lock into a clear error, and keeps a plan whose planning failed
+(``stopped``/``error``) so that it can be inspected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dynflow.action.base import Action
+from dynflow.action.registry import class_name
+from dynflow.action.singleton import SINGLETON_LOCK
+from dynflow.coordinator import EXECUTION_LOCK
+from dynflow.errors import ConfigurationError, LockTaken, PlanningFailed
+from dynflow.execution_plan.builder import PlanBuilder
+from dynflow.execution_plan.model import ExecutionPlan, StepError
+from dynflow.execution_plan.states import Phase, PlanResult, PlanState
+from dynflow.persistence.facade import plan_from_rows
+
+if TYPE_CHECKING:
+    from dynflow.action.world import ActionWorld
+    from dynflow.middleware import Middleware
+    from dynflow.services.ports import Ports
+    from dynflow.transaction import TransactionAdapter
+
+Rows = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]
+
+
+class ExecutionRequest(Protocol):
+    """An execution request written together with the new plan (see
+    :class:`dynflow.cluster.remote.Handoff`)."""
+
+    def envelope(self, plan_id: str, queues: frozenset[str]) -> tuple[str, str] | None: ...
+
+    def saved(self, written: bool) -> None: ...
+
+    def abandon(self) -> None: ...
+
+
+class Planner:
+    """Builds plans and saves them, with their locks, in one write."""
+
+    def __init__(
+        self,
+        ports: Ports,
+        world: ActionWorld,
+        middleware: Callable[[], Sequence[type[Middleware]]],
+        transactions: TransactionAdapter,
+    ) -> None:
+        self.world = world
+        self.persistence = ports.persistence
+        self.coordinator = ports.coordinator
+        self.middleware = middleware
+        self.transactions = transactions
+
+    def plan(
+        self,
+        action_class: type[Action],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        lock: bool = False,
+        caller: tuple[str, int] | None = None,
+        request: ExecutionRequest | None = None,
+    ) -> ExecutionPlan:
+        """Plan a new plan, ``planned`` (or raise :class:`PlanningFailed`). ``lock``:
+        take its execution lock, to run it; ``request``: the execution request to write
+        with it."""
+        _check_action_class(action_class)
+        builder = PlanBuilder(self.world, self.middleware())
+        builder.caller = caller
+        self._build(builder, action_class, args, kwargs, self._save_failed_new)
+        plan_row, actions, steps = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
+        locks = builder.singleton_locks()
+        if lock:
+            locks.append(self.coordinator.lock_row(EXECUTION_LOCK, builder.id))
+        envelope = None
+        if request is not None:
+            queues = frozenset(r["queue"] for r in steps if r["phase"] != Phase.PLAN)
+            envelope = request.envelope(builder.id, queues)
+        try:
+            written = self.persistence.save_new_plan(
+                plan_row, actions, steps, locks=locks, envelope=envelope
+            )
+        except BaseException as exc:
+            if request is not None:
+                request.abandon()
+            if not isinstance(exc, LockTaken):
+                raise
+            self._conflict(builder, self._save_failed_new)
+        if request is not None:
+            request.saved(written)
+        return plan_from_rows(plan_row, actions, steps)
+
+    def plan_claimed(
+        self,
+        execution_plan_id: str,
+        action_class: type[Action],
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+    ) -> ExecutionPlan:
+        """Plan a delayed plan, whose execution lock this world claimed, under its own
+        id: the lock stays with the planned plan, or is released if planning fails."""
+        builder = PlanBuilder(self.world, self.middleware(), execution_plan_id=execution_plan_id)
+        try:
+            self._build(builder, action_class, tuple(args), kwargs, self._save_failed_claimed)
+            plan_row, actions, steps = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
+            try:
+                self.persistence.delayed.save_processed(
+                    plan_row, actions, steps, locks=builder.singleton_locks()
+                )
+            except LockTaken:
+                self._conflict(builder, self._save_failed_claimed)
+        except PlanningFailed:
+            raise
+        except BaseException:
+            self.coordinator.release(EXECUTION_LOCK, execution_plan_id)
+            raise
+        return plan_from_rows(plan_row, actions, steps)
+
+    def singleton_conflict(self, singletons: Sequence[str]) -> str:
+        """Why a plan of these singleton actions cannot be planned now."""
+        for name in singletons:
+            for held in self.coordinator.find_locks(lock_class=SINGLETON_LOCK, id=name):
+                return (
+                    f"singleton action {name} is already running in execution plan "
+                    f"{held.owner_id}: wait until it stops (or halt it)"
+                )
+        return "a lock this plan needs is taken: try again"
+
+    # -- steps -------------------------------------------------------------------
+
+    def _build(
+        self,
+        builder: PlanBuilder,
+        action_class: type[Action],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        save_failed: Callable[[PlanBuilder], None],
+    ) -> None:
+        try:
+            with self.transactions.transaction() as transaction:
+                builder.transaction = transaction
+                builder.build(action_class, args, kwargs)
+        except Exception as exc:
+            message = builder.record_failure(exc)
+            save_failed(builder)
+            raise PlanningFailed(builder.id, message) from exc
+
+    def _conflict(self, builder: PlanBuilder, save_failed: Callable[[PlanBuilder], None]) -> None:
+        """A singleton lock of the plan is taken: keep the plan, failed, and say why."""
+        message = self.singleton_conflict(builder.singletons)
+        builder.fail_entry(StepError(class_name(LockTaken), message))
+        save_failed(builder)
+        raise PlanningFailed(builder.id, message) from None
+
+    def _save_failed_new(self, builder: PlanBuilder) -> None:
+        self.persistence.save_new_plan(*builder.rows(PlanState.STOPPED, PlanResult.ERROR))
+
+    def _save_failed_claimed(self, builder: PlanBuilder) -> None:
+        release = {"class": EXECUTION_LOCK, "id": builder.id, "owner_id": self.coordinator.world_id}
+        self.persistence.delayed.save_processed(
+            *builder.rows(PlanState.STOPPED, PlanResult.ERROR), release=release
+        )
+
+
+def _check_action_class(action_class: Any) -> None:
+    if not (isinstance(action_class, type) and issubclass(action_class, Action)):
+        raise ConfigurationError(f"expected an Action subclass, got {action_class!r}")

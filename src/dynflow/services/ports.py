@@ -1,0 +1,21 @@
+"""The parts every service is handed: who this world is, its state and its clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dynflow.clock import Clock
+    from dynflow.coordinator import Coordinator
+    from dynflow.persistence import Persistence
+
+
+@dataclass(frozen=True)
+class Ports:
+    """This world's id, persistence, coordinator and clock."""
+
+    world_id: str
+    persistence: Persistence
+    coordinator: Coordinator
+    clock: Clock
