@@ -178,6 +178,8 @@ def test_executed_plan_round_trips_with_errors_and_history(
     for step in run_steps[:2]:
         assert_utc(step.started_at)
         assert_utc(step.ended_at)
+        assert step.started_at is not None
+        assert step.ended_at is not None
         assert step.started_at <= step.ended_at
     error = run_steps[1].error
     assert error is not None
