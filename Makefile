@@ -21,6 +21,7 @@ lint: install
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/ruff format --check src tests examples benchmarks
 
+# one run over pyproject.toml's files: src/dynflow (strict) and tests/ (checked as user code)
 typecheck: install
 	$(BIN)/mypy
 

@@ -62,7 +62,7 @@ class Box:
 
     key: str
     runs: Counter[str] = field(default_factory=Counter)
-    hooks: dict[str, Callable[[Any], None]] = field(default_factory=dict)
+    hooks: dict[str, Callable[[Any], object]] = field(default_factory=dict)
     gates: dict[str, Gate] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 

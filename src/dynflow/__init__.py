@@ -8,6 +8,7 @@ from dynflow.action.references import OutputReference
 from dynflow.action.singleton import Singleton
 from dynflow.action.sub_plans import SubPlan, SubPlansFailed, WithSubPlans
 from dynflow.action.suspended import SuspendedAction
+from dynflow.action.world import ActionWorld
 from dynflow.errors import (
     ConfigurationError,
     DynflowError,
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Action",
     "ActionRecord",
+    "ActionWorld",
     "Cancel",
     "Cancellable",
     "ConfigurationError",

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 
 class Middleware:
+    """Base of middleware: every hook passes its arguments on; override the hooks to wrap."""
+
     def __init__(self, action: Action, next_: Callable[..., Any]) -> None:
         self.action = action
         self._next = next_

@@ -57,7 +57,7 @@ def schedule(
     args: list[Any] | None = None,
     kwargs: dict[str, Any] | None = None,
 ) -> str:
-    builder = PlanBuilder(None)
+    builder = PlanBuilder(None)  # type: ignore[arg-type]
     builder.schedule(Provision)
     plan, actions, steps = builder.rows(PlanState.SCHEDULED, PlanResult.PENDING)
     store.save_scheduled(
@@ -236,7 +236,7 @@ def test_a_planned_plan_replaces_its_scheduled_rows(
 ) -> None:
     plan_id = schedule(store)
     store.claim(plan_id, lock(plan_id), planning=True)
-    builder = PlanBuilder(None, execution_plan_id=plan_id)
+    builder = PlanBuilder(None, execution_plan_id=plan_id)  # type: ignore[arg-type]
     builder.build(Provision, [["a", "b"]], {"size": 2})
     rows = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
     other = {"class": "singleton_action", "id": "x", "owner_id": plan_id, "data": {}}
@@ -270,7 +270,7 @@ def test_a_failed_planning_replaces_its_scheduled_rows_and_releases_the_lock(
 ) -> None:
     plan_id = schedule(store)
     store.claim(plan_id, lock(plan_id), planning=True)
-    builder = PlanBuilder(None, execution_plan_id=plan_id)
+    builder = PlanBuilder(None, execution_plan_id=plan_id)  # type: ignore[arg-type]
     with pytest.raises(DynflowError) as failure:
         builder.build(Provision, [["a", "boom"]], {})
     message = builder.record_failure(failure.value)

@@ -104,7 +104,7 @@ def store_plan(
     persistence: Persistence, action_class: type[Action] = Greet, *args: Any, **plan: Any
 ) -> str:
     """Plan ``action_class`` without a world and store it, overriding plan columns."""
-    builder = PlanBuilder(None)
+    builder = PlanBuilder(None)  # type: ignore[arg-type]
     builder.build(action_class, args or ("x",), {})
     row, action_rows, step_rows = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
     row.update({k: str(v) if isinstance(v, PlanState | PlanResult) else v for k, v in plan.items()})
@@ -178,6 +178,8 @@ def test_executed_plan_round_trips_with_errors_and_history(
     for step in run_steps[:2]:
         assert_utc(step.started_at)
         assert_utc(step.ended_at)
+        assert step.started_at is not None
+        assert step.ended_at is not None
         assert step.started_at <= step.ended_at
     error = run_steps[1].error
     assert error is not None

@@ -116,7 +116,7 @@ def test_an_execution_whose_executor_leaves_before_taking_it_goes_to_another(
 
     triggered = client.trigger(WhereAmI)
     (sent,) = eventually(lambda: _envelopes_for(client, silent.world_id))
-    assert sent.message.execution_plan_id == triggered.execution_plan_id  # type: ignore[union-attr]
+    assert sent.message.execution_plan_id == triggered.execution_plan_id
     executor = make_world(db_url, connector="database")
     locks = client.coordinator.find_locks(lock_class=EXECUTION_LOCK)
     assert [lock.owner_id for lock in locks] == [client.id]  # nobody took the plan: not lost

@@ -200,6 +200,7 @@ def test_plans_delayed_by_a_client_world_are_run_by_an_executor_world(
 ) -> None:
     start = datetime.now(UTC)
     client = make_world(db_url, executor=False, clock=ManualClock(utc_start=start))
+    assert isinstance(client.clock, ManualClock)
     executor = InThreadWorld(db_url, delayed_interval=5, clock=ManualClock(utc_start=start))
     try:
         executor.clock.advance(0)  # its first look, at start: nothing is due
@@ -499,13 +500,18 @@ def test_two_executor_worlds_run_each_due_plan_once(
 
     def advance(world: World) -> None:
         together.wait()
+        assert isinstance(world.clock, ManualClock)
         world.clock.advance(5)  # both look at the same due plans at once
 
     with ThreadPoolExecutor(len(worlds)) as pool:
         list(pool.map(advance, worlds))
 
     for plan, plan_tag in zip(plans, tags, strict=True):
-        eventually(lambda p=plan: load(worlds[0], p.id).state is PlanState.STOPPED)
+
+        def stopped(p: ExecutionPlan = plan) -> bool:
+            return load(worlds[0], p.id).state is PlanState.STOPPED
+
+        eventually(stopped)
         assert_ran_once(worlds[0], plan.id, plan_tag)
         starts = [w for _, name, w in load(worlds[0], plan.id).execution_history if "start" in name]
         assert len(starts) == 1

@@ -10,7 +10,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -74,6 +74,7 @@ class Probe:
 
 
 PROBES: dict[str, Probe] = {}
+P = TypeVar("P", bound=Probe)
 
 
 class WebhookDown(Exception):
@@ -81,7 +82,7 @@ class WebhookDown(Exception):
 
 
 @contextmanager
-def registered(probe: Probe) -> Iterator[Probe]:
+def registered(probe: P) -> Iterator[P]:
     """Make ``probe`` findable by its actions; open its gates when done."""
     PROBES[probe.key] = probe
     try:

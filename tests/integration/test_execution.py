@@ -464,6 +464,7 @@ def test_action_runs_on_its_named_queue(db_url: str, make_world: MakeWorld) -> N
 
     assert (plan.state, plan.result) == (PlanState.STOPPED, PlanResult.SUCCESS), plan.errors
     stored = load(world, plan.id)
+    assert stored.entry_action.run_step_id is not None
     assert stored.steps[stored.entry_action.run_step_id].queue == "slow"
     assert "slow" in stored.entry_action.output["thread"]
 
@@ -569,6 +570,7 @@ def test_progress_is_reported_and_complete_at_success(world: World, box: Box) ->
 
     def reported() -> bool:
         plan = load(world, triggered.execution_plan_id)
+        assert plan.entry_action.run_step_id is not None
         step = plan.steps[plan.entry_action.run_step_id]
         return step.progress_done == 0.25 and plan.progress == 0.25
 
@@ -579,6 +581,7 @@ def test_progress_is_reported_and_complete_at_success(world: World, box: Box) ->
     assert (plan.state, plan.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
     stored = load(world, plan.id)
     assert stored.progress == 1.0
+    assert stored.entry_action.run_step_id is not None
     assert stored.steps[stored.entry_action.run_step_id].progress_done == 1.0
 
 
@@ -599,7 +602,10 @@ def test_times_are_recorded(world: World, box: Box) -> None:
         assert plan.started_at <= step.started_at <= step.ended_at <= plan.ended_at
         assert step.execution_time > 0
         assert step.real_time >= 0
-    assert run_step(plan, "a").ended_at <= run_step(plan, "b").started_at
+    a_ended, b_started = run_step(plan, "a").ended_at, run_step(plan, "b").started_at
+    assert a_ended is not None
+    assert b_started is not None
+    assert a_ended <= b_started
 
 
 def test_labels(world: World) -> None:

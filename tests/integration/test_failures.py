@@ -437,6 +437,7 @@ def test_exception_in_plan_fails_planning_and_keeps_the_plan(world: World) -> No
 
     stored = load(world, failed.value.execution_plan_id)
     assert outcome(stored) == (PlanState.STOPPED, PlanResult.ERROR)
+    assert stored.entry_action.plan_step_id is not None
     step = stored.steps[stored.entry_action.plan_step_id]
     assert step.state is StepState.ERROR
     assert step.error is not None
@@ -453,8 +454,10 @@ def test_exception_in_a_child_plan_fails_planning_on_the_child_step(world: World
     assert outcome(stored) == (PlanState.STOPPED, PlanResult.ERROR)
     child = next(a for a in stored.actions if a.action_class == FailsInPlan.class_name())
     [error] = stored.errors
+    assert child.plan_step_id is not None
     assert stored.steps[child.plan_step_id].error == error
     assert error.message == "the child cannot plan"
+    assert stored.entry_action.plan_step_id is not None
     assert stored.steps[stored.entry_action.plan_step_id].state is StepState.ERROR
     assert all(s.state is not StepState.RUNNING for s in stored.steps.values())
 
@@ -465,6 +468,7 @@ def test_wrong_arguments_to_plan_fail_planning(world: World) -> None:
 
     stored = load(world, failed.value.execution_plan_id)
     assert outcome(stored) == (PlanState.STOPPED, PlanResult.ERROR)
+    assert stored.entry_action.plan_step_id is not None
     error = stored.steps[stored.entry_action.plan_step_id].error
     assert error is not None
     assert error.exception_class == "TypeError"
@@ -532,6 +536,7 @@ def test_halt_stops_a_running_plan_at_once_and_ignores_the_late_result(
 
     stored = load(world, triggered.execution_plan_id)
     assert outcome(stored) == (PlanState.STOPPED, PlanResult.ERROR)
+    assert stored.entry_action.run_step_id is not None
     step = stored.steps[stored.entry_action.run_step_id]
     assert step.state is StepState.ERROR
     assert step.error is not None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -80,7 +80,7 @@ class CancelRefused(Exception):
 class Job(Polling, Action):
     """An external task that needs ``polls`` successful polls to be done."""
 
-    poll_intervals = (10, 20, 50)
+    poll_intervals: ClassVar[Sequence[float]] = (10, 20, 50)
     poll_max_retries = 2
 
     def invoke_external_task(self) -> Any:

@@ -68,7 +68,8 @@ PROBES: dict[str, Probe] = {}
 @pytest.fixture
 def probe(make_world: MakeWorld) -> Iterator[Probe]:
     # depends on make_world so that the gate opens before the worlds terminate
-    found = PROBES[key] = Probe(key := uuid.uuid4().hex)
+    key = uuid.uuid4().hex
+    found = PROBES[key] = Probe(key)
     try:
         yield found
     finally:
@@ -206,7 +207,7 @@ def load(world: World, plan_id: str) -> ExecutionPlan:
     return world.persistence.load_execution_plan(plan_id)
 
 
-def singleton_locks(world: World) -> list[tuple[str, str]]:
+def singleton_locks(world: World) -> list[tuple[str, str | None]]:
     return [
         (lock.id, lock.owner_id) for lock in world.coordinator.find_locks(lock_class=SINGLETON_LOCK)
     ]

@@ -15,6 +15,7 @@ import pytest
 
 from dynflow import (
     Action,
+    ActionWorld,
     ExecutionPlan,
     PlanningFailed,
     PlanResult,
@@ -76,7 +77,8 @@ PROBES: dict[str, Probe] = {}
 @pytest.fixture
 def probe(make_world: MakeWorld) -> Iterator[Probe]:
     # depends on make_world so that held children are released before the worlds terminate
-    found = PROBES[key] = Probe(key := uuid.uuid4().hex)
+    key = uuid.uuid4().hex
+    found = PROBES[key] = Probe(key)
     try:
         yield found
     finally:
@@ -134,7 +136,7 @@ class CheckedParent(Parent):
         return super().suspend(callback)
 
 
-def unsettled(world: World, parent_id: str) -> list[ExecutionPlan]:
+def unsettled(world: ActionWorld, parent_id: str) -> list[ExecutionPlan]:
     filters = {
         "caller_execution_plan_id": parent_id,
         "state": [PlanState.PAUSED, PlanState.RUNNING, PlanState.PLANNED],
@@ -232,9 +234,16 @@ def release_one_at_a_time(probe: Probe, total: int, limit: int) -> None:
     """Release held children one by one; each time, ``limit`` (or what is left) run."""
     for released in range(total):
         expected = min(limit, total - released)
-        eventually(lambda expected=expected: probe.active == expected)
+
+        def running(expected: int = expected) -> bool:
+            return probe.active == expected
+
+        def left(released: int = released) -> bool:
+            return probe.left == released + 1
+
+        eventually(running)
         probe.release.release()
-        eventually(lambda released=released: probe.left == released + 1)
+        eventually(left)
 
 
 # -- children, callers, counts ---------------------------------------------------------
@@ -515,7 +524,8 @@ class registered_probe:
     """A probe outside the fixture (for worlds the test opens itself)."""
 
     def __enter__(self) -> Probe:
-        self.probe = PROBES[key] = Probe(key := uuid.uuid4().hex)
+        key = uuid.uuid4().hex
+        self.probe = PROBES[key] = Probe(key)
         return self.probe
 
     def __exit__(self, *exc: object) -> None:

@@ -147,7 +147,12 @@ class Executors:
             # (a plan planned meanwhile could be taken by that recovery instead of by the
             # executor the client sends it to, failing the client's request)
             serving = f"executor world {found.id} serving"
-            eventually(lambda: running() or serving in executor.log(), timeout=START_TIMEOUT)
+
+            def serving_now() -> bool:
+                running()
+                return serving in executor.log()
+
+            eventually(serving_now, timeout=START_TIMEOUT)
         except AssertionError as exc:
             raise AssertionError(f"{executor.name} did not start: {exc}") from None
         return found

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from dynflow import Action
+from dynflow import Action, World
+from dynflow.executor.threaded import ThreadedExecutor
 
 #: how long a held step waits for its gate before failing (a test never opens it later)
 HOLD_LIMIT = 20.0
@@ -72,7 +73,8 @@ class HoldUntilTerminating(Action):
 
     def run(self, event: Any = None) -> None:
         _touch(self.input.get("entered"))
-        executor = self.world.executor
+        # the world of this process, threaded: its executor core is here
+        executor = cast("ThreadedExecutor", cast("World", self.world).executor)
         _wait_for(lambda: executor.core.terminating is not None, "termination")
         self.output["world_id"] = self.world.id
 

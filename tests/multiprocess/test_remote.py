@@ -125,6 +125,7 @@ def test_an_event_from_the_client_reaches_a_plan_suspended_in_an_executor_proces
     step_id = suspended_step(client, plan_id)
     assert not triggered.finished.done()
     (lock,) = client.coordinator.find_locks(id=plan_id)
+    assert lock.owner_id is not None
     assert client.cluster.request(lock.owner_id, Status(plan_id)).result(TIMEOUT) is True
 
     delivered = client.event(plan_id, step_id, {"approved": True, "n": [1]})

@@ -93,7 +93,7 @@ def test_label_is_per_class_not_inherited_from_the_base_default() -> None:
 
 
 def test_label_on_an_instance() -> None:
-    context = PhaseContext(None, "plan-1", Phase.RUN)
+    context = PhaseContext(None, "plan-1", Phase.RUN)  # type: ignore[arg-type]
     assert CreateVM(context, 1).label == "Create VM"
     assert Labelled(context, 2).label == "Create a virtual machine"
 

@@ -126,8 +126,8 @@ def test_typical_lifecycles_are_allowed() -> None:
         [S.PENDING, S.RUNNING, S.ERROR, S.PENDING, S.RUNNING, S.SUCCESS],
         [S.PENDING, S.RUNNING, S.ERROR, S.SKIPPING, S.SKIPPED],
     ):
-        for current, new in itertools.pairwise(steps):
-            check_step_transition(current, new)
+        for before, after in itertools.pairwise(steps):
+            check_step_transition(before, after)
 
 
 def test_invalid_transition_is_a_dynflow_error() -> None:

@@ -48,6 +48,8 @@ class StepError:
 
 @dataclass
 class Step:
+    """One phase (plan, run or finalize) of one action: its state, error, times and progress."""
+
     id: int
     action_id: int
     action_class: str
@@ -65,6 +67,8 @@ class Step:
 
 @dataclass
 class ActionRecord:
+    """One action of a plan as stored: its class, input, output and the ids of its steps."""
+
     id: int
     action_class: str
     input: dict[str, Any]
@@ -79,6 +83,8 @@ class ActionRecord:
 
 
 class HistoryEntry(NamedTuple):
+    """A line of a plan's execution history: when, what (``start execution``...) and where."""
+
     time: datetime
     name: str
     world_id: str | None
@@ -86,6 +92,8 @@ class HistoryEntry(NamedTuple):
 
 @dataclass
 class ExecutionPlan:
+    """A plan as stored: state, result and times; its steps and actions load on first use."""
+
     id: str
     label: str
     state: PlanState

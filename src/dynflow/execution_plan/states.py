@@ -9,6 +9,8 @@ from dynflow.errors import InvalidTransition
 
 
 class PlanState(StrEnum):
+    """Where a plan is in its life; ``stopped`` is final and ``PlanResult`` says how it ended."""
+
     PENDING = "pending"
     SCHEDULED = "scheduled"
     PLANNING = "planning"
@@ -19,6 +21,8 @@ class PlanState(StrEnum):
 
 
 class PlanResult(StrEnum):
+    """How a plan ended (``pending`` until it stops); ``warning``: a failed step was skipped."""
+
     PENDING = "pending"
     SUCCESS = "success"
     WARNING = "warning"
@@ -27,6 +31,8 @@ class PlanResult(StrEnum):
 
 
 class StepState(StrEnum):
+    """Where a step is; ``success``, ``skipped`` and ``cancelled`` are final."""
+
     PENDING = "pending"
     RUNNING = "running"
     SUCCESS = "success"
@@ -38,6 +44,8 @@ class StepState(StrEnum):
 
 
 class Phase(StrEnum):
+    """The three phases of an action, each run as its own step."""
+
     PLAN = "plan"
     RUN = "run"
     FINALIZE = "finalize"

@@ -149,6 +149,7 @@ def assert_run_phase(action: Action, input: Mapping[str, Any] | None = None) -> 
 
 
 def assert_finalize_phase(action: Action) -> None:
+    """Assert the action planned its finalize phase."""
     if _builder(action).input is None or not type(action).has_phase(Phase.FINALIZE):
         raise AssertionError(f"{type(action).__name__} did not plan its finalize phase")
 
