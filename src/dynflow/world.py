@@ -50,7 +50,8 @@ from dynflow.execution_plan.builder import PlanBuilder
 from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
 from dynflow.executor import Executor
-from dynflow.executor.core import ExecutorCore, singleton_locks, skip_step
+from dynflow.executor.core import ExecutorCore
+from dynflow.executor.policy import singleton_locks, skip_step
 from dynflow.executor.runner import StepRunner
 from dynflow.executor.runtime import PlanRuntime, now
 from dynflow.executor.threaded import ThreadedExecutor

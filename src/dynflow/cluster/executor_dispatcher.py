@@ -22,7 +22,7 @@ from dynflow.cluster.connector.messages import (
     Status,
     encode,
 )
-from dynflow.executor.core import LockLost
+from dynflow.executor.commit import LockLost
 from dynflow.persistence.documents import plan_answer
 
 if TYPE_CHECKING:
