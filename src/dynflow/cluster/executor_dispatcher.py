@@ -25,7 +25,7 @@ from dynflow.cluster.connector.messages import (
     encode,
 )
 from dynflow.cluster.connector.outbox import Outbox
-from dynflow.executor.core import LockLost
+from dynflow.executor.commit import LockLost
 
 if TYPE_CHECKING:
     from dynflow.services.control import PlanControl

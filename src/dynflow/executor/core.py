@@ -1,124 +1,56 @@
-"""The executor core: owns the running plans, applies results, decides, persists.
+"""The executor core: the state machine of the plans a world executes.
 
-It is driven by messages (from the world and from workers), handled one at a
-time by a single thread. Changes accumulate in one :class:`Changes` batch;
-``flush`` commits it and only then releases the work and the futures that
-depend on it, so several plans' state changes share one commit.
+Driven by messages (from the world and from workers), handled one at a time by a
+single thread; it applies results, decides what runs next, and commits in batches
+(:mod:`dynflow.executor.commit`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from dynflow.action import registry
-from dynflow.action.base import Rescue, combine_rescue
+from dynflow.action.base import Rescue
 from dynflow.action.cancellable import Cancellable
 from dynflow.action.events import CANCEL
-from dynflow.action.singleton import SINGLETON_LOCK, Singleton
+from dynflow.action.registry import class_name
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.director import Outcome, decide
 from dynflow.errors import DynflowError, ExecutionError, NotFound
 from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
+from dynflow.executor import policy
+from dynflow.executor.commit import Committer
+from dynflow.executor.messages import (
+    Abandon,
+    Adopt,
+    CancelSteps,
+    DeliverEvent,
+    HaltPlan,
+    Message,
+    SkipStep,
+    Start,
+    StepTimeout,
+    Terminate,
+)
 from dynflow.executor.runtime import PlanRuntime, now
 from dynflow.executor.work import Progress, StepDone, Work
-from dynflow.persistence.changes import Changes
+from dynflow.futures import resolve
 from dynflow.persistence.facade import Persistence
 from dynflow.serialization import resolve_refs
 
 log = logging.getLogger(__name__)
 
-ABNORMAL = "Abnormal termination (previous state: {state})"
+_EXECUTION_ERROR = class_name(ExecutionError)
 
 
-@dataclass(frozen=True)
-class Start:
-    plan: ExecutionPlan
-    future: Future[ExecutionPlan]
-    #: set when recovering the plan of a world that died while executing it
-    recovered_from: str | None = None
-    recovering: bool = False
+class ExecutorCore(Committer):
+    """The state machine of the plans this world executes; ``handle`` is its one entry."""
 
-
-@dataclass(frozen=True)
-class Halt:
-    execution_plan_id: str
-    future: Future[ExecutionPlan]
-
-
-@dataclass(frozen=True)
-class Event:
-    """Deliver ``payload`` to a step: ``run(event=payload)`` once it is suspended."""
-
-    execution_plan_id: str
-    step_id: int
-    payload: Any
-    future: Future[Any]
-    #: drop the event silently (future resolved with False) if the step cannot take it
-    optional: bool = False
-
-
-@dataclass(frozen=True)
-class StepTimeout:
-    """Fail the step if it is still suspended since hand-out ``sequence``."""
-
-    execution_plan_id: str
-    step_id: int
-    sequence: int
-    seconds: float
-
-
-@dataclass(frozen=True)
-class CancelPlan:
-    """Send the cancel event to every running or suspended cancellable step."""
-
-    execution_plan_id: str
-    reply: Future[list[Future[Any]]]
-
-
-@dataclass(frozen=True)
-class Terminate:
-    future: Future[None]
-
-
-@dataclass(frozen=True)
-class Abandon:
-    """Terminate now: steps still running are abandoned as abnormally terminated."""
-
-
-Message = (
-    Start | StepDone | Progress | Event | StepTimeout | CancelPlan | Halt | Terminate | Abandon
-)
-
-
-class LockLost(ExecutionError):
-    """This world was declared dead and another world took the plan over (and answers
-    the request that started it)."""
-
-
-@dataclass
-class _Outbox:
-    """What a commit releases: work for the workers, and callbacks (by plan, if any)."""
-
-    work: list[Work] = field(default_factory=list)
-    callbacks: list[tuple[str | None, Callable[[], None]]] = field(default_factory=list)
-    #: plans that stopped or paused in this batch (no longer in ``ExecutorCore.plans``)
-    released: dict[str, PlanRuntime] = field(default_factory=dict)
-
-    def without(self, plan_ids: set[str]) -> _Outbox:
-        return _Outbox(
-            [w for w in self.work if w.execution_plan_id not in plan_ids],
-            [(p, c) for p, c in self.callbacks if p not in plan_ids],
-        )
-
-
-class ExecutorCore:
     def __init__(
         self,
         world_id: str,
@@ -127,22 +59,9 @@ class ExecutorCore:
         auto_rescue: bool = True,
         queues: Iterable[str] = ("default",),
     ) -> None:
-        self.world_id = world_id
-        self.persistence = persistence
+        super().__init__(world_id, persistence)
         self.auto_rescue = auto_rescue
         self.queues = frozenset(queues)
-        self.plans: dict[str, PlanRuntime] = {}
-        self.changes = Changes()
-        self._out = _Outbox()
-        self.terminating: Future[None] | None = None
-        #: plans paused (without failures) because this executor terminated
-        self.paused_by_termination: list[str] = []
-        #: called with the plan, after the commit, whenever a plan stops or pauses here
-        self.on_finished: Callable[[ExecutionPlan], None] | None = None
-
-    @property
-    def terminated(self) -> bool:
-        return self.terminating is not None and not self.plans
 
     # -- message handling -----------------------------------------------------------
 
@@ -164,14 +83,18 @@ class ExecutorCore:
                     self.changes.drop_plan(plan.id)
                     self.changes.released_locks.append((EXECUTION_LOCK, plan.id, self.world_id))
                     self._fail(future, ExecutionError(f"cannot start plan {plan.id}: {exc}"))
-            case Event():
+            case DeliverEvent():
                 self._event(message)
             case StepTimeout():
                 self._timeout(message)
-            case CancelPlan(plan_id, reply):
+            case CancelSteps(plan_id, reply):
                 self._cancel(plan_id, reply)
-            case Halt(plan_id, future):
+            case Adopt(plan, future):
+                self._adopt(plan, future)
+            case HaltPlan(plan_id, future):
                 self._halt(plan_id, future)
+            case SkipStep(plan_id, step_id, future):
+                self._skip(plan_id, step_id, future)
             case Terminate(future):
                 self.terminating = future
                 for runtime in list(self.plans.values()):
@@ -182,55 +105,6 @@ class ExecutorCore:
                     self._abandon_running(runtime)
                     self._pause(runtime)
                 self._maybe_terminated()
-
-    def flush(self) -> tuple[list[Work], list[Callable[[], None]]]:
-        """Commit the batch; return the work and callbacks it released.
-
-        Fencing: the changes of a plan are written only while this world still holds
-        its execution lock. A plan whose lock is gone (this world was declared dead
-        while only slow) is dropped here without any write: another world owns it.
-        """
-        fenced: set[str] = set()
-        if self.changes:
-            fenced = self.persistence.apply_fenced(self.changes, self.world_id)
-            self.changes.clear()
-        out, self._out = self._out, _Outbox()
-        if fenced:
-            released = out.released
-            out = out.without(fenced)
-            for plan_id in fenced:
-                self._lose(plan_id, released.get(plan_id))
-        return out.work, [callback for _, callback in out.callbacks]
-
-    def _lose(self, plan_id: str, released: PlanRuntime | None = None) -> None:
-        # a plan that stopped or paused in the fenced batch is no longer in self.plans:
-        # its futures (whose callbacks were dropped) are rejected all the same
-        runtime = self.plans.pop(plan_id, None) or released
-        if runtime is None:
-            return
-        if plan_id in self.paused_by_termination:  # not ours to hand over
-            self.paused_by_termination.remove(plan_id)
-        log.error(
-            "world %s no longer holds the execution lock of plan %s: it stops executing it "
-            "(another world took it over)",
-            self.world_id,
-            plan_id,
-        )
-        error = LockLost(
-            f"world {self.world_id} lost the execution lock of plan {plan_id}: it was "
-            "declared dead and another world continues the plan"
-        )
-        for future in runtime.futures:
-            _reject(future, error)
-        for waiting in runtime.events.values():
-            for event in waiting:
-                _reject(event.future, error)
-        if self.terminating is not None and not self.plans:
-            _resolve(self.terminating, None)
-
-    def _later(self, callback: Callable[[], None], plan_id: str | None = None) -> None:
-        """Run ``callback`` after the next commit (dropped if the plan is fenced off)."""
-        self._out.callbacks.append((plan_id, callback))
 
     # -- starting ---------------------------------------------------------------------
 
@@ -266,7 +140,7 @@ class ExecutorCore:
             runtime.record("terminate execution", recovered_from)
             for step in runtime.steps.values():
                 if step.state is StepState.RUNNING:  # left running by a dead executor
-                    self._abnormal(runtime, step)
+                    policy.interrupted(runtime, step)
         else:  # executing or resuming: failed steps run again
             for step in runtime.steps.values():
                 if step.state is StepState.ERROR and step.phase is not Phase.PLAN:
@@ -280,25 +154,13 @@ class ExecutorCore:
         runtime.record("start execution", self.world_id)
         for step in runtime.steps.values():
             if step.state is StepState.SUSPENDED:  # the timers of its last executor are gone
-                resume_event = _action_attribute(runtime, step.action_id, "resume_event")
+                resume_event = policy.action_attribute(runtime, step.action_id, "resume_event")
                 if resume_event is not None:
                     runtime.events.setdefault(step.id, deque()).append(
-                        Event(runtime.id, step.id, resume_event, Future(), optional=True)
+                        DeliverEvent(runtime.id, step.id, resume_event, Future(), optional=True)
                     )
                     self._deliver_next(runtime, step.id)
         self._advance(runtime)
-
-    def _abnormal(self, runtime: PlanRuntime, step: Any) -> None:
-        action_class = runtime.actions[step.action_id].action_class
-        message = ABNORMAL.format(state=step.state)
-        runtime.set_step(
-            step,
-            StepState.ERROR,
-            error=StepError("dynflow.errors.ExecutionError", message),
-            ended_at=now(),
-        )
-        if _idempotent(action_class):  # interrupted, then run again at once
-            runtime.set_step(step, StepState.PENDING, error=None, ended_at=None)
 
     # -- results ----------------------------------------------------------------------
 
@@ -335,7 +197,7 @@ class ExecutorCore:
 
     # -- events -----------------------------------------------------------------------
 
-    def _event(self, event: Event) -> None:
+    def _event(self, event: DeliverEvent) -> None:
         runtime = self.plans.get(event.execution_plan_id)
         if runtime is None:
             self._refuse(
@@ -375,7 +237,7 @@ class ExecutorCore:
             return
         event = waiting.popleft()
         if self._dispatch(runtime, step_id, event.payload):
-            self._later(partial(_resolve, event.future, True), runtime.id)
+            self._later(partial(resolve, event.future, True), runtime.id)
         else:
             self._refuse(event, ExecutionError(str(runtime.steps[step_id].error)))
 
@@ -383,9 +245,9 @@ class ExecutorCore:
         for event in runtime.events.pop(step_id, ()):
             self._refuse(event, ExecutionError(f"the event was not delivered: {why}"))
 
-    def _refuse(self, event: Event, error: Exception) -> None:
+    def _refuse(self, event: DeliverEvent, error: Exception) -> None:
         if event.optional:
-            self._later(partial(_resolve, event.future, False), event.execution_plan_id)
+            self._later(partial(resolve, event.future, False), event.execution_plan_id)
         else:
             self._fail(event.future, error)
 
@@ -419,16 +281,16 @@ class ExecutorCore:
         for step in runtime.steps.values():
             if step.state not in (StepState.RUNNING, StepState.SUSPENDED):
                 continue
-            cls = _action_class(runtime, step.action_id)
+            cls = policy.action_class(runtime, step.action_id)
             if cls is None or not issubclass(cls, Cancellable):
                 continue
             future: Future[Any] = Future()
             futures.append(future)
             runtime.events.setdefault(step.id, deque()).append(
-                Event(plan_id, step.id, CANCEL, future)
+                DeliverEvent(plan_id, step.id, CANCEL, future)
             )
             self._deliver_next(runtime, step.id)
-        self._later(partial(_resolve, reply, futures), plan_id)
+        self._later(partial(resolve, reply, futures), plan_id)
         self._advance(runtime)
 
     # -- deciding ---------------------------------------------------------------------
@@ -466,10 +328,10 @@ class ExecutorCore:
         failed = [s for s in runtime.steps.values() if s.state is StepState.ERROR]
         strategy = Rescue.PAUSE
         if self.auto_rescue and self.terminating is None:
-            strategy = combine_rescue([_rescue_strategy(runtime, s.action_id) for s in failed])
+            strategy = policy.rescue_strategy(runtime, failed)
         if strategy is Rescue.SKIP:
             for step in failed:
-                skip_step(runtime, step.id)
+                policy.skip_step(runtime, step.id)
             return True
         if strategy is Rescue.FAIL:
             self._stop(runtime, PlanResult.ERROR, "finish execution")
@@ -500,7 +362,7 @@ class ExecutorCore:
                 error=StepError(StepError.from_exception(exc).exception_class, message),
             )
             return False
-        self._out.work.append(
+        self._dispatched(
             Work(
                 execution_plan_id=runtime.id,
                 step_id=step.id,
@@ -529,7 +391,7 @@ class ExecutorCore:
             PlanState.STOPPED, result, ended_at=now(), real_time=runtime.accumulate_real_time()
         )
         runtime.record(event, self.world_id)
-        self.changes.released_locks.extend(singleton_locks(runtime))
+        self.changes.released_locks.extend(policy.singleton_locks(runtime))
         self._release(runtime)
 
     def _pause(self, runtime: PlanRuntime, result: PlanResult | None = None) -> None:
@@ -546,23 +408,57 @@ class ExecutorCore:
 
     def _release(self, runtime: PlanRuntime) -> None:
         del self.plans[runtime.id]
-        self._out.released[runtime.id] = runtime
         self.changes.released_locks.append((EXECUTION_LOCK, runtime.id, self.world_id))
-        snapshot = runtime.snapshot()
-        for future in runtime.futures:
-            self._later(partial(_resolve, future, snapshot), runtime.id)
+        snapshot = self._let_go(runtime)
         if self.on_finished is not None:
             self._later(partial(self.on_finished, snapshot), runtime.id)
         self._maybe_terminated()
 
+    # -- plans held without executing ---------------------------------------------------
+
+    def _adopt(self, plan: ExecutionPlan, future: Future[None]) -> None:
+        if plan.id in self.plans or plan.id in self.adopted:
+            self._fail(future, ExecutionError(f"execution plan {plan.id} is already held here"))
+            return
+        runtime = PlanRuntime.from_plan(plan, self.changes)
+        runtime.resumed_at = None  # not executing: no real time accrues
+        self.adopted[plan.id] = runtime
+        self._later(partial(resolve, future, None))  # wrote nothing: never fenced off
+
     def _halt(self, plan_id: str, future: Future[ExecutionPlan]) -> None:
         runtime = self.plans.get(plan_id)
+        why = "halted while running"
+        if runtime is None and plan_id in self.adopted:
+            # not executing: its suspended steps wait for events nobody will deliver
+            runtime = self.plans[plan_id] = self.adopted.pop(plan_id)
+            why = "halted while suspended"
         if runtime is None:
             self._fail(future, ExecutionError(f"execution plan {plan_id} is not running here"))
             return
-        self._abandon_running(runtime, "halted while running")
+        self._abandon_running(runtime, why)
         runtime.futures.append(future)
         self._stop(runtime, PlanResult.ERROR, "halt execution")
+
+    def _skip(self, plan_id: str, step_id: int, future: Future[ExecutionPlan]) -> None:
+        """Skip a failed step of an adopted paused plan, then hand the plan back (its
+        execution lock stays held: the plan stays paused until resumed)."""
+        runtime = self.adopted.get(plan_id)
+        step = None if runtime is None else runtime.steps.get(step_id)
+        if runtime is None or runtime.plan.state is not PlanState.PAUSED:
+            error: DynflowError = ExecutionError(f"execution plan {plan_id} is not paused here")
+        elif step is None:
+            error = NotFound(f"execution plan {plan_id} has no step {step_id}")
+        elif step.state is not StepState.ERROR:
+            error = ExecutionError(
+                f"step {step_id} of execution plan {plan_id} is {step.state}: "
+                "only a failed step can be skipped"
+            )
+        else:
+            policy.skip_step(runtime, step_id)
+            runtime.futures.append(future)
+            self._let_go(self.adopted.pop(plan_id))
+            return
+        self._fail(future, error)
 
     def _abandon_running(self, runtime: PlanRuntime, why: str | None = None) -> None:
         for step in runtime.steps.values():
@@ -572,132 +468,18 @@ class ExecutorCore:
                     step,
                     StepState.ERROR,
                     ended_at=now(),
-                    error=StepError("dynflow.errors.ExecutionError", why),
+                    error=StepError(_EXECUTION_ERROR, why),
                 )
             if step.state is StepState.RUNNING:
                 runtime.abandoned.add(step.id)
-                message = why or ABNORMAL.format(state=step.state)
+                message = why or policy.ABNORMAL.format(state=step.state)
                 self._drop_events(runtime, step.id, message)  # waiting for it to suspend
                 runtime.set_step(
                     step,
                     StepState.ERROR,
                     ended_at=now(),
-                    error=StepError("dynflow.errors.ExecutionError", message),
+                    error=StepError(_EXECUTION_ERROR, message),
                 )
 
     def _has_running(self, runtime: PlanRuntime) -> bool:
         return any(s.state is StepState.RUNNING for s in runtime.steps.values())
-
-    def _maybe_terminated(self) -> None:
-        future = self.terminating
-        if future is not None and not self.plans and not future.done():
-            self._later(partial(_resolve, future, None))
-
-    def _fail(self, future: Future[Any], error: Exception) -> None:
-        self._later(partial(_reject, future, error))
-
-
-class ExecutorFront:
-    """Requests to an executor, as messages to its core; subclasses deliver them."""
-
-    core: ExecutorCore
-
-    def post(self, message: Message) -> None:
-        raise NotImplementedError
-
-    def execute(self, plan: ExecutionPlan) -> Future[ExecutionPlan]:
-        future: Future[ExecutionPlan] = Future()
-        self.post(Start(plan, future))
-        return future
-
-    def recover(
-        self, plan: ExecutionPlan, dead_world: str | None, recovering: bool
-    ) -> Future[ExecutionPlan]:
-        future: Future[ExecutionPlan] = Future()
-        self.post(Start(plan, future, dead_world, recovering))
-        return future
-
-    def halt(self, execution_plan_id: str) -> Future[ExecutionPlan]:
-        future: Future[ExecutionPlan] = Future()
-        self.post(Halt(execution_plan_id, future))
-        return future
-
-    def running(self, execution_plan_id: str) -> bool:
-        return execution_plan_id in self.core.plans
-
-    def paused_by_termination(self) -> list[str]:
-        return list(self.core.paused_by_termination)
-
-    def event(
-        self, execution_plan_id: str, step_id: int, payload: Any, optional: bool
-    ) -> Future[Any]:
-        future: Future[Any] = Future()
-        self.post(Event(execution_plan_id, step_id, payload, future, optional))
-        return future
-
-    def cancel(self, execution_plan_id: str) -> Future[list[Future[Any]]]:
-        reply: Future[list[Future[Any]]] = Future()
-        self.post(CancelPlan(execution_plan_id, reply))
-        return reply
-
-    def timeout(self, execution_plan_id: str, step_id: int, sequence: int, seconds: float) -> None:
-        self.post(StepTimeout(execution_plan_id, step_id, sequence, seconds))
-
-
-def _action_class(runtime: PlanRuntime, action_id: int) -> type[Any] | None:
-    return _lookup(runtime.actions[action_id].action_class)
-
-
-def _action_attribute(runtime: PlanRuntime, action_id: int, name: str) -> Any:
-    return getattr(_action_class(runtime, action_id), name, None)
-
-
-def singleton_locks(runtime: PlanRuntime) -> list[tuple[str, str, str]]:
-    """The singleton locks a stopping plan releases: (class, action class name, plan id)."""
-    names = {a.action_class for a in runtime.actions.values()}
-    return [
-        (SINGLETON_LOCK, name, runtime.id)
-        for name in sorted(names)
-        if (cls := _lookup(name)) is not None and issubclass(cls, Singleton)
-    ]
-
-
-def _lookup(name: str) -> type[Any] | None:
-    try:
-        return registry.lookup(name)
-    except DynflowError:
-        return None
-
-
-def skip_step(runtime: PlanRuntime, step_id: int) -> None:
-    """Mark a failed step skipped, and pending steps that need its output with it."""
-    step = runtime.steps[step_id]
-    runtime.set_step(step, StepState.SKIPPED, ended_at=now())
-    for dependent in sorted(runtime.shape.dependents(step_id)):
-        other = runtime.steps[dependent]
-        if other.state in (StepState.PENDING, StepState.ERROR):
-            runtime.set_step(other, StepState.SKIPPED)
-
-
-def _rescue_strategy(runtime: PlanRuntime, action_id: int) -> Rescue:
-    try:
-        return registry.lookup(runtime.actions[action_id].action_class).rescue_strategy
-    except DynflowError:
-        return Rescue.PAUSE
-
-
-def _idempotent(action_class: str) -> bool:
-    try:
-        return registry.lookup(action_class).idempotent
-    except DynflowError:
-        return False
-
-
-def _resolve(future: Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _reject(future: Future[Any], error: Exception) -> None:
-    if not future.done():
-        future.set_exception(error)

@@ -6,7 +6,9 @@ import asyncio
 from collections import deque
 from concurrent.futures import Future
 
-from dynflow.executor.core import ExecutorCore, ExecutorFront, Message, Terminate
+from dynflow.executor.core import ExecutorCore
+from dynflow.executor.front import ExecutorFront
+from dynflow.executor.messages import Message, Terminate
 from dynflow.executor.runner import StepRunner
 
 

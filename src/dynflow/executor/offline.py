@@ -1,15 +1,21 @@
-"""Halt and skip on a plan that no executor runs (placeholder until the core does it)."""
+"""Halt or skip a plan that no executor runs, by running a throwaway executor core on it.
+
+The caller has loaded the plan and holds its execution lock; the core's own commit
+writes the result, fenced by that lock, so the rules are the core's: what a halt
+does to suspended steps, which locks a stopping plan releases, which steps a skip
+takes with it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import replace
 
-from dynflow.execution_plan.model import ExecutionPlan, StepError
-from dynflow.execution_plan.states import PlanResult, PlanState, StepState
-from dynflow.executor.core import singleton_locks, skip_step
-from dynflow.executor.runtime import PlanRuntime, now
-from dynflow.persistence import Persistence
-from dynflow.persistence.changes import Changes
+from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.executor.core import ExecutorCore
+from dynflow.executor.messages import Adopt, HaltPlan, Message, SkipStep
+from dynflow.persistence.facade import Persistence
 
 
 def halt(
@@ -18,25 +24,39 @@ def halt(
     plan: ExecutionPlan,
     on_finished: Callable[[ExecutionPlan], None] | None = None,
 ) -> ExecutionPlan:
-    runtime = PlanRuntime.from_plan(plan, Changes())
-    for step in runtime.steps.values():  # e.g. left suspended by a terminated world
-        if step.state is StepState.SUSPENDED:
-            error = StepError("dynflow.errors.ExecutionError", "halted while suspended")
-            runtime.set_step(step, StepState.ERROR, ended_at=now(), error=error)
-    runtime.set_state(PlanState.STOPPED, PlanResult.ERROR, ended_at=now())
-    runtime.record("halt execution", world_id)
-    runtime.changes.released_locks.extend(singleton_locks(runtime))
-    persistence.apply(runtime.changes)
-    halted = persistence.load_execution_plan(plan.id)
-    if on_finished is not None:
-        on_finished(halted)
-    return halted
+    """Stop the plan (``stopped``/``error``); its suspended steps fail, its singleton
+    locks and its execution lock are released in the same commit. ``on_finished`` is
+    called with the stopped plan after the commit (parents wake up, hooks run).
+
+    Raises :class:`~dynflow.executor.commit.LockLost` (and writes nothing) when
+    ``world_id`` does not hold the plan's execution lock.
+    """
+    core = ExecutorCore(world_id, persistence, queues=())
+    core.on_finished = on_finished
+    halted: Future[ExecutionPlan] = Future()
+    _run(core, plan, HaltPlan(plan.id, halted))
+    return halted.result(timeout=0)  # settled by the commit above
 
 
 def skip(
     persistence: Persistence, world_id: str, plan: ExecutionPlan, step_id: int
 ) -> ExecutionPlan:
-    runtime = PlanRuntime.from_plan(plan, Changes())
-    skip_step(runtime, step_id)
-    persistence.apply(runtime.changes)
-    return persistence.load_execution_plan(plan.id)
+    """Mark a failed step of the paused plan skipped, with the pending steps that need
+    its output. The plan stays paused and its execution lock stays held (the caller
+    releases it). Raises like :func:`halt` when the lock is not held, and
+    :class:`~dynflow.errors.NotFound`/:class:`~dynflow.errors.ExecutionError` for a
+    step that does not exist or did not fail."""
+    core = ExecutorCore(world_id, persistence, queues=())
+    skipped: Future[ExecutionPlan] = Future()
+    _run(core, plan, SkipStep(plan.id, step_id, skipped))
+    return skipped.result(timeout=0)
+
+
+def _run(core: ExecutorCore, plan: ExecutionPlan, request: Message) -> None:
+    adopted: Future[None] = Future()
+    for message in (Adopt(replace(plan), adopted), request):  # the caller's copy stays as read
+        core.handle(message)
+    _, callbacks = core.flush()  # a plan that is not executing hands out no work
+    for callback in callbacks:
+        callback()
+    adopted.result(timeout=0)

@@ -47,7 +47,8 @@ class PlanRuntime:
     history: list[HistoryEntry]
     changes: Changes
     futures: list[Future[ExecutionPlan]] = field(default_factory=list)
-    resumed_at: float = field(default_factory=time.monotonic)
+    #: when execution last (re)started here; None while the plan is held, not executing
+    resumed_at: float | None = field(default_factory=time.monotonic)
     #: steps whose result must be ignored when it arrives (halted, abandoned)
     abandoned: set[int] = field(default_factory=set)
     #: events waiting for their step to suspend, per step, in arrival order
@@ -112,6 +113,8 @@ class PlanRuntime:
         self.changes.history.append((self.id, entry.time, name, world_id))
 
     def accumulate_real_time(self) -> float:
+        if self.resumed_at is None:
+            return self.plan.real_time
         return self.plan.real_time + (time.monotonic() - self.resumed_at)
 
     def snapshot(self) -> ExecutionPlan:

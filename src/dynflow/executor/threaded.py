@@ -11,7 +11,9 @@ from concurrent.futures import Future
 from typing import Any
 
 from dynflow.errors import PersistenceError
-from dynflow.executor.core import Abandon, ExecutorCore, ExecutorFront, Message, Terminate
+from dynflow.executor.core import ExecutorCore
+from dynflow.executor.front import ExecutorFront
+from dynflow.executor.messages import Abandon, Message, Terminate
 from dynflow.executor.runner import StepRunner
 from dynflow.executor.work import Work
 

@@ -1,0 +1,64 @@
+"""The executor's front: API calls become messages to its core; subclasses deliver them."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any
+
+from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.executor.core import ExecutorCore
+from dynflow.executor.messages import (
+    CancelSteps,
+    DeliverEvent,
+    HaltPlan,
+    Message,
+    Start,
+    StepTimeout,
+)
+
+
+class ExecutorFront:
+    """Requests to an executor, as messages to its core; subclasses deliver them."""
+
+    core: ExecutorCore
+
+    def post(self, message: Message) -> None:
+        raise NotImplementedError
+
+    def execute(self, plan: ExecutionPlan) -> Future[ExecutionPlan]:
+        future: Future[ExecutionPlan] = Future()
+        self.post(Start(plan, future))
+        return future
+
+    def recover(
+        self, plan: ExecutionPlan, dead_world: str | None, recovering: bool
+    ) -> Future[ExecutionPlan]:
+        future: Future[ExecutionPlan] = Future()
+        self.post(Start(plan, future, dead_world, recovering))
+        return future
+
+    def halt(self, execution_plan_id: str) -> Future[ExecutionPlan]:
+        future: Future[ExecutionPlan] = Future()
+        self.post(HaltPlan(execution_plan_id, future))
+        return future
+
+    def running(self, execution_plan_id: str) -> bool:
+        return execution_plan_id in self.core.plans
+
+    def paused_by_termination(self) -> list[str]:
+        return list(self.core.paused_by_termination)
+
+    def event(
+        self, execution_plan_id: str, step_id: int, payload: Any, optional: bool
+    ) -> Future[Any]:
+        future: Future[Any] = Future()
+        self.post(DeliverEvent(execution_plan_id, step_id, payload, future, optional))
+        return future
+
+    def cancel(self, execution_plan_id: str) -> Future[list[Future[Any]]]:
+        reply: Future[list[Future[Any]]] = Future()
+        self.post(CancelSteps(execution_plan_id, reply))
+        return reply
+
+    def timeout(self, execution_plan_id: str, step_id: int, sequence: int, seconds: float) -> None:
+        self.post(StepTimeout(execution_plan_id, step_id, sequence, seconds))

@@ -1,0 +1,104 @@
+"""The messages an executor core handles, one at a time, from its front and workers."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.executor.work import Progress, StepDone
+
+
+@dataclass(frozen=True)
+class Start:
+    """Execute the plan (or resume it); its execution lock is this world's."""
+
+    plan: ExecutionPlan
+    future: Future[ExecutionPlan]
+    #: set when recovering the plan of a world that died while executing it
+    recovered_from: str | None = None
+    recovering: bool = False
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """Hold a plan that is not executing (its execution lock is this world's) so that
+    ``HaltPlan`` or ``SkipStep`` can change it; nothing of it runs."""
+
+    plan: ExecutionPlan
+    future: Future[None]
+
+
+@dataclass(frozen=True)
+class HaltPlan:
+    """Stop the plan at once: ``stopped``/``error``, no more steps run."""
+
+    execution_plan_id: str
+    future: Future[ExecutionPlan]
+
+
+@dataclass(frozen=True)
+class SkipStep:
+    """Mark a failed step of an adopted paused plan skipped, and its dependants with it."""
+
+    execution_plan_id: str
+    step_id: int
+    future: Future[ExecutionPlan]
+
+
+@dataclass(frozen=True)
+class DeliverEvent:
+    """Deliver ``payload`` to a step: ``run(event=payload)`` once it is suspended."""
+
+    execution_plan_id: str
+    step_id: int
+    payload: Any
+    future: Future[Any]
+    #: drop the event silently (future resolved with False) if the step cannot take it
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class StepTimeout:
+    """Fail the step if it is still suspended since hand-out ``sequence``."""
+
+    execution_plan_id: str
+    step_id: int
+    sequence: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CancelSteps:
+    """Send the cancel event to every running or suspended cancellable step of a plan."""
+
+    execution_plan_id: str
+    reply: Future[list[Future[Any]]]
+
+
+@dataclass(frozen=True)
+class Terminate:
+    """Let running steps end, pause the plans, then resolve ``future``."""
+
+    future: Future[None]
+
+
+@dataclass(frozen=True)
+class Abandon:
+    """Terminate now: steps still running are abandoned as abnormally terminated."""
+
+
+Message = (
+    Start
+    | Adopt
+    | StepDone
+    | Progress
+    | DeliverEvent
+    | StepTimeout
+    | CancelSteps
+    | HaltPlan
+    | SkipStep
+    | Terminate
+    | Abandon
+)

@@ -1,0 +1,76 @@
+"""What the registered action classes decide for the executor: singleton locks,
+rescue strategy, idempotence, attributes; and skipping a failed step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from dynflow.action import registry
+from dynflow.action.base import Action, Rescue, combine_rescue
+from dynflow.action.registry import class_name
+from dynflow.action.singleton import SINGLETON_LOCK, Singleton
+from dynflow.errors import DynflowError, ExecutionError
+from dynflow.execution_plan.model import Step, StepError
+from dynflow.execution_plan.states import StepState
+from dynflow.executor.runtime import PlanRuntime, now
+
+ABNORMAL = "Abnormal termination (previous state: {state})"
+
+
+def action_class(runtime: PlanRuntime, action_id: int) -> type[Action] | None:
+    """The registered class of an action of the plan (None if it is not registered)."""
+    return _lookup(runtime.actions[action_id].action_class)
+
+
+def action_attribute(runtime: PlanRuntime, action_id: int, name: str) -> Any:
+    """A class attribute of an action of the plan (None if missing or unregistered)."""
+    return getattr(action_class(runtime, action_id), name, None)
+
+
+def singleton_locks(runtime: PlanRuntime) -> list[tuple[str, str, str]]:
+    """The singleton locks a stopping plan releases: (class, action class name, plan id)."""
+    names = {a.action_class for a in runtime.actions.values()}
+    return [
+        (SINGLETON_LOCK, name, runtime.id)
+        for name in sorted(names)
+        if (cls := _lookup(name)) is not None and issubclass(cls, Singleton)
+    ]
+
+
+def skip_step(runtime: PlanRuntime, step_id: int) -> None:
+    """Mark a failed step skipped, and pending steps that need its output with it."""
+    step = runtime.steps[step_id]
+    runtime.set_step(step, StepState.SKIPPED, ended_at=now())
+    for dependent in sorted(runtime.shape.dependents(step_id)):
+        other = runtime.steps[dependent]
+        if other.state in (StepState.PENDING, StepState.ERROR):
+            runtime.set_step(other, StepState.SKIPPED)
+
+
+def interrupted(runtime: PlanRuntime, step: Step) -> None:
+    """Fail a step its executor left running; an idempotent one is to run again at once."""
+    error = StepError(class_name(ExecutionError), ABNORMAL.format(state=step.state))
+    runtime.set_step(step, StepState.ERROR, error=error, ended_at=now())
+    if idempotent(runtime.actions[step.action_id].action_class):
+        runtime.set_step(step, StepState.PENDING, error=None, ended_at=None)
+
+
+def rescue_strategy(runtime: PlanRuntime, failed: Iterable[Step]) -> Rescue:
+    """How the classes of the failed steps' actions want the failure handled (an
+    unregistered class pauses the plan)."""
+    classes = [action_class(runtime, step.action_id) for step in failed]
+    return combine_rescue([Rescue.PAUSE if c is None else c.rescue_strategy for c in classes])
+
+
+def idempotent(name: str) -> bool:
+    """True when the action class may run again after an interrupted run."""
+    cls = _lookup(name)
+    return cls is not None and cls.idempotent
+
+
+def _lookup(name: str) -> type[Action] | None:
+    try:
+        return registry.lookup(name)
+    except DynflowError:
+        return None
