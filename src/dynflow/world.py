@@ -15,8 +15,6 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
-import sqlalchemy as sa
-
 from dynflow.action import registry
 from dynflow.action.base import Action, PhaseContext
 from dynflow.action.hooks import hooks_of, kinds_for
@@ -58,7 +56,6 @@ from dynflow.executor.work import Progress
 from dynflow.middleware import MiddlewareStack
 from dynflow.persistence import Persistence
 from dynflow.persistence.changes import Changes
-from dynflow.persistence.facade import plan_from_rows
 from dynflow.serialization import freeze, to_json_value
 from dynflow.services.delayed import DelayedPlans
 from dynflow.services.liveness import RECOVERABLE, Recovery, last_executor
@@ -127,7 +124,7 @@ class World:
         if self.config.executor:
             self.executor = self._build_executor(self._core())
         #: how this world reaches other worlds, and they reach it
-        self.connector = make_connector(self.config, self.persistence.db)
+        self.connector = make_connector(self.config, self.persistence)
         self.remote = Remote(self, self.connector)
         self.recovery = Recovery(self)
         self.remote.start()
@@ -230,34 +227,30 @@ class World:
                 builder.build(action_class, args, kwargs)
         except Exception as exc:
             message = builder.record_failure(exc)
-            plan_row, actions, steps = builder.rows(PlanState.STOPPED, PlanResult.ERROR)
-            self.persistence.save_new_plan(plan_row, actions, steps)
+            self.persistence.save_new_plan(builder.plan(PlanState.STOPPED, PlanResult.ERROR))
             raise PlanningFailed(builder.id, message) from exc
-        plan_row, actions, steps = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
+        plan = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
         locks = builder.singleton_locks()
         if lock:
             locks.append(self.coordinator.lock_row(EXECUTION_LOCK, builder.id))
         envelope = None
         if handoff is not None:  # the execution request is written with the plan
-            queues = frozenset(r["queue"] for r in steps if r["phase"] != Phase.PLAN)
+            queues = frozenset(s.queue for s in plan.steps.values() if s.phase != Phase.PLAN)
             envelope = handoff.envelope(builder.id, queues)
         try:
-            written = self.persistence.save_new_plan(
-                plan_row, actions, steps, locks=locks, envelope=envelope
-            )
+            written = self.persistence.save_new_plan(plan, locks=locks, envelope=envelope)
         except BaseException as exc:
             if handoff is not None:
                 handoff.abandon()
-            if not isinstance(exc, sa.exc.IntegrityError):
+            if not isinstance(exc, LockTaken):
                 raise
             message = self._singleton_conflict(builder.singletons)
             builder.fail_entry(StepError("dynflow.errors.LockTaken", message))
-            plan_row, actions, steps = builder.rows(PlanState.STOPPED, PlanResult.ERROR)
-            self.persistence.save_new_plan(plan_row, actions, steps)
+            self.persistence.save_new_plan(builder.plan(PlanState.STOPPED, PlanResult.ERROR))
             raise PlanningFailed(builder.id, message) from None
         if handoff is not None:
             handoff.saved(written)
-        return plan_from_rows(plan_row, actions, steps)
+        return plan
 
     def _singleton_conflict(self, singletons: list[str]) -> str:
         for name in singletons:
@@ -597,7 +590,7 @@ class World:
                 "hostname": socket.gethostname(),
                 "pid": os.getpid(),
                 # other worlds ping it only when it can hear them
-                "connector": connector_kind(self.config, self.persistence.db),
+                "connector": connector_kind(self.config, self.persistence),
                 **self.config.meta,
             },
         )

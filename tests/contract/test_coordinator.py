@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from dynflow import DynflowError, LockTaken
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
 from dynflow.persistence import Persistence
-from dynflow.persistence.database import Database
+from dynflow.persistence.sql.database import Database
 from dynflow.persistence.tables import coordinator_records
 
 HOST = socket.gethostname()

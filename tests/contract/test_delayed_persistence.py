@@ -59,11 +59,8 @@ def schedule(
 ) -> str:
     builder = PlanBuilder(None)
     builder.schedule(Provision)
-    plan, actions, steps = builder.rows(PlanState.SCHEDULED, PlanResult.PENDING)
     store.save_scheduled(
-        plan,
-        actions,
-        steps,
+        builder.plan(PlanState.SCHEDULED, PlanResult.PENDING),
         {
             "execution_plan_id": builder.id,
             "start_at": start_at,
@@ -238,10 +235,10 @@ def test_a_planned_plan_replaces_its_scheduled_rows(
     store.claim(plan_id, lock(plan_id), planning=True)
     builder = PlanBuilder(None, execution_plan_id=plan_id)
     builder.build(Provision, [["a", "b"]], {"size": 2})
-    rows = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
+    planned = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
     other = {"class": "singleton_action", "id": "x", "owner_id": plan_id, "data": {}}
 
-    store.save_processed(*rows, locks=[other])
+    store.save_processed(planned, locks=[other])
 
     plan = persistence.load_execution_plan(plan_id)
     assert (plan.state, plan.result) == (PlanState.PLANNED, PlanResult.PENDING)
@@ -276,7 +273,7 @@ def test_a_failed_planning_replaces_its_scheduled_rows_and_releases_the_lock(
     message = builder.record_failure(failure.value)
 
     store.save_processed(
-        *builder.rows(PlanState.STOPPED, PlanResult.ERROR),
+        builder.plan(PlanState.STOPPED, PlanResult.ERROR),
         release={"class": EXECUTION_LOCK, "id": plan_id, "owner_id": WORLD},
     )
 

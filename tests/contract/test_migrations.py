@@ -16,7 +16,7 @@ from alembic.script import ScriptDirectory
 
 from dynflow.errors import ConfigurationError
 from dynflow.persistence import Persistence, migrate
-from dynflow.persistence.database import Database
+from dynflow.persistence.sql.database import Database
 from dynflow.persistence.tables import metadata
 from tests.conftest import (
     MYSQL_SERVER,

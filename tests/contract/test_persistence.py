@@ -106,9 +106,11 @@ def store_plan(
     """Plan ``action_class`` without a world and store it, overriding plan columns."""
     builder = PlanBuilder(None)
     builder.build(action_class, args or ("x",), {})
-    row, action_rows, step_rows = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
-    row.update({k: str(v) if isinstance(v, PlanState | PlanResult) else v for k, v in plan.items()})
-    persistence.save_new_plan(row, action_rows, step_rows)
+    new = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
+    kinds: dict[str, Callable[[Any], Any]] = {"state": PlanState, "result": PlanResult}
+    for name, value in plan.items():
+        setattr(new, name, kinds.get(name, lambda v: v)(value))
+    persistence.save_new_plan(new)
     return builder.id
 
 

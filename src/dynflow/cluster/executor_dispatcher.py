@@ -6,6 +6,7 @@ import logging
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from dynflow.cluster.answers import plan_answer
 from dynflow.cluster.connector.messages import (
     Accepted,
     CancelPlan,
@@ -23,7 +24,6 @@ from dynflow.cluster.connector.messages import (
     encode,
 )
 from dynflow.executor.core import LockLost
-from dynflow.persistence.documents import plan_answer
 
 if TYPE_CHECKING:
     from dynflow.world import World

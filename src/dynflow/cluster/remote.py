@@ -8,6 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from dynflow.cluster.answers import plan_answer, plan_from_answer
 from dynflow.cluster.client_dispatcher import ClientDispatcher
 from dynflow.cluster.connector import Connector
 from dynflow.cluster.connector.database import DatabaseConnector
@@ -31,9 +32,7 @@ from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.execution_plan.states import Phase
-from dynflow.persistence import documents
-from dynflow.persistence.database import Database
-from dynflow.persistence.facade import plan_from_document
+from dynflow.persistence import Persistence
 
 if TYPE_CHECKING:
     from dynflow.world import World
@@ -44,15 +43,15 @@ log = logging.getLogger(__name__)
 CHECK_INTERVAL = 1.0
 
 
-def connector_kind(config: WorldConfig, db: Database) -> str:
-    """``direct`` for SQLite (one process), ``database`` elsewhere, unless configured."""
-    return config.connector or ("direct" if db.name == "sqlite" else "database")
+def connector_kind(config: WorldConfig, persistence: Persistence) -> str:
+    """The configured connector, else the database's default (``direct`` for SQLite)."""
+    return config.connector or persistence.default_connector
 
 
-def make_connector(config: WorldConfig, db: Database) -> Connector:
-    if connector_kind(config, db) == "direct":
+def make_connector(config: WorldConfig, persistence: Persistence) -> Connector:
+    if connector_kind(config, persistence) == "direct":
         return DirectConnector()
-    return DatabaseConnector(db, poll_interval=config.connector_poll_interval)
+    return DatabaseConnector(persistence.envelopes, poll_interval=config.connector_poll_interval)
 
 
 class Remote:
@@ -121,13 +120,9 @@ class Remote:
         return then(done, lambda answer: self._finished_plan(plan_id, answer))
 
     def _finished_plan(self, plan_id: str, answer: Any) -> ExecutionPlan:
-        """The plan an executor answered with (see ``documents.plan_answer``), or read."""
-        if isinstance(answer, dict) and answer.get("id") == plan_id:
-            try:
-                return plan_from_document(documents.from_json(answer["document"]))
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                log.warning("plan %s came malformed (%r): reading it instead", plan_id, exc)
-        return self.world.persistence.find_execution_plan(plan_id)
+        """The plan an executor answered with (see ``answers.plan_answer``), or read."""
+        plan = plan_from_answer(plan_id, answer)
+        return plan if plan is not None else self.world.persistence.find_execution_plan(plan_id)
 
     def _handed_over(self, plan_id: str, request: Future[Any]) -> None:
         """A failed hand-over leaves no lock of this world behind: the plan waits for
@@ -167,7 +162,7 @@ class Remote:
         def answer(done: Future[Any]) -> None:
             error = done.exception()
             reply: Response = (
-                Done(documents.plan_answer(done.result())) if error is None else Failed(str(error))
+                Done(plan_answer(done.result())) if error is None else Failed(str(error))
             )
             self.outbox.post(Envelope(self.world.id, client, request_id, reply))
 

@@ -28,8 +28,8 @@ from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
 from dynflow.executor.runtime import PlanRuntime, now
 from dynflow.executor.work import Progress, StepDone, Work
+from dynflow.persistence import Persistence
 from dynflow.persistence.changes import Changes
-from dynflow.persistence.facade import Persistence
 from dynflow.serialization import resolve_refs
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,6 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from dynflow.action import registry
 from dynflow.action.base import Action
 from dynflow.coordinator import EXECUTION_LOCK
@@ -37,7 +35,6 @@ from dynflow.execution_plan.builder import PlanBuilder
 from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import PlanResult, PlanState, StepState
 from dynflow.persistence.delayed import Claim, DelayedPlan
-from dynflow.persistence.facade import plan_from_rows
 from dynflow.serialization import to_json_value
 
 if TYPE_CHECKING:
@@ -101,11 +98,9 @@ class DelayedPlans:
         }
         builder = PlanBuilder(self.world)
         builder.schedule(action_class)
-        plan, action_rows, step_rows = builder.rows(PlanState.SCHEDULED, PlanResult.PENDING)
+        plan = builder.plan(PlanState.SCHEDULED, PlanResult.PENDING)
         self.store.save_scheduled(
             plan,
-            action_rows,
-            step_rows,
             {
                 "execution_plan_id": builder.id,
                 "start_at": at,
@@ -116,7 +111,7 @@ class DelayedPlans:
         if self.world.executor is not None and not self._stopped:
             delay = max((at - now).total_seconds(), 0.0)
             self.world.clock.schedule(delay, partial(self._on_time, at))
-        return plan_from_rows(plan, action_rows, step_rows)
+        return plan
 
     # -- starting due plans ---------------------------------------------------------
 
@@ -282,28 +277,24 @@ class DelayedPlans:
                     builder.build(action_class, delayed.args, delayed.kwargs)
             except Exception as exc:
                 return self._planning_failed(builder, builder.record_failure(exc), exc)
-            plan, action_rows, step_rows = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
+            plan = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
             try:
-                self.store.save_processed(
-                    plan, action_rows, step_rows, locks=builder.singleton_locks()
-                )
-            except sa.exc.IntegrityError:  # a singleton action's plan is unfinished
+                self.store.save_processed(plan, locks=builder.singleton_locks())
+            except LockTaken:  # a singleton action's plan is unfinished
                 message = self.world._singleton_conflict(builder.singletons)
                 builder.fail_entry(StepError(_name(LockTaken), message))
                 return self._planning_failed(builder, message, None)
         except BaseException:
             self.world.coordinator.release(EXECUTION_LOCK, plan_id)
             raise
-        return executor.execute(plan_from_rows(plan, action_rows, step_rows))
+        return executor.execute(plan)
 
     def _planning_failed(
         self, builder: PlanBuilder, message: str, cause: BaseException | None
     ) -> Future[ExecutionPlan]:
         """Store a failed planning (``stopped``/``error``), release the lock: a failed future."""
-        plan, action_rows, step_rows = builder.rows(PlanState.STOPPED, PlanResult.ERROR)
-        self.store.save_processed(
-            plan, action_rows, step_rows, release=self._release_row(builder.id)
-        )
+        plan = builder.plan(PlanState.STOPPED, PlanResult.ERROR)
+        self.store.save_processed(plan, release=self._release_row(builder.id))
         failed = PlanningFailed(builder.id, message)
         failed.__cause__ = cause
         return _failed(failed)
