@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from dynflow import Action, DynflowError, NotFound, PlanResult, PlanState, StepState
+from dynflow import Action, DynflowError, LockTaken, NotFound, PlanResult, PlanState, StepState
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
 from dynflow.execution_plan.builder import PlanBuilder
 from dynflow.persistence import Persistence
@@ -260,6 +260,27 @@ def test_a_planned_plan_replaces_its_scheduled_rows(
     assert held(persistence) == [(plan_id, WORLD)]  # the executor releases it when done
     singleton = Coordinator(persistence.db, WORLD).find_locks(lock_class="singleton_action")
     assert [(r.id, r.owner_id) for r in singleton] == [("x", plan_id)]
+
+
+def test_a_held_lock_makes_save_processed_raise_lock_taken_and_write_nothing(
+    persistence: Persistence, store: DelayedPlanStore
+) -> None:
+    plan_id = schedule(store)
+    store.claim(plan_id, lock(plan_id), planning=True)
+    Coordinator(persistence.db, "holder").acquire("singleton_action", "x")
+    builder = PlanBuilder(None, execution_plan_id=plan_id)
+    builder.build(Provision, [["a", "b"]], {"size": 2})
+    planned = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
+    other = {"class": "singleton_action", "id": "x", "owner_id": plan_id, "data": {}}
+
+    with pytest.raises(LockTaken) as raised:
+        store.save_processed(planned, locks=[other])
+
+    assert (raised.value.lock_id, raised.value.owner_id) == ("x", "holder")
+    plan = persistence.load_execution_plan(plan_id)
+    assert plan.state is PlanState.PLANNING
+    assert [a.id for a in plan.actions] == [1]
+    assert [d.execution_plan_id for d in store.find()] == [plan_id]
 
 
 def test_a_failed_planning_replaces_its_scheduled_rows_and_releases_the_lock(

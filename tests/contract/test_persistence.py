@@ -16,6 +16,7 @@ from dynflow import (
     ConfigurationError,
     DynflowError,
     ExecutionPlan,
+    LockTaken,
     NotFound,
     PersistenceError,
     PlanResult,
@@ -298,6 +299,51 @@ def test_history_keeps_its_order(persistence: Persistence, reader: Persistence) 
     assert [h.name for h in reader.load_execution_plan(other).execution_history] == [
         "start execution"
     ]
+
+
+@pytest.mark.parametrize("with_envelope", [False, True])
+def test_a_held_lock_makes_save_new_plan_raise_lock_taken_and_write_nothing(
+    persistence: Persistence, reader: Persistence, with_envelope: bool
+) -> None:
+    receiver = str(uuid.uuid4())
+    Coordinator(persistence.db, receiver).register_world(executor=True, queues=(), meta={})
+    Coordinator(persistence.db, "holder").acquire("singleton_action", "Only")
+    builder = PlanBuilder(None)
+    builder.build(Greet, ("x",), {})
+    plan = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
+    mine = {"class": EXECUTION_LOCK, "id": plan.id, "owner_id": "me", "data": {}}
+    taken = {"class": "singleton_action", "id": "Only", "owner_id": plan.id, "data": {}}
+    envelope = (receiver, '{"a": "request"}') if with_envelope else None
+
+    with pytest.raises(LockTaken) as raised:
+        persistence.save_new_plan(plan, locks=[mine, taken], envelope=envelope)
+
+    error = raised.value
+    assert (error.lock_class, error.lock_id, error.owner_id) == (
+        "singleton_action",
+        "Only",
+        "holder",
+    )
+    with pytest.raises(NotFound):
+        reader.load_execution_plan(plan.id)
+    assert Coordinator(reader.db, "me").find_locks(lock_class=EXECUTION_LOCK) == []
+    assert _replies(reader, receiver) == []
+
+
+def test_save_new_plan_stores_the_plan_the_builder_returned(
+    persistence: Persistence, reader: Persistence
+) -> None:
+    builder = PlanBuilder(None)
+    builder.build(Greet, ("x" * 300,), {})
+    plan = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
+    plan.label = "L" * 300  # kept whole in memory, cut to the column's 255 when stored
+
+    assert persistence.save_new_plan(plan) is False
+
+    loaded = reader.load_execution_plan(plan.id)
+    assert loaded.label == "L" * 255
+    loaded.label = plan.label
+    assert_same_plan(loaded, plan)
 
 
 def test_loading_an_unknown_plan_raises_not_found(persistence: Persistence) -> None:
