@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from bench_actions import STEPS, OneStep, TenSteps
 
 from dynflow import World
+from dynflow.persistence.sql.database import Database
 
 HERE = Path(__file__).parent
 DBOS_VENV = HERE / ".venv-dbos"
@@ -54,8 +55,9 @@ def count_commits(world: World) -> list[int]:
     """Count write transactions (one commit each, or one autocommitted statement)."""
     counter = [0]
     db = world.persistence.db
-    # write_statement opens a write() of its own unless the dialect autocommits it
-    names = ["write", "write_statement"] if db.dialect.single_statement_writes else ["write"]
+    # write_statement opens a write() of its own unless the database autocommits it
+    autocommits = type(db).write_statement is not Database.write_statement
+    names = ["write", "write_statement"] if autocommits else ["write"]
     for name in names:
         original = getattr(db, name)
 

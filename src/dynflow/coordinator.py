@@ -10,25 +10,24 @@ import os
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from dynflow.errors import LockTaken
-from dynflow.persistence.database import Database
+from dynflow.persistence.records import EXECUTION_LOCK, INVALIDATION_LOCK, WORLD
+from dynflow.persistence.sql.database import Database
 from dynflow.persistence.tables import coordinator_records as records
 
-WORLD = "world"
-#: taken by the one world that invalidates a dead world (id: the dead world's id)
-INVALIDATION_LOCK = "world_invalidation"
-
-_NOW_SQL = {
-    "postgresql": "SELECT CURRENT_TIMESTAMP",
-    "mysql": "SELECT UTC_TIMESTAMP(6)",
-    "sqlite": "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')",
-}
-EXECUTION_LOCK = "execution_lock"
+__all__ = [
+    "EXECUTION_LOCK",
+    "INVALIDATION_LOCK",
+    "WORLD",
+    "Coordinator",
+    "LockRecord",
+    "WorldRecord",
+]
 
 
 @dataclass(frozen=True)
@@ -90,12 +89,7 @@ class Coordinator:
 
     def database_now(self) -> datetime:
         """The database's clock (UTC): leases are judged by it, not by each host's clock."""
-        with self.db.read() as connection:
-            value = connection.execute(sa.text(_NOW_SQL[self.db.name])).scalar_one()
-        if isinstance(value, str):  # SQLite
-            value = datetime.fromisoformat(value)
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return self.db.now()
 
     def heartbeat(self) -> bool:
         """Renew this world's lease, stamped with the database's clock; False when the

@@ -30,7 +30,7 @@ from dynflow.executor.core import ExecutorCore
 from dynflow.executor.runner import StepRunner
 from dynflow.executor.threaded import ThreadedExecutor
 from dynflow.middleware import MiddlewareStack
-from dynflow.persistence import Persistence
+from dynflow.persistence import PersistencePort, open_persistence
 from dynflow.services.control import PlanControl
 from dynflow.services.delayed import DelayedPlans
 from dynflow.services.finished import FinishedPlans
@@ -73,7 +73,7 @@ class World:
         world_id: str | None = None,
         **config: Any,
     ) -> None:
-        persistence: Persistence | None = config.pop("persistence", None)
+        persistence: PersistencePort | None = config.pop("persistence", None)
         self.config = WorldConfig.build(
             database_url or (persistence.url if persistence is not None else None),
             executor=executor is not False,
@@ -88,7 +88,7 @@ class World:
         self.id = world_id or str(uuid.uuid4())
         self.middleware = MiddlewareStack()
         self.transactions = transaction_adapter(self.config.transaction_adapter)
-        self.persistence = persistence or Persistence(self.config.database_url)
+        self.persistence = persistence or open_persistence(self.config.database_url)
         self.coordinator = Coordinator(self.persistence.db, self.id)
         self.clock: Clock = self.config.clock or ThreadClock()
         self._terminated = False

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from dynflow import PlanResult, PlanState
 from dynflow.cli.main import app
-from dynflow.persistence import Persistence
+from dynflow.persistence import open_persistence
 from dynflow.persistence.migrate import head_revision
 
 runner = CliRunner()
@@ -24,7 +24,7 @@ def test_demo_runs_the_orchestration_resumes_and_reports(tmp_path: Path) -> None
     assert "stopped/success" in result.output
     assert str(tmp_path / "demo.sqlite3") in result.output.replace("\n", "")
 
-    persistence = Persistence(url)
+    persistence = open_persistence(url)
     (plan,) = persistence.find_execution_plans()
     persistence.close()
     assert (plan.state, plan.result) == (PlanState.STOPPED, PlanResult.SUCCESS)

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 
 from dynflow import DynflowError, LockTaken
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
-from dynflow.persistence import Persistence
-from dynflow.persistence.database import Database
+from dynflow.persistence import open_persistence
+from dynflow.persistence.sql.database import Database
 from dynflow.persistence.tables import coordinator_records
 
 HOST = socket.gethostname()
@@ -25,7 +25,7 @@ NO_SUCH_PID = 2**31 - 1  # above any pid_max: no process can have it
 
 @pytest.fixture
 def db(any_db_url: str) -> Iterator[Database]:
-    persistence = Persistence(any_db_url)
+    persistence = open_persistence(any_db_url)
     persistence.migrate()
     yield persistence.db
     persistence.close()

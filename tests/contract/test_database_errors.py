@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from dynflow import ConfigurationError, DynflowError, PersistenceError, World
-from dynflow.persistence import Persistence
+from dynflow.persistence import open_persistence
 from tests.conftest import server_url
 
 MakeWorld = Callable[..., World]
@@ -87,7 +87,7 @@ def test_a_missing_database_on_a_live_server_names_it(kind: str) -> None:
 
 
 def test_persistence_errors_name_the_url_without_password() -> None:
-    persistence = Persistence("postgresql+psycopg://user:secret@127.0.0.1:1/nope")
+    persistence = open_persistence("postgresql+psycopg://user:secret@127.0.0.1:1/nope")
     try:
         assert persistence.url == "postgresql+psycopg://user:***@127.0.0.1:1/nope"
         with pytest.raises(PersistenceError) as raised:

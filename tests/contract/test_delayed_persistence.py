@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from dynflow import Action, DynflowError, NotFound, PlanResult, PlanState, StepState
+from dynflow import Action, DynflowError, LockTaken, NotFound, PlanResult, PlanState, StepState
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
 from dynflow.execution_plan.builder import PlanBuilder
-from dynflow.persistence import Persistence
+from dynflow.persistence import Persistence, open_persistence
 from dynflow.persistence.delayed import Claim, DelayedPlan, DelayedPlanStore
 
 WORLD = "11111111-1111-1111-1111-111111111111"
@@ -39,7 +39,7 @@ class Host(Action):
 
 @pytest.fixture
 def persistence(any_db_url: str) -> Iterator[Persistence]:
-    persistence = Persistence(any_db_url)
+    persistence = open_persistence(any_db_url)
     persistence.migrate()
     yield persistence
     persistence.close()
@@ -59,11 +59,8 @@ def schedule(
 ) -> str:
     builder = PlanBuilder(None)  # type: ignore[arg-type]
     builder.schedule(Provision)
-    plan, actions, steps = builder.rows(PlanState.SCHEDULED, PlanResult.PENDING)
     store.save_scheduled(
-        plan,
-        actions,
-        steps,
+        builder.plan(PlanState.SCHEDULED, PlanResult.PENDING),
         {
             "execution_plan_id": builder.id,
             "start_at": start_at,
@@ -238,10 +235,10 @@ def test_a_planned_plan_replaces_its_scheduled_rows(
     store.claim(plan_id, lock(plan_id), planning=True)
     builder = PlanBuilder(None, execution_plan_id=plan_id)  # type: ignore[arg-type]
     builder.build(Provision, [["a", "b"]], {"size": 2})
-    rows = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
+    planned = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
     other = {"class": "singleton_action", "id": "x", "owner_id": plan_id, "data": {}}
 
-    store.save_processed(*rows, locks=[other])
+    store.save_processed(planned, locks=[other])
 
     plan = persistence.load_execution_plan(plan_id)
     assert (plan.state, plan.result) == (PlanState.PLANNED, PlanResult.PENDING)
@@ -265,6 +262,27 @@ def test_a_planned_plan_replaces_its_scheduled_rows(
     assert [(r.id, r.owner_id) for r in singleton] == [("x", plan_id)]
 
 
+def test_a_held_lock_makes_save_processed_raise_lock_taken_and_write_nothing(
+    persistence: Persistence, store: DelayedPlanStore
+) -> None:
+    plan_id = schedule(store)
+    store.claim(plan_id, lock(plan_id), planning=True)
+    Coordinator(persistence.db, "holder").acquire("singleton_action", "x")
+    builder = PlanBuilder(None, execution_plan_id=plan_id)  # type: ignore[arg-type]
+    builder.build(Provision, [["a", "b"]], {"size": 2})
+    planned = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
+    other = {"class": "singleton_action", "id": "x", "owner_id": plan_id, "data": {}}
+
+    with pytest.raises(LockTaken) as raised:
+        store.save_processed(planned, locks=[other])
+
+    assert (raised.value.lock_id, raised.value.owner_id) == ("x", "holder")
+    plan = persistence.load_execution_plan(plan_id)
+    assert plan.state is PlanState.PLANNING
+    assert [a.id for a in plan.actions] == [1]
+    assert [d.execution_plan_id for d in store.find()] == [plan_id]
+
+
 def test_a_failed_planning_replaces_its_scheduled_rows_and_releases_the_lock(
     persistence: Persistence, store: DelayedPlanStore
 ) -> None:
@@ -276,7 +294,7 @@ def test_a_failed_planning_replaces_its_scheduled_rows_and_releases_the_lock(
     message = builder.record_failure(failure.value)
 
     store.save_processed(
-        *builder.rows(PlanState.STOPPED, PlanResult.ERROR),
+        builder.plan(PlanState.STOPPED, PlanResult.ERROR),
         release={"class": EXECUTION_LOCK, "id": plan_id, "owner_id": WORLD},
     )
 

@@ -15,8 +15,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from dynflow.errors import ConfigurationError
-from dynflow.persistence import Persistence, migrate
-from dynflow.persistence.database import Database
+from dynflow.persistence import migrate, open_persistence
+from dynflow.persistence.sql.database import Database
 from dynflow.persistence.tables import metadata
 from tests.conftest import (
     MYSQL_SERVER,
@@ -101,7 +101,7 @@ def test_the_comparison_sees_a_model_that_differs(database: Database) -> None:
 
 def test_upgrade_is_idempotent(database: Database, fresh_url: str) -> None:
     migrate.upgrade(database)
-    persistence = Persistence(fresh_url)
+    persistence = open_persistence(fresh_url)
     try:
         persistence.migrate()  # at head already: nothing to do
         with database.write() as connection:

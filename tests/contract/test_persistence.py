@@ -16,6 +16,7 @@ from dynflow import (
     ConfigurationError,
     DynflowError,
     ExecutionPlan,
+    LockTaken,
     NotFound,
     PersistenceError,
     PlanResult,
@@ -26,8 +27,9 @@ from dynflow import (
 )
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
 from dynflow.execution_plan.builder import PlanBuilder
-from dynflow.persistence import Persistence
+from dynflow.persistence import Persistence, open_persistence
 from dynflow.persistence.changes import Changes
+from dynflow.persistence.sql.adapter import SqlPersistence
 from dynflow.persistence.tables import actions as actions_table
 from dynflow.persistence.tables import envelopes
 from dynflow.serialization import ref_marker
@@ -86,7 +88,7 @@ class Unicode(Action):
 
 @pytest.fixture
 def persistence(any_db_url: str) -> Iterator[Persistence]:
-    persistence = Persistence(any_db_url)
+    persistence = open_persistence(any_db_url)
     persistence.migrate()
     yield persistence
     persistence.close()
@@ -95,7 +97,7 @@ def persistence(any_db_url: str) -> Iterator[Persistence]:
 @pytest.fixture
 def reader(any_db_url: str) -> Iterator[Persistence]:
     """A second, independent persistence on the same database: nothing cached in memory."""
-    reader = Persistence(any_db_url)
+    reader = open_persistence(any_db_url)
     yield reader
     reader.close()
 
@@ -106,9 +108,11 @@ def store_plan(
     """Plan ``action_class`` without a world and store it, overriding plan columns."""
     builder = PlanBuilder(None)  # type: ignore[arg-type]
     builder.build(action_class, args or ("x",), {})
-    row, action_rows, step_rows = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
-    row.update({k: str(v) if isinstance(v, PlanState | PlanResult) else v for k, v in plan.items()})
-    persistence.save_new_plan(row, action_rows, step_rows)
+    new = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
+    kinds: dict[str, Callable[[Any], Any]] = {"state": PlanState, "result": PlanResult}
+    for name, value in plan.items():
+        setattr(new, name, kinds.get(name, lambda v: v)(value))
+    persistence.save_new_plan(new)
     return builder.id
 
 
@@ -298,6 +302,51 @@ def test_history_keeps_its_order(persistence: Persistence, reader: Persistence) 
     assert [h.name for h in reader.load_execution_plan(other).execution_history] == [
         "start execution"
     ]
+
+
+@pytest.mark.parametrize("with_envelope", [False, True])
+def test_a_held_lock_makes_save_new_plan_raise_lock_taken_and_write_nothing(
+    persistence: Persistence, reader: Persistence, with_envelope: bool
+) -> None:
+    receiver = str(uuid.uuid4())
+    Coordinator(persistence.db, receiver).register_world(executor=True, queues=(), meta={})
+    Coordinator(persistence.db, "holder").acquire("singleton_action", "Only")
+    builder = PlanBuilder(None)  # type: ignore[arg-type]
+    builder.build(Greet, ("x",), {})
+    plan = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
+    mine = {"class": EXECUTION_LOCK, "id": plan.id, "owner_id": "me", "data": {}}
+    taken = {"class": "singleton_action", "id": "Only", "owner_id": plan.id, "data": {}}
+    envelope = (receiver, '{"a": "request"}') if with_envelope else None
+
+    with pytest.raises(LockTaken) as raised:
+        persistence.save_new_plan(plan, locks=[mine, taken], envelope=envelope)
+
+    error = raised.value
+    assert (error.lock_class, error.lock_id, error.owner_id) == (
+        "singleton_action",
+        "Only",
+        "holder",
+    )
+    with pytest.raises(NotFound):
+        reader.load_execution_plan(plan.id)
+    assert Coordinator(reader.db, "me").find_locks(lock_class=EXECUTION_LOCK) == []
+    assert _replies(reader, receiver) == []
+
+
+def test_save_new_plan_stores_the_plan_the_builder_returned(
+    persistence: Persistence, reader: Persistence
+) -> None:
+    builder = PlanBuilder(None)  # type: ignore[arg-type]
+    builder.build(Greet, ("x" * 300,), {})
+    plan = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
+    plan.label = "L" * 300  # kept whole in memory, cut to the column's 255 when stored
+
+    assert persistence.save_new_plan(plan) is False
+
+    loaded = reader.load_execution_plan(plan.id)
+    assert loaded.label == "L" * 255
+    loaded.label = plan.label
+    assert_same_plan(loaded, plan)
 
 
 def test_loading_an_unknown_plan_raises_not_found(persistence: Persistence) -> None:
@@ -662,7 +711,7 @@ def test_a_failing_batch_writes_nothing(persistence: Persistence, reader: Persis
 
 
 def test_apply_joins_a_transaction_it_is_given(
-    persistence: Persistence, reader: Persistence
+    persistence: SqlPersistence, reader: Persistence
 ) -> None:
     plan_id = store_plan(persistence)
 

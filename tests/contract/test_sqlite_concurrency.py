@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from dynflow import Action, ExecutionPlan, PlanResult, PlanState, StepState, Triggered, World
-from dynflow.persistence import Persistence
+from dynflow.persistence import open_persistence
 from dynflow.persistence.tables import execution_plans
 
 MakeWorld = Callable[..., World]
@@ -96,7 +96,7 @@ def test_a_hundred_plans_from_ten_threads_all_succeed(
 
     for index, plan in finished:
         assert_succeeded(plan, index)
-    reader = Persistence(sqlite_url)
+    reader = open_persistence(sqlite_url)
     try:
         assert reader.find_execution_plan_counts() == 100
         assert reader.find_execution_plan_counts({"state": "stopped", "result": "success"}) == 100
@@ -132,7 +132,7 @@ def test_readers_read_while_the_executor_writes(
     sqlite_url: str, make_world: MakeWorld, warnings_and_errors: pytest.LogCaptureFixture
 ) -> None:
     world = make_world(sqlite_url)
-    reader = Persistence(sqlite_url)
+    reader = open_persistence(sqlite_url)
     plain = sqlite3.connect(sqlite_path(sqlite_url), timeout=5, check_same_thread=False)
     try:
         assert plain.execute("PRAGMA journal_mode").fetchone() == ("wal",)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from dynflow.coordinator import Coordinator, WorldRecord
-from dynflow.persistence import Persistence
+from dynflow.persistence import Persistence, open_persistence
 from tests.support import eventually
 
 #: the repository root: executors start there, so ``tests.multiprocess...`` is importable
@@ -93,7 +93,7 @@ class Executors:
     def observer(self) -> Coordinator:
         """Reads the world registry of the database (it registers nothing)."""
         if self._observer is None:
-            self._observer = Persistence(self.url)
+            self._observer = open_persistence(self.url)
         return Coordinator(self._observer.db, "test-observer")
 
     def start(

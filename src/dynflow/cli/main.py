@@ -132,11 +132,11 @@ def console(
 def db_upgrade(url: DatabaseUrl = None) -> None:
     """Apply the schema migrations to the database."""
     from dynflow.errors import DynflowError
-    from dynflow.persistence import Persistence
+    from dynflow.persistence import open_persistence
     from dynflow.persistence.migrate import current_revision, head_revision
 
     try:
-        persistence = Persistence(database_url(url))
+        persistence = open_persistence(database_url(url))
         persistence.migrate()
         revision = current_revision(persistence.db)
         persistence.close()

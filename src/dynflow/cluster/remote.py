@@ -39,7 +39,7 @@ from dynflow.execution_plan.states import Phase
 
 if TYPE_CHECKING:
     from dynflow.config import WorldConfig
-    from dynflow.persistence import Persistence
+    from dynflow.persistence import PersistencePort
     from dynflow.services.ports import Ports
 
 log = logging.getLogger(__name__)
@@ -51,15 +51,15 @@ CHECK_INTERVAL = 1.0
 Serve = Callable[[Envelope], None]
 
 
-def connector_kind(config: WorldConfig, persistence: Persistence) -> str:
+def connector_kind(config: WorldConfig, persistence: PersistencePort) -> str:
     """``direct`` for SQLite (one process), ``database`` elsewhere, unless configured."""
-    return config.connector or ("direct" if persistence.db.name == "sqlite" else "database")
+    return config.connector or persistence.default_connector
 
 
-def make_connector(config: WorldConfig, persistence: Persistence) -> Connector:
+def make_connector(config: WorldConfig, persistence: PersistencePort) -> Connector:
     if connector_kind(config, persistence) == "direct":
         return DirectConnector()
-    return DatabaseConnector(persistence.db, poll_interval=config.connector_poll_interval)
+    return DatabaseConnector(persistence.envelopes, poll_interval=config.connector_poll_interval)
 
 
 class Cluster:

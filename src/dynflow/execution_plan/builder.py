@@ -15,9 +15,15 @@ from dynflow.action.references import to_marker_or_refuse
 from dynflow.action.singleton import SINGLETON_LOCK, Singleton
 from dynflow.director import PlanShape, find_unreachable
 from dynflow.errors import DynflowError
-from dynflow.execution_plan.model import StepError
+from dynflow.execution_plan.model import (
+    ActionRecord,
+    ExecutionPlan,
+    PlanDetails,
+    Step,
+    StepError,
+)
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
-from dynflow.flows import Atom, Concurrence, Flow, simplify, to_json
+from dynflow.flows import Atom, Concurrence, Flow, simplify
 from dynflow.flows import Sequence as SequenceFlow
 from dynflow.middleware import Middleware, call_chain
 from dynflow.serialization import find_refs, to_json_value
@@ -283,63 +289,56 @@ class PlanBuilder:
     def label(self) -> str:
         return self.actions[0].label if self.actions else ""
 
-    def rows(
-        self, state: PlanState, result: PlanResult
-    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-        """(plan row, action rows, step rows) for persistence."""
-        plan = {
-            "id": self.id,
-            "label": self.label[:255],
-            "state": str(state),
-            "result": str(result),
-            "started_at": None,
-            "ended_at": datetime.now(UTC) if state is PlanState.STOPPED else None,
-            "execution_time": 0.0,
-            "real_time": 0.0,
-            "caller_execution_plan_id": self.caller[0] if self.caller else None,
-            "caller_action_id": self.caller[1] if self.caller else None,
-            "data": {
-                "run_flow": to_json(self.run_flow),
-                "finalize_flow": self.finalize_steps,
-            },
-        }
+    def plan(self, state: PlanState, result: PlanResult) -> ExecutionPlan:
+        """The plan as built, in ``state``/``result``, with its steps and actions (no
+        history yet): what persistence saves and callers get back."""
+        plan = ExecutionPlan(
+            id=self.id,
+            label=self.label,
+            state=state,
+            result=result,
+            ended_at=datetime.now(UTC) if state is PlanState.STOPPED else None,
+            caller_execution_plan_id=self.caller[0] if self.caller else None,
+            caller_action_id=self.caller[1] if self.caller else None,
+            run_flow=self.run_flow,
+            finalize_flow=tuple(self.finalize_steps),
+        )
         actions = [
-            {
-                "execution_plan_id": self.id,
-                "id": a.id,
-                "action_class": a.cls.class_name(),
-                "label": a.label[:255],
-                "input": a.input,
-                "output": {},
-                "plan_step_id": a.plan_step_id,
-                "run_step_id": a.run_step_id,
-                "finalize_step_id": a.finalize_step_id,
-                "parent_action_id": a.parent_id,
-            }
+            ActionRecord(
+                id=a.id,
+                action_class=a.cls.class_name(),
+                input=a.input,
+                output={},
+                label=a.label,
+                plan_step_id=a.plan_step_id,
+                run_step_id=a.run_step_id,
+                finalize_step_id=a.finalize_step_id,
+                parent_action_id=a.parent_id,
+            )
             for a in self.actions
         ]
-        steps = [
-            {
-                "execution_plan_id": self.id,
-                "id": s.id,
-                "action_id": s.action.id,
-                "action_class": s.action.cls.class_name(),
-                "phase": str(s.phase),
-                "state": str(s.state),
-                "queue": s.queue,
-                "error": s.error.to_json() if s.error else None,
-                "started_at": s.started_at,
-                "ended_at": s.ended_at,
-                "execution_time": s.execution_time,
-                "real_time": s.execution_time,
-                "progress_done": 1.0
+        steps = {
+            s.id: Step(
+                id=s.id,
+                action_id=s.action.id,
+                action_class=s.action.cls.class_name(),
+                phase=s.phase,
+                state=s.state,
+                queue=s.queue,
+                error=s.error,
+                started_at=s.started_at,
+                ended_at=s.ended_at,
+                execution_time=s.execution_time,
+                real_time=s.execution_time,
+                progress_done=1.0
                 if s.state is StepState.SUCCESS and s.phase is Phase.PLAN
                 else 0.0,
-                "progress_weight": s.action.cls.progress_weight,
-            }
+                progress_weight=s.action.cls.progress_weight,
+            )
             for s in self.steps
-        ]
-        return plan, actions, steps
+        }
+        plan._details = PlanDetails(steps=steps, actions=actions, history=[])
+        return plan
 
 
 def _validate_input(

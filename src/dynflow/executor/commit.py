@@ -16,8 +16,8 @@ from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.executor.runtime import PlanRuntime
 from dynflow.executor.work import Work
 from dynflow.futures import reject, resolve
+from dynflow.persistence import PersistencePort
 from dynflow.persistence.changes import Changes
-from dynflow.persistence.facade import Persistence
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Committer:
     """The plans an executor core holds, and the commits of their changes; the state
     machine that changes them is :class:`~dynflow.executor.core.ExecutorCore`."""
 
-    def __init__(self, world_id: str, persistence: Persistence) -> None:
+    def __init__(self, world_id: str, persistence: PersistencePort) -> None:
         self.world_id = world_id
         self.persistence = persistence
         self.plans: dict[str, PlanRuntime] = {}

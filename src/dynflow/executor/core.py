@@ -40,7 +40,7 @@ from dynflow.executor.messages import (
 from dynflow.executor.runtime import PlanRuntime, now
 from dynflow.executor.work import Progress, StepDone, Work
 from dynflow.futures import resolve
-from dynflow.persistence.facade import Persistence
+from dynflow.persistence import PersistencePort
 from dynflow.serialization import resolve_refs
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class ExecutorCore(Committer):
     def __init__(
         self,
         world_id: str,
-        persistence: Persistence,
+        persistence: PersistencePort,
         *,
         auto_rescue: bool = True,
         queues: Iterable[str] = ("default",),

@@ -15,11 +15,11 @@ from dataclasses import replace
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.executor.core import ExecutorCore
 from dynflow.executor.messages import Adopt, HaltPlan, Message, SkipStep
-from dynflow.persistence.facade import Persistence
+from dynflow.persistence import PersistencePort
 
 
 def halt(
-    persistence: Persistence,
+    persistence: PersistencePort,
     world_id: str,
     plan: ExecutionPlan,
     on_finished: Callable[[ExecutionPlan], None] | None = None,
@@ -39,7 +39,7 @@ def halt(
 
 
 def skip(
-    persistence: Persistence, world_id: str, plan: ExecutionPlan, step_id: int
+    persistence: PersistencePort, world_id: str, plan: ExecutionPlan, step_id: int
 ) -> ExecutionPlan:
     """Mark a failed step of the paused plan skipped, with the pending steps that need
     its output. The plan stays paused and its execution lock stays held (the caller

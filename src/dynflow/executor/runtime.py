@@ -25,8 +25,7 @@ from dynflow.execution_plan.states import (
     check_plan_transition,
     check_step_transition,
 )
-from dynflow.persistence.changes import Changes
-from dynflow.persistence.facade import PLAN_MUTABLE, STEP_MUTABLE
+from dynflow.persistence.changes import PLAN_MUTABLE, STEP_MUTABLE, Changes
 
 
 def now() -> datetime:

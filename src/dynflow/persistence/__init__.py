@@ -1,5 +1,14 @@
-"""Durable state: execution plans, actions, steps, history and coordinator records."""
+"""Durable state: execution plans, actions, steps, history and coordinator records.
 
-from dynflow.persistence.facade import Persistence
+:class:`PersistencePort` says what the rest of dynflow asks of storage;
+``sql`` and ``postgres`` are its adapters; :func:`open_persistence` opens the
+adapter for a database URL.
+"""
 
-__all__ = ["Persistence"]
+from dynflow.persistence.factory import open_persistence
+from dynflow.persistence.port import EnvelopeStore, PersistencePort
+
+#: what the engine asks of storage (a short name for annotations)
+Persistence = PersistencePort
+
+__all__ = ["EnvelopeStore", "Persistence", "PersistencePort", "open_persistence"]

@@ -9,6 +9,19 @@ from typing import Any
 PlanKey = str
 StepKey = tuple[str, int]
 
+#: the columns of a step the executor changes (each batch carries all of them)
+STEP_MUTABLE = (
+    "state",
+    "error",
+    "started_at",
+    "ended_at",
+    "execution_time",
+    "real_time",
+    "progress_done",
+)
+#: the columns of a plan the executor changes
+PLAN_MUTABLE = ("state", "result", "started_at", "ended_at", "execution_time", "real_time")
+
 
 @dataclass
 class Changes:

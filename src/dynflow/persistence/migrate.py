@@ -12,7 +12,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from dynflow.persistence.database import Database
+from dynflow.persistence.sql.database import Database
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "dynflow_alembic_version"

@@ -37,7 +37,6 @@ from dynflow.execution_plan.builder import PlanBuilder
 from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import PlanResult, PlanState, StepState
 from dynflow.persistence.delayed import Claim, DelayedPlan
-from dynflow.persistence.facade import plan_from_rows
 from dynflow.serialization import to_json_value
 
 if TYPE_CHECKING:
@@ -121,11 +120,9 @@ class DelayedPlans:
         }
         builder = PlanBuilder(self.world)
         builder.schedule(action_class)
-        plan, action_rows, step_rows = builder.rows(PlanState.SCHEDULED, PlanResult.PENDING)
+        plan = builder.plan(PlanState.SCHEDULED, PlanResult.PENDING)
         self.store.save_scheduled(
             plan,
-            action_rows,
-            step_rows,
             {
                 "execution_plan_id": builder.id,
                 "start_at": at,
@@ -136,7 +133,7 @@ class DelayedPlans:
         if self.executor is not None and not self._stopped:
             delay = max((at - now).total_seconds(), 0.0)
             self.clock.schedule(delay, partial(self._on_time, at))
-        return plan_from_rows(plan, action_rows, step_rows)
+        return plan
 
     # -- starting due plans ---------------------------------------------------------
 

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from dynflow.action.base import Action
 from dynflow.action.registry import class_name
 from dynflow.action.singleton import SINGLETON_LOCK
+from dynflow.cluster.remote import plan_queues
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.errors import ConfigurationError, LockTaken, PlanningFailed
 from dynflow.execution_plan.builder import PlanBuilder
 from dynflow.execution_plan.model import ExecutionPlan, StepError
-from dynflow.execution_plan.states import Phase, PlanResult, PlanState
-from dynflow.persistence.facade import plan_from_rows
+from dynflow.execution_plan.states import PlanResult, PlanState
 
 if TYPE_CHECKING:
     from dynflow.action.world import ActionWorld
@@ -76,18 +76,15 @@ class Planner:
         builder = PlanBuilder(self.world, self.middleware())
         builder.caller = caller
         self._build(builder, action_class, args, kwargs, self._save_failed_new)
-        plan_row, actions, steps = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
+        plan = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
         locks = builder.singleton_locks()
         if lock:
             locks.append(self.coordinator.lock_row(EXECUTION_LOCK, builder.id))
         envelope = None
         if request is not None:
-            queues = frozenset(r["queue"] for r in steps if r["phase"] != Phase.PLAN)
-            envelope = request.envelope(builder.id, queues)
+            envelope = request.envelope(builder.id, plan_queues(plan))
         try:
-            written = self.persistence.save_new_plan(
-                plan_row, actions, steps, locks=locks, envelope=envelope
-            )
+            written = self.persistence.save_new_plan(plan, locks=locks, envelope=envelope)
         except BaseException as exc:
             if request is not None:
                 request.abandon()
@@ -96,7 +93,7 @@ class Planner:
             self._conflict(builder, self._save_failed_new)
         if request is not None:
             request.saved(written)
-        return plan_from_rows(plan_row, actions, steps)
+        return plan
 
     def plan_claimed(
         self,
@@ -110,11 +107,9 @@ class Planner:
         builder = PlanBuilder(self.world, self.middleware(), execution_plan_id=execution_plan_id)
         try:
             self._build(builder, action_class, tuple(args), kwargs, self._save_failed_claimed)
-            plan_row, actions, steps = builder.rows(PlanState.PLANNED, PlanResult.PENDING)
+            plan = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
             try:
-                self.persistence.delayed.save_processed(
-                    plan_row, actions, steps, locks=builder.singleton_locks()
-                )
+                self.persistence.delayed.save_processed(plan, locks=builder.singleton_locks())
             except LockTaken:
                 self._conflict(builder, self._save_failed_claimed)
         except PlanningFailed:
@@ -122,7 +117,7 @@ class Planner:
         except BaseException:
             self.coordinator.release(EXECUTION_LOCK, execution_plan_id)
             raise
-        return plan_from_rows(plan_row, actions, steps)
+        return plan
 
     def singleton_conflict(self, singletons: Sequence[str]) -> str:
         """Why a plan of these singleton actions cannot be planned now."""
@@ -161,12 +156,12 @@ class Planner:
         raise PlanningFailed(builder.id, message) from None
 
     def _save_failed_new(self, builder: PlanBuilder) -> None:
-        self.persistence.save_new_plan(*builder.rows(PlanState.STOPPED, PlanResult.ERROR))
+        self.persistence.save_new_plan(builder.plan(PlanState.STOPPED, PlanResult.ERROR))
 
     def _save_failed_claimed(self, builder: PlanBuilder) -> None:
         release = {"class": EXECUTION_LOCK, "id": builder.id, "owner_id": self.coordinator.world_id}
         self.persistence.delayed.save_processed(
-            *builder.rows(PlanState.STOPPED, PlanResult.ERROR), release=release
+            builder.plan(PlanState.STOPPED, PlanResult.ERROR), release=release
         )
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from dynflow.clock import Clock
     from dynflow.coordinator import Coordinator
-    from dynflow.persistence import Persistence
+    from dynflow.persistence import PersistencePort
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,6 @@ class Ports:
     """This world's id, persistence, coordinator and clock."""
 
     world_id: str
-    persistence: Persistence
+    persistence: PersistencePort
     coordinator: Coordinator
     clock: Clock

@@ -1,0 +1,159 @@
+"""The persistence port: what the engine, the cluster and the public API ask of storage.
+
+The adapters (``sql`` for SQLAlchemy Core on any database, ``postgres`` with its
+fast paths) implement it; nothing outside them knows which database is behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.execution_plan.states import PlanResult, PlanState
+from dynflow.persistence.changes import Changes
+from dynflow.persistence.delayed import DelayedPlanStore
+from dynflow.persistence.sql.database import Database
+
+
+class Listener(Protocol):
+    """Wake-ups for one world's envelopes."""
+
+    def wait(self, timeout: float) -> None:
+        """Return on a wake-up, or after ``timeout`` seconds."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class EnvelopeStore(Protocol):
+    """Envelopes between worlds (their text encoded by the connector)."""
+
+    def send(self, receiver_id: str, data: str) -> bool:
+        """Write an envelope if its receiver is a registered world; True when written."""
+        ...
+
+    def send_many(self, batch: Sequence[tuple[str, str]]) -> set[str]:
+        """Write (receiver id, text) envelopes in order, each only for a registered
+        receiver; the receivers that are not."""
+        ...
+
+    def claim(self, world_id: str, limit: int) -> list[tuple[int, str]]:
+        """Take (and delete) up to ``limit`` envelopes of ``world_id``, oldest first."""
+        ...
+
+    def drop_orphans(self) -> int:
+        """Delete the envelopes of worlds no longer registered; how many."""
+        ...
+
+    def drop_for(self, world_id: str) -> int:
+        """Delete the envelopes of ``world_id``; how many."""
+        ...
+
+    def listen(self, world_id: str) -> Listener | None:
+        """Wake-ups for ``world_id``'s envelopes; None when the receiver must poll."""
+        ...
+
+    def wake(self, world_id: str) -> None:
+        """End a wait of ``world_id``'s listener."""
+        ...
+
+
+class PersistencePort(Protocol):
+    """Durable state of execution plans. Locks are coordinator rows (class, id,
+    owner_id, data)."""
+
+    @property
+    def db(self) -> Database:
+        """Engines and transactions, for the coordinator and migrations."""
+        ...
+
+    @property
+    def delayed(self) -> DelayedPlanStore: ...
+
+    @property
+    def envelopes(self) -> EnvelopeStore: ...
+
+    @property
+    def url(self) -> str:
+        """The database URL, password hidden."""
+        ...
+
+    @property
+    def default_connector(self) -> str:
+        """The connector worlds on this database use unless configured: ``direct``
+        (in memory, one process) or ``database`` (envelopes in the database)."""
+        ...
+
+    def migrate(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def save_new_plan(
+        self,
+        plan: ExecutionPlan,
+        *,
+        locks: Sequence[Mapping[str, Any]] = (),
+        envelope: tuple[str, str] | None = None,
+    ) -> bool:
+        """Insert a freshly planned plan with the ``locks`` it takes, at once, and
+        ``envelope`` (receiver id, text) if its receiver is registered (True when it
+        was written). Raises :class:`~dynflow.errors.LockTaken` (writing nothing) when
+        a lock is held."""
+        ...
+
+    def apply(self, changes: Changes) -> None:
+        """Write a batch of changes in one transaction."""
+        ...
+
+    def apply_fenced(self, changes: Changes, owner: str) -> set[str]:
+        """Write the changes of the plans whose execution lock ``owner`` still holds;
+        the plans fenced off (nothing of theirs is written)."""
+        ...
+
+    def load_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
+        """The plan with its steps, actions and history; raises ``NotFound``."""
+        ...
+
+    def take_over_plan(
+        self,
+        plan_id: str,
+        from_owner: str,
+        owner: str,
+        lock_data: Mapping[str, Any],
+        reply: tuple[str, str] | None = None,
+    ) -> tuple[bool, ExecutionPlan | None, bool]:
+        """Move the plan's execution lock from ``from_owner`` to ``owner``: (moved?, the
+        plan if the adapter read it with the move, ``reply`` written with it?)."""
+        ...
+
+    def find_execution_plans(
+        self,
+        filters: Mapping[str, Any] | None = None,
+        order_by: str = "started_at",
+        desc: bool = True,
+        page: int | None = None,
+        per_page: int | None = None,
+    ) -> list[ExecutionPlan]: ...
+
+    def find_execution_plan(self, execution_plan_id: str) -> ExecutionPlan: ...
+
+    def find_execution_plan_counts_by_state(
+        self, filters: Mapping[str, Any] | None = None
+    ) -> dict[PlanState, int]: ...
+
+    def find_execution_plan_counts(self, filters: Mapping[str, Any] | None = None) -> int: ...
+
+    def count_sub_plans(
+        self, execution_plan_id: str, action_id: int
+    ) -> dict[tuple[PlanState, PlanResult], int]: ...
+
+    def run_step_id(self, execution_plan_id: str, action_id: int) -> int | None: ...
+
+    def find_plan_ids(
+        self,
+        states: Iterable[PlanState],
+        *,
+        sub_plans: bool = True,
+        result: PlanResult | None = None,
+    ) -> list[str]: ...

@@ -1,0 +1,1 @@
+"""The PostgreSQL adapter: the generic one with one-statement fast paths and NOTIFY."""

@@ -1,0 +1,75 @@
+"""The PostgreSQL adapter: the generic one with one-statement fast paths.
+
+Writes go out as one statement each (``bulk``), autocommitted; a plan is read
+as one JSON document (``documents``); taking a plan over moves its lock, reads
+it and writes the reply in one statement; envelopes wake their receiver with
+NOTIFY (``envelopes``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dynflow.errors import NotFound
+from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.persistence.changes import Changes
+from dynflow.persistence.postgres import documents
+from dynflow.persistence.postgres.bulk import Fence, PostgresBulkWriter
+from dynflow.persistence.postgres.database import PostgresDatabase
+from dynflow.persistence.postgres.envelopes import PostgresEnvelopeStore, channel
+from dynflow.persistence.sql.adapter import SqlPersistence, change_operations
+from dynflow.persistence.sql.bulk import Operation
+
+
+class PostgresPersistence(SqlPersistence):
+    db: PostgresDatabase
+    bulk: PostgresBulkWriter
+
+    def _open(self, database_url: str) -> PostgresDatabase:
+        return PostgresDatabase(database_url)
+
+    def _bulk_writer(self) -> PostgresBulkWriter:
+        return PostgresBulkWriter()
+
+    def _envelope_store(self) -> PostgresEnvelopeStore:
+        return PostgresEnvelopeStore(self.db)
+
+    def _insert(self, operations: Sequence[Operation], envelope: tuple[str, str] | None) -> bool:
+        """The plan, its envelope and the receiver's wake-up in one statement."""
+        if envelope is None:
+            return super()._insert(operations, envelope)
+        with self.db.write_statement() as connection:
+            return self.bulk.write_and_send(connection, operations, envelope, channel(envelope[0]))
+
+    def _apply_fenced(self, changes: Changes, owner: str, plan_ids: set[str]) -> set[str]:
+        """One statement share-locks the owner's execution locks and writes."""
+        fence = Fence(owner, frozenset(plan_ids))
+        held = self.bulk.write_fenced(self.db, change_operations(changes), fence)
+        return plan_ids - held
+
+    def take_over_plan(
+        self,
+        plan_id: str,
+        from_owner: str,
+        owner: str,
+        lock_data: Mapping[str, Any],
+        reply: tuple[str, str] | None = None,
+    ) -> tuple[bool, ExecutionPlan | None, bool]:
+        """The lock moves, the plan is read and ``reply`` written, in one statement."""
+        moved, document = documents.take_over_and_load(
+            self.db, plan_id, from_owner, owner, dict(lock_data), reply
+        )
+        plan = None if document is None else document.to_plan()
+        return moved, plan, moved and reply is not None
+
+    def load_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
+        """One statement instead of four."""
+        document = documents.load(self.db, [execution_plan_id]).get(execution_plan_id)
+        if document is None:
+            raise NotFound(f"execution plan {execution_plan_id} not found")
+        return document.to_plan()
+
+    def find_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
+        """Loaded whole: one statement either way."""
+        return self.load_execution_plan(execution_plan_id)

@@ -1,0 +1,189 @@
+"""PostgreSQL bulk writes: a whole list of operations as ONE statement.
+
+Each operation becomes a data-modifying CTE whose rows travel as a JSON document
+unpacked by ``json_to_recordset``: one round trip and a short, cacheable
+statement whatever the number of rows. JSON columns are nested as they are and
+stored with their text unchanged (``json``, unlike ``jsonb``, keeps the text).
+PostgreSQL runs the CTEs on one snapshot, so a row may be written by one
+operation only.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from dynflow.persistence.records import EXECUTION_LOCK, WORLD
+from dynflow.persistence.sql.bulk import BulkWriter, Operation, Update
+from dynflow.persistence.sql.database import Database
+from dynflow.persistence.tables import coordinator_records, envelopes
+from dynflow.persistence.types import JSONText, UTCDateTime
+from dynflow.serialization import dumps
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Write the rows of a plan only while ``owner`` holds its execution lock."""
+
+    owner: str
+    plan_ids: frozenset[str]
+
+
+class PostgresBulkWriter(BulkWriter):
+    def write(self, connection: sa.Connection, operations: Sequence[Operation]) -> None:
+        operations = [op for op in operations if op.rows]
+        if operations:
+            connection.execute(_statement(_shapes(operations)), _documents(operations))
+
+    def write_fenced(self, db: Database, operations: Sequence[Operation], fence: Fence) -> set[str]:
+        """Run the operations in one statement that first share-locks the execution
+        locks ``fence.owner`` holds among ``fence.plan_ids`` (so that nobody can take
+        them until the commit), writes only rows of those plans (by each operation's
+        ``fence`` column) and returns their ids."""
+        operations = [op for op in operations if op.rows]
+        parameters = _documents(operations)
+        parameters |= {"fence_owner": fence.owner, "fence_ids": dumps(sorted(fence.plan_ids))}
+        return {row[0] for row in db.run(_fenced_statement(_shapes(operations)), parameters)}
+
+    def write_and_send(
+        self,
+        connection: sa.Connection,
+        operations: Sequence[Operation],
+        envelope: tuple[str, str],
+        channel: str,
+    ) -> bool:
+        """Run the operations and write one envelope (receiver id, text) only for a
+        registered receiver, with a NOTIFY on ``channel``, in one statement; True when
+        it was written."""
+        operations = [op for op in operations if op.rows]
+        parameters = _documents(operations)
+        parameters |= {"e_receiver": envelope[0], "e_data": envelope[1], "e_channel": channel}
+        return bool(connection.execute(_send_statement(_shapes(operations)), parameters).all())
+
+
+_Shape = tuple[str, sa.Table, tuple[str, ...], tuple[str, ...], str | None]
+
+_OWNED = (
+    f"owned AS (SELECT id FROM {coordinator_records.name} WHERE class = '{EXECUTION_LOCK}' "
+    "AND owner_id = :fence_owner AND id IN "
+    "(SELECT value FROM json_array_elements_text(CAST(:fence_ids AS json))) FOR SHARE)"
+)
+
+
+def _shapes(operations: Sequence[Operation]) -> tuple[_Shape, ...]:
+    return tuple(
+        (
+            type(op).__name__,
+            op.table,
+            op.keys if isinstance(op, Update) else (),
+            tuple(op.rows[0]),
+            op.fence,
+        )
+        for op in operations
+    )
+
+
+def _documents(operations: Sequence[Operation]) -> dict[str, Any]:
+    return {f"rows_{i}": _document(op) for i, op in enumerate(operations)}
+
+
+@functools.cache
+def _statement(shape: tuple[_Shape, ...]) -> sa.TextClause:
+    *first, last = [_part(i, *op[:4], None) for i, op in enumerate(shape)]
+    if not first:
+        return sa.text(last)
+    ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(first))
+    return sa.text(f"WITH {ctes} {last}")  # the last operation returns no rows
+
+
+@functools.cache
+def _send_statement(shape: tuple[_Shape, ...]) -> sa.TextClause:
+    parts = [f"w{i} AS ({_part(i, *op[:4], None)})" for i, op in enumerate(shape)]
+    envelope = (
+        f"e AS (INSERT INTO {envelopes.name} (receiver_id, data) SELECT id, :e_data "
+        f"FROM {coordinator_records.name} WHERE class = '{WORLD}' AND id = :e_receiver "
+        "RETURNING receiver_id)"
+    )
+    return sa.text(f"WITH {', '.join([*parts, envelope])} SELECT pg_notify(:e_channel, '') FROM e")
+
+
+@functools.cache
+def _fenced_statement(shape: tuple[_Shape, ...]) -> sa.TextClause:
+    parts = [f"w{i} AS ({_part(i, *op)})" for i, op in enumerate(shape)]
+    return sa.text(f"WITH {', '.join([_OWNED, *parts])} SELECT id FROM owned")
+
+
+def _part(
+    index: int,
+    kind: str,
+    table: sa.Table,
+    keys: tuple[str, ...],
+    columns: tuple[str, ...],
+    fence: str | None,
+) -> str:
+    source = _recordset(index, table, columns)
+    owned = f' x."{fence}" IN (SELECT id FROM owned)' if fence else ""
+    if kind == "Insert":
+        names = ", ".join(f'"{c}"' for c in columns)
+        selected = ", ".join(_value(table, c) for c in columns)
+        where = f" WHERE{owned}" if owned else ""
+        return f"INSERT INTO {table.name} ({names}) SELECT {selected} FROM {source}{where}"
+    if kind == "Update":
+        sets = ", ".join(f'"{c}" = {_value(table, c)}' for c in columns if c not in keys)
+        matches = " AND ".join([*(f't."{k}" = x."{k}"' for k in keys), *([owned] if owned else [])])
+        return f"UPDATE {table.name} AS t SET {sets} FROM {source} WHERE {matches}"
+    matches = " AND ".join(f't."{c}" = x."{c}"' for c in columns)
+    return f"DELETE FROM {table.name} AS t USING {source} WHERE {matches}"
+
+
+def _recordset(index: int, table: sa.Table, columns: tuple[str, ...]) -> str:
+    fields = ", ".join(f'"{c}" {_type(table.c[c])}' for c in columns)
+    return f"json_to_recordset(CAST(:rows_{index} AS json)) AS x({fields})"
+
+
+def _type(column: sa.Column[Any]) -> str:
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        return "timestamp"
+    if isinstance(kind, JSONText):
+        return "json"
+    if isinstance(kind, sa.String | sa.Text):
+        return "text"
+    if isinstance(kind, sa.Integer):
+        return "integer"
+    if isinstance(kind, sa.Float):
+        return "double precision"
+    raise TypeError(f"no bulk mapping for {column}")  # pragma: no cover
+
+
+def _value(table: sa.Table, column: str) -> str:
+    if isinstance(table.c[column].type, JSONText):
+        return f'CAST(x."{column}" AS text)'
+    return f'x."{column}"'
+
+
+def _document(op: Operation) -> str:
+    stamps = _timestamp_columns(op.table, tuple(op.rows[0]))
+    rows = [dict(row) for row in op.rows]  # copies: the callers' rows stay as they are
+    for row in rows:
+        for name in stamps:
+            row[name] = _timestamp(row[name])
+    return dumps(rows)
+
+
+@functools.cache
+def _timestamp_columns(table: sa.Table, columns: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(c for c in columns if isinstance(table.c[c].type, UTCDateTime))
+
+
+def _timestamp(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat()

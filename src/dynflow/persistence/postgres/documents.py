@@ -1,0 +1,118 @@
+"""Whole plans in one round trip (PostgreSQL).
+
+Loading a plan reads four tables. Here one statement builds, for each requested
+plan, one JSON document (see ``codec``) holding its row and the rows of its
+steps, actions and history (the JSON columns nested as they are stored); the
+client parses that text once and converts timestamps and doubles back.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+
+from dynflow.persistence.codec import PlanDocument, document_from_json
+from dynflow.persistence.records import EXECUTION_LOCK
+from dynflow.persistence.sql.database import Database
+from dynflow.persistence.tables import (
+    actions,
+    coordinator_records,
+    envelopes,
+    execution_history,
+    execution_plans,
+    steps,
+)
+from dynflow.persistence.types import JSONText
+from dynflow.serialization import dumps, loads
+
+
+def load(db: Database, plan_ids: Iterable[str]) -> dict[str, PlanDocument]:
+    """The documents of the plans among ``plan_ids`` that exist, by id."""
+    ids = sorted(set(plan_ids))
+    if not ids:
+        return {}
+    rows = db.run(_statement(), {"ids": dumps(ids)})
+    return {document.plan["id"]: document for document in (_parse(r[0]) for r in rows)}
+
+
+def take_over_and_load(
+    db: Database,
+    plan_id: str,
+    from_owner: str,
+    owner: str,
+    data: dict[str, object],
+    reply: tuple[str, str] | None = None,
+) -> tuple[bool, PlanDocument | None]:
+    """Move the plan's execution lock from ``from_owner`` to ``owner`` (with ``data``)
+    and read the plan, in one statement: (moved?, the plan's document if it exists).
+
+    ``reply`` (receiver id, envelope text) is written with the move, if it happens,
+    without a wake-up: the receiver reads it with its next envelopes.
+    """
+    parameters = {"id": plan_id, "from_owner": from_owner, "owner": owner, "data": dumps(data)}
+    statement = _take_over_statement(reply is not None)
+    if reply is not None:
+        parameters |= {"reply_to": reply[0], "reply": reply[1]}
+    rows = db.run(statement, parameters)
+    if not rows:
+        return False, None
+    return True, None if rows[0][0] is None else _parse(rows[0][0])
+
+
+def _parse(text: str) -> PlanDocument:
+    return document_from_json(loads(text))
+
+
+@functools.cache
+def _document() -> str:
+    """The document of plan ``p`` (an alias of the plans table), as text."""
+
+    def rows(table: sa.Table) -> str:
+        return (
+            f"(SELECT json_agg({_object(table, 'r')} ORDER BY r.id) FROM {table.name} AS r "
+            "WHERE r.execution_plan_id = p.id)"
+        )
+
+    document = (
+        f"json_build_object('plan', {_object(execution_plans, 'p')}, "
+        f"'steps', {rows(steps)}, 'actions', {rows(actions)}, "
+        f"'history', {rows(execution_history)})"
+    )
+    return f"CAST({document} AS text)"
+
+
+@functools.cache
+def _statement() -> sa.TextClause:
+    return sa.text(
+        f"SELECT {_document()} FROM {execution_plans.name} AS p "
+        "WHERE p.id IN (SELECT value FROM json_array_elements_text(CAST(:ids AS json)))"
+    )
+
+
+@functools.cache
+def _take_over_statement(reply: bool) -> sa.TextClause:
+    # the plan's rows are not changed by the update: one snapshot sees them as they are
+    replied = (
+        f", r AS (INSERT INTO {envelopes.name} (receiver_id, data) SELECT :reply_to, :reply FROM t)"
+        if reply
+        else ""
+    )
+    return sa.text(
+        f"WITH t AS (UPDATE {coordinator_records.name} SET owner_id = :owner, data = :data "
+        f"WHERE class = '{EXECUTION_LOCK}' AND id = :id AND owner_id = :from_owner RETURNING id)"
+        f"{replied} "
+        f"SELECT (SELECT {_document()} FROM {execution_plans.name} AS p WHERE p.id = t.id) "
+        "FROM t"
+    )
+
+
+def _object(table: sa.Table, alias: str) -> str:
+    fields = []
+    for column in table.columns:
+        value = f'{alias}."{column.name}"'
+        if isinstance(column.type, JSONText):
+            value = f"CAST({value} AS json)"  # nested as stored: json keeps the text
+        fields.append(f"'{column.name}', {value}")
+    return f"json_build_object({', '.join(fields)})"

@@ -1,0 +1,1 @@
+"""The generic adapter: SQLAlchemy Core on SQLite, MySQL/MariaDB (and any database)."""

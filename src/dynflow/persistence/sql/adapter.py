@@ -1,0 +1,341 @@
+"""The generic persistence adapter: SQLAlchemy Core, on SQLite, MySQL/MariaDB or any database.
+
+Plans, steps, actions and history are written here; envelopes and delayed plans
+have stores of their own (``envelopes``, ``delayed``). The PostgreSQL adapter
+subclasses this one and overrides the hooks it has faster paths for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from dynflow.errors import NotFound
+from dynflow.execution_plan.model import ExecutionPlan, PlanDetails
+from dynflow.execution_plan.states import PlanResult, PlanState
+from dynflow.persistence import migrate
+from dynflow.persistence.changes import PLAN_MUTABLE, STEP_MUTABLE, Changes
+from dynflow.persistence.records import EXECUTION_LOCK
+from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, Update
+from dynflow.persistence.sql.database import Database
+from dynflow.persistence.sql.delayed import SqlDelayedPlanStore
+from dynflow.persistence.sql.envelopes import SqlEnvelopeStore
+from dynflow.persistence.sql.locks import lock_taken
+from dynflow.persistence.sql.mapping import (
+    action_from_row,
+    history_from_row,
+    plan_from_row,
+    plan_rows,
+    step_from_row,
+)
+from dynflow.persistence.sql.queries import conditions, plans_query
+from dynflow.persistence.tables import (
+    actions,
+    coordinator_records,
+    execution_history,
+    execution_plans,
+    steps,
+)
+
+
+class SqlPersistence:
+    """Durable state of execution plans; one instance per world.
+
+    Open one with :func:`dynflow.persistence.open_persistence`, which picks the
+    adapter for the URL's database.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self.db = self._open(database_url)
+        self.bulk = self._bulk_writer()
+        #: delayed plans: scheduled plans and when to plan them
+        self.delayed = SqlDelayedPlanStore(self.db, self.bulk)
+        #: envelopes between worlds (the database connector's storage)
+        self.envelopes = self._envelope_store()
+
+    # -- hooks of the adapters ------------------------------------------------
+
+    def _open(self, database_url: str) -> Database:
+        return Database(database_url)
+
+    def _bulk_writer(self) -> BulkWriter:
+        return BulkWriter()
+
+    def _envelope_store(self) -> SqlEnvelopeStore:
+        return SqlEnvelopeStore(self.db)
+
+    @property
+    def default_connector(self) -> str:
+        return self.db.dialect.default_connector
+
+    @property
+    def url(self) -> str:
+        return self.db.url.render_as_string(hide_password=True)
+
+    def migrate(self) -> None:
+        self.db.check_connection()
+        migrate.upgrade(self.db)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    # -- writing ------------------------------------------------------------
+
+    def save_new_plan(
+        self,
+        plan: ExecutionPlan,
+        *,
+        locks: Sequence[Mapping[str, Any]] = (),
+        envelope: tuple[str, str] | None = None,
+    ) -> bool:
+        row, action_rows, step_rows = plan_rows(plan)
+        operations: list[Operation] = [
+            Insert(execution_plans, [row]),
+            Insert(actions, action_rows),
+            Insert(steps, step_rows),
+            Insert(coordinator_records, locks),
+        ]
+        try:
+            return self._insert(operations, envelope)
+        except sa.exc.IntegrityError:
+            raise lock_taken(self.db, locks) from None
+
+    def _insert(self, operations: Sequence[Operation], envelope: tuple[str, str] | None) -> bool:
+        """Write a new plan's rows and its envelope in one transaction."""
+        with self.db.write_statement() as connection:
+            self.bulk.write(connection, operations)
+            if envelope is None:
+                return False
+            return self.envelopes.send_in(connection, *envelope)
+
+    def apply(self, changes: Changes, connection: sa.Connection | None = None) -> None:
+        """Write a batch of changes in one transaction (the caller's, if given)."""
+        if connection is None:
+            with self.db.write_statement() as own:
+                self.bulk.write(own, change_operations(changes))
+        else:
+            self.bulk.write(connection, change_operations(changes))
+
+    def apply_fenced(self, changes: Changes, owner: str) -> set[str]:
+        plan_ids = changes.plan_ids()
+        if not plan_ids:
+            self.apply(changes)
+            return set()
+        return self._apply_fenced(changes, owner, plan_ids)
+
+    def _apply_fenced(self, changes: Changes, owner: str, plan_ids: set[str]) -> set[str]:
+        with self.db.write() as connection:
+            query = (
+                sa.select(coordinator_records.c.id)
+                .where(
+                    coordinator_records.c["class"] == EXECUTION_LOCK,
+                    coordinator_records.c.owner_id == owner,
+                    coordinator_records.c.id.in_(sorted(plan_ids)),
+                )
+                .with_for_update(read=True)  # nobody takes them until this commits
+            )
+            fenced = plan_ids - set(connection.execute(query).scalars())
+            for plan_id in fenced:
+                changes.drop_plan(plan_id)
+            self.bulk.write(connection, change_operations(changes))
+        return fenced
+
+    def take_over_plan(
+        self,
+        plan_id: str,
+        from_owner: str,
+        owner: str,
+        lock_data: Mapping[str, Any],
+        reply: tuple[str, str] | None = None,
+    ) -> tuple[bool, ExecutionPlan | None, bool]:
+        """Here only the lock moves: the caller reads the plan and sends ``reply``."""
+        records = coordinator_records
+        with self.db.write() as connection:
+            result = connection.execute(
+                sa.update(records)
+                .where(
+                    records.c["class"] == EXECUTION_LOCK,
+                    records.c.id == plan_id,
+                    records.c.owner_id == from_owner,
+                )
+                .values(owner_id=owner, data=dict(lock_data))
+            )
+        return bool(result.rowcount), None, False
+
+    # -- reading ------------------------------------------------------------
+
+    def load_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
+        """The plan with its steps, actions and history; raises :class:`NotFound`."""
+        with self.db.read() as connection:
+            row = connection.execute(
+                sa.select(execution_plans).where(execution_plans.c.id == execution_plan_id)
+            ).one_or_none()
+            if row is None:
+                raise NotFound(f"execution plan {execution_plan_id} not found")
+            plan = plan_from_row(row._mapping)
+            plan._details = self._details(connection, execution_plan_id)
+        return plan
+
+    def _details(self, connection: sa.Connection, plan_id: str) -> PlanDetails:
+        step_rows = connection.execute(
+            sa.select(steps).where(steps.c.execution_plan_id == plan_id).order_by(steps.c.id)
+        )
+        action_rows = connection.execute(
+            sa.select(actions).where(actions.c.execution_plan_id == plan_id).order_by(actions.c.id)
+        )
+        history_rows = connection.execute(
+            sa.select(execution_history)
+            .where(execution_history.c.execution_plan_id == plan_id)
+            .order_by(execution_history.c.id)
+        )
+        return PlanDetails(
+            steps={r.id: step_from_row(r._mapping) for r in step_rows},
+            actions=[action_from_row(r._mapping) for r in action_rows],
+            history=[history_from_row(r._mapping) for r in history_rows],
+        )
+
+    def _lazy_details(self, plan_id: str) -> PlanDetails:
+        with self.db.read() as connection:
+            return self._details(connection, plan_id)
+
+    def find_execution_plans(
+        self,
+        filters: Mapping[str, Any] | None = None,
+        order_by: str = "started_at",
+        desc: bool = True,
+        page: int | None = None,
+        per_page: int | None = None,
+    ) -> list[ExecutionPlan]:
+        """Plans matching ``filters``; steps and actions load on first access."""
+        query = plans_query(self.db.dialect, filters, order_by, desc, page, per_page)
+        with self.db.read() as connection:
+            rows = connection.execute(query).all()
+        plans = []
+        for row in rows:
+            plan = plan_from_row(row._mapping)
+            plan._details = lambda plan_id=plan.id: self._lazy_details(plan_id)
+            plans.append(plan)
+        return plans
+
+    def find_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
+        """The plan's row now, its steps, actions and history on first access (one query
+        instead of four); raises :class:`NotFound`."""
+        found = self.find_execution_plans(filters={"id": execution_plan_id})
+        if not found:
+            raise NotFound(f"execution plan {execution_plan_id} not found")
+        return found[0]
+
+    def find_execution_plan_counts_by_state(
+        self, filters: Mapping[str, Any] | None = None
+    ) -> dict[PlanState, int]:
+        """How many plans matching ``filters`` are in each state (one query)."""
+        query = (
+            sa.select(execution_plans.c.state, sa.func.count())
+            .where(*conditions(filters))
+            .group_by(execution_plans.c.state)
+        )
+        with self.db.read() as connection:
+            rows = connection.execute(query).all()
+        counts = dict.fromkeys(PlanState, 0)
+        counts.update({PlanState(state): int(n) for state, n in rows})
+        return counts
+
+    def find_execution_plan_counts(self, filters: Mapping[str, Any] | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(execution_plans).where(*conditions(filters))
+        with self.db.read() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def count_sub_plans(
+        self, execution_plan_id: str, action_id: int
+    ) -> dict[tuple[PlanState, PlanResult], int]:
+        """How many sub-plans of that action are in each (state, result)."""
+        query = (
+            sa.select(execution_plans.c.state, execution_plans.c.result, sa.func.count())
+            .where(
+                execution_plans.c.caller_execution_plan_id == execution_plan_id,
+                execution_plans.c.caller_action_id == action_id,
+            )
+            .group_by(execution_plans.c.state, execution_plans.c.result)
+        )
+        with self.db.read() as connection:
+            rows = connection.execute(query).all()
+        return {(PlanState(state), PlanResult(result)): int(n) for state, result, n in rows}
+
+    def run_step_id(self, execution_plan_id: str, action_id: int) -> int | None:
+        query = sa.select(actions.c.run_step_id).where(
+            actions.c.execution_plan_id == execution_plan_id, actions.c.id == action_id
+        )
+        with self.db.read() as connection:
+            step_id: int | None = connection.execute(query).scalar_one_or_none()
+        return step_id
+
+    def find_plan_ids(
+        self,
+        states: Iterable[PlanState],
+        *,
+        sub_plans: bool = True,
+        result: PlanResult | None = None,
+    ) -> list[str]:
+        """Ids of plans in ``states`` (and ``result``); ``sub_plans=False`` leaves out
+        plans with a caller."""
+        query = sa.select(execution_plans.c.id).where(
+            execution_plans.c.state.in_([str(s) for s in states])
+        )
+        if result is not None:
+            query = query.where(execution_plans.c.result == str(result))
+        if not sub_plans:
+            query = query.where(execution_plans.c.caller_execution_plan_id.is_(None))
+        with self.db.read() as connection:
+            return list(connection.execute(query).scalars())
+
+
+def change_operations(changes: Changes) -> list[Operation]:
+    """The writes of a batch of changes; every one fenced by its plan."""
+    key = ("execution_plan_id", "id")
+    return [
+        Update(
+            steps,
+            key,
+            [
+                {"execution_plan_id": plan_id, "id": step_id}
+                | {name: values[name] for name in STEP_MUTABLE}
+                for (plan_id, step_id), values in changes.steps.items()
+            ],
+            fence="execution_plan_id",
+        ),
+        Update(
+            actions,
+            key,
+            [
+                {"execution_plan_id": plan_id, "id": action_id, "output": output}
+                for (plan_id, action_id), output in changes.outputs.items()
+            ],
+            fence="execution_plan_id",
+        ),
+        Update(
+            execution_plans,
+            ("id",),
+            [
+                {"id": plan_id} | {name: values[name] for name in PLAN_MUTABLE}
+                for plan_id, values in changes.plans.items()
+            ],
+            fence="id",
+        ),
+        Insert(
+            execution_history,
+            [
+                {"execution_plan_id": p, "time": t, "name": n, "world_id": w}
+                for p, t, n, w in changes.history
+            ],
+            fence="execution_plan_id",
+        ),
+        Delete(
+            coordinator_records,
+            [
+                {"class": lock_class, "id": lock_id, "owner_id": owner_id}
+                for lock_class, lock_id, owner_id in changes.released_locks
+            ],
+        ),
+    ]

@@ -1,0 +1,124 @@
+"""Engines and the read and write transactions every store runs in.
+
+SQLite needs care to never fail with "database is locked": WAL mode, a busy
+timeout, and every write transaction opened with ``BEGIN IMMEDIATE`` on one
+writer connection guarded by a process-wide lock (see ``dialects``). Reads use
+their own pool. PostgreSQL and MySQL/MariaDB use one pooled engine in READ
+COMMITTED.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from dynflow.errors import ConfigurationError, PersistenceError
+from dynflow.persistence.sql.dialects import dialect_for, safe_url
+
+__all__ = ["Database", "Row", "safe_url"]
+
+Row = tuple[Any, ...]
+
+
+class Database:
+    """Engines plus the read and write transactions everything else uses."""
+
+    #: errors of the driver itself, for statements run on it directly (see ``run``)
+    driver_errors: tuple[type[Exception], ...] = ()
+
+    def __init__(self, url: str) -> None:
+        try:
+            self.url = make_url(url)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"invalid database URL {safe_url(url)}: {exc}. Expected e.g. "
+                "sqlite:///dynflow.sqlite3 or postgresql+psycopg://user@host/db"
+            ) from None
+        self.dialect = dialect_for(self.url)
+        try:
+            self.writer, self.reader = self.dialect.create_engines(self.url)
+        except Exception as exc:  # e.g. the DBAPI driver is not installed
+            raise ConfigurationError(f"cannot use database {safe_url(self.url)}: {exc}") from exc
+        self._write_lock = threading.RLock() if self.dialect.single_writer else None
+        self._shared = self.writer is self.reader
+
+    @property
+    def name(self) -> str:
+        return self.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """A write transaction, committed on exit."""
+        with self._locked(), self._errors(), self.writer.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def write_statement(self) -> Iterator[sa.Connection]:
+        """For a write the adapter sends as exactly one statement: here a normal
+        transaction (a database where one statement is atomic may skip BEGIN/COMMIT)."""
+        with self.write() as connection:
+            yield connection
+
+    def run(self, statement: sa.TextClause, parameters: Mapping[str, Any]) -> list[Row]:
+        """Run one self-contained statement straight on the driver (PostgreSQL only)."""
+        raise ConfigurationError(f"Database.run is for PostgreSQL, not {self.dialect.name}")
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """A connection for reads."""
+        if self._shared:
+            with self.write() as connection:
+                yield connection
+            return
+        with self._errors(), self.reader.connect() as connection:
+            yield connection
+            connection.rollback()
+
+    def now(self) -> datetime:
+        """The database's clock (UTC)."""
+        with self.read() as connection:
+            value = connection.execute(sa.text(self.dialect.now_sql)).scalar_one()
+        if isinstance(value, str):  # SQLite
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        if self._write_lock is None:
+            yield
+        else:
+            with self._write_lock:
+                yield
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise PersistenceError(
+                f"database {safe_url(self.url)} failed: {exc.orig or exc}"
+            ) from exc
+        except self.driver_errors as exc:  # from ``run``
+            raise PersistenceError(f"database {safe_url(self.url)} failed: {exc}") from exc
+
+    def check_connection(self) -> None:
+        try:
+            with self.writer.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+        except Exception as exc:
+            reason = getattr(exc, "orig", None) or exc
+            raise PersistenceError(
+                f"cannot connect to database {safe_url(self.url)}: {reason}".strip()
+            ) from None
+
+    def dispose(self) -> None:
+        self.writer.dispose()
+        if not self._shared:
+            self.reader.dispose()

@@ -1,0 +1,172 @@
+"""Engine hooks per database kind: engines, migration lock, clock, NULL ordering.
+
+Each database kind is one :class:`Dialect`; the adapters call its hooks instead
+of testing which database they talk to. ``dialect_for`` picks one by URL scheme.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
+
+from dynflow.errors import ConfigurationError, PersistenceError
+
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL: show only its scheme
+        return str(url).split(":", 1)[0] + ":…"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between database kinds below the adapters."""
+
+    name: str
+    #: one writer at a time, across threads of this process
+    single_writer: bool = False
+    #: the database's clock as UTC (a timestamp, or ISO text)
+    now_sql: str = "SELECT CURRENT_TIMESTAMP"
+    #: the connector of worlds on this database unless configured
+    default_connector: str = "database"
+
+    def create_engines(self, url: URL) -> tuple[sa.Engine, sa.Engine]:
+        """(writer, reader) engines."""
+        engine = sa.create_engine(
+            url,
+            isolation_level="READ COMMITTED",
+            pool_size=10,
+            max_overflow=20,
+            pool_recycle=3600,
+        )
+        return engine, engine
+
+    def migration_lock(self, connection: sa.Connection) -> None:
+        """Serialise concurrent migrations from several processes."""
+
+    def migration_unlock(self, connection: sa.Connection) -> None:
+        """Release the migration lock, when it does not end with the transaction."""
+
+    def nulls_last(self, column: sa.ColumnElement[Any], desc: bool) -> list[sa.ColumnElement[Any]]:
+        """Order by ``column``, NULL counting as later than any value."""
+        return [column.desc().nulls_first() if desc else column.asc().nulls_last()]
+
+
+@dataclass(frozen=True)
+class PostgresDialect(Dialect):
+    def migration_lock(self, connection: sa.Connection) -> None:
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(727166342)"))
+
+
+@dataclass(frozen=True)
+class MysqlDialect(Dialect):
+    now_sql: str = "SELECT UTC_TIMESTAMP(6)"
+
+    def migration_lock(self, connection: sa.Connection) -> None:
+        taken = connection.execute(sa.text("SELECT GET_LOCK('dynflow_migrations', 120)")).scalar()
+        if taken != 1:
+            raise PersistenceError(
+                "another process has been migrating the database for 120s: giving up"
+            )
+
+    def migration_unlock(self, connection: sa.Connection) -> None:
+        # a session lock: held by the pooled connection until released
+        connection.execute(sa.text("SELECT RELEASE_LOCK('dynflow_migrations')"))
+
+    def nulls_last(self, column: sa.ColumnElement[Any], desc: bool) -> list[sa.ColumnElement[Any]]:
+        # no NULLS FIRST/LAST, and NULL sorts first
+        missing = column.is_(None)
+        if desc:
+            return [missing.desc(), column.desc()]
+        return [missing.asc(), column.asc()]
+
+
+@dataclass(frozen=True)
+class SqliteDialect(Dialect):
+    single_writer: bool = True
+    now_sql: str = "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"
+    #: a database of one process: its worlds talk in memory
+    default_connector: str = "direct"
+
+    def create_engines(self, url: URL) -> tuple[sa.Engine, sa.Engine]:
+        memory = url.database in (None, "", ":memory:") or "mode=memory" in str(url)
+        args: dict[str, Any] = {
+            "check_same_thread": False,
+            "timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000,
+        }
+        if memory:
+            # one shared connection; every use goes through the writer lock
+            engine = sa.create_engine(url, connect_args=args, poolclass=StaticPool)
+            _sqlite_pragmas(engine, wal=False, begin="BEGIN IMMEDIATE")
+            return engine, engine
+        if url.database:
+            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        writer = sa.create_engine(url, connect_args=args, pool_size=1, max_overflow=0)
+        reader = sa.create_engine(url, connect_args=args, pool_size=5, max_overflow=10)
+        _sqlite_pragmas(writer, wal=True, begin="BEGIN IMMEDIATE")
+        _sqlite_pragmas(reader, wal=True, begin="BEGIN")
+        return writer, reader
+
+
+def _sqlite_pragmas(engine: sa.Engine, *, wal: bool, begin: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # take control of transactions from the sqlite3 module
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+        if wal:
+            _enable_wal(cursor)
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        # writers BEGIN IMMEDIATE: take the write lock up front (waiting on
+        # busy_timeout) instead of failing when a read transaction upgrades
+        connection.exec_driver_sql(begin)
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL once. The switch needs the file to itself and SQLite
+    answers "locked" at once instead of waiting, so wait here."""
+    deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+_DIALECTS = {
+    "sqlite": SqliteDialect("sqlite"),
+    "postgresql": PostgresDialect("postgresql"),
+    "mysql": MysqlDialect("mysql"),
+    "mariadb": MysqlDialect("mysql"),
+}
+
+
+def dialect_for(url: URL) -> Dialect:
+    found = _DIALECTS.get(url.get_backend_name())
+    if found is None:
+        raise ConfigurationError(
+            f"unsupported database {safe_url(url)}: use sqlite://, postgresql+psycopg:// "
+            "or mysql+pymysql://"
+        )
+    return found

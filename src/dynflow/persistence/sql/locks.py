@@ -1,0 +1,34 @@
+"""Lock rows taken with other writes: which one was held when the write failed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from dynflow.errors import LockTaken, PersistenceError
+from dynflow.persistence.sql.database import Database, safe_url
+from dynflow.persistence.tables import coordinator_records as records
+
+
+def lock_taken(db: Database, locks: Sequence[Mapping[str, Any]]) -> Exception:
+    """The error for a write that broke a unique key while taking ``locks``: the
+    :class:`LockTaken` of the first one held by someone (by whom, if still held)."""
+    if not locks:
+        return PersistenceError(f"database {safe_url(db.url)}: a write broke a unique key")
+    query = sa.select(records.c["class"], records.c.id, records.c.owner_id).where(
+        sa.or_(
+            *(
+                sa.and_(records.c["class"] == lock["class"], records.c.id == lock["id"])
+                for lock in locks
+            )
+        )
+    )
+    with db.read() as connection:
+        held = {(r[0], r[1]): r[2] for r in connection.execute(query)}
+    for lock in locks:
+        key = (lock["class"], lock["id"])
+        if key in held:
+            return LockTaken(key[0], key[1], held[key])
+    return LockTaken(locks[0]["class"], locks[0]["id"], None)  # released since

@@ -1,0 +1,117 @@
+"""The plan-list filter language: equality filters, special filters, ordering."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from dynflow.errors import ConfigurationError
+from dynflow.persistence.sql.dialects import Dialect
+from dynflow.persistence.tables import actions, execution_plans
+
+PLAN_FILTERS = {
+    "state": execution_plans.c.state,
+    "result": execution_plans.c.result,
+    "label": execution_plans.c.label,
+    "id": execution_plans.c.id,
+    "caller_execution_plan_id": execution_plans.c.caller_execution_plan_id,
+    "caller_action_id": execution_plans.c.caller_action_id,
+}
+PLAN_ORDER = {
+    "started_at": execution_plans.c.started_at,
+    "ended_at": execution_plans.c.ended_at,
+    "state": execution_plans.c.state,
+    "result": execution_plans.c.result,
+    "label": execution_plans.c.label,
+    "id": execution_plans.c.id,
+}
+SPECIAL_FILTERS = ("action_class", "label_contains", "started_after", "started_before")
+
+
+def plans_query(
+    dialect: Dialect,
+    filters: Mapping[str, Any] | None,
+    order_by: str,
+    desc: bool,
+    page: int | None,
+    per_page: int | None,
+) -> sa.Select[Any]:
+    """The plans matching ``filters``, in order, one page of them if asked."""
+    if order_by not in PLAN_ORDER:
+        raise ConfigurationError(
+            f"cannot order plans by {order_by!r}: use one of {', '.join(PLAN_ORDER)}"
+        )
+    query = sa.select(execution_plans).where(*conditions(filters))
+    query = query.order_by(*ordering(dialect, PLAN_ORDER[order_by], desc), execution_plans.c.id)
+    if per_page is not None:
+        if per_page <= 0 or (page is not None and page < 0):
+            raise ConfigurationError("page must be >= 0 and per_page > 0")
+        query = query.limit(per_page).offset((page or 0) * per_page)
+    return query
+
+
+def ordering(dialect: Dialect, column: sa.Column[Any], desc: bool) -> list[sa.ColumnElement[Any]]:
+    """Order by ``column``, a NULL time (not started, not ended yet) counting as later than
+    any other, so that every database returns the same order."""
+    if not column.nullable:
+        return [column.desc() if desc else column.asc()]
+    return dialect.nulls_last(column, desc)
+
+
+def conditions(filters: Mapping[str, Any] | None) -> list[sa.ColumnElement[bool]]:
+    found: list[sa.ColumnElement[bool]] = []
+    for name, value in (filters or {}).items():
+        special = _special_condition(name, value)
+        if special is not None:
+            found.append(special)
+            continue
+        if name not in PLAN_FILTERS:
+            known = ", ".join([*PLAN_FILTERS, *SPECIAL_FILTERS])
+            raise ConfigurationError(f"cannot filter plans by {name!r}: use one of {known}")
+        column = PLAN_FILTERS[name]
+        if isinstance(value, list | tuple | set | frozenset):
+            found.append(column.in_([_filter_value(column, v) for v in value]))
+        elif value is None:
+            found.append(column.is_(None))
+        else:
+            found.append(column == _filter_value(column, value))
+    return found
+
+
+def _special_condition(name: str, value: Any) -> sa.ColumnElement[bool] | None:
+    """Filters beyond equality: entry action class, label text, start time range."""
+    if name == "action_class":
+        entries = sa.select(actions.c.execution_plan_id).where(
+            actions.c.id == 1, actions.c.action_class == str(value)
+        )
+        return execution_plans.c.id.in_(entries)
+    if name == "label_contains":
+        text = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return execution_plans.c.label.ilike(f"%{text}%", escape="\\")
+    if name in ("started_after", "started_before"):
+        when = value if isinstance(value, datetime) else _parse_time(name, value)
+        column = execution_plans.c.started_at
+        return column >= when if name == "started_after" else column <= when
+    return None
+
+
+def _parse_time(name: str, value: Any) -> datetime:
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigurationError(f"filter {name!r} needs an ISO date-time, got {value!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _filter_value(column: sa.ColumnElement[Any], value: Any) -> Any:
+    if isinstance(column.type, sa.Integer):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"filter {column.name!r} needs an integer, got {value!r}"
+            ) from None
+    return str(value)

@@ -1,0 +1,111 @@
+"""The envelope store, on every database (the database connector's storage)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from dynflow.coordinator import Coordinator
+from dynflow.persistence import EnvelopeStore, Persistence, open_persistence
+from dynflow.persistence.postgres.adapter import PostgresPersistence
+
+
+@pytest.fixture
+def persistence(any_db_url: str) -> Iterator[Persistence]:
+    persistence = open_persistence(any_db_url)
+    persistence.migrate()
+    yield persistence
+    persistence.close()
+
+
+@pytest.fixture
+def store(persistence: Persistence) -> EnvelopeStore:
+    return persistence.envelopes
+
+
+def register(persistence: Persistence) -> str:
+    world_id = str(uuid.uuid4())
+    Coordinator(persistence.db, world_id).register_world(executor=False, queues=(), meta={})
+    return world_id
+
+
+def test_the_url_picks_the_adapter(any_db_url: str) -> None:
+    persistence = open_persistence(any_db_url)
+    try:
+        postgresql = any_db_url.startswith("postgresql")
+        assert isinstance(persistence, PostgresPersistence) is postgresql
+        sqlite = any_db_url.startswith("sqlite")
+        assert persistence.default_connector == ("direct" if sqlite else "database")
+    finally:
+        persistence.close()
+
+
+def test_send_writes_only_for_registered_worlds(
+    persistence: Persistence, store: EnvelopeStore
+) -> None:
+    world = register(persistence)
+    assert store.send(world, "one")
+    assert not store.send(str(uuid.uuid4()), "lost")
+    assert store.send(world, "two")
+    assert [data for _, data in store.claim(world, 10)] == ["one", "two"]
+
+
+def test_send_many_keeps_the_order_and_names_unknown_receivers(
+    persistence: Persistence, store: EnvelopeStore
+) -> None:
+    first, second = register(persistence), register(persistence)
+    unknown = str(uuid.uuid4())
+    batch = [(first, "a"), (unknown, "x"), (second, "b"), (first, "c")]
+
+    assert store.send_many(batch) == {unknown}
+    assert store.send_many([]) == set()
+    assert [data for _, data in store.claim(first, 10)] == ["a", "c"]
+    assert [data for _, data in store.claim(second, 10)] == ["b"]
+
+
+def test_claim_takes_the_oldest_up_to_the_limit_and_deletes_them(
+    persistence: Persistence, store: EnvelopeStore
+) -> None:
+    world = register(persistence)
+    store.send_many([(world, str(n)) for n in range(5)])
+
+    first = store.claim(world, 3)
+    assert [data for _, data in first] == ["0", "1", "2"]
+    assert [row_id for row_id, _ in first] == sorted(row_id for row_id, _ in first)
+    assert [data for _, data in store.claim(world, 3)] == ["3", "4"]
+    assert store.claim(world, 3) == []
+
+
+def test_drop_orphans_and_drop_for(persistence: Persistence, store: EnvelopeStore) -> None:
+    kept, gone, dead = register(persistence), register(persistence), register(persistence)
+    store.send_many([(kept, "k"), (gone, "g1"), (gone, "g2"), (dead, "d")])
+    Coordinator(persistence.db, gone).unregister_world()
+
+    assert store.drop_orphans() == 2
+    assert store.drop_orphans() == 0
+    assert store.drop_for(dead) == 1
+    assert [data for _, data in store.claim(kept, 10)] == ["k"]
+    assert store.claim(dead, 10) == []
+
+
+def test_a_listener_wakes_on_send_or_wake(persistence: Persistence, store: EnvelopeStore) -> None:
+    world = register(persistence)
+    listener = store.listen(world)
+    if listener is None:  # the receiver polls: waking it is a no-op
+        store.wake(world)
+        assert not isinstance(persistence, PostgresPersistence)
+        return
+    try:
+        for wake_up in (lambda: store.send(world, "hello"), lambda: store.wake(world)):
+            timer = threading.Timer(0.2, wake_up)
+            started = time.monotonic()
+            timer.start()
+            listener.wait(20.0)
+            timer.join()
+            assert time.monotonic() - started < 10.0
+    finally:
+        listener.close()
