@@ -26,7 +26,7 @@ from dynflow.cluster.connector.messages import (
     Request,
     Response,
 )
-from dynflow.coordinator import EXECUTION_LOCK, Coordinator, WorldRecord
+from dynflow.coordinator import Coordinator, WorldRecord
 from dynflow.errors import ConfigurationError, DynflowError, ExecutionError, NotFound
 
 log = logging.getLogger(__name__)
@@ -254,8 +254,7 @@ class ClientDispatcher:
         if pending.wanted != ANY_EXECUTOR:
             return False
         plan_id = pending.request.execution_plan_id
-        locks = self.coordinator.find_locks(lock_class=EXECUTION_LOCK, id=plan_id)
-        if not any(lock.owner_id == self.world_id for lock in locks):
+        if self.coordinator.execution_lock_owner(plan_id) != self.world_id:
             return False
         with self._lock:
             if self._pending.pop(request_id, None) is None:
