@@ -106,12 +106,12 @@ class ManualClock:
 class ThreadClock:
     """Real time: callbacks run on one timer thread, in time order."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "dynflow-clock") -> None:
         self._timers: list[_Timer] = []
         self._seq = itertools.count()
         self._wake = threading.Condition()
         self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="dynflow-clock", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def now(self) -> float:

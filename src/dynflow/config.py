@@ -37,6 +37,8 @@ class WorldConfig:
     lease: float = 15.0
     #: seconds between two checks for dead worlds (0: never check periodically)
     validity_check_interval: float = 5.0
+    #: seconds a world late with its heartbeat gets to answer a ping
+    ping_timeout: float = 2.0
     #: seconds ``terminate()`` waits for running steps by default
     terminate_timeout: float = 60.0
     #: meta data stored in the world registry

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dynflow.errors import LockTaken
+from dynflow.errors import DynflowError, LockTaken
 from dynflow.persistence.records import EXECUTION_LOCK, INVALIDATION_LOCK, WORLD
 from dynflow.persistence.sql.database import Database
 from dynflow.persistence.tables import coordinator_records as records
@@ -37,6 +38,10 @@ class WorldRecord:
     meta: Mapping[str, Any] = field(default_factory=dict)
     queues: tuple[str, ...] = ()
     heartbeat_at: datetime | None = None
+    #: the world's own heartbeat interval and lease (seconds): it is judged by them,
+    #: not by the checking world's settings (None in records that do not say)
+    heartbeat_interval: float | None = None
+    lease: float | None = None
 
     def is_local_and_gone(self) -> bool:
         """True when this world ran on this host in a process that no longer exists."""
@@ -63,21 +68,49 @@ class LockRecord:
 
 
 class Coordinator:
+    """The registry and locks, as seen by one world.
+
+    Fencing is by registration, not by world id: each registration gets a new random
+    :attr:`token`, kept in the world's record, and every fenced write names the token
+    it is made under (``PersistencePort.apply_fenced``). A world declared dead has its
+    record and locks deleted; when it learns of it, it drops the plans it held and
+    registers again with a new token, so whatever it still had under the old one
+    is fenced off even though the world id is the same. A new world id per
+    registration would do that too, but the id is what requests, envelopes, history
+    and operators name a world by: those must not change under a running world.
+    """
+
     def __init__(self, db: Database, world_id: str) -> None:
         self.db = db
         self.world_id = world_id
+        #: this world's registration now (None until registered)
+        self.token: str | None = None
 
     # -- world registry -------------------------------------------------------
 
     def register_world(
-        self, *, executor: bool, queues: Iterable[str], meta: Mapping[str, Any]
+        self,
+        *,
+        executor: bool,
+        queues: Iterable[str],
+        meta: Mapping[str, Any],
+        heartbeat_interval: float | None = None,
+        lease: float | None = None,
     ) -> None:
-        data = {
+        """Register (again) under a new :attr:`token`; ``heartbeat_interval`` and
+        ``lease`` are the ones other worlds judge this world by."""
+        token = str(uuid.uuid4())
+        data: dict[str, Any] = {
             "executor": executor,
             "queues": list(queues),
             "meta": dict(meta),
             "heartbeat_at": self.database_now().isoformat(),
+            "token": token,
         }
+        if heartbeat_interval is not None:
+            data["heartbeat_interval"] = heartbeat_interval
+        if lease is not None:
+            data["lease"] = lease
         with self.db.write() as connection:
             connection.execute(
                 sa.delete(records).where(records.c["class"] == WORLD, records.c.id == self.world_id)
@@ -86,6 +119,13 @@ class Coordinator:
                 sa.insert(records),
                 [{"class": WORLD, "id": self.world_id, "owner_id": self.world_id, "data": data}],
             )
+        self.token = token
+
+    def registration(self) -> str:
+        """The token of this world's registration, under which it writes."""
+        if self.token is None:
+            raise DynflowError(f"world {self.world_id} is not registered")
+        return self.token
 
     def database_now(self) -> datetime:
         """The database's clock (UTC): leases are judged by it, not by each host's clock."""
@@ -93,7 +133,8 @@ class Coordinator:
 
     def heartbeat(self) -> bool:
         """Renew this world's lease, stamped with the database's clock; False when the
-        world's record is gone (another world declared it dead)."""
+        world's record is gone (another world declared it dead) or is another
+        registration's."""
         stamp = self.database_now()
         with self.db.write() as connection:
             row = connection.execute(
@@ -101,7 +142,7 @@ class Coordinator:
                     records.c["class"] == WORLD, records.c.id == self.world_id
                 )
             ).one_or_none()
-            if row is None:
+            if row is None or (row.data or {}).get("token") != self.token:
                 return False
             data = dict(row.data) | {"heartbeat_at": stamp.isoformat()}
             connection.execute(
@@ -136,13 +177,20 @@ class Coordinator:
 
     def find_stale_worlds(self, lease: float) -> list[WorldRecord]:
         """Worlds whose process is gone (same host) or whose heartbeat is older than
-        ``lease`` seconds by the database's clock."""
-        limit = self.database_now() - timedelta(seconds=lease)
+        their own lease (``lease`` seconds for a record without one) by the database's
+        clock."""
+        now = self.database_now()
         return [
             w
             for w in self.find_worlds()
             if w.id != self.world_id
-            and (w.is_local_and_gone() or (w.heartbeat_at is not None and w.heartbeat_at < limit))
+            and (
+                w.is_local_and_gone()
+                or (
+                    w.heartbeat_at is not None
+                    and w.heartbeat_at < now - timedelta(seconds=w.lease or lease)
+                )
+            )
         ]
 
     # -- locks ----------------------------------------------------------------
@@ -201,4 +249,10 @@ def _world(row: Mapping[Any, Any]) -> WorldRecord:
         meta=data.get("meta", {}),
         queues=tuple(data.get("queues", ())),
         heartbeat_at=datetime.fromisoformat(beat) if beat else None,
+        heartbeat_interval=_seconds(data.get("heartbeat_interval")),
+        lease=_seconds(data.get("lease")),
     )
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and value > 0 else None

@@ -107,7 +107,13 @@ class World:
         core = None
         if self.config.executor:
             queues = self.config.all_queues
-            core = ExecutorCore(self.id, self.persistence, auto_rescue=auto_rescue, queues=queues)
+            core = ExecutorCore(
+                self.id,
+                self.persistence,
+                self.coordinator.registration,
+                auto_rescue=auto_rescue,
+                queues=queues,
+            )
             runner = StepRunner(self, middleware, self.transactions)
             self.executor = (executor if callable(executor) else self._threaded)(core, runner)
         ports = Ports(self.id, self.persistence, self.coordinator, self.clock)

@@ -139,7 +139,11 @@ def test_halt_fails_suspended_steps_and_releases_the_locks_in_one_commit(
     finished: list[ExecutionPlan] = []
 
     halted = offline.halt(
-        world.persistence, world.id, world.persistence.load_execution_plan(plan_id), finished.append
+        world.persistence,
+        world.id,
+        world.persistence.load_execution_plan(plan_id),
+        finished.append,
+        registration=world.coordinator.registration(),
     )
 
     stored = world.persistence.load_execution_plan(plan_id)
@@ -165,7 +169,9 @@ def test_halt_of_a_planned_plan_stops_it(make_world: MakeWorld, db_url: str) -> 
     planned = world.plan(Produces)
     world.coordinator.acquire(EXECUTION_LOCK, planned.id)
 
-    halted = offline.halt(world.persistence, world.id, planned)
+    halted = offline.halt(
+        world.persistence, world.id, planned, registration=world.coordinator.registration()
+    )
 
     assert (halted.state, halted.result) == (PlanState.STOPPED, PlanResult.ERROR)
     assert halted.real_time == planned.real_time  # it never executed
@@ -188,7 +194,13 @@ def test_a_halted_child_wakes_its_waiting_parent(make_world: MakeWorld, db_url: 
         step_id = run_step(parent, Parent)
         assert world.event(parent_id, step_id, SUB_PLAN_FINISHED, optional=True).result() is True
 
-    offline.halt(world.persistence, world.id, world.persistence.load_execution_plan(child.id), wake)
+    offline.halt(
+        world.persistence,
+        world.id,
+        world.persistence.load_execution_plan(child.id),
+        wake,
+        registration=world.coordinator.registration(),
+    )
 
     assert [(p.id, p.state, p.caller_execution_plan_id) for p in finished] == [
         (child.id, PlanState.STOPPED, parent_id)
@@ -214,7 +226,13 @@ def test_halt_of_a_suspended_child_reports_it_stopped_to_on_finished(
     world.coordinator.acquire(EXECUTION_LOCK, child.id)
     finished: list[ExecutionPlan] = []
 
-    offline.halt(world.persistence, world.id, child, finished.append)
+    offline.halt(
+        world.persistence,
+        world.id,
+        child,
+        finished.append,
+        registration=world.coordinator.registration(),
+    )
 
     (stopped,) = finished
     assert (stopped.id, stopped.caller_execution_plan_id) == (child.id, parent_id)
@@ -228,7 +246,13 @@ def test_halt_without_the_lock_writes_nothing(make_world: MakeWorld, db_url: str
     finished: list[ExecutionPlan] = []
 
     with pytest.raises(LockLost):
-        offline.halt(world.persistence, world.id, before, finished.append)
+        offline.halt(
+            world.persistence,
+            world.id,
+            before,
+            finished.append,
+            registration=world.coordinator.registration(),
+        )
 
     after = world.persistence.load_execution_plan(plan_id)
     assert (after.state, after.result) == (before.state, before.result)
@@ -253,7 +277,13 @@ def test_skip_marks_the_step_and_its_consumers_and_keeps_the_plan_paused_and_loc
     world = make_world(db_url)
     paused = failed_plan(world)
 
-    skipped = offline.skip(world.persistence, world.id, paused, run_step(paused, Fails))
+    skipped = offline.skip(
+        world.persistence,
+        world.id,
+        paused,
+        run_step(paused, Fails),
+        registration=world.coordinator.registration(),
+    )
 
     stored = world.persistence.load_execution_plan(paused.id)
     for plan in (skipped, stored):
@@ -274,9 +304,17 @@ def test_skip_refuses_a_step_that_did_not_fail(make_world: MakeWorld, db_url: st
     paused = failed_plan(world)
 
     with pytest.raises(ExecutionError, match="only a failed step can be skipped"):
-        offline.skip(world.persistence, world.id, paused, run_step(paused, Produces))
+        offline.skip(
+            world.persistence,
+            world.id,
+            paused,
+            run_step(paused, Produces),
+            registration=world.coordinator.registration(),
+        )
     with pytest.raises(NotFound, match="has no step 999"):
-        offline.skip(world.persistence, world.id, paused, 999)
+        offline.skip(
+            world.persistence, world.id, paused, 999, registration=world.coordinator.registration()
+        )
 
     stored = world.persistence.load_execution_plan(paused.id)
     assert stored.steps[run_step(stored, Fails)].state is StepState.ERROR
@@ -288,7 +326,13 @@ def test_skip_without_the_lock_writes_nothing(make_world: MakeWorld, db_url: str
     world.coordinator.release(EXECUTION_LOCK, paused.id)
 
     with pytest.raises(LockLost):
-        offline.skip(world.persistence, world.id, paused, run_step(paused, Fails))
+        offline.skip(
+            world.persistence,
+            world.id,
+            paused,
+            run_step(paused, Fails),
+            registration=world.coordinator.registration(),
+        )
 
     stored = world.persistence.load_execution_plan(paused.id)
     assert stored.steps[run_step(stored, Fails)].state is StepState.ERROR

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,5 +34,11 @@ class Executor(Protocol):
     def timeout(
         self, execution_plan_id: str, step_id: int, sequence: int, seconds: float
     ) -> None: ...
+
+    def disown(self, register: Callable[[], None]) -> Future[None]:
+        """This world was declared dead: drop every plan without writing, release the
+        locks still held, then ``register`` before anything else happens (see
+        :class:`~dynflow.executor.messages.Disown`)."""
+        ...
 
     def terminate(self, timeout: float | None) -> None: ...

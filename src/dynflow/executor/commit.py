@@ -18,6 +18,7 @@ from dynflow.executor.work import Work
 from dynflow.futures import reject, resolve
 from dynflow.persistence import PersistencePort
 from dynflow.persistence.changes import Changes
+from dynflow.persistence.records import EXECUTION_LOCK
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,14 @@ class Committer:
     """The plans an executor core holds, and the commits of their changes; the state
     machine that changes them is :class:`~dynflow.executor.core.ExecutorCore`."""
 
-    def __init__(self, world_id: str, persistence: PersistencePort) -> None:
+    def __init__(
+        self, world_id: str, persistence: PersistencePort, registration: Callable[[], str]
+    ) -> None:
         self.world_id = world_id
         self.persistence = persistence
+        #: this world's registration token now (see ``Coordinator.token``): writes are
+        #: fenced by it, not by the world id alone
+        self.registration = registration
         self.plans: dict[str, PlanRuntime] = {}
         #: plans held without executing them (see :class:`~.messages.Adopt`)
         self.adopted: dict[str, PlanRuntime] = {}
@@ -69,12 +75,13 @@ class Committer:
         """Commit the batch; return the work and callbacks it released.
 
         Fencing: the changes of a plan are written only while this world still holds
-        its execution lock. A plan whose lock is gone (this world was declared dead
-        while only slow) is dropped here without any write: another world owns it.
+        its execution lock, under its current registration. A plan whose lock is gone
+        (this world was declared dead while only slow), or whose world record names
+        another registration, is dropped here without any write: another world owns it.
         """
         fenced: set[str] = set()
         if self.changes:
-            fenced = self.persistence.apply_fenced(self.changes, self.world_id)
+            fenced = self.persistence.apply_fenced(self.changes, self.world_id, self.registration())
             self.changes.clear()
         out, self._out = self._out, _Released()
         if fenced:
@@ -98,8 +105,37 @@ class Committer:
             self.world_id,
             plan_id,
         )
+        self._reject_all(runtime)
+        if self.terminating is not None and not self.plans:
+            resolve(self.terminating, None)
+
+    def _disown(self) -> None:
+        """Drop every plan held here, writing nothing of them: this world was declared
+        dead and other worlds took them over. Their locks, if this world took any again
+        since, are released; their callers get :class:`LockLost`."""
+        lost = {**self.adopted, **self.plans}
+        self.plans.clear()
+        self.adopted.clear()
+        out = self._out
+        self._out = out.without(set(lost))
+        self._out.plans = {p: r for p, r in out.plans.items() if p not in lost}
+        for plan_id, runtime in lost.items():
+            self.changes.drop_plan(plan_id)
+            self.changes.released_locks.append((EXECUTION_LOCK, plan_id, self.world_id))
+            if plan_id in self.paused_by_termination:
+                self.paused_by_termination.remove(plan_id)
+            self._reject_all(runtime)
+        if lost:
+            log.error(
+                "world %s was declared dead: it dropped its %d plan(s) without writing",
+                self.world_id,
+                len(lost),
+            )
+        self._maybe_terminated()
+
+    def _reject_all(self, runtime: PlanRuntime) -> None:
         error = LockLost(
-            f"world {self.world_id} lost the execution lock of plan {plan_id}: it was "
+            f"world {self.world_id} lost the execution lock of plan {runtime.id}: it was "
             "declared dead and another world continues the plan"
         )
         for future in runtime.futures:
@@ -107,8 +143,6 @@ class Committer:
         for waiting in runtime.events.values():
             for event in waiting:
                 reject(event.future, error)
-        if self.terminating is not None and not self.plans:
-            resolve(self.terminating, None)
 
     def _dispatched(self, work: Work) -> None:
         """Hand ``work`` to the workers after the next commit."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from functools import partial
 from typing import Any
@@ -30,6 +30,7 @@ from dynflow.executor.messages import (
     Adopt,
     CancelSteps,
     DeliverEvent,
+    Disown,
     HaltPlan,
     Message,
     SkipStep,
@@ -55,11 +56,12 @@ class ExecutorCore(Committer):
         self,
         world_id: str,
         persistence: PersistencePort,
+        registration: Callable[[], str],
         *,
         auto_rescue: bool = True,
         queues: Iterable[str] = ("default",),
     ) -> None:
-        super().__init__(world_id, persistence)
+        super().__init__(world_id, persistence, registration)
         self.auto_rescue = auto_rescue
         self.queues = frozenset(queues)
 
@@ -69,9 +71,9 @@ class ExecutorCore(Committer):
         match message:
             case StepDone():
                 self._step_done(message)
-            case Progress(plan_id, step_id, done):
+            case Progress(plan_id, step_id, done, run):
                 runtime = self.plans.get(plan_id)
-                if runtime is not None and step_id in runtime.steps:
+                if runtime is not None and runtime.run == run and step_id in runtime.steps:
                     step = runtime.steps[step_id]
                     runtime.set_step(step, step.state, progress_done=done)
             case Start(plan, future, recovered_from, recovering):
@@ -105,6 +107,10 @@ class ExecutorCore(Committer):
                     self._abandon_running(runtime)
                     self._pause(runtime)
                 self._maybe_terminated()
+            case Disown(register, future):
+                self._disown()
+                self._later(register)
+                self._later(partial(resolve, future, None))
 
     # -- starting ---------------------------------------------------------------------
 
@@ -120,7 +126,10 @@ class ExecutorCore(Committer):
             self.changes.released_locks.append((EXECUTION_LOCK, plan.id, self.world_id))
             return
         if plan.id in self.plans:
+            # the caller took the lock for this start, so the run held here had lost it
+            # (and is fenced off at its next write): the lock goes back
             self._fail(future, ExecutionError(f"execution plan {plan.id} is already running"))
+            self.changes.released_locks.append((EXECUTION_LOCK, plan.id, self.world_id))
             return
         if plan.state not in (PlanState.PLANNED, PlanState.PAUSED, PlanState.RUNNING):
             self._fail(
@@ -166,6 +175,8 @@ class ExecutorCore(Committer):
 
     def _step_done(self, done: StepDone) -> None:
         runtime = self.plans.get(done.execution_plan_id)
+        if runtime is not None and runtime.run != done.run:
+            runtime = None  # a step of a run this world dropped: see Disown
         if runtime is None or done.step_id in runtime.abandoned:
             if runtime is not None:
                 runtime.abandoned.discard(done.step_id)
@@ -374,6 +385,7 @@ class ExecutorCore(Committer):
                 output=dict(action.output),
                 event=event,
                 sequence=runtime.next_sequence(step.id),
+                run=runtime.run,
             )
         )
         return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -10,6 +11,7 @@ from dynflow.executor.core import ExecutorCore
 from dynflow.executor.messages import (
     CancelSteps,
     DeliverEvent,
+    Disown,
     HaltPlan,
     Message,
     Start,
@@ -62,3 +64,8 @@ class ExecutorFront:
 
     def timeout(self, execution_plan_id: str, step_id: int, sequence: int, seconds: float) -> None:
         self.post(StepTimeout(execution_plan_id, step_id, sequence, seconds))
+
+    def disown(self, register: Callable[[], None]) -> Future[None]:
+        future: Future[None] = Future()
+        self.post(Disown(register, future))
+        return future

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -89,6 +90,18 @@ class Abandon:
     """Terminate now: steps still running are abandoned as abnormally terminated."""
 
 
+@dataclass(frozen=True)
+class Disown:
+    """This world was declared dead: other worlds own its plans now. Drop every plan
+    without writing anything of it (callers get ``LockLost``; steps still running are
+    not heard from), release the execution locks still held under this world's id,
+    then call ``register`` (after that commit, before any other message: no plan can
+    start between) and resolve ``future``."""
+
+    register: Callable[[], None]
+    future: Future[None]
+
+
 Message = (
     Start
     | Adopt
@@ -101,4 +114,5 @@ Message = (
     | SkipStep
     | Terminate
     | Abandon
+    | Disown
 )

@@ -23,15 +23,18 @@ def halt(
     world_id: str,
     plan: ExecutionPlan,
     on_finished: Callable[[ExecutionPlan], None] | None = None,
+    *,
+    registration: str,
 ) -> ExecutionPlan:
     """Stop the plan (``stopped``/``error``); its suspended steps fail, its singleton
     locks and its execution lock are released in the same commit. ``on_finished`` is
     called with the stopped plan after the commit (parents wake up, hooks run).
 
     Raises :class:`~dynflow.executor.commit.LockLost` (and writes nothing) when
-    ``world_id`` does not hold the plan's execution lock.
+    ``world_id`` does not hold the plan's execution lock under ``registration`` (its
+    :attr:`~dynflow.coordinator.Coordinator.token`).
     """
-    core = ExecutorCore(world_id, persistence, queues=())
+    core = ExecutorCore(world_id, persistence, lambda: registration, queues=())
     core.on_finished = on_finished
     halted: Future[ExecutionPlan] = Future()
     _run(core, plan, HaltPlan(plan.id, halted))
@@ -39,14 +42,19 @@ def halt(
 
 
 def skip(
-    persistence: PersistencePort, world_id: str, plan: ExecutionPlan, step_id: int
+    persistence: PersistencePort,
+    world_id: str,
+    plan: ExecutionPlan,
+    step_id: int,
+    *,
+    registration: str,
 ) -> ExecutionPlan:
     """Mark a failed step of the paused plan skipped, with the pending steps that need
     its output. The plan stays paused and its execution lock stays held (the caller
     releases it). Raises like :func:`halt` when the lock is not held, and
     :class:`~dynflow.errors.NotFound`/:class:`~dynflow.errors.ExecutionError` for a
     step that does not exist or did not fail."""
-    core = ExecutorCore(world_id, persistence, queues=())
+    core = ExecutorCore(world_id, persistence, lambda: registration, queues=())
     skipped: Future[ExecutionPlan] = Future()
     _run(core, plan, SkipStep(plan.id, step_id, skipped))
     return skipped.result(timeout=0)

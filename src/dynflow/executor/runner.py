@@ -119,7 +119,7 @@ class StepRunner:
             step_id=work.step_id,
             extra={"sequence": work.sequence},
             report_progress=lambda done: self.report(
-                Progress(work.execution_plan_id, work.step_id, done)
+                Progress(work.execution_plan_id, work.step_id, done, work.run)
             ),
         )
         action = cls(context, work.action_id, input=freeze(work.input), output=dict(work.output))
@@ -165,6 +165,7 @@ class StepRunner:
             started_at=started_at,
             ended_at=datetime.now(UTC),
             execution_time=time.monotonic() - started,
+            run=work.run,
         )
 
 

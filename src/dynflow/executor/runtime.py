@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 from concurrent.futures import Future
@@ -26,6 +27,9 @@ from dynflow.execution_plan.states import (
     check_step_transition,
 )
 from dynflow.persistence.changes import PLAN_MUTABLE, STEP_MUTABLE, Changes
+
+#: numbers the runs of plans in this process (see ``PlanRuntime.run``)
+_RUNS = itertools.count(1)
 
 
 def now() -> datetime:
@@ -54,6 +58,9 @@ class PlanRuntime:
     events: dict[int, deque[Any]] = field(default_factory=dict)
     #: how many times each step was handed to a worker here
     sequences: dict[int, int] = field(default_factory=dict)
+    #: this run of the plan: a worker of an earlier run of the same plan (one this
+    #: world dropped when it was declared dead) may still report, and is not heard
+    run: int = field(default_factory=lambda: next(_RUNS))
 
     @classmethod
     def from_plan(cls, plan: ExecutionPlan, changes: Changes) -> PlanRuntime:

@@ -25,6 +25,8 @@ class Work:
     event: Any = None
     #: how many times this step was handed to a worker (schedule_timeout uses it)
     sequence: int = 0
+    #: the run of the plan in this executor it belongs to (see ``PlanRuntime.run``)
+    run: int = 0
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class StepDone:
     started_at: datetime
     ended_at: datetime
     execution_time: float
+    #: the :attr:`Work.run` it answers: a result of an earlier run is ignored
+    run: int = 0
 
 
 @dataclass(frozen=True)
@@ -46,3 +50,4 @@ class Progress:
     execution_plan_id: str
     step_id: int
     done: float
+    run: int = 0

@@ -106,9 +106,10 @@ class PersistencePort(Protocol):
         """Write a batch of changes in one transaction."""
         ...
 
-    def apply_fenced(self, changes: Changes, owner: str) -> set[str]:
-        """Write the changes of the plans whose execution lock ``owner`` still holds;
-        the plans fenced off (nothing of theirs is written)."""
+    def apply_fenced(self, changes: Changes, owner: str, registration: str) -> set[str]:
+        """Write the changes of the plans whose execution lock ``owner`` still holds,
+        while ``owner``'s world record is still registration ``registration`` (its
+        token); the plans fenced off (nothing of theirs is written)."""
         ...
 
     def load_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:

@@ -219,7 +219,13 @@ class PlanControl:
         except DynflowError as exc:
             return futures.failed(exc)
         try:
-            halted = offline.halt(self.persistence, self.world_id, plan, self.on_finished)
+            halted = offline.halt(
+                self.persistence,
+                self.world_id,
+                plan,
+                self.on_finished,
+                registration=self.coordinator.registration(),
+            )
         finally:
             self.coordinator.release(EXECUTION_LOCK, plan_id)
         return futures.resolved(halted)
@@ -228,7 +234,13 @@ class PlanControl:
         """Mark a failed step of a paused plan skipped (and the steps needing it)."""
         plan = self.locked_plan(plan_id, (PlanState.PAUSED,))
         try:  # the core refuses a step that does not exist or did not fail
-            offline.skip(self.persistence, self.world_id, plan, step_id)
+            offline.skip(
+                self.persistence,
+                self.world_id,
+                plan,
+                step_id,
+                registration=self.coordinator.registration(),
+            )
         finally:
             self.coordinator.release(EXECUTION_LOCK, plan_id)
         return self.persistence.load_execution_plan(plan_id)

@@ -8,6 +8,9 @@ record deleted, and each plan it held goes to a live executor, which answers the
 request that plan was executing under. :meth:`Liveness.recover` also picks up
 plans that nobody executes: planned and never started, or paused by a clean
 termination.
+
+Each world is judged by its own ``heartbeat_interval`` and ``lease``, kept in its
+registry record, not by the checking world's settings.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from dynflow.clock import Clock, ThreadClock
 from dynflow.cluster.remote import Cluster
 from dynflow.coordinator import EXECUTION_LOCK, INVALIDATION_LOCK, Coordinator, WorldRecord
 from dynflow.errors import ConfigurationError, DynflowError, LockTaken
@@ -30,12 +35,32 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: seconds a world late with its heartbeat gets to answer a ping
-PING_TIMEOUT = 2.0
+#: seconds a world declared dead waits for its executor to drop its plans
+DISOWN_TIMEOUT = 30.0
+
+
+def detection_bound(config: WorldConfig, lease: float | None = None) -> float:
+    """Seconds after its last heartbeat within which a world that stopped heartbeating
+    is invalidated by a live world checking with ``config`` (``lease``: the dead
+    world's own, default the checker's)."""
+    return (lease or config.lease) + config.validity_check_interval + config.ping_timeout
 
 
 class Liveness:
-    """Keeps this world registered and alive, and recovers the plans of dead ones."""
+    """Keeps this world registered and alive, and recovers the plans of dead ones.
+
+    Worst-case detection time: a world that stops heartbeating is invalidated at
+    most ``lease + validity_check_interval + ping_timeout`` seconds after its last
+    heartbeat (its own ``lease``; the checking world's ``validity_check_interval``
+    and ``ping_timeout``; :func:`detection_bound`): its record is stale once its
+    lease ran out, the next check starts at most ``validity_check_interval`` after
+    the previous one ended, and a check spends at most ``ping_timeout`` waiting for
+    pings of late worlds. A world on the database connector is usually found
+    sooner: late after two of its heartbeat intervals, it does not answer its ping.
+
+    The heartbeat runs on a timer thread of its own (with a real clock): checks of
+    other worlds, which wait for pings, never delay it.
+    """
 
     def __init__(
         self,
@@ -54,16 +79,22 @@ class Liveness:
         self.clock = ports.clock
         self.connector_kind = connector_kind
         self._stopped = False
+        #: the heartbeat's own timer thread (a manual clock drives it in tests)
+        self._beats: Clock = (
+            ThreadClock(f"dynflow-heartbeat-{self.world_id[:8]}")
+            if isinstance(self.clock, ThreadClock)
+            else self.clock
+        )
 
     # -- this world -----------------------------------------------------------------
 
     def register(self) -> None:
-        """Put this world in the registry again (it was declared dead)."""
+        """Put this world in the registry again, under a new registration."""
         register(self.coordinator, self.config, self.connector_kind)
 
     def start(self) -> None:
         """Heartbeats, and periodic checks for dead worlds."""
-        self.clock.schedule(self.config.heartbeat_interval, self._beat)
+        self._beats.schedule(self.config.heartbeat_interval, self._beat)
         if self.config.validity_check_interval > 0:
             self.clock.schedule(self.config.validity_check_interval, self._check_validity)
 
@@ -71,6 +102,8 @@ class Liveness:
         """Unregister; the plans this world paused while terminating go to another
         executor world, if any runs (otherwise the next executor to start takes them)."""
         self._stopped = True
+        if self._beats is not self.clock:
+            self._beats.stop()
         self.coordinator.unregister_world()
         for plan_id in handed_over:
             self.cluster.execute(plan_id)
@@ -80,13 +113,32 @@ class Liveness:
             return
         try:
             if not self.coordinator.heartbeat():
-                # declared dead while alive: its plans went to other worlds, and fencing
-                # drops them here at their next write; serve again under the same id
-                log.error("world %s was declared dead: registering again", self.world_id)
-                self.register()
+                self._declared_dead()
         except DynflowError as exc:
             log.error("heartbeat of world %s failed: %s", self.world_id, exc)
-        self.clock.schedule(self.config.heartbeat_interval, self._beat)
+        self._beats.schedule(self.config.heartbeat_interval, self._beat)
+
+    def _declared_dead(self) -> None:
+        """Declared dead while alive (cut off longer than its lease): other worlds took
+        its plans over. It drops what it held, then registers again, under a new
+        registration that its stale writes cannot pass the fence with."""
+        log.error(
+            "world %s was declared dead: dropping the plans it held, registering again",
+            self.world_id,
+        )
+        executor = self.control.executor
+        if executor is None:
+            self.register()
+            return
+        try:
+            executor.disown(self.register).result(timeout=DISOWN_TIMEOUT)
+        except TimeoutError:
+            log.error(
+                "world %s: its executor did not drop its plans within %s s; registering "
+                "again when it has",
+                self.world_id,
+                DISOWN_TIMEOUT,
+            )
 
     def _check_validity(self) -> None:
         if self._stopped:
@@ -113,9 +165,7 @@ class Liveness:
         hear each other across processes."""
         if not self.cluster.connector.reaches_other_processes:
             return []
-        late = self.coordinator.database_now() - timedelta(
-            seconds=2 * self.config.heartbeat_interval
-        )
+        now = self.coordinator.database_now()
         suspects = [
             record
             for record in self.coordinator.find_worlds()
@@ -123,17 +173,25 @@ class Liveness:
             and record.id not in exclude
             and record.meta.get("connector") == "database"
             and record.heartbeat_at is not None
-            and record.heartbeat_at < late
+            and record.heartbeat_at < now - timedelta(seconds=2 * self._interval(record))
         ]
-        pings = [(r, self.cluster.ping(r.id, timeout=PING_TIMEOUT)) for r in suspects]
+        timeout = self.config.ping_timeout
+        pings = [(r, self.cluster.ping(r.id, timeout=timeout)) for r in suspects]
+        # waited for here, not by the requests' own timeouts: those are checked on
+        # this clock's thread, which may be the one waiting
+        deadline = time.monotonic() + timeout
         silent = []
         for record, answer in pings:
             try:
-                if not answer.result(timeout=PING_TIMEOUT + 5):
+                if not answer.result(timeout=max(deadline - time.monotonic(), 0)):
                     silent.append(record)
-            except Exception:  # gone meanwhile, or no answer at all
+            except Exception:  # gone meanwhile, or no answer in time
                 silent.append(record)
         return silent
+
+    def _interval(self, record: WorldRecord) -> float:
+        """The world's own heartbeat interval (this world's for records without one)."""
+        return record.heartbeat_interval or self.config.heartbeat_interval
 
     def invalidate(self, world_id: str) -> int | None:
         """Declare ``world_id`` dead and take its plans over: how many (None when
@@ -202,6 +260,8 @@ def register(coordinator: Coordinator, config: WorldConfig, connector_kind: str)
     coordinator.register_world(
         executor=config.executor,
         queues=config.all_queues if config.executor else (),
+        heartbeat_interval=config.heartbeat_interval,
+        lease=config.lease,
         meta={
             "hostname": socket.gethostname(),
             "pid": os.getpid(),

@@ -42,9 +42,11 @@ class PostgresPersistence(SqlPersistence):
         with self.db.write_statement() as connection:
             return self.bulk.write_and_send(connection, operations, envelope, channel(envelope[0]))
 
-    def _apply_fenced(self, changes: Changes, owner: str, plan_ids: set[str]) -> set[str]:
+    def _apply_fenced(
+        self, changes: Changes, owner: str, registration: str, plan_ids: set[str]
+    ) -> set[str]:
         """One statement share-locks the owner's execution locks and writes."""
-        fence = Fence(owner, frozenset(plan_ids))
+        fence = Fence(owner, registration, frozenset(plan_ids))
         held = self.bulk.write_fenced(self.db, change_operations(changes), fence)
         return plan_ids - held
 

@@ -28,9 +28,11 @@ from dynflow.serialization import dumps
 
 @dataclass(frozen=True)
 class Fence:
-    """Write the rows of a plan only while ``owner`` holds its execution lock."""
+    """Write the rows of a plan only while ``owner`` holds its execution lock and its
+    world record is registration ``registration``."""
 
     owner: str
+    registration: str
     plan_ids: frozenset[str]
 
 
@@ -43,11 +45,16 @@ class PostgresBulkWriter(BulkWriter):
     def write_fenced(self, db: Database, operations: Sequence[Operation], fence: Fence) -> set[str]:
         """Run the operations in one statement that first share-locks the execution
         locks ``fence.owner`` holds among ``fence.plan_ids`` (so that nobody can take
-        them until the commit), writes only rows of those plans (by each operation's
-        ``fence`` column) and returns their ids."""
+        them until the commit) if its world record is still ``fence.registration``,
+        writes only rows of those plans (by each operation's ``fence`` column) and
+        returns their ids."""
         operations = [op for op in operations if op.rows]
         parameters = _documents(operations)
-        parameters |= {"fence_owner": fence.owner, "fence_ids": dumps(sorted(fence.plan_ids))}
+        parameters |= {
+            "fence_owner": fence.owner,
+            "fence_token": fence.registration,
+            "fence_ids": dumps(sorted(fence.plan_ids)),
+        }
         return {row[0] for row in db.run(_fenced_statement(_shapes(operations)), parameters)}
 
     def write_and_send(
@@ -68,10 +75,14 @@ class PostgresBulkWriter(BulkWriter):
 
 _Shape = tuple[str, sa.Table, tuple[str, ...], tuple[str, ...], str | None]
 
+#: the owner's locks among the plans, while its record is the writing registration
+#: (the record is read, not locked: heartbeats would wait for every commit)
 _OWNED = (
     f"owned AS (SELECT id FROM {coordinator_records.name} WHERE class = '{EXECUTION_LOCK}' "
     "AND owner_id = :fence_owner AND id IN "
-    "(SELECT value FROM json_array_elements_text(CAST(:fence_ids AS json))) FOR SHARE)"
+    "(SELECT value FROM json_array_elements_text(CAST(:fence_ids AS json))) "
+    f"AND EXISTS (SELECT 1 FROM {coordinator_records.name} AS w WHERE w.class = '{WORLD}' "
+    "AND w.id = :fence_owner AND CAST(w.data AS json) ->> 'token' = :fence_token) FOR SHARE)"
 )
 
 

@@ -17,7 +17,7 @@ from dynflow.execution_plan.model import ExecutionPlan, PlanDetails
 from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.persistence import migrate
 from dynflow.persistence.changes import PLAN_MUTABLE, STEP_MUTABLE, Changes
-from dynflow.persistence.records import EXECUTION_LOCK
+from dynflow.persistence.records import EXECUTION_LOCK, WORLD
 from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, Update
 from dynflow.persistence.sql.database import Database
 from dynflow.persistence.sql.delayed import SqlDelayedPlanStore
@@ -118,15 +118,30 @@ class SqlPersistence:
         else:
             self.bulk.write(connection, change_operations(changes))
 
-    def apply_fenced(self, changes: Changes, owner: str) -> set[str]:
+    def apply_fenced(self, changes: Changes, owner: str, registration: str) -> set[str]:
         plan_ids = changes.plan_ids()
         if not plan_ids:
             self.apply(changes)
             return set()
-        return self._apply_fenced(changes, owner, plan_ids)
+        return self._apply_fenced(changes, owner, registration, plan_ids)
 
-    def _apply_fenced(self, changes: Changes, owner: str, plan_ids: set[str]) -> set[str]:
+    def _apply_fenced(
+        self, changes: Changes, owner: str, registration: str, plan_ids: set[str]
+    ) -> set[str]:
         with self.db.write() as connection:
+            # the registration is read as committed now: a world that registered
+            # again since has another token (its record is not locked: heartbeats
+            # would wait for every commit)
+            world = connection.execute(
+                sa.select(coordinator_records.c.data).where(
+                    coordinator_records.c["class"] == WORLD, coordinator_records.c.id == owner
+                )
+            ).scalar_one_or_none()
+            if world is None or world.get("token") != registration:
+                for plan_id in plan_ids:
+                    changes.drop_plan(plan_id)
+                self.bulk.write(connection, change_operations(changes))
+                return plan_ids
             query = (
                 sa.select(coordinator_records.c.id)
                 .where(
