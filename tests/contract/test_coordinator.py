@@ -140,6 +140,23 @@ def test_heartbeat_of_an_unregistered_world_does_not_register_it(
     assert world.find_worlds() == []
 
 
+def test_registering_again_is_a_new_registration(
+    coordinator_for: Callable[[str], Coordinator],
+) -> None:
+    """Another registration under the same id (the world itself after it was declared
+    dead, or a second process given its id): the old registration's heartbeat fails."""
+    first = register(coordinator_for("w1"))
+    second = register(coordinator_for("w1"))
+    assert first.token is not None
+    assert second.token is not None
+    assert first.token != second.token
+    assert first.heartbeat() is False
+    assert second.heartbeat() is True
+    register(first)
+    assert first.heartbeat() is True
+    assert second.heartbeat() is False
+
+
 def test_unregister_removes_the_world_and_its_locks_only(
     coordinator_for: Callable[[str], Coordinator],
 ) -> None:
@@ -190,6 +207,30 @@ def test_find_stale_worlds(db: Database, coordinator_for: Callable[[str], Coordi
         "silent",
     ]
     assert [w.id for w in observer.find_stale_worlds(lease=3600)] == ["crashed"]
+
+
+def test_a_world_is_judged_by_its_own_lease(
+    db: Database, coordinator_for: Callable[[str], Coordinator]
+) -> None:
+    """Not by the checker's: a client with a 5 s heartbeat and a 15 s lease is alive
+    10 s after its last heartbeat, even for an executor with a 4 s lease."""
+    observer = register(coordinator_for("observer"))
+    coordinator_for("client").register_world(
+        executor=False, queues=(), meta={}, heartbeat_interval=5.0, lease=15.0
+    )
+    register(coordinator_for("old-record"))  # written without a lease of its own
+    ten_seconds_ago = (datetime.now(UTC) - timedelta(seconds=10)).isoformat()
+    set_world_data(db, "client", heartbeat_at=ten_seconds_ago)
+    set_world_data(db, "old-record", heartbeat_at=ten_seconds_ago)
+
+    assert [w.id for w in observer.find_stale_worlds(lease=4)] == ["old-record"]
+    [client] = [w for w in observer.find_worlds() if w.id == "client"]
+    assert (client.heartbeat_interval, client.lease) == (5.0, 15.0)
+
+    set_world_data(
+        db, "client", heartbeat_at=(datetime.now(UTC) - timedelta(seconds=16)).isoformat()
+    )
+    assert [w.id for w in observer.find_stale_worlds(lease=4)] == ["client", "old-record"]
 
 
 def test_a_world_never_finds_itself_stale(

@@ -695,6 +695,37 @@ def test_apply_releases_only_locks_still_owned(persistence: Persistence) -> None
     assert lock.owner_id == "new-owner"
 
 
+def test_fenced_writes_pass_only_under_the_owners_current_registration(
+    persistence: Persistence, reader: Persistence
+) -> None:
+    """The fence is the registration, not the world id: once the id is registered
+    again, writes under the old registration land nowhere, even with the lock held."""
+    plan_id = store_plan(persistence)
+    old = Coordinator(persistence.db, "w")
+    old.register_world(executor=True, queues=("default",), meta={})
+    old.acquire(EXECUTION_LOCK, plan_id)
+    old_token = old.registration()
+
+    def batch(state: str) -> Changes:
+        changes = Changes()
+        changes.plans[plan_id] = plan_values(state, started_at=T0)
+        changes.history.append((plan_id, T0, f"{state} here", "w"))
+        return changes
+
+    assert persistence.apply_fenced(batch("running"), "w", old_token) == set()
+    assert reader.load_execution_plan(plan_id).state is PlanState.RUNNING
+
+    new = Coordinator(persistence.db, "w")
+    new.register_world(executor=True, queues=("default",), meta={})  # same id, again
+    assert persistence.apply_fenced(batch("paused"), "w", old_token) == {plan_id}
+    stored = reader.load_execution_plan(plan_id)
+    assert stored.state is PlanState.RUNNING
+    assert [h.name for h in stored.execution_history] == ["running here"]
+
+    assert persistence.apply_fenced(batch("paused"), "w", new.registration()) == set()
+    assert reader.load_execution_plan(plan_id).state is PlanState.PAUSED
+
+
 def test_a_failing_batch_writes_nothing(persistence: Persistence, reader: Persistence) -> None:
     plan_id = store_plan(persistence)
     changes = Changes()

@@ -10,10 +10,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
-from dynflow import Action, ExecutionError, PlanResult, PlanState, StepState, World
+from dynflow import Action, ExecutionError, PlanResult, PlanState, World
 from dynflow.clock import ManualClock
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
+from dynflow.persistence.tables import execution_plans
+from dynflow.services.liveness import detection_bound
+from tests.integration.test_lifecycle import _edit
+from tests.recovery.test_invalidation import _age_heartbeat
 from tests.support import Gate, eventually
 
 MakeWorld = Callable[..., World]
@@ -100,3 +105,166 @@ def test_a_world_declared_dead_registers_again_without_its_stale_run(
         ("finish execution", a.id),
     ]
     assert a.coordinator.find_locks(lock_class=EXECUTION_LOCK) == []
+
+
+def test_a_start_refused_as_already_running_releases_the_lock_it_took(
+    db_url: str, make_world: MakeWorld, key: str
+) -> None:
+    """A world still running a plan whose lock it lost (it has not learned yet that it
+    was declared dead) is asked to resume it: the lock taken for that start goes back,
+    so the stale run stays fenced off."""
+    a = make_world(db_url, validity_check_interval=0, auto_execute=False)
+    triggered = a.trigger(NotIdempotent, key=key)
+    plan_id = triggered.execution_plan_id
+    assert GATES[key].entered.wait(10)
+    before = a.persistence.load_execution_plan(plan_id)
+    # what another world's invalidation left: lock released, plan paused
+    a.coordinator.release(EXECUTION_LOCK, plan_id)
+    _edit(
+        db_url,
+        sa.update(execution_plans)
+        .where(execution_plans.c.id == plan_id)
+        .values(state="paused", result="error"),
+    )
+
+    with pytest.raises(ExecutionError, match="already running"):
+        a.resume(plan_id).result(10)
+    eventually(lambda: a.coordinator.find_locks(lock_class=EXECUTION_LOCK, id=plan_id) == [])
+
+    GATES[key].open()
+    with pytest.raises(ExecutionError, match="lost the execution lock"):
+        triggered.finished.result(10)
+    after = a.persistence.load_execution_plan(plan_id)
+    assert (after.state, after.result) == (PlanState.PAUSED, PlanResult.ERROR)
+    assert after.execution_history == before.execution_history
+    assert after.entry_action.output == {}
+
+
+def test_writes_under_an_older_registration_of_the_same_id_are_fenced_off(
+    db_url: str, make_world: MakeWorld, key: str
+) -> None:
+    """The world id is registered again elsewhere (a second process started with the
+    same id while this one was cut off) and holds the plan's lock under that id: this
+    world's late step result is not written all the same."""
+    a = make_world(db_url, validity_check_interval=0, auto_execute=False)
+    triggered = a.trigger(NotIdempotent, key=key)
+    plan_id = triggered.execution_plan_id
+    assert GATES[key].entered.wait(10)
+    before = a.persistence.load_execution_plan(plan_id)
+    Coordinator(a.persistence.db, a.id).register_world(executor=True, queues=(), meta={})
+    assert [lock.owner_id for lock in a.coordinator.find_locks(id=plan_id)] == [a.id]
+
+    GATES[key].open()
+    with pytest.raises(ExecutionError, match="lost the execution lock"):
+        triggered.finished.result(10)
+    after = a.persistence.load_execution_plan(plan_id)
+    assert after.state is PlanState.RUNNING
+    assert after.execution_history == before.execution_history
+    assert after.entry_action.output == {}
+    assert {s.id: s.state for s in after.steps.values()} == {
+        s.id: s.state for s in before.steps.values()
+    }
+
+
+# -- judging other worlds ---------------------------------------------------------------
+
+
+def test_a_world_is_judged_by_its_own_heartbeat_interval_and_lease(
+    db_url: str, make_world: MakeWorld
+) -> None:
+    """An executor with a 1 s lease checks a client with a 5 s heartbeat and a 15 s
+    lease: 3 s without a heartbeat is nothing for the client; 11 s makes it late
+    (pinged: it does not answer); past 15 s its lease is over."""
+    checker = make_world(
+        db_url,
+        auto_execute=False,
+        validity_check_interval=0,
+        connector="database",
+        heartbeat_interval=0.3,
+        lease=1.0,
+        ping_timeout=0.5,
+    )
+    client = Coordinator(checker.persistence.db, str(uuid.uuid4()))
+
+    def register_client() -> None:
+        client.register_world(
+            executor=False,
+            queues=(),
+            meta={"hostname": "elsewhere.example", "pid": 1},
+            heartbeat_interval=5.0,
+            lease=15.0,
+        )
+
+    register_client()
+    for seconds, connector, invalidated in [
+        (3, "database", 0),
+        (11, "database", 1),
+        (3, "direct", 0),
+        (16, "direct", 1),
+    ]:
+        if client.world_id not in {w.id for w in checker.coordinator.find_worlds()}:
+            register_client()
+        _age_heartbeat(db_url, client.world_id, seconds, connector)
+        assert checker.perform_validity_checks() == invalidated, (seconds, connector)
+
+
+def test_a_world_that_stops_heartbeating_is_invalidated_within_the_bound(
+    db_url: str, make_world: MakeWorld
+) -> None:
+    checker = make_world(db_url, auto_execute=False, validity_check_interval=0.2, ping_timeout=0.5)
+    silent = Coordinator(checker.persistence.db, str(uuid.uuid4()))
+    silent.register_world(
+        executor=True,
+        queues=("default",),
+        meta={"hostname": "elsewhere.example", "pid": 1, "connector": "direct"},
+        heartbeat_interval=0.3,
+        lease=1.0,
+    )  # and never heartbeats
+    [record] = [w for w in checker.coordinator.find_worlds() if w.id == silent.world_id]
+    assert record.heartbeat_at is not None
+    bound = detection_bound(checker.config, lease=1.0)
+    assert bound == 1.0 + 0.2 + 0.5
+
+    eventually(
+        lambda: silent.world_id not in {w.id for w in checker.coordinator.find_worlds()},
+        timeout=bound + 5,
+    )
+    elapsed = (checker.coordinator.database_now() - record.heartbeat_at).total_seconds()
+    assert elapsed <= bound + 0.5  # what observing it here took
+
+
+def test_pinging_other_worlds_does_not_delay_the_heartbeat(
+    db_url: str, make_world: MakeWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A check waits up to ``ping_timeout`` for a late world's answer; this world's
+    heartbeat goes on meanwhile, so its own lease never runs out because of it."""
+    world = make_world(
+        db_url,
+        auto_execute=False,
+        connector="database",
+        heartbeat_interval=0.1,
+        lease=1.0,
+        validity_check_interval=0.1,
+        ping_timeout=3.0,
+    )
+    late = Coordinator(world.persistence.db, str(uuid.uuid4()))
+    late.register_world(
+        executor=False,
+        queues=(),
+        meta={"hostname": "elsewhere.example", "pid": 1, "connector": "database"},
+        heartbeat_interval=0.05,
+        lease=60.0,
+    )  # late at once, and nobody answers its pings
+    worst = 0.0
+
+    def late_world_invalidated() -> bool:
+        nonlocal worst
+        worlds = {w.id: w for w in world.coordinator.find_worlds()}
+        beat = worlds[world.id].heartbeat_at
+        assert beat is not None
+        worst = max(worst, (world.coordinator.database_now() - beat).total_seconds())
+        return late.world_id not in worlds
+
+    eventually(late_world_invalidated, timeout=20)
+    assert worst < 1.0, f"the heartbeat was {worst:.2f} s old while pinging"
+    assert "declared dead" not in caplog.text
