@@ -13,6 +13,7 @@ from typing import Any
 
 from dynflow.errors import ExecutionError
 from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.executor.messages import Disown
 from dynflow.executor.runtime import PlanRuntime
 from dynflow.executor.work import Work
 from dynflow.futures import reject, resolve
@@ -109,10 +110,11 @@ class Committer:
         if self.terminating is not None and not self.plans:
             resolve(self.terminating, None)
 
-    def _disown(self) -> None:
+    def _disown(self, message: Disown) -> None:
         """Drop every plan held here, writing nothing of them: this world was declared
         dead and other worlds took them over. Their locks, if this world took any again
-        since, are released; their callers get :class:`LockLost`."""
+        since, are released; their callers get :class:`LockLost`. After that commit,
+        this world registers again (before the core handles anything else)."""
         lost = {**self.adopted, **self.plans}
         self.plans.clear()
         self.adopted.clear()
@@ -132,6 +134,8 @@ class Committer:
                 len(lost),
             )
         self._maybe_terminated()
+        self._later(message.register)
+        self._later(partial(resolve, message.future, None))
 
     def _reject_all(self, runtime: PlanRuntime) -> None:
         error = LockLost(

@@ -107,10 +107,8 @@ class ExecutorCore(Committer):
                     self._abandon_running(runtime)
                     self._pause(runtime)
                 self._maybe_terminated()
-            case Disown(register, future):
-                self._disown()
-                self._later(register)
-                self._later(partial(resolve, future, None))
+            case Disown():
+                self._disown(message)
 
     # -- starting ---------------------------------------------------------------------
 
@@ -126,8 +124,7 @@ class ExecutorCore(Committer):
             self.changes.released_locks.append((EXECUTION_LOCK, plan.id, self.world_id))
             return
         if plan.id in self.plans:
-            # the caller took the lock for this start, so the run held here had lost it
-            # (and is fenced off at its next write): the lock goes back
+            # its caller took the lock: the run here had lost it, and is fenced off
             self._fail(future, ExecutionError(f"execution plan {plan.id} is already running"))
             self.changes.released_locks.append((EXECUTION_LOCK, plan.id, self.world_id))
             return
