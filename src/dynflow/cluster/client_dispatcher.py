@@ -190,6 +190,10 @@ class ClientDispatcher:
             )
         return candidates[next(self._round_robin) % len(candidates)]
 
+    def executors(self, queues: frozenset[str], avoid: frozenset[str]) -> list[str]:
+        """The live executor worlds serving ``queues``, but ``avoid``, as registered now."""
+        return self._executors(queues, avoid, fresh=True)
+
     def _executors(self, queues: frozenset[str], avoid: frozenset[str], fresh: bool) -> list[str]:
         return [
             w.id
@@ -202,7 +206,13 @@ class ClientDispatcher:
         message: Response = envelope.message  # type: ignore[assignment]
         match message:
             case Accepted():
-                pass  # the executor has the plan; the future waits for Done or Failed
+                # the executor has the plan (maybe another one than asked: a terminating
+                # world handed it over); the future waits for its Done or Failed
+                with self._lock:
+                    pending = self._pending.get(envelope.request_id)
+                    if pending is not None:
+                        pending.receiver_id = envelope.sender_id
+                        pending.orphaned_at = None
             case Done(result):
                 self._finish(envelope.request_id, result=result)
             case Pong():

@@ -30,7 +30,7 @@ from dynflow.errors import (
     NotSerializable,
 )
 from dynflow.execution_plan.model import ExecutionPlan
-from dynflow.execution_plan.states import PlanState, StepState
+from dynflow.execution_plan.states import PlanResult, PlanState, StepState
 from dynflow.executor import Executor, offline
 from dynflow.serialization import to_json_value
 
@@ -89,6 +89,24 @@ class PlanControl:
     def stop(self) -> None:
         """The world is terminating: refuse new work."""
         self._stopped = True
+
+    def handing_over(self, plan: ExecutionPlan) -> bool:
+        """True for a plan this terminating world paused (not for a failure): it goes to
+        another executor under its request (see ``Cluster.hand_over``), so that request
+        is answered from there, not with the paused plan."""
+        return (
+            self._stopped
+            and self.executor is not None
+            and (plan.state, plan.result) == (PlanState.PAUSED, PlanResult.PENDING)
+        )
+
+    def pass_on(self, plan_id: str, client_world_id: str, request_id: str) -> bool:
+        """An execution request from another world, refused here because this world is
+        terminating, goes on to another executor world; False when there is none (or this
+        world is not terminating)."""
+        if not self._stopped or self.executor is None:
+            return False
+        return self.cluster.pass_on(plan_id, client_world_id, request_id)
 
     # -- where a plan is -------------------------------------------------------------
 

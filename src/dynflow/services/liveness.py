@@ -68,12 +68,13 @@ class Liveness:
             self.clock.schedule(self.config.validity_check_interval, self._check_validity)
 
     def stop(self, handed_over: list[str]) -> None:
-        """Unregister; the plans this world paused while terminating go to another
-        executor world, if any runs (otherwise the next executor to start takes them)."""
+        """Hand the plans this world paused while terminating to another executor world,
+        if any runs (otherwise the next executor to start takes them); unregister."""
         self._stopped = True
-        self.coordinator.unregister_world()
-        for plan_id in handed_over:
-            self.cluster.execute(plan_id)
+        try:
+            self.cluster.hand_over(handed_over)
+        finally:
+            self.coordinator.unregister_world()
 
     def _beat(self) -> None:
         if self._stopped:
@@ -166,7 +167,7 @@ class Liveness:
         except DynflowError:
             return False
         future = executor.recover(plan, dead_world, plan.state is PlanState.RUNNING)
-        self.cluster.answer_when_done(requester, future)
+        self.cluster.answer_when_done(requester, future, withhold=self.control.handing_over)
         return True
 
     def recover(self) -> int:
