@@ -163,6 +163,8 @@ class PlanControl:
             return futures.failed(exc)
         if self.executor is None:  # a client world: the lock goes with it to an executor
             return self.cluster.execute(plan_id)
+        if left_running(plan):  # paused after its executor died, before recovery
+            return self.executor.recover(plan, last_executor(plan), True)
         return self.executor.execute(plan)
 
     def take_over(
@@ -182,7 +184,7 @@ class PlanControl:
             plan = self.locked_plan(plan_id, RECOVERABLE, requester, (moved, plan))
         except DynflowError as exc:
             return futures.failed(exc), answered
-        if plan.state is PlanState.RUNNING:  # its executor died: recover it here
+        if left_running(plan):  # its executor died: recover it here
             return executor.recover(plan, last_executor(plan), True), answered
         return executor.execute(plan), answered
 
@@ -328,6 +330,15 @@ class PlanControl:
     def _scheduled(self, plan_id: str) -> bool:
         filters = {"id": plan_id, "state": PlanState.SCHEDULED}
         return self.persistence.find_execution_plan_counts(filters) > 0
+
+
+def left_running(plan: ExecutionPlan) -> bool:
+    """True for a plan whose executor died while it ran: still ``running``, or paused
+    by the world that invalidated that executor while no executor was alive (its steps
+    as the dead executor left them)."""
+    return plan.state is PlanState.RUNNING or any(
+        step.state is StepState.RUNNING for step in plan.steps.values()
+    )
 
 
 def last_executor(plan: ExecutionPlan) -> str | None:

@@ -22,7 +22,8 @@ from dynflow.cluster.remote import Cluster
 from dynflow.coordinator import EXECUTION_LOCK, INVALIDATION_LOCK, Coordinator, WorldRecord
 from dynflow.errors import ConfigurationError, DynflowError, LockTaken
 from dynflow.execution_plan.states import PlanResult, PlanState
-from dynflow.services.control import RECOVERABLE, PlanControl, last_executor
+from dynflow.executor import offline
+from dynflow.services.control import RECOVERABLE, PlanControl, last_executor, left_running
 
 if TYPE_CHECKING:
     from dynflow.config import WorldConfig
@@ -161,7 +162,10 @@ class Liveness:
         original request so that the caller's future still resolves."""
         executor = self.control.executor
         if executor is None:
-            return self.cluster.forward_execution(plan_id, requester)
+            if self.cluster.forward_execution(plan_id, requester):
+                return True
+            self._pause(plan_id)  # no executor alive: it waits, paused
+            return False
         try:
             plan = self.control.locked_plan(plan_id, RECOVERABLE, requester)
         except DynflowError:
@@ -169,6 +173,21 @@ class Liveness:
         future = executor.recover(plan, dead_world, plan.state is PlanState.RUNNING)
         self.cluster.answer_when_done(requester, future, withhold=self.control.handing_over)
         return True
+
+    def _pause(self, plan_id: str) -> None:
+        """Mark a dead world's plan paused while no executor runs, so that it is not shown
+        ``running`` with nobody running it; the next executor to start recovers it."""
+        try:
+            plan = self.control.locked_plan(plan_id, (PlanState.RUNNING,))
+        except DynflowError:
+            return  # not running, or an executor took it meanwhile
+        try:
+            offline.pause(self.persistence, self.world_id, plan)
+            log.warning("no executor world is running: plan %s waits, paused", plan_id)
+        except DynflowError as exc:
+            log.error("cannot pause plan %s: %s", plan_id, exc)
+        finally:
+            self.coordinator.release(EXECUTION_LOCK, plan_id)
 
     def recover(self) -> int:
         """Pick up plans that no live world executes: those of worlds found dead, plans
@@ -192,7 +211,7 @@ class Liveness:
             except DynflowError:
                 continue  # another world took it first
             log.warning("recovering execution plan %s (%s)", plan_id, plan.state)
-            running = plan.state is PlanState.RUNNING
+            running = left_running(plan)
             executor.recover(plan, last_executor(plan) if running else None, running)
             count += 1
         return count
