@@ -21,6 +21,7 @@ from tests.multiprocess.remote_actions import (
     Hold,
     HoldPastTermination,
     IdempotentHold,
+    WaitForEvent,
 )
 from tests.support import eventually
 
@@ -239,3 +240,39 @@ def test_a_killed_executor_is_invalidated_and_its_plan_taken_over_for_the_origin
     ]
     assert doomed.world_id not in {w.id for w in client.coordinator.find_worlds()}
     assert client.coordinator.find_locks(owner_id=doomed.world_id) == []
+
+
+@pytest.mark.parametrize("database", ["postgresql", "mysql"])
+def test_an_event_for_a_plan_between_executors_is_delivered_once_one_takes_it(
+    executors: Starter, make_world: MakeWorld, tmp_path: Path, database: str
+) -> None:
+    url = make_url(database, tmp_path)
+    starter = executors(url)
+    first = starter.start()
+    client = make_world(url, executor=False)
+    plan_id = client.trigger(WaitForEvent).execution_plan_id
+
+    def suspended() -> int | None:
+        plan = client.persistence.load_execution_plan(plan_id)
+        return next((s.id for s in plan.steps.values() if s.state is StepState.SUSPENDED), None)
+
+    step_id: int = eventually(suspended, timeout=TIMEOUT)
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0
+    waiting = client.persistence.load_execution_plan(plan_id)
+    assert (waiting.state, waiting.result) == (PlanState.PAUSED, PlanResult.PENDING)
+
+    delivered = client.event(plan_id, step_id, "go")  # retried until an executor has it
+    assert not delivered.done()
+    second = starter.start()
+
+    assert delivered.result(TIMEOUT) is True
+    plan = eventually(
+        lambda: (
+            (p := client.persistence.load_execution_plan(plan_id)).state is PlanState.STOPPED and p
+        ),
+        timeout=TIMEOUT,
+    )
+    assert plan.result is PlanResult.SUCCESS
+    assert plan.entry_action.output["payload"] == "go"
+    assert plan.entry_action.output["event_world_id"] == second.world_id

@@ -40,7 +40,12 @@ WORLDS_TTL = 1.0
 
 
 class RemoteError(DynflowError):
-    """A request failed in the world that handled it."""
+    """A request failed in the world that handled it (``error_class``: the error's class
+    there, by name)."""
+
+    def __init__(self, message: str, error_class: str = "") -> None:
+        super().__init__(message)
+        self.error_class = error_class
 
 
 @dataclass
@@ -220,7 +225,10 @@ class ClientDispatcher:
             case ExecutionStatus(_, running):
                 self._finish(envelope.request_id, result=running)
             case Failed(error, error_class):
-                self._finish(envelope.request_id, error=RemoteError(f"{error_class}: {error}"))
+                self._finish(
+                    envelope.request_id,
+                    error=RemoteError(f"{error_class}: {error}", error_class),
+                )
 
     def check(self, is_alive: Callable[[str], bool]) -> None:
         """Fail requests past their timeout, or whose target world is gone."""

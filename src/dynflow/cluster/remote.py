@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from dynflow import futures
+from dynflow.action.registry import class_name
 from dynflow.cluster.answers import plan_answer, plan_from_answer
 from dynflow.cluster.client_dispatcher import ClientDispatcher
 from dynflow.cluster.connector import Connector
@@ -24,6 +25,7 @@ from dynflow.cluster.connector.messages import (
     ANY_EXECUTOR,
     Done,
     Envelope,
+    Event,
     Execution,
     Failed,
     Ping,
@@ -34,7 +36,7 @@ from dynflow.cluster.connector.messages import (
 )
 from dynflow.cluster.connector.outbox import Outbox
 from dynflow.coordinator import EXECUTION_LOCK
-from dynflow.errors import DynflowError
+from dynflow.errors import DynflowError, PlanInTransit
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.execution_plan.states import Phase
 
@@ -47,6 +49,9 @@ log = logging.getLogger(__name__)
 
 #: seconds between checks of pending requests (timeouts, receivers gone)
 CHECK_INTERVAL = 1.0
+
+#: the class of the error that says a plan is between executors (``PlanInTransit``)
+IN_TRANSIT = class_name(PlanInTransit)
 
 #: seconds a terminating world waits for the plans it handed over to be taken
 HAND_OVER_WAIT = 10.0
@@ -275,11 +280,17 @@ class Cluster:
         elif self._serve is not None:
             self._serve(envelope)
         else:  # a client world: alive (it answers pings), but it executes nothing
-            reply: Response = (
-                Pong()
-                if isinstance(envelope.message, Ping)
-                else Failed(f"world {self.world_id} is a client world: it executes nothing")
+            reply: Response = Failed(
+                f"world {self.world_id} is a client world: it executes nothing"
             )
+            if isinstance(envelope.message, Ping):
+                reply = Pong()
+            elif isinstance(envelope.message, Event):  # it holds the plan's lock
+                reply = Failed(
+                    f"execution plan {envelope.message.execution_plan_id} is on its way to "
+                    f"an executor world from world {self.world_id}: send the event again",
+                    IN_TRANSIT,
+                )
             self.outbox.post(
                 Envelope(self.world_id, envelope.sender_id, envelope.request_id, reply)
             )
