@@ -18,6 +18,7 @@ from dynflow.errors import (
     NotFound,
     NotSerializable,
     PersistenceError,
+    PlanInTransit,
     PlanningFailed,
     UnknownActionClass,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "PersistenceError",
     "Phase",
     "PhaseContext",
+    "PlanInTransit",
     "PlanResult",
     "PlanState",
     "PlannedAction",

@@ -224,6 +224,31 @@ class Coordinator:
                 )
             )
 
+    def hand_lock(
+        self, lock_class: str, lock_id: str, world_id: str, data: Mapping[str, Any]
+    ) -> bool:
+        """Give a lock this world holds to another registered world; False (and the lock
+        stays here) when this world does not hold it or that world is not registered
+        (nobody would ever release a lock of a world that is gone)."""
+        with self.db.write() as connection:
+            registered = connection.execute(
+                sa.select(records.c.id)
+                .where(records.c["class"] == WORLD, records.c.id == world_id)
+                .with_for_update()  # it cannot unregister (and drop its locks) meanwhile
+            ).one_or_none()
+            if registered is None:
+                return False
+            moved = connection.execute(
+                sa.update(records)
+                .where(
+                    records.c["class"] == lock_class,
+                    records.c.id == lock_id,
+                    records.c.owner_id == self.world_id,
+                )
+                .values(owner_id=world_id, data=dict(data))
+            )
+        return bool(moved.rowcount)
+
     def execution_lock_owner(self, plan_id: str) -> str | None:
         """The world holding the plan's execution lock, if any."""
         locks = self.find_locks(lock_class=EXECUTION_LOCK, id=plan_id)

@@ -9,6 +9,7 @@ Every error raised by the engine derives from :class:`DynflowError`::
     ├── InvalidTransition       a state change the state machine forbids
     ├── PlanningFailed          an action's plan phase raised; the plan is kept
     ├── ExecutionError          a request about a plan's execution was refused
+    │   └── PlanInTransit       the plan is between executors: retry shortly
     ├── UnknownActionClass      a stored action names a class this process cannot import
     ├── NotSerializable         an input, output or payload value is not JSON
     └── LockTaken               a coordinator lock is held by someone else
@@ -42,6 +43,13 @@ class InvalidTransition(DynflowError):
 
 class ExecutionError(DynflowError):
     """A request about a plan's execution was refused (e.g. it is already running)."""
+
+
+class PlanInTransit(ExecutionError):
+    """The plan is between executors: its executor is terminating or died and another
+    one has not taken it yet, or a client world's request to execute it is on its way.
+    Retry shortly; ``world.event`` retries by itself for a while (``EVENT_RETRY_FOR``
+    seconds in :mod:`dynflow.services.control`) before failing with this error."""
 
 
 class UnknownActionClass(DynflowError):

@@ -181,6 +181,51 @@ def test_processes_migrating_at_once_all_succeed(fresh_url: str) -> None:
             database.dispose()
 
 
+def test_a_migration_waiting_for_the_lock_sees_the_committed_version(fresh_url: str) -> None:
+    """The lock is held until the migration is committed: a process that waits for it
+    then reads the new version and runs nothing again (MySQL's DDL is not
+    transactional: a step run twice fails, e.g. "Can't DROP INDEX")."""
+    first, second = Database(fresh_url), Database(fresh_url)
+    second_done, started = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def upgrade_second() -> None:
+        try:
+            migrate.upgrade(second)
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            second_done.set()
+
+    migrated = threading.Event()
+
+    def executing(_connection: sa.Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        if VERSION_TABLE in statement and statement.lstrip().startswith(("INSERT", "UPDATE")):
+            migrated.set()
+
+    def committing(_connection: sa.Connection) -> None:
+        # the first migration is about to commit: the second starts now, and gets a
+        # moment to run (with the lock held, it cannot: it waits for this commit)
+        if not migrated.is_set() or started.is_set():
+            return
+        started.set()
+        threading.Thread(target=upgrade_second).start()
+        second_done.wait(1.0)
+
+    sa.event.listen(first.writer, "before_cursor_execute", executing)
+    sa.event.listen(first.writer, "commit", committing)
+    try:
+        migrate.upgrade(first)
+        assert started.is_set()
+        assert second_done.wait(30)
+        assert failures == []
+        assert migrate.current_revision(second) == migrate.head_revision()
+        assert differences(first) == []
+    finally:
+        first.dispose()
+        second.dispose()
+
+
 def test_postgresql_steps_leave_room_for_updates_and_envelopes_stay_uncompressed() -> None:
     server_url("postgresql")  # storage options exist on PostgreSQL only
     name = f"{MIGRATION_DATABASE}_storage"

@@ -98,3 +98,17 @@ class IdempotentHold(Hold):
     """A Hold that may run again at once when its world died while it ran."""
 
     idempotent = True
+
+
+class HoldPastTermination(Action):
+    """Touches ``entered``; once its world has started terminating, touches
+    ``terminating`` and waits for ``gate``: its world stays registered, terminating."""
+
+    def run(self, event: Any = None) -> None:
+        _touch(self.input.get("entered"))
+        executor = cast("ThreadedExecutor", cast("World", self.world).executor)
+        _wait_for(lambda: executor.core.terminating is not None, "termination")
+        _touch(self.input.get("terminating"))
+        gate = Path(self.input["gate"])
+        _wait_for(gate.exists, f"gate {gate}")
+        self.output["world_id"] = self.world.id

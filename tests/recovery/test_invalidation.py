@@ -16,6 +16,7 @@ from dynflow.cluster.connector.messages import Envelope, Execution, encode
 from dynflow.coordinator import EXECUTION_LOCK, INVALIDATION_LOCK
 from dynflow.persistence.tables import coordinator_records, envelopes, steps
 from tests.integration.test_lifecycle import (
+    RUNS,
     HeldThenMore,
     IdempotentInterrupted,
     Interrupted,
@@ -264,3 +265,49 @@ def test_a_suspended_step_of_a_dead_world_stays_suspended_and_takes_events(
     done = _paused(rescuer, plan_id)
     assert (done.state, done.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
     assert done.entry_action.output == {"event": "go"}
+
+
+@pytest.mark.parametrize("action", [Interrupted, IdempotentInterrupted])
+def test_a_plan_of_a_world_invalidated_while_no_executor_runs_waits_paused(
+    db_url: str, make_world: MakeWorld, action: type[Action]
+) -> None:
+    plan_id, step_id, dead = _crashed_plan(db_url, make_world, action, "stale heartbeat")
+    client = make_world(db_url, executor=False, validity_check_interval=0)
+
+    assert client.invalidate(dead) == 0  # no executor to take it
+
+    waiting = client.persistence.load_execution_plan(plan_id)
+    assert (waiting.state, waiting.result) == (PlanState.PAUSED, PlanResult.PENDING)
+    assert [(e.name, e.world_id) for e in waiting.execution_history][-1] == (
+        "pause execution",
+        client.id,
+    )
+    assert client.coordinator.find_locks() == []
+
+    executor = make_world(db_url)  # takes it at start, as the dead world left it
+    plan = eventually(
+        lambda: (
+            (p := executor.persistence.load_execution_plan(plan_id)).state is not PlanState.RUNNING
+            and p.execution_history[-1].world_id == executor.id
+            and p
+        )
+    )
+    history = [(e.name, e.world_id) for e in plan.execution_history]
+    assert history[-3:-1] == [("terminate execution", None), ("start execution", executor.id)]
+    step = plan.steps[step_id]
+    if action is IdempotentInterrupted:  # run again at once
+        assert (plan.state, plan.result, step.state) == (
+            PlanState.STOPPED,
+            PlanResult.SUCCESS,
+            StepState.SUCCESS,
+        )
+        assert RUNS[plan_id] == 1
+    else:  # failed, and the rescue strategy applies: pause
+        assert (plan.state, plan.result, step.state) == (
+            PlanState.PAUSED,
+            PlanResult.ERROR,
+            StepState.ERROR,
+        )
+        assert step.error is not None
+        assert step.error.message == "Abnormal termination (previous state: running)"
+        assert plan_id not in RUNS

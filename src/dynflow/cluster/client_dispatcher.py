@@ -40,7 +40,12 @@ WORLDS_TTL = 1.0
 
 
 class RemoteError(DynflowError):
-    """A request failed in the world that handled it."""
+    """A request failed in the world that handled it (``error_class``: the error's class
+    there, by name)."""
+
+    def __init__(self, message: str, error_class: str = "") -> None:
+        super().__init__(message)
+        self.error_class = error_class
 
 
 @dataclass
@@ -190,6 +195,10 @@ class ClientDispatcher:
             )
         return candidates[next(self._round_robin) % len(candidates)]
 
+    def executors(self, queues: frozenset[str], avoid: frozenset[str]) -> list[str]:
+        """The live executor worlds serving ``queues``, but ``avoid``, as registered now."""
+        return self._executors(queues, avoid, fresh=True)
+
     def _executors(self, queues: frozenset[str], avoid: frozenset[str], fresh: bool) -> list[str]:
         return [
             w.id
@@ -202,7 +211,13 @@ class ClientDispatcher:
         message: Response = envelope.message  # type: ignore[assignment]
         match message:
             case Accepted():
-                pass  # the executor has the plan; the future waits for Done or Failed
+                # the executor has the plan (maybe another one than asked: a terminating
+                # world handed it over); the future waits for its Done or Failed
+                with self._lock:
+                    pending = self._pending.get(envelope.request_id)
+                    if pending is not None:
+                        pending.receiver_id = envelope.sender_id
+                        pending.orphaned_at = None
             case Done(result):
                 self._finish(envelope.request_id, result=result)
             case Pong():
@@ -210,7 +225,10 @@ class ClientDispatcher:
             case ExecutionStatus(_, running):
                 self._finish(envelope.request_id, result=running)
             case Failed(error, error_class):
-                self._finish(envelope.request_id, error=RemoteError(f"{error_class}: {error}"))
+                self._finish(
+                    envelope.request_id,
+                    error=RemoteError(f"{error_class}: {error}", error_class),
+                )
 
     def check(self, is_alive: Callable[[str], bool]) -> None:
         """Fail requests past their timeout, or whose target world is gone."""

@@ -49,13 +49,15 @@ class ExecutorDispatcher:
             case Status(plan_id):
                 self._respond(envelope, ExecutionStatus(plan_id, self.control.running(plan_id)))
             case Execution(plan_id):
+                if self.control.pass_on(plan_id, envelope.sender_id, envelope.request_id):
+                    return  # terminating: another executor takes it, and answers
                 accepted = self._reply(envelope, Accepted())
                 future, answered = self.control.take_over(
                     plan_id, envelope.sender_id, envelope.request_id, encode(accepted)
                 )
                 if not answered:
                     self.outbox.post(accepted)
-                self._when_done(envelope, future, plan_answer, unless=LockLost)
+                future.add_done_callback(lambda done: self._executed(envelope, plan_id, done))
             case Event(plan_id, step_id, payload, optional):
                 self._when_done(
                     envelope,
@@ -74,21 +76,25 @@ class ExecutorDispatcher:
             case other:
                 log.warning("dropping %s from %s: not a request", other, envelope.sender_id)
 
-    def _when_done(
-        self,
-        envelope: Envelope,
-        future: Future[Any],
-        result: Any,
-        unless: type[BaseException] | None = None,
-    ) -> None:
-        """Answer once ``future`` is done; not at all when it failed with ``unless``."""
+    def _executed(self, envelope: Envelope, plan_id: str, done: Future[Any]) -> None:
+        """Answer an execution request once its plan stopped or paused here; not when
+        another world answers it: it took the plan over from this one (declared dead),
+        or this terminating world handed the plan over or passed the refused request on."""
+        error = done.exception()
+        if isinstance(error, LockLost):
+            return
+        if error is None:
+            if not self.control.handing_over(done.result()):
+                self._respond(envelope, Done(plan_answer(done.result())))
+            return
+        if not self.control.pass_on(plan_id, envelope.sender_id, envelope.request_id):
+            self._respond(envelope, Failed(str(error), class_name(type(error))))
+
+    def _when_done(self, envelope: Envelope, future: Future[Any], result: Any) -> None:
+        """Answer once ``future`` is done."""
 
         def answer(done: Future[Any]) -> None:
             error = done.exception()
-            if unless is not None and isinstance(error, unless):
-                # this world was declared dead: the one that took the plan over answers
-                # the request (see World._take_over), a failure from here must not win
-                return
             if error is None:
                 self._respond(envelope, Done(result(done.result())))
             else:

@@ -8,12 +8,14 @@ receives to its executor dispatcher, or answers them itself in a client world.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from dynflow import futures
+from dynflow.action.registry import class_name
 from dynflow.cluster.answers import plan_answer, plan_from_answer
 from dynflow.cluster.client_dispatcher import ClientDispatcher
 from dynflow.cluster.connector import Connector
@@ -23,6 +25,7 @@ from dynflow.cluster.connector.messages import (
     ANY_EXECUTOR,
     Done,
     Envelope,
+    Event,
     Execution,
     Failed,
     Ping,
@@ -33,7 +36,7 @@ from dynflow.cluster.connector.messages import (
 )
 from dynflow.cluster.connector.outbox import Outbox
 from dynflow.coordinator import EXECUTION_LOCK
-from dynflow.errors import DynflowError
+from dynflow.errors import DynflowError, PlanInTransit
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.execution_plan.states import Phase
 
@@ -46,6 +49,13 @@ log = logging.getLogger(__name__)
 
 #: seconds between checks of pending requests (timeouts, receivers gone)
 CHECK_INTERVAL = 1.0
+
+#: the class of the error that says a plan is between executors (``PlanInTransit``)
+IN_TRANSIT = class_name(PlanInTransit)
+
+#: seconds a terminating world waits for the plans it handed over to be taken
+HAND_OVER_WAIT = 10.0
+HAND_OVER_POLL = 0.05
 
 #: a world that serves requests from others (the executor dispatcher)
 Serve = Callable[[Envelope], None]
@@ -78,6 +88,9 @@ class Cluster:
         #: the executor dispatcher, in an executor world (see :meth:`serve`)
         self._serve: Serve | None = None
         self._stopped = False
+        #: plans handed over while terminating -> the world holding the lock until the
+        #: new executor takes it
+        self._handed: dict[str, str] = {}
 
     def serve(self, serve: Serve) -> None:
         """Hand requests from other worlds to ``serve`` (before :meth:`start`)."""
@@ -150,27 +163,108 @@ class Cluster:
         client = requester.get("client_world_id") or self.world_id
         request_id = requester.get("request_id") or str(uuid.uuid4())
         try:
-            self.client.send_to_executor(
-                lambda target: Envelope(client, target, request_id, Execution(plan_id)),
-                frozenset(),
-            )
+            self._send_execution(plan_id, client, request_id)
         except DynflowError as exc:
             log.warning("cannot hand over plan %s: %s", plan_id, exc)
             return False
         return True
 
-    def answer_when_done(self, requester: dict[str, Any], future: Future[Any]) -> None:
-        """Answer a request another (dead) world accepted once the plan stops here."""
-        client, request_id = requester.get("client_world_id"), requester.get("request_id")
-        if not client or not request_id or client == self.world_id:
+    def _send_execution(
+        self, plan_id: str, client: str, request_id: str, plan: ExecutionPlan | None = None
+    ) -> str:
+        """Send request ``request_id`` of world ``client`` to execute the plan to another
+        executor world serving its queues; the target. Raises when there is none."""
+        if plan is None:
+            plan = self.persistence.load_execution_plan(plan_id)
+        return self.client.send_to_executor(
+            lambda target: Envelope(client, target, request_id, Execution(plan_id)),
+            plan_queues(plan),
+            frozenset([self.world_id]),
+        )
+
+    def pass_on(self, plan_id: str, client: str, request_id: str) -> bool:
+        """An execution request that reached this world while it terminates goes on to
+        another executor world, for the same requester (who gets the answer from there);
+        False when no other executor world runs."""
+        try:
+            target = self._send_execution(plan_id, client, request_id)
+        except DynflowError as exc:
+            log.warning("cannot pass plan %s on to another executor: %s", plan_id, exc)
+            return False
+        log.info("terminating: passed plan %s on to world %s", plan_id, target)
+        self._handed[plan_id] = client
+        return True
+
+    def hand_over(self, plan_ids: list[str]) -> None:
+        """This world is terminating: each plan it paused goes to another executor world
+        under the request it was executing (the execution lock's data), as when a world
+        dies, so that the caller's future gets the finished plan. The lock passes to the
+        requesting world, from which the new executor takes it, so that no other world
+        picks the plan up meanwhile. With no other executor world, the caller gets the
+        paused plan, which waits for the next executor to start. Returns once the plans
+        are taken (or after ``HAND_OVER_WAIT`` seconds): until then the requesters see
+        this world alive and do not send their requests again."""
+        for plan_id in plan_ids:
+            try:
+                self._hand_over(plan_id)
+            except DynflowError as exc:
+                log.warning("cannot hand plan %s over: %s", plan_id, exc)
+        deadline = time.monotonic() + HAND_OVER_WAIT
+        while self._handed and time.monotonic() < deadline:
+            for plan_id, holder in list(self._handed.items()):
+                if self.coordinator.execution_lock_owner(plan_id) != holder:
+                    del self._handed[plan_id]  # taken by its new executor
+            if self._handed:
+                time.sleep(HAND_OVER_POLL)
+        if self._handed:
+            log.warning("plans %s not taken over yet: leaving them", ", ".join(self._handed))
+
+    def _hand_over(self, plan_id: str) -> None:
+        locks = self.coordinator.find_locks(
+            lock_class=EXECUTION_LOCK, id=plan_id, owner_id=self.world_id
+        )
+        if not locks:
+            return  # fenced off: another world owns it
+        requester = dict(locks[0].data)
+        plan = self.persistence.load_execution_plan(plan_id)
+        if not self.client.executors(plan_queues(plan), frozenset([self.world_id])):
+            log.info("no other executor world for plan %s: it waits, paused", plan_id)
+            self._answer(requester, Done(plan_answer(plan)))
             return
+        client, request_id = requester.get("client_world_id"), requester.get("request_id")
+        if not (
+            client
+            and request_id
+            and client != self.world_id
+            and self.coordinator.hand_lock(EXECUTION_LOCK, plan_id, client, requester)
+        ):  # nobody waits for it elsewhere: the new executor takes the lock from here
+            client, request_id = self.world_id, str(uuid.uuid4())
+        target = self._send_execution(plan_id, client, request_id, plan)
+        self._handed[plan_id] = client
+        log.info("terminating: handed plan %s over to world %s", plan_id, target)
+
+    def _answer(self, requester: dict[str, Any], reply: Response) -> None:
+        client, request_id = requester.get("client_world_id"), requester.get("request_id")
+        if client and request_id and client != self.world_id:
+            self.outbox.post(Envelope(self.world_id, client, request_id, reply))
+
+    def answer_when_done(
+        self,
+        requester: dict[str, Any],
+        future: Future[Any],
+        withhold: Callable[[ExecutionPlan], bool] | None = None,
+    ) -> None:
+        """Answer a request another (dead) world accepted once the plan stops here (not
+        with a plan that ``withhold`` says is handed over: its new executor answers)."""
 
         def answer(done: Future[Any]) -> None:
             error = done.exception()
+            if error is None and withhold is not None and withhold(done.result()):
+                return
             reply: Response = (
                 Done(plan_answer(done.result())) if error is None else Failed(str(error))
             )
-            self.outbox.post(Envelope(self.world_id, client, request_id, reply))
+            self._answer(requester, reply)
 
         future.add_done_callback(answer)
 
@@ -186,11 +280,17 @@ class Cluster:
         elif self._serve is not None:
             self._serve(envelope)
         else:  # a client world: alive (it answers pings), but it executes nothing
-            reply: Response = (
-                Pong()
-                if isinstance(envelope.message, Ping)
-                else Failed(f"world {self.world_id} is a client world: it executes nothing")
+            reply: Response = Failed(
+                f"world {self.world_id} is a client world: it executes nothing"
             )
+            if isinstance(envelope.message, Ping):
+                reply = Pong()
+            elif isinstance(envelope.message, Event):  # it holds the plan's lock
+                reply = Failed(
+                    f"execution plan {envelope.message.execution_plan_id} is on its way to "
+                    f"an executor world from world {self.world_id}: send the event again",
+                    IN_TRANSIT,
+                )
             self.outbox.post(
                 Envelope(self.world_id, envelope.sender_id, envelope.request_id, reply)
             )

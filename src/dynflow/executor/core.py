@@ -417,7 +417,8 @@ class ExecutorCore(Committer):
 
     def _release(self, runtime: PlanRuntime) -> None:
         del self.plans[runtime.id]
-        self.changes.released_locks.append((EXECUTION_LOCK, runtime.id, self.world_id))
+        if runtime.id not in self.paused_by_termination:  # kept: the world hands it over
+            self.changes.released_locks.append((EXECUTION_LOCK, runtime.id, self.world_id))
         snapshot = self._let_go(runtime)
         if self.on_finished is not None:
             self._later(partial(self.on_finished, snapshot), runtime.id)
@@ -483,6 +484,9 @@ class ExecutorCore(Committer):
                 runtime.abandoned.add(step.id)
                 message = why or policy.ABNORMAL.format(state=step.state)
                 self._drop_events(runtime, step.id, message)  # waiting for it to suspend
+                if why is None:  # left running by termination: as if this world died
+                    policy.interrupted(runtime, step)
+                    continue
                 runtime.set_step(
                     step,
                     StepState.ERROR,

@@ -1,4 +1,5 @@
-"""Halt or skip a plan that no executor runs, by running a throwaway executor core on it.
+"""Halt, skip or pause a plan that no executor runs (halt and skip: by running a
+throwaway executor core on it).
 
 The caller has loaded the plan and holds its execution lock; the core's own commit
 writes the result, fenced by that lock, so the rules are the core's: what a halt
@@ -13,9 +14,13 @@ from concurrent.futures import Future
 from dataclasses import replace
 
 from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.execution_plan.states import PlanResult, PlanState
+from dynflow.executor.commit import LockLost
 from dynflow.executor.core import ExecutorCore
 from dynflow.executor.messages import Adopt, HaltPlan, Message, SkipStep
+from dynflow.executor.runtime import PlanRuntime
 from dynflow.persistence import PersistencePort
+from dynflow.persistence.changes import Changes
 
 
 def halt(
@@ -58,6 +63,23 @@ def skip(
     skipped: Future[ExecutionPlan] = Future()
     _run(core, plan, SkipStep(plan.id, step_id, skipped))
     return skipped.result(timeout=0)
+
+
+def pause(
+    persistence: PersistencePort, world_id: str, plan: ExecutionPlan, *, registration: str
+) -> ExecutionPlan:
+    """Mark a plan that a dead world left running ``paused`` (result pending) while no
+    executor runs: it waits for one, which recovers it at start as the dead world left
+    it (its steps are untouched: the executor fails or re-runs the interrupted ones, and
+    the rescue strategy applies). Raises like :func:`halt` when the lock is not held."""
+    changes = Changes()
+    runtime = PlanRuntime.from_plan(replace(plan), changes)
+    runtime.resumed_at = None  # nobody executed it here
+    runtime.set_state(PlanState.PAUSED, PlanResult.PENDING)
+    runtime.record("pause execution", world_id)
+    if persistence.apply_fenced(changes, world_id, registration):
+        raise LockLost(f"world {world_id} does not hold the execution lock of plan {plan.id}")
+    return runtime.snapshot()
 
 
 def _run(core: ExecutorCore, plan: ExecutionPlan, request: Message) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -53,13 +53,7 @@ def downgrade(database: Database, revision: str) -> None:
 
 @contextmanager
 def _migrating(database: Database) -> Iterator[sa.Connection]:
-    """A write transaction holding the migration lock, released however it ends."""
-    with database.write() as connection:
-        database.dialect.migration_lock(connection)
-        try:
-            yield connection
-        except BaseException:
-            with suppress(Exception):
-                database.dialect.migration_unlock(connection)
-            raise
-        database.dialect.migration_unlock(connection)
+    """A write transaction under the migration lock, which is taken before Alembic
+    reads the version and released only after the transaction committed."""
+    with database.migration_lock(), database.write() as connection:
+        yield connection

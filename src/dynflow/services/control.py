@@ -9,6 +9,7 @@ world runs it: the operation is done on the stored plan, under its lock).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from dynflow import futures
 from dynflow.action.base import Action
+from dynflow.action.registry import class_name
+from dynflow.cluster.client_dispatcher import RemoteError
 from dynflow.cluster.connector.messages import CancelPlan as CancelRequest
 from dynflow.cluster.connector.messages import Event as EventRequest
 from dynflow.cluster.connector.messages import Halt as HaltRequest
@@ -28,9 +31,10 @@ from dynflow.errors import (
     LockTaken,
     NotFound,
     NotSerializable,
+    PlanInTransit,
 )
 from dynflow.execution_plan.model import ExecutionPlan
-from dynflow.execution_plan.states import PlanState, StepState
+from dynflow.execution_plan.states import PlanResult, PlanState, StepState
 from dynflow.executor import Executor, offline
 from dynflow.serialization import to_json_value
 
@@ -38,6 +42,11 @@ if TYPE_CHECKING:
     from dynflow.services.delayed import DelayedPlans
     from dynflow.services.planning import Planner
     from dynflow.services.ports import Ports
+
+#: seconds ``event`` sends an event again while its plan is between executors
+EVENT_RETRY_FOR = 30.0
+#: seconds before the first retry (doubling, up to one second)
+EVENT_RETRY_INTERVAL = 0.05
 
 #: states of plans that recovery may pick up (paused: only paused by a termination)
 RECOVERABLE = (PlanState.RUNNING, PlanState.PLANNED, PlanState.PAUSED)
@@ -78,6 +87,7 @@ class PlanControl:
         self.world_id = ports.world_id
         self.persistence = ports.persistence
         self.coordinator = ports.coordinator
+        self.clock = ports.clock
         self.executor = executor
         self.cluster = cluster
         self.planner = planner
@@ -89,6 +99,24 @@ class PlanControl:
     def stop(self) -> None:
         """The world is terminating: refuse new work."""
         self._stopped = True
+
+    def handing_over(self, plan: ExecutionPlan) -> bool:
+        """True for a plan this terminating world paused (not for a failure): it goes to
+        another executor under its request (see ``Cluster.hand_over``), so that request
+        is answered from there, not with the paused plan."""
+        return (
+            self._stopped
+            and self.executor is not None
+            and (plan.state, plan.result) == (PlanState.PAUSED, PlanResult.PENDING)
+        )
+
+    def pass_on(self, plan_id: str, client_world_id: str, request_id: str) -> bool:
+        """An execution request from another world, refused here because this world is
+        terminating, goes on to another executor world; False when there is none (or this
+        world is not terminating)."""
+        if not self._stopped or self.executor is None:
+            return False
+        return self.cluster.pass_on(plan_id, client_world_id, request_id)
 
     # -- where a plan is -------------------------------------------------------------
 
@@ -145,6 +173,8 @@ class PlanControl:
             return futures.failed(exc)
         if self.executor is None:  # a client world: the lock goes with it to an executor
             return self.cluster.execute(plan_id)
+        if left_running(plan):  # paused after its executor died, before recovery
+            return self.executor.recover(plan, last_executor(plan), True)
         return self.executor.execute(plan)
 
     def take_over(
@@ -164,7 +194,7 @@ class PlanControl:
             plan = self.locked_plan(plan_id, RECOVERABLE, requester, (moved, plan))
         except DynflowError as exc:
             return futures.failed(exc), answered
-        if plan.state is PlanState.RUNNING:  # its executor died: recover it here
+        if left_running(plan):  # its executor died: recover it here
             return executor.recover(plan, last_executor(plan), True), answered
         return executor.execute(plan), answered
 
@@ -248,14 +278,62 @@ class PlanControl:
     def event(
         self, plan_id: str, step_id: int, payload: Any = None, *, optional: bool = False
     ) -> Future[Any]:
-        """Deliver ``payload`` to a suspended step, wherever its plan runs."""
+        """Deliver ``payload`` to a suspended step, wherever its plan runs. While the plan
+        is between executors (:class:`PlanInTransit`) the event is sent again, for up
+        to ``EVENT_RETRY_FOR`` seconds, until an executor has the plan."""
         try:
             payload = to_json_value(payload, f"event for step {step_id}")
         except NotSerializable as exc:
             return futures.failed(exc)
-        match self.route(plan_id):
+        delivered: Future[Any] = Future()
+        deadline = time.monotonic() + EVENT_RETRY_FOR
+        self._send_event(plan_id, step_id, payload, optional, delivered, deadline, 0)
+        return delivered
+
+    def _send_event(
+        self,
+        plan_id: str,
+        step_id: int,
+        payload: Any,
+        optional: bool,
+        delivered: Future[Any],
+        deadline: float,
+        attempt: int,
+    ) -> None:
+        route = self.route(plan_id)
+        sent = self._event_once(route, plan_id, step_id, payload, optional)
+
+        def done(answer: Future[Any]) -> None:
+            error = answer.exception()
+            if error is None:
+                futures.resolve(delivered, answer.result())
+            elif not self._in_transit(error, route, plan_id):
+                futures.reject(delivered, error)
+            elif self._stopped:  # no retries from a terminating world: its sender retries
+                futures.reject(delivered, _in_transit_error(plan_id, error))
+            elif time.monotonic() < deadline:
+                delay = min(EVENT_RETRY_INTERVAL * 2**attempt, 1.0)
+                self.clock.schedule(
+                    delay,
+                    lambda: self._send_event(
+                        plan_id, step_id, payload, optional, delivered, deadline, attempt + 1
+                    ),
+                )
+            elif optional:
+                futures.resolve(delivered, False)
+            else:
+                futures.reject(delivered, _in_transit_error(plan_id, error))
+
+        sent.add_done_callback(done)
+
+    def _event_once(
+        self, route: Route, plan_id: str, step_id: int, payload: Any, optional: bool
+    ) -> Future[Any]:
+        match route:
             case Here():
                 assert self.executor is not None
+                if self._stopped and not self.executor.running(plan_id):
+                    return futures.failed(self._leaving(plan_id))
                 return self.executor.event(plan_id, step_id, payload, optional)
             case Owner(world_id):
                 request = EventRequest(plan_id, step_id, payload, optional)
@@ -264,7 +342,29 @@ class PlanControl:
             error: DynflowError = self._undeliverable(plan_id, step_id)
         except DynflowError as exc:  # no such plan or step
             error = exc
-        return futures.resolved(False) if optional else futures.failed(error)
+        if optional and not isinstance(error, PlanInTransit):
+            return futures.resolved(False)
+        return futures.failed(error)
+
+    def _in_transit(self, error: BaseException, route: Route, plan_id: str) -> bool:
+        """Whether an event failed because its plan is between executors: refused as such
+        (here or remotely), refused by this terminating world, or its owner went away."""
+        if isinstance(error, PlanInTransit) or (
+            isinstance(error, RemoteError) and error.error_class == class_name(PlanInTransit)
+        ):
+            return True
+        if isinstance(route, Here):
+            return self._stopped  # this world's executor refused it while terminating
+        if isinstance(route, Owner) and not isinstance(error, RemoteError):
+            # not answered (the owner left): in transit if the plan has moved since
+            return self.coordinator.execution_lock_owner(plan_id) != route.world_id
+        return False
+
+    def _leaving(self, plan_id: str) -> PlanInTransit:
+        return PlanInTransit(
+            f"execution plan {plan_id} is being handed over by terminating world "
+            f"{self.world_id}: send the event again once another executor has it"
+        )
 
     def _undeliverable(self, plan_id: str, step_id: int) -> ExecutionError:
         """Why an event cannot reach a step of a plan that no world runs."""
@@ -274,6 +374,13 @@ class PlanControl:
             return ExecutionError(
                 f"step {step_id} of execution plan {plan_id} is {step.state}, "
                 "not suspended: the event was not delivered"
+            )
+        if (plan.state, plan.result) == (PlanState.PAUSED, PlanResult.PENDING):
+            # paused by a terminating executor (or after one died): the next one takes it
+            return PlanInTransit(
+                f"execution plan {plan_id} is between executors (its executor terminated "
+                "or died): the event was not delivered; send it again once an executor "
+                "runs the plan (start one if none is running)"
             )
         return ExecutionError(
             f"execution plan {plan_id} is {plan.state} and not executed by "
@@ -322,6 +429,24 @@ class PlanControl:
     def _scheduled(self, plan_id: str) -> bool:
         filters = {"id": plan_id, "state": PlanState.SCHEDULED}
         return self.persistence.find_execution_plan_counts(filters) > 0
+
+
+def _in_transit_error(plan_id: str, error: BaseException) -> PlanInTransit:
+    if isinstance(error, PlanInTransit):
+        return error
+    return PlanInTransit(
+        f"execution plan {plan_id} is between executors ({error}): the event was not "
+        "delivered; send it again once an executor runs the plan"
+    )
+
+
+def left_running(plan: ExecutionPlan) -> bool:
+    """True for a plan whose executor died while it ran: still ``running``, or paused
+    by the world that invalidated that executor while no executor was alive (its steps
+    as the dead executor left them)."""
+    return plan.state is PlanState.RUNNING or any(
+        step.state is StepState.RUNNING for step in plan.steps.values()
+    )
 
 
 def last_executor(plan: ExecutionPlan) -> str | None:

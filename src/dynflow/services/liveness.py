@@ -27,7 +27,8 @@ from dynflow.cluster.remote import Cluster
 from dynflow.coordinator import EXECUTION_LOCK, INVALIDATION_LOCK, Coordinator, WorldRecord
 from dynflow.errors import ConfigurationError, DynflowError, LockTaken
 from dynflow.execution_plan.states import PlanResult, PlanState
-from dynflow.services.control import RECOVERABLE, PlanControl, last_executor
+from dynflow.executor import offline
+from dynflow.services.control import RECOVERABLE, PlanControl, last_executor, left_running
 
 if TYPE_CHECKING:
     from dynflow.config import WorldConfig
@@ -99,14 +100,15 @@ class Liveness:
             self.clock.schedule(self.config.validity_check_interval, self._check_validity)
 
     def stop(self, handed_over: list[str]) -> None:
-        """Unregister; the plans this world paused while terminating go to another
-        executor world, if any runs (otherwise the next executor to start takes them)."""
+        """Hand the plans this world paused while terminating to another executor world,
+        if any runs (otherwise the next executor to start takes them); unregister."""
         self._stopped = True
         if self._beats is not self.clock:
             self._beats.stop()
-        self.coordinator.unregister_world()
-        for plan_id in handed_over:
-            self.cluster.execute(plan_id)
+        try:
+            self.cluster.hand_over(handed_over)
+        finally:
+            self.coordinator.unregister_world()
 
     def _beat(self) -> None:
         if self._stopped:
@@ -218,14 +220,34 @@ class Liveness:
         original request so that the caller's future still resolves."""
         executor = self.control.executor
         if executor is None:
-            return self.cluster.forward_execution(plan_id, requester)
+            if self.cluster.forward_execution(plan_id, requester):
+                return True
+            self._pause(plan_id)  # no executor alive: it waits, paused
+            return False
         try:
             plan = self.control.locked_plan(plan_id, RECOVERABLE, requester)
         except DynflowError:
             return False
         future = executor.recover(plan, dead_world, plan.state is PlanState.RUNNING)
-        self.cluster.answer_when_done(requester, future)
+        self.cluster.answer_when_done(requester, future, withhold=self.control.handing_over)
         return True
+
+    def _pause(self, plan_id: str) -> None:
+        """Mark a dead world's plan paused while no executor runs, so that it is not shown
+        ``running`` with nobody running it; the next executor to start recovers it."""
+        try:
+            plan = self.control.locked_plan(plan_id, (PlanState.RUNNING,))
+        except DynflowError:
+            return  # not running, or an executor took it meanwhile
+        try:
+            offline.pause(
+                self.persistence, self.world_id, plan, registration=self.coordinator.registration()
+            )
+            log.warning("no executor world is running: plan %s waits, paused", plan_id)
+        except DynflowError as exc:
+            log.error("cannot pause plan %s: %s", plan_id, exc)
+        finally:
+            self.coordinator.release(EXECUTION_LOCK, plan_id)
 
     def recover(self) -> int:
         """Pick up plans that no live world executes: those of worlds found dead, plans
@@ -249,7 +271,7 @@ class Liveness:
             except DynflowError:
                 continue  # another world took it first
             log.warning("recovering execution plan %s (%s)", plan_id, plan.state)
-            running = plan.state is PlanState.RUNNING
+            running = left_running(plan)
             executor.recover(plan, last_executor(plan) if running else None, running)
             count += 1
         return count

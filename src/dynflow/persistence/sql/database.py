@@ -59,6 +59,12 @@ class Database:
             yield connection
 
     @contextmanager
+    def migration_lock(self) -> Iterator[None]:
+        """Held by one process at a time for its whole migration, commit included."""
+        with self._errors(), self.dialect.migration_lock(self.writer):
+            yield
+
+    @contextmanager
     def write_statement(self) -> Iterator[sa.Connection]:
         """For a write the adapter sends as exactly one statement: here a normal
         transaction (a database where one statement is atomic may skip BEGIN/COMMIT)."""

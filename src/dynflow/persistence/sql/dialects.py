@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,37 +55,76 @@ class Dialect:
         )
         return engine, engine
 
-    def migration_lock(self, connection: sa.Connection) -> None:
-        """Serialise concurrent migrations from several processes."""
-
-    def migration_unlock(self, connection: sa.Connection) -> None:
-        """Release the migration lock, when it does not end with the transaction."""
+    @contextmanager
+    def migration_lock(self, engine: sa.Engine) -> Iterator[None]:
+        """Serialise migrations from several processes: held from before a migration
+        reads the schema's version until after its transaction committed, so that the
+        next process reads the new version and runs no step again (MySQL's DDL is not
+        transactional: a step run twice fails). SQLite: the write transaction's own
+        lock (``BEGIN IMMEDIATE``) does it."""
+        yield
 
     def nulls_last(self, column: sa.ColumnElement[Any], desc: bool) -> list[sa.ColumnElement[Any]]:
         """Order by ``column``, NULL counting as later than any value."""
         return [column.desc().nulls_first() if desc else column.asc().nulls_last()]
 
 
+#: the key of PostgreSQL's advisory lock, and the name of MySQL's named lock
+_MIGRATION_LOCK_KEY = 727166342
+_MIGRATION_LOCK_NAME = "dynflow_migrations"
+#: seconds a process waits for another one's migration before giving up
+MIGRATION_LOCK_TIMEOUT = 120
+
+
+@contextmanager
+def _session_lock(engine: sa.Engine, take: str, release: str) -> Iterator[None]:
+    """A lock of the database session on its own connection, so that it outlives the
+    migration's transaction (on another connection) until that one committed."""
+    with engine.connect() as connection:
+        taken = connection.execute(sa.text(take)).scalar()
+        connection.commit()
+        if taken == 0:
+            raise PersistenceError(
+                f"another process has been migrating the database for "
+                f"{MIGRATION_LOCK_TIMEOUT}s: check that it is still running (a stuck "
+                "`dynflow db upgrade` or world start-up), then try again"
+            )
+        try:
+            yield
+        finally:
+            try:
+                connection.execute(sa.text(release))
+                connection.commit()
+            except Exception:  # the session is gone, and its lock with it
+                connection.invalidate()
+
+
 @dataclass(frozen=True)
 class PostgresDialect(Dialect):
-    def migration_lock(self, connection: sa.Connection) -> None:
-        connection.execute(sa.text("SELECT pg_advisory_xact_lock(727166342)"))
+    @contextmanager
+    def migration_lock(self, engine: sa.Engine) -> Iterator[None]:
+        key = _MIGRATION_LOCK_KEY
+        with _session_lock(
+            engine,
+            f"SELECT pg_advisory_lock({key})",  # waits as long as it takes
+            f"SELECT pg_advisory_unlock({key})",
+        ):
+            yield
 
 
 @dataclass(frozen=True)
 class MysqlDialect(Dialect):
     now_sql: str = "SELECT UTC_TIMESTAMP(6)"
 
-    def migration_lock(self, connection: sa.Connection) -> None:
-        taken = connection.execute(sa.text("SELECT GET_LOCK('dynflow_migrations', 120)")).scalar()
-        if taken != 1:
-            raise PersistenceError(
-                "another process has been migrating the database for 120s: giving up"
-            )
-
-    def migration_unlock(self, connection: sa.Connection) -> None:
-        # a session lock: held by the pooled connection until released
-        connection.execute(sa.text("SELECT RELEASE_LOCK('dynflow_migrations')"))
+    @contextmanager
+    def migration_lock(self, engine: sa.Engine) -> Iterator[None]:
+        name = _MIGRATION_LOCK_NAME
+        with _session_lock(
+            engine,
+            f"SELECT GET_LOCK('{name}', {MIGRATION_LOCK_TIMEOUT})",  # 0 when timed out
+            f"SELECT RELEASE_LOCK('{name}')",
+        ):
+            yield
 
     def nulls_last(self, column: sa.ColumnElement[Any], desc: bool) -> list[sa.ColumnElement[Any]]:
         # no NULLS FIRST/LAST, and NULL sorts first
