@@ -84,6 +84,7 @@ class Failing(Action):
 def _clean() -> None:
     CHILD_PLANS.clear()
     FINALIZED.clear()
+    REGISTERED.clear()
 
 
 # -- unit helpers -----------------------------------------------------------------------
@@ -171,6 +172,35 @@ def test_create_action_with_a_trigger_continues_its_plan() -> None:
     assert child.id == parent.id + 1
     plan_action(child, "net-a")
     assert run_action(child).output == {"id": "net-net-a"}
+
+
+class WaitForCallback(Action):
+    """Registers a webhook and suspends; the event it gets completes it."""
+
+    def run(self, event: Any = None) -> None:
+        if event is None:
+            self.output["registered"] = True
+            self.suspend(lambda suspended: REGISTERED.append(suspended.step_id))
+        self.output["payload"] = event
+
+
+REGISTERED: list[int | None] = []
+
+
+def test_run_action_on_a_suspending_action_returns_it_suspended() -> None:
+    action = plan_action(create_action(WaitForCallback))
+
+    waiting = run_action(action)
+
+    assert waiting.suspended is True
+    assert waiting.output == {"registered": True}
+    assert [waiting.step_id] == REGISTERED
+
+    done = run_action(waiting, event={"status": "ok"})
+
+    assert done.suspended is False
+    assert done.output == {"registered": True, "payload": {"status": "ok"}}
+    assert not run_action(plan_action(create_action(CreateNetwork), "net-a")).suspended
 
 
 # -- InThreadWorld ------------------------------------------------------------------------

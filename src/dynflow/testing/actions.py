@@ -10,6 +10,7 @@ from typing import Any
 
 from dynflow.action.base import Action, PhaseContext, PlannedAction
 from dynflow.action.references import OutputReference, to_marker_or_refuse
+from dynflow.action.suspended import Suspend, SuspendedAction
 from dynflow.execution_plan.states import Phase
 from dynflow.serialization import find_refs, freeze, resolve_refs, to_json_value
 
@@ -96,13 +97,23 @@ def planned_actions(action: Action) -> list[PlannedStub]:
 
 
 def run_action(planned: Action, event: Any = None, **context: Any) -> Action:
-    """Run the planned action's ``run`` with its input; returns the action to inspect."""
+    """Run the planned action's ``run`` with its input; returns the action to inspect.
+
+    An action that suspends comes back with ``.suspended`` True and its output as far
+    as it got (its ``suspend`` callback is called, as the engine would); pass it back
+    with ``event=payload`` to deliver an event to it.
+    """
     resolved = _resolved_input(planned)
     action = _phase_instance(planned, Phase.RUN, resolved, dict(planned._output), context)
-    if event is None:
-        action.run()
-    else:
-        action.run(event)
+    try:
+        if event is None:
+            action.run()
+        else:
+            action.run(event)
+    except Suspend as suspend:
+        action.suspended = True
+        if suspend.callback is not None:
+            suspend.callback(SuspendedAction(action.world, action.execution_plan_id, 1))
     to_json_value(action._output, f"{type(action).__name__} output")
     return action
 
