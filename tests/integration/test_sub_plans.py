@@ -18,6 +18,7 @@ from dynflow import (
     ActionWorld,
     ExecutionPlan,
     PlanningFailed,
+    Rescue,
     PlanResult,
     PlanState,
     StepState,
@@ -110,6 +111,29 @@ class Child(Action):
             self.output["index"] = index
         finally:
             probe.leave()
+
+
+class SkippedChild(Action):
+    """Fails and is skipped by its rescue strategy: its plan ends ``warning``."""
+
+    rescue_strategy = Rescue.SKIP
+
+    def run(self, event: Any = None) -> None:
+        raise ChildBroke("host unreachable: skipped")
+
+
+class MixedParent(WithSubPlans, Action):
+    """``count`` children, the ones listed in ``skipped`` end ``warning``."""
+
+    def plan(self, key: str, count: int, skipped: list[int]) -> None:
+        self.plan_self(key=key, count=count, skipped=skipped)
+
+    def create_sub_plans(self) -> list[SubPlan]:
+        key, skipped = self.input["key"], self.input["skipped"]
+        return [
+            self.trigger(SkippedChild) if index in skipped else self.trigger(Child, key, index)
+            for index in range(self.input["count"])
+        ]
 
 
 class Parent(WithSubPlans, Action):
@@ -226,8 +250,10 @@ def counts(plan: ExecutionPlan, action_class: type[Action] | None = None) -> dic
     action = plan.entry_action
     if action_class is not None:
         (action,) = (a for a in plan.actions if a.action_class == action_class.class_name())
-    names = ("total_count", "success_count", "failed_count", "pending_count")
-    return {name: action.output[name] for name in names}
+    return {name: action.output[name] for name in COUNT_NAMES}
+
+
+COUNT_NAMES = ("total_count", "success_count", "failed_count", "pending_count")
 
 
 def release_one_at_a_time(probe: Probe, total: int, limit: int) -> None:
@@ -310,6 +336,28 @@ def test_parent_waits_suspended_until_every_child_stops(world: World, probe: Pro
         "failed_count": 0,
         "pending_count": 0,
     }
+
+
+def test_children_that_ended_warning_are_counted_apart_and_the_parent_ends_warning(
+    world: World, probe: Probe
+) -> None:
+    done = world.trigger(MixedParent, probe.key, 4, [1, 3]).finished.result(TIMEOUT)
+
+    assert (done.state, done.result) == (PlanState.STOPPED, PlanResult.WARNING)
+    output = done.entry_action.output
+    assert {name: output[name] for name in (*COUNT_NAMES, "warning_count")} == {
+        "total_count": 4,
+        "success_count": 2,
+        "warning_count": 2,
+        "failed_count": 0,
+        "pending_count": 0,
+    }
+    results = sorted(str(child.result) for child in children(world, done.id))
+    assert results == ["success", "success", "warning", "warning"]
+    # a parent whose children all succeeded still says so
+    clean = world.trigger(Parent, probe.key, 2).finished.result(TIMEOUT)
+    assert clean.result is PlanResult.SUCCESS
+    assert clean.entry_action.output["warning_count"] == 0
 
 
 def test_zero_children_parent_succeeds_at_once(world: World, probe: Probe) -> None:

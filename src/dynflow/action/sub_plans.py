@@ -34,8 +34,9 @@ class WithSubPlans:
     started up to ``concurrency_limit`` at a time (class attribute, or the
     ``concurrency_limit`` input); the step suspends until every child has
     stopped or paused. Its output gets ``total_count``, ``success_count``,
-    ``failed_count`` and ``pending_count``; it fails if any child failed, and a
-    resume re-runs only the failed (paused) children.
+    ``warning_count`` (children that ended ``warning``: the parent plan then ends
+    ``warning`` too), ``failed_count`` and ``pending_count``; it fails if any child
+    failed, and a resume re-runs only the failed (paused) children.
 
     For very many children define ``total_count()`` and ``batch(start, size)``
     (returning the sub-plans ``start`` to ``start + size``) instead: children are
@@ -53,6 +54,11 @@ class WithSubPlans:
     execution_plan_id: str
     id: int
     suspend: Any
+
+    @classmethod
+    def ended_with_warning(cls, output: Mapping[str, Any]) -> bool:
+        """The step succeeded, but some children ended ``warning``: so does the plan."""
+        return bool(output.get("warning_count"))
 
     def create_sub_plans(self) -> Iterable[SubPlan]:
         raise NotImplementedError(
@@ -157,9 +163,8 @@ class WithSubPlans:
 
     def _counts(self) -> dict[str, int]:
         counts = self.world.persistence.count_sub_plans(self.execution_plan_id, self.id)
-        success = counts.get((PlanState.STOPPED, PlanResult.SUCCESS), 0) + counts.get(
-            (PlanState.STOPPED, PlanResult.WARNING), 0
-        )
+        success = counts.get((PlanState.STOPPED, PlanResult.SUCCESS), 0)
+        warning = counts.get((PlanState.STOPPED, PlanResult.WARNING), 0)
         failed = sum(
             n
             for (state, result), n in counts.items()
@@ -171,8 +176,9 @@ class WithSubPlans:
         return {
             "total_count": total,
             "success_count": success,
+            "warning_count": warning,
             "failed_count": failed,
-            "pending_count": total - success - failed,
+            "pending_count": total - success - warning - failed,
             "running_count": running,
         }
 

@@ -381,9 +381,9 @@ class ExecutorCore(Committer):
     # -- ending -----------------------------------------------------------------------
 
     def _finish(self, runtime: PlanRuntime) -> None:
-        skipped = any(s.state is StepState.SKIPPED for s in runtime.steps.values())
+        warned = policy.warned(runtime)
         self._stop(
-            runtime, PlanResult.WARNING if skipped else PlanResult.SUCCESS, "finish execution"
+            runtime, PlanResult.WARNING if warned else PlanResult.SUCCESS, "finish execution"
         )
 
     def _stop(self, runtime: PlanRuntime, result: PlanResult, event: str) -> None:
