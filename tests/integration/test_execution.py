@@ -7,7 +7,7 @@ import operator
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -606,6 +606,49 @@ def test_times_are_recorded(world: World, box: Box) -> None:
     assert a_ended is not None
     assert b_started is not None
     assert a_ended <= b_started
+
+
+def wall_time(plan: ExecutionPlan, until: datetime) -> float:
+    assert plan.started_at is not None
+    return (until - plan.started_at).total_seconds()
+
+
+def test_real_time_is_wall_time_paused_time_included(world: World, box: Box) -> None:
+    def fail_first(action: Action) -> None:
+        if box.runs["a"] == 1:
+            raise RuntimeError("first run fails")
+
+    box.hooks["a"] = fail_first
+    paused = finish(world.trigger(Tree, box.key, ["seq", "a", "b"]).finished)
+    assert paused.state is PlanState.PAUSED
+    pause = paused.execution_history[-1]
+    assert pause.name == "pause execution"
+    # a paused plan keeps its wall time until the pause
+    assert paused.real_time == pytest.approx(wall_time(paused, pause.time), abs=0.05)
+    # the paused time is part of the wall time once the plan runs again
+    eventually(lambda: datetime.now(UTC) - pause.time > timedelta(seconds=0.5))
+
+    done = load(world, finish(world.resume(paused.id)).id)
+
+    assert (done.state, done.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
+    assert done.ended_at is not None
+    assert done.real_time == pytest.approx(wall_time(done, done.ended_at), abs=1e-6)
+    assert done.real_time > 0.5
+
+
+def test_real_time_of_a_running_plan_is_time_since_it_started(world: World, box: Box) -> None:
+    gate = box.gate("a")
+    triggered = world.trigger(Tree, box.key, ["seq", "a"])
+    assert gate.entered.wait(TIMEOUT)
+
+    before = datetime.now(UTC)
+    running = load(world, triggered.execution_plan_id)
+    after = datetime.now(UTC)
+
+    assert running.state is PlanState.RUNNING
+    assert wall_time(running, before) <= running.real_time <= wall_time(running, after)
+    gate.open()
+    finish(triggered.finished)
 
 
 def test_labels(world: World) -> None:

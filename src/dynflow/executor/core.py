@@ -387,8 +387,9 @@ class ExecutorCore(Committer):
         )
 
     def _stop(self, runtime: PlanRuntime, result: PlanResult, event: str) -> None:
+        ended_at = now()
         runtime.set_state(
-            PlanState.STOPPED, result, ended_at=now(), real_time=runtime.accumulate_real_time()
+            PlanState.STOPPED, result, ended_at=ended_at, real_time=runtime.wall_time(ended_at)
         )
         runtime.record(event, self.world_id)
         self.changes.released_locks.extend(policy.singleton_locks(runtime))
@@ -399,7 +400,7 @@ class ExecutorCore(Committer):
         runtime.set_state(
             PlanState.PAUSED,
             result or (PlanResult.ERROR if errors else PlanResult.PENDING),
-            real_time=runtime.accumulate_real_time(),
+            real_time=runtime.wall_time(now()),
         )
         runtime.record("pause execution", self.world_id)
         if self.terminating is not None and runtime.plan.result is PlanResult.PENDING:
@@ -421,7 +422,6 @@ class ExecutorCore(Committer):
             self._fail(future, ExecutionError(f"execution plan {plan.id} is already held here"))
             return
         runtime = PlanRuntime.from_plan(plan, self.changes)
-        runtime.resumed_at = None  # not executing: no real time accrues
         self.adopted[plan.id] = runtime
         self._later(partial(resolve, future, None))  # wrote nothing: never fenced off
 
