@@ -110,6 +110,35 @@ class WithReferences(Action):
         self.plan_action(Task, key=key, name="bystander")
 
 
+class Release(Action):
+    """Produces a version in run; its finalize (which runs first) moves it on."""
+
+    def run(self, event: Any = None) -> None:
+        self.output["version"] = "1.0"
+
+    def finalize(self) -> None:
+        self.output["version"] = "2.0"
+
+
+class Announce(Action):
+    """References the release's version; reports what run and finalize saw."""
+
+    def plan(self, key: str, version: Any) -> None:
+        self.plan_self(key=key, version=version)
+
+    def run(self, event: Any = None) -> None:
+        BOXES[self.input["key"]].seen["run"] = self.input["version"]
+
+    def finalize(self) -> None:
+        BOXES[self.input["key"]].seen["finalize"] = self.input["version"]
+
+
+class ReleaseAndAnnounce(Action):
+    def plan(self, key: str) -> None:
+        release = self.plan_action(Release)
+        self.plan_action(Announce, key, release.output["version"])
+
+
 class Triage(Action):
     """Passes its own future output to a child planned before its own run step."""
 
@@ -363,6 +392,18 @@ def test_output_references_resolve_at_run_time_and_order_the_steps(world: World,
         "a": {"b": 42},
         "c": ["x", "y"],
     }
+
+
+def test_a_step_that_ran_keeps_the_resolved_input(world: World, box: Box) -> None:
+    plan = finish(world.trigger(ReleaseAndAnnounce, box.key).finished)
+
+    assert (plan.state, plan.result) == (PlanState.STOPPED, PlanResult.SUCCESS), plan.errors
+    # finalize sees what run saw, though the referenced output changed meanwhile
+    assert box.seen == {"run": "1.0", "finalize": "1.0"}
+    stored = load(world, plan.id)
+    assert stored.action(2).output == {"version": "2.0"}
+    # the stored input shows what the step ran with, not the reference
+    assert stored.action(3).input == {"key": box.key, "version": "1.0"}
 
 
 def test_own_output_passed_to_a_child_while_planning(world: World, box: Box) -> None:

@@ -353,6 +353,8 @@ class ExecutorCore(Committer):
                     f"with World(queues={{{step.queue!r}: N}})"
                 )
             value = resolve_refs(action.input, lambda aid: runtime.actions[aid].output)
+            if value != action.input:
+                runtime.set_input(action.id, value)
         except (DynflowError, KeyError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
             runtime.set_step(

@@ -90,6 +90,12 @@ class PlanRuntime:
         self.actions[action_id].output = output
         self.changes.outputs[(self.id, action_id)] = output
 
+    def set_input(self, action_id: int, value: dict[str, Any]) -> None:
+        """The input with its output references resolved: kept, so that the plan shows
+        what the step ran with and later phases see the same values."""
+        self.actions[action_id].input = value
+        self.changes.inputs[(self.id, action_id)] = value
+
     def set_state(self, state: PlanState, result: PlanResult | None = None, **values: Any) -> None:
         check_plan_transition(self.plan.state, state)
         self.plan.state = state
