@@ -230,9 +230,12 @@ class World:
         ``stopped``/``cancelled``. A plan without cancellable steps is not affected.
         A delayed (``scheduled``) plan is cancelled at once: one future, resolved
         with the cancelled plan. A plan running in another world is cancelled there:
-        one future, resolved with how many steps got the cancel event.
+        one future, resolved with how many steps got the cancel event. The running
+        and suspended sub-plans of a ``WithSubPlans`` step are cancelled too.
         """
-        return self.control.cancel(execution_plan_id)
+        cancelling = self.control.cancel(execution_plan_id)
+        self.finished.cancel_children(execution_plan_id, cancelling)
+        return cancelling
 
     def schedule_step_timeout(
         self, execution_plan_id: str, step_id: int, sequence: int, seconds: float

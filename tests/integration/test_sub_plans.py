@@ -16,6 +16,7 @@ import pytest
 from dynflow import (
     Action,
     ActionWorld,
+    Cancellable,
     ExecutionPlan,
     PlanningFailed,
     PlanResult,
@@ -48,6 +49,8 @@ class Probe:
     runs: Counter[int] = field(default_factory=Counter)
     #: the world id of each child run
     worlds: list[str] = field(default_factory=list)
+    #: indexes of the children whose cancel() ran
+    cancelled: list[int] = field(default_factory=list)
     active: int = 0
     max_active: int = 0
     left: int = 0
@@ -133,6 +136,36 @@ class MixedParent(WithSubPlans, Action):
         return [
             self.trigger(SkippedChild) if index in skipped else self.trigger(Child, key, index)
             for index in range(self.input["count"])
+        ]
+
+
+class WaitingChild(Cancellable, Action):
+    """Suspends until an event (or a cancel) comes; ``cancel()`` records its index."""
+
+    def plan(self, key: str, index: int) -> None:
+        self.plan_self(key=key, index=index)
+
+    def run(self, event: Any = None) -> None:
+        if event is None:
+            PROBES[self.input["key"]].enter(self.input["index"], self.world.id)
+            self.suspend()
+
+    def cancel(self) -> None:
+        PROBES[self.input["key"]].cancelled.append(self.input["index"])
+
+
+class MixedWaitingParent(WithSubPlans, Action):
+    """Child 0 runs (held when the probe says so), the others suspend; at most
+    ``limit`` at once, so the last ones do not start."""
+
+    def plan(self, key: str, count: int, limit: int) -> None:
+        self.plan_self(key=key, count=count, concurrency_limit=limit)
+
+    def create_sub_plans(self) -> list[SubPlan]:
+        key = self.input["key"]
+        return [
+            self.trigger(Child, key, 0),
+            *(self.trigger(WaitingChild, key, index) for index in range(1, self.input["count"])),
         ]
 
 
@@ -661,3 +694,71 @@ def test_halting_the_parent_stops_the_children_it_never_started(
     probe.release.release(10)
     eventually(lambda: all(child.state is PlanState.STOPPED for child in children(world, plan_id)))
     assert sum(probe.runs.values()) == 1  # the two waiting children never ran
+
+
+# -- cancelling and halting the parent -------------------------------------------------
+
+
+def settle_children(world: World, plan_id: str) -> dict[int, ExecutionPlan]:
+    """The children once all stopped, by index; none keeps an execution lock."""
+    found = eventually(
+        lambda: (
+            (kids := children(world, plan_id))
+            and all(c.state is PlanState.STOPPED for c in kids)
+            and kids
+        )
+    )
+    for child in found:
+        assert not world.coordinator.find_locks(id=child.id), child
+    return {load(world, c.id).entry_action.input["index"]: c for c in found}
+
+
+def start_mixed(world: World, probe: Probe) -> tuple[str, int]:
+    """Child 0 runs (held), the others suspend, but one of the four never starts (the
+    limit is three): (parent id, index of the child not started)."""
+    probe.held = True
+    triggered = world.trigger(MixedWaitingParent, probe.key, 4, 3)
+    plan_id = triggered.execution_plan_id
+    eventually(lambda: len(probe.runs) == 3)
+    eventually(lambda: len(children(world, plan_id, PlanState.RUNNING)) == 3)
+    wait_parent_suspended(world, plan_id, MixedWaitingParent)
+    (unstarted,) = set(range(4)) - set(probe.runs)
+    return plan_id, unstarted
+
+
+def test_cancelling_the_parent_cancels_its_children(
+    db_url: str, make_world: MakeWorld, probe: Probe
+) -> None:
+    world = make_world(db_url, pool_size=6)
+    plan_id, unstarted = start_mixed(world, probe)
+
+    for future in world.cancel(plan_id):
+        future.result(TIMEOUT)
+
+    parent = eventually(lambda: (p := load(world, plan_id)).state is PlanState.STOPPED and p)
+    assert parent.result is PlanResult.CANCELLED
+    probe.release.release()  # the running child, not cancellable, finishes its run
+    found = settle_children(world, plan_id)
+    waiting = sorted({1, 2, 3} - {unstarted})
+    assert sorted(probe.cancelled) == waiting
+    expected = {index: "cancelled" for index in waiting} | {0: "success", unstarted: "error"}
+    assert {index: str(c.result) for index, c in found.items()} == expected
+    assert unstarted not in probe.runs  # stopped without running
+
+
+def test_halting_the_parent_halts_its_children(
+    db_url: str, make_world: MakeWorld, probe: Probe
+) -> None:
+    world = make_world(db_url, pool_size=6)
+    plan_id, unstarted = start_mixed(world, probe)
+
+    halted = world.halt(plan_id).result(TIMEOUT)
+
+    assert (halted.state, halted.result) == (PlanState.STOPPED, PlanResult.ERROR)
+    found = settle_children(world, plan_id)
+    assert {index: str(c.result) for index, c in found.items()} == dict.fromkeys(range(4), "error")
+    assert probe.cancelled == []  # halted, not cancelled
+    assert unstarted not in probe.runs
+    for index in set(range(4)) - {unstarted}:
+        (error,) = load(world, found[index].id).errors
+        assert "halted" in error.message

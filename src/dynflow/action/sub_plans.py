@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
+from dynflow.action.cancellable import Cancellable
 from dynflow.action.events import EVENT_KEY, is_engine_event
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.states import PlanResult, PlanState
@@ -26,7 +27,7 @@ class SubPlansFailed(DynflowError):
     """Some sub-plans of a ``WithSubPlans`` action failed."""
 
 
-class WithSubPlans:
+class WithSubPlans(Cancellable):
     """Mixin: ``create_sub_plans()`` triggers child plans; the step waits for them all.
 
     ``create_sub_plans()`` returns (or yields) the sub-plans made with
@@ -37,6 +38,10 @@ class WithSubPlans:
     ``warning_count`` (children that ended ``warning``: the parent plan then ends
     ``warning`` too), ``failed_count`` and ``pending_count``; it fails if any child
     failed, and a resume re-runs only the failed (paused) children.
+
+    ``world.cancel(parent)`` cancels the step (it ends ``cancelled``) and the running
+    and suspended children (``world.cancel(child)``); ``world.halt(parent)`` halts
+    the running and suspended children. Children not started are stopped either way.
 
     For very many children define ``total_count()`` and ``batch(start, size)``
     (returning the sub-plans ``start`` to ``start + size``) instead: children are

@@ -56,6 +56,8 @@ class ActionWorld(Protocol):
 
     def halt(self, execution_plan_id: str) -> Future[ExecutionPlan]: ...
 
+    def cancel(self, execution_plan_id: str) -> list[Future[Any]]: ...
+
     def plan_sub_plan(
         self,
         action_class: type[Any],
