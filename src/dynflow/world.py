@@ -118,7 +118,7 @@ class World:
             else make_connector(self.config, self.persistence)
         )
         self.cluster = Cluster(ports, self.connector, self.config.heartbeat_interval)
-        inline = getattr(executor, "inline", False)
+        inline = self._inline = getattr(executor, "inline", False)
         self.finished = FinishedPlans(ports, self, run_soon=_inline if inline else None)
         self.planner = Planner(ports, self, middleware, self.transactions)
         #: delayed plans; an executor world starts them when their time comes
@@ -188,6 +188,13 @@ class World:
         """Plan a child plan of action ``caller`` = (plan id, action id) (``WithSubPlans``)."""
         self.control.require_alive()
         return self.planner.plan(action_class, args, kwargs, caller=caller)
+
+    def start_sub_plan(self, execution_plan_id: str) -> Future[ExecutionPlan]:
+        """Start a planned child plan on some executor world that serves its queues (round
+        robin over the live ones); an in-thread world runs it itself."""
+        if self._inline:
+            return self.control.execute(execution_plan_id)
+        return self.control.hand_out(execution_plan_id)
 
     # -- operations on plans (see dynflow.services.control) ------------------------
 

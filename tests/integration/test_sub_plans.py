@@ -673,7 +673,6 @@ def test_a_starting_world_leaves_planned_children_to_their_parent(
     done = triggered.finished.result(TIMEOUT)
     assert (done.state, done.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
     assert probe.max_active == 2
-    assert set(probe.worlds) == {first.id}
 
 
 def test_halting_the_parent_stops_the_children_it_never_started(
@@ -762,3 +761,52 @@ def test_halting_the_parent_halts_its_children(
     for index in set(range(4)) - {unstarted}:
         (error,) = load(world, found[index].id).errors
         assert "halted" in error.message
+
+
+# -- children spread over the executors ------------------------------------------------
+
+
+def started_by(world: World, plan_id: str) -> list[str | None]:
+    return [
+        entry.world_id
+        for entry in load(world, plan_id).execution_history
+        if entry.name == "start execution"
+    ]
+
+
+def test_children_are_spread_over_the_live_executors(
+    db_url: str, make_world: MakeWorld, probe: Probe
+) -> None:
+    first = make_world(db_url, connector="database", connector_poll_interval=0.05)
+    second = make_world(db_url, connector="database", connector_poll_interval=0.05)
+
+    done = first.trigger(Parent, probe.key, 6).finished.result(TIMEOUT)
+
+    assert (done.state, done.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
+    assert counts(done)["success_count"] == 6
+    executors = [started_by(first, child.id) for child in children(first, done.id)]
+    assert all(len(started) == 1 for started in executors), executors
+    assert {started[0] for started in executors} == {first.id, second.id}
+    assert set(probe.worlds) == {first.id, second.id}
+    assert started_by(first, done.id) == [first.id]
+
+
+def test_cancelling_the_parent_reaches_children_in_other_worlds(
+    db_url: str, make_world: MakeWorld, probe: Probe
+) -> None:
+    options = {"connector": "database", "connector_poll_interval": 0.05, "pool_size": 6}
+    first = make_world(db_url, **options)
+    second = make_world(db_url, **options)
+    plan_id, unstarted = start_mixed(first, probe)
+    assert set(probe.worlds) == {first.id, second.id}
+
+    for future in second.cancel(plan_id):  # asked in the world that does not run it
+        future.result(TIMEOUT)
+
+    probe.release.release()
+    found = settle_children(first, plan_id)
+    waiting = sorted({1, 2, 3} - {unstarted})
+    assert sorted(probe.cancelled) == waiting
+    expected = {index: "cancelled" for index in waiting} | {0: "success", unstarted: "error"}
+    assert {index: str(c.result) for index, c in found.items()} == expected
+    assert load(first, plan_id).result is PlanResult.CANCELLED

@@ -194,7 +194,7 @@ class WithSubPlans(Cancellable):
         if free is None or free > 0:
             waiting = self._children(PlanState.PLANNED)
             for child in waiting if free is None else waiting[:free]:
-                self.world.execute(child.id)
+                self.world.start_sub_plan(child.id)
                 counts["running_count"] += 1
         counts.pop("running_count")
         return counts

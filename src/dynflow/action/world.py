@@ -69,6 +69,10 @@ class ActionWorld(Protocol):
         (plan id, action id); its parent starts it."""
         ...
 
+    def start_sub_plan(self, execution_plan_id: str) -> Future[ExecutionPlan]:
+        """Start a planned child plan on any live executor serving its queues."""
+        ...
+
     def schedule_step_timeout(
         self, execution_plan_id: str, step_id: int, sequence: int, seconds: float
     ) -> None:
