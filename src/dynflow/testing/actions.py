@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +12,9 @@ from typing import Any
 from dynflow.action.base import Action, PhaseContext, PlannedAction
 from dynflow.action.references import OutputReference, to_marker_or_refuse
 from dynflow.action.suspended import Suspend, SuspendedAction
+from dynflow.clock import ManualClock
 from dynflow.execution_plan.states import Phase
+from dynflow.futures import resolved
 from dynflow.serialization import find_refs, freeze, resolve_refs, to_json_value
 
 
@@ -69,6 +72,40 @@ class _RecordingBuilder:
     @contextmanager
     def concurrence(self) -> Iterator[None]:
         yield
+
+
+class UnitWorld:
+    """The world of actions run by :func:`run_action`: what they send is kept, not sent.
+
+    ``clock`` is a :class:`~dynflow.clock.ManualClock`: ``self.plan_event(...)`` (a
+    ``Polling`` action's next poll) waits on it until ``clock.advance(seconds)``, then
+    lands in ``events`` as (plan id, step id, payload); hand a payload back with
+    ``run_action(action, event=payload)``. Anything else an action asks of the world
+    needs a real one: pass ``world=`` (e.g. an ``InThreadWorld``).
+    """
+
+    id = "dynflow.testing"
+
+    def __init__(self) -> None:
+        self.clock = ManualClock()
+        self.events: list[tuple[str, int, Any]] = []
+
+    def event(
+        self, execution_plan_id: str, step_id: int, payload: Any = None, *, optional: bool = False
+    ) -> Future[Any]:
+        self.events.append((execution_plan_id, step_id, payload))
+        return resolved(True)
+
+    def schedule_step_timeout(
+        self, execution_plan_id: str, step_id: int, sequence: int, seconds: float
+    ) -> None:
+        """A unit test decides itself when a step times out."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(
+            f"run_action's world has no {name!r}: pass run_action(action, world=...) a "
+            "real world (e.g. InThreadWorld) to use it"
+        )
 
 
 def create_action(action_class: type[Action], trigger: Any = None, world: Any = None) -> Action:
@@ -188,8 +225,11 @@ def _resolved_input(action: Action) -> Any:
 def _phase_instance(
     source: Action, phase: Phase, input: Any, output: dict[str, Any], extra: dict[str, Any]
 ) -> Action:
+    world = extra.get("world", source.world)
+    if world is None and phase is Phase.RUN:
+        world = UnitWorld()
     context = PhaseContext(
-        extra.get("world", source.world),
+        world,
         source.execution_plan_id,
         phase,
         step_id=1,
