@@ -124,7 +124,7 @@ class World:
             else make_connector(self.config, self.persistence)
         )
         self.cluster = Cluster(ports, self.connector, self.config.heartbeat_interval)
-        inline = getattr(executor, "inline", False)
+        inline = self._inline = getattr(executor, "inline", False)
         self.finished = FinishedPlans(ports, self, run_soon=_inline if inline else None)
         self.planner = Planner(ports, self, middleware, self.transactions)
         #: delayed plans; an executor world starts them when their time comes
@@ -195,6 +195,13 @@ class World:
         self.control.require_alive()
         return self.planner.plan(action_class, args, kwargs, caller=caller)
 
+    def start_sub_plan(self, execution_plan_id: str) -> Future[ExecutionPlan]:
+        """Start a planned child plan on some executor world that serves its queues (round
+        robin over the live ones); an in-thread world runs it itself."""
+        if self._inline:
+            return self.control.execute(execution_plan_id)
+        return self.control.hand_out(execution_plan_id)
+
     # -- operations on plans (see dynflow.services.control) ------------------------
 
     def execute(self, execution_plan_id: str) -> Future[ExecutionPlan]:
@@ -236,9 +243,12 @@ class World:
         ``stopped``/``cancelled``. A plan without cancellable steps is not affected.
         A delayed (``scheduled``) plan is cancelled at once: one future, resolved
         with the cancelled plan. A plan running in another world is cancelled there:
-        one future, resolved with how many steps got the cancel event.
+        one future, resolved with how many steps got the cancel event. The running
+        and suspended sub-plans of a ``WithSubPlans`` step are cancelled too.
         """
-        return self.control.cancel(execution_plan_id)
+        cancelling = self.control.cancel(execution_plan_id)
+        self.finished.cancel_children(execution_plan_id, cancelling)
+        return cancelling
 
     def schedule_step_timeout(
         self, execution_plan_id: str, step_id: int, sequence: int, seconds: float

@@ -7,7 +7,7 @@ import operator
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -108,6 +108,35 @@ class WithReferences(Action):
             whole=producer.output,
         )
         self.plan_action(Task, key=key, name="bystander")
+
+
+class Release(Action):
+    """Produces a version in run; its finalize (which runs first) moves it on."""
+
+    def run(self, event: Any = None) -> None:
+        self.output["version"] = "1.0"
+
+    def finalize(self) -> None:
+        self.output["version"] = "2.0"
+
+
+class Announce(Action):
+    """References the release's version; reports what run and finalize saw."""
+
+    def plan(self, key: str, version: Any) -> None:
+        self.plan_self(key=key, version=version)
+
+    def run(self, event: Any = None) -> None:
+        BOXES[self.input["key"]].seen["run"] = self.input["version"]
+
+    def finalize(self) -> None:
+        BOXES[self.input["key"]].seen["finalize"] = self.input["version"]
+
+
+class ReleaseAndAnnounce(Action):
+    def plan(self, key: str) -> None:
+        release = self.plan_action(Release)
+        self.plan_action(Announce, key, release.output["version"])
 
 
 class Triage(Action):
@@ -365,6 +394,18 @@ def test_output_references_resolve_at_run_time_and_order_the_steps(world: World,
     }
 
 
+def test_a_step_that_ran_keeps_the_resolved_input(world: World, box: Box) -> None:
+    plan = finish(world.trigger(ReleaseAndAnnounce, box.key).finished)
+
+    assert (plan.state, plan.result) == (PlanState.STOPPED, PlanResult.SUCCESS), plan.errors
+    # finalize sees what run saw, though the referenced output changed meanwhile
+    assert box.seen == {"run": "1.0", "finalize": "1.0"}
+    stored = load(world, plan.id)
+    assert stored.action(2).output == {"version": "2.0"}
+    # the stored input shows what the step ran with, not the reference
+    assert stored.action(3).input == {"key": box.key, "version": "1.0"}
+
+
 def test_own_output_passed_to_a_child_while_planning(world: World, box: Box) -> None:
     triage = box.gates["triage"] = Gate()
     triggered = world.trigger(Triage, box.key)
@@ -606,6 +647,49 @@ def test_times_are_recorded(world: World, box: Box) -> None:
     assert a_ended is not None
     assert b_started is not None
     assert a_ended <= b_started
+
+
+def wall_time(plan: ExecutionPlan, until: datetime) -> float:
+    assert plan.started_at is not None
+    return (until - plan.started_at).total_seconds()
+
+
+def test_real_time_is_wall_time_paused_time_included(world: World, box: Box) -> None:
+    def fail_first(action: Action) -> None:
+        if box.runs["a"] == 1:
+            raise RuntimeError("first run fails")
+
+    box.hooks["a"] = fail_first
+    paused = finish(world.trigger(Tree, box.key, ["seq", "a", "b"]).finished)
+    assert paused.state is PlanState.PAUSED
+    pause = paused.execution_history[-1]
+    assert pause.name == "pause execution"
+    # a paused plan keeps its wall time until the pause
+    assert paused.real_time == pytest.approx(wall_time(paused, pause.time), abs=0.05)
+    # the paused time is part of the wall time once the plan runs again
+    eventually(lambda: datetime.now(UTC) - pause.time > timedelta(seconds=0.5))
+
+    done = load(world, finish(world.resume(paused.id)).id)
+
+    assert (done.state, done.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
+    assert done.ended_at is not None
+    assert done.real_time == pytest.approx(wall_time(done, done.ended_at), abs=1e-6)
+    assert done.real_time > 0.5
+
+
+def test_real_time_of_a_running_plan_is_time_since_it_started(world: World, box: Box) -> None:
+    gate = box.gate("a")
+    triggered = world.trigger(Tree, box.key, ["seq", "a"])
+    assert gate.entered.wait(TIMEOUT)
+
+    before = datetime.now(UTC)
+    running = load(world, triggered.execution_plan_id)
+    after = datetime.now(UTC)
+
+    assert running.state is PlanState.RUNNING
+    assert wall_time(running, before) <= running.real_time <= wall_time(running, after)
+    gate.open()
+    finish(triggered.finished)
 
 
 def test_labels(world: World) -> None:

@@ -16,10 +16,12 @@ import pytest
 from dynflow import (
     Action,
     ActionWorld,
+    Cancellable,
     ExecutionPlan,
     PlanningFailed,
     PlanResult,
     PlanState,
+    Rescue,
     StepState,
     SubPlan,
     WithSubPlans,
@@ -47,6 +49,8 @@ class Probe:
     runs: Counter[int] = field(default_factory=Counter)
     #: the world id of each child run
     worlds: list[str] = field(default_factory=list)
+    #: indexes of the children whose cancel() ran
+    cancelled: list[int] = field(default_factory=list)
     active: int = 0
     max_active: int = 0
     left: int = 0
@@ -110,6 +114,59 @@ class Child(Action):
             self.output["index"] = index
         finally:
             probe.leave()
+
+
+class SkippedChild(Action):
+    """Fails and is skipped by its rescue strategy: its plan ends ``warning``."""
+
+    rescue_strategy = Rescue.SKIP
+
+    def run(self, event: Any = None) -> None:
+        raise ChildBroke("host unreachable: skipped")
+
+
+class MixedParent(WithSubPlans, Action):
+    """``count`` children, the ones listed in ``skipped`` end ``warning``."""
+
+    def plan(self, key: str, count: int, skipped: list[int]) -> None:
+        self.plan_self(key=key, count=count, skipped=skipped)
+
+    def create_sub_plans(self) -> list[SubPlan]:
+        key, skipped = self.input["key"], self.input["skipped"]
+        return [
+            self.trigger(SkippedChild) if index in skipped else self.trigger(Child, key, index)
+            for index in range(self.input["count"])
+        ]
+
+
+class WaitingChild(Cancellable, Action):
+    """Suspends until an event (or a cancel) comes; ``cancel()`` records its index."""
+
+    def plan(self, key: str, index: int) -> None:
+        self.plan_self(key=key, index=index)
+
+    def run(self, event: Any = None) -> None:
+        if event is None:
+            PROBES[self.input["key"]].enter(self.input["index"], self.world.id)
+            self.suspend()
+
+    def cancel(self) -> None:
+        PROBES[self.input["key"]].cancelled.append(self.input["index"])
+
+
+class MixedWaitingParent(WithSubPlans, Action):
+    """Child 0 runs (held when the probe says so), the others suspend; at most
+    ``limit`` at once, so the last ones do not start."""
+
+    def plan(self, key: str, count: int, limit: int) -> None:
+        self.plan_self(key=key, count=count, concurrency_limit=limit)
+
+    def create_sub_plans(self) -> list[SubPlan]:
+        key = self.input["key"]
+        return [
+            self.trigger(Child, key, 0),
+            *(self.trigger(WaitingChild, key, index) for index in range(1, self.input["count"])),
+        ]
 
 
 class Parent(WithSubPlans, Action):
@@ -226,8 +283,10 @@ def counts(plan: ExecutionPlan, action_class: type[Action] | None = None) -> dic
     action = plan.entry_action
     if action_class is not None:
         (action,) = (a for a in plan.actions if a.action_class == action_class.class_name())
-    names = ("total_count", "success_count", "failed_count", "pending_count")
-    return {name: action.output[name] for name in names}
+    return {name: action.output[name] for name in COUNT_NAMES}
+
+
+COUNT_NAMES = ("total_count", "success_count", "failed_count", "pending_count")
 
 
 def release_one_at_a_time(probe: Probe, total: int, limit: int) -> None:
@@ -310,6 +369,28 @@ def test_parent_waits_suspended_until_every_child_stops(world: World, probe: Pro
         "failed_count": 0,
         "pending_count": 0,
     }
+
+
+def test_children_that_ended_warning_are_counted_apart_and_the_parent_ends_warning(
+    world: World, probe: Probe
+) -> None:
+    done = world.trigger(MixedParent, probe.key, 4, [1, 3]).finished.result(TIMEOUT)
+
+    assert (done.state, done.result) == (PlanState.STOPPED, PlanResult.WARNING)
+    output = done.entry_action.output
+    assert {name: output[name] for name in (*COUNT_NAMES, "warning_count")} == {
+        "total_count": 4,
+        "success_count": 2,
+        "warning_count": 2,
+        "failed_count": 0,
+        "pending_count": 0,
+    }
+    results = sorted(str(child.result) for child in children(world, done.id))
+    assert results == ["success", "success", "warning", "warning"]
+    # a parent whose children all succeeded still says so
+    clean = world.trigger(Parent, probe.key, 2).finished.result(TIMEOUT)
+    assert clean.result is PlanResult.SUCCESS
+    assert clean.entry_action.output["warning_count"] == 0
 
 
 def test_zero_children_parent_succeeds_at_once(world: World, probe: Probe) -> None:
@@ -592,7 +673,6 @@ def test_a_starting_world_leaves_planned_children_to_their_parent(
     done = triggered.finished.result(TIMEOUT)
     assert (done.state, done.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
     assert probe.max_active == 2
-    assert set(probe.worlds) == {first.id}
 
 
 def test_halting_the_parent_stops_the_children_it_never_started(
@@ -613,3 +693,120 @@ def test_halting_the_parent_stops_the_children_it_never_started(
     probe.release.release(10)
     eventually(lambda: all(child.state is PlanState.STOPPED for child in children(world, plan_id)))
     assert sum(probe.runs.values()) == 1  # the two waiting children never ran
+
+
+# -- cancelling and halting the parent -------------------------------------------------
+
+
+def settle_children(world: World, plan_id: str) -> dict[int, ExecutionPlan]:
+    """The children once all stopped, by index; none keeps an execution lock."""
+    found = eventually(
+        lambda: (
+            (kids := children(world, plan_id))
+            and all(c.state is PlanState.STOPPED for c in kids)
+            and kids
+        )
+    )
+    for child in found:
+        assert not world.coordinator.find_locks(id=child.id), child
+    return {load(world, c.id).entry_action.input["index"]: c for c in found}
+
+
+def start_mixed(world: World, probe: Probe) -> tuple[str, int]:
+    """Child 0 runs (held), the others suspend, but one of the four never starts (the
+    limit is three): (parent id, index of the child not started)."""
+    probe.held = True
+    triggered = world.trigger(MixedWaitingParent, probe.key, 4, 3)
+    plan_id = triggered.execution_plan_id
+    eventually(lambda: len(probe.runs) == 3)
+    eventually(lambda: len(children(world, plan_id, PlanState.RUNNING)) == 3)
+    wait_parent_suspended(world, plan_id, MixedWaitingParent)
+    (unstarted,) = set(range(4)) - set(probe.runs)
+    return plan_id, unstarted
+
+
+def test_cancelling_the_parent_cancels_its_children(
+    db_url: str, make_world: MakeWorld, probe: Probe
+) -> None:
+    world = make_world(db_url, pool_size=6)
+    plan_id, unstarted = start_mixed(world, probe)
+
+    for future in world.cancel(plan_id):
+        future.result(TIMEOUT)
+
+    parent = eventually(lambda: (p := load(world, plan_id)).state is PlanState.STOPPED and p)
+    assert parent.result is PlanResult.CANCELLED
+    probe.release.release()  # the running child, not cancellable, finishes its run
+    found = settle_children(world, plan_id)
+    waiting = sorted({1, 2, 3} - {unstarted})
+    assert sorted(probe.cancelled) == waiting
+    expected = {index: "cancelled" for index in waiting} | {0: "success", unstarted: "error"}
+    assert {index: str(c.result) for index, c in found.items()} == expected
+    assert unstarted not in probe.runs  # stopped without running
+
+
+def test_halting_the_parent_halts_its_children(
+    db_url: str, make_world: MakeWorld, probe: Probe
+) -> None:
+    world = make_world(db_url, pool_size=6)
+    plan_id, unstarted = start_mixed(world, probe)
+
+    halted = world.halt(plan_id).result(TIMEOUT)
+
+    assert (halted.state, halted.result) == (PlanState.STOPPED, PlanResult.ERROR)
+    found = settle_children(world, plan_id)
+    assert {index: str(c.result) for index, c in found.items()} == dict.fromkeys(range(4), "error")
+    assert probe.cancelled == []  # halted, not cancelled
+    assert unstarted not in probe.runs
+    for index in set(range(4)) - {unstarted}:
+        (error,) = load(world, found[index].id).errors
+        assert "halted" in error.message
+
+
+# -- children spread over the executors ------------------------------------------------
+
+
+def started_by(world: World, plan_id: str) -> list[str | None]:
+    return [
+        entry.world_id
+        for entry in load(world, plan_id).execution_history
+        if entry.name == "start execution"
+    ]
+
+
+def test_children_are_spread_over_the_live_executors(
+    db_url: str, make_world: MakeWorld, probe: Probe
+) -> None:
+    first = make_world(db_url, connector="database", connector_poll_interval=0.05)
+    second = make_world(db_url, connector="database", connector_poll_interval=0.05)
+
+    done = first.trigger(Parent, probe.key, 6).finished.result(TIMEOUT)
+
+    assert (done.state, done.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
+    assert counts(done)["success_count"] == 6
+    executors = [started_by(first, child.id) for child in children(first, done.id)]
+    assert all(len(started) == 1 for started in executors), executors
+    assert {started[0] for started in executors} == {first.id, second.id}
+    assert set(probe.worlds) == {first.id, second.id}
+    assert started_by(first, done.id) == [first.id]
+
+
+def test_cancelling_the_parent_reaches_children_in_other_worlds(
+    db_url: str, make_world: MakeWorld, probe: Probe
+) -> None:
+    options = {"connector": "database", "connector_poll_interval": 0.05, "pool_size": 6}
+    first = make_world(db_url, **options)
+    second = make_world(db_url, **options)
+    plan_id, unstarted = start_mixed(first, probe)
+    assert set(probe.worlds) == {first.id, second.id}
+
+    for future in second.cancel(plan_id):  # asked in the world that does not run it
+        future.result(TIMEOUT)
+
+    probe.release.release()
+    found = settle_children(first, plan_id)
+    waiting = sorted({1, 2, 3} - {unstarted})
+    assert sorted(probe.cancelled) == waiting
+    expected = {index: "cancelled" for index in waiting} | {0: "success", unstarted: "error"}
+    assert {index: str(c.result) for index, c in found.items()} == expected
+    assert load(first, plan_id).result is PlanResult.CANCELLED

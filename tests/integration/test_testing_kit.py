@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
-from dynflow import Action, PlanResult, PlanState, StepState
+from dynflow import Action, PlanResult, PlanState, Polling, StepState
+from dynflow.action.events import POLL
 from dynflow.testing import (
     InThreadWorld,
     ManualClock,
+    UnitWorld,
     assert_action_planned,
     assert_action_planned_with,
     assert_run_phase,
@@ -84,6 +86,7 @@ class Failing(Action):
 def _clean() -> None:
     CHILD_PLANS.clear()
     FINALIZED.clear()
+    REGISTERED.clear()
 
 
 # -- unit helpers -----------------------------------------------------------------------
@@ -171,6 +174,74 @@ def test_create_action_with_a_trigger_continues_its_plan() -> None:
     assert child.id == parent.id + 1
     plan_action(child, "net-a")
     assert run_action(child).output == {"id": "net-net-a"}
+
+
+class WaitForCallback(Action):
+    """Registers a webhook and suspends; the event it gets completes it."""
+
+    def run(self, event: Any = None) -> None:
+        if event is None:
+            self.output["registered"] = True
+            self.suspend(lambda suspended: REGISTERED.append(suspended.step_id))
+        self.output["payload"] = event
+
+
+REGISTERED: list[int | None] = []
+
+
+def test_run_action_on_a_suspending_action_returns_it_suspended() -> None:
+    action = plan_action(create_action(WaitForCallback))
+
+    waiting = run_action(action)
+
+    assert waiting.suspended is True
+    assert waiting.output == {"registered": True}
+    assert [waiting.step_id] == REGISTERED
+
+    done = run_action(waiting, event={"status": "ok"})
+
+    assert done.suspended is False
+    assert done.output == {"registered": True, "payload": {"status": "ok"}}
+    assert not run_action(plan_action(create_action(CreateNetwork), "net-a")).suspended
+
+
+class Build(Polling, Action):
+    """Polls a fake CI: done on the second poll."""
+
+    poll_intervals = (5,)
+
+    def invoke_external_task(self) -> Any:
+        return {"id": 7, "polls": 0}
+
+    def poll_external_task(self) -> Any:
+        task = dict(self.external_task)
+        task["polls"] += 1
+        return task
+
+    def done(self) -> bool:
+        return bool(self.external_task["polls"] >= 2)
+
+
+def test_run_action_polls_a_polling_action() -> None:
+    action = plan_action(create_action(Build))
+
+    started = run_action(action)
+    world = started.world
+    assert isinstance(world, UnitWorld)
+
+    assert started.suspended
+    assert started.output["external_task"] == {"id": 7, "polls": 0}
+    # the next poll is planned on the world's manual clock; advancing it sends the event
+    assert world.clock.pending() == 1
+    world.clock.advance(5)
+    assert [payload for _, _, payload in world.events] == [POLL]
+
+    polled = run_action(started, event=POLL)
+    assert polled.suspended
+    assert polled.output["external_task"]["polls"] == 1
+    done = run_action(polled, event=POLL)
+    assert not done.suspended
+    assert done.output["external_task"] == {"id": 7, "polls": 2}
 
 
 # -- InThreadWorld ------------------------------------------------------------------------

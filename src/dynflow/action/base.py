@@ -91,6 +91,8 @@ class Action:
     middleware: ClassVar[Sequence[type[Middleware]]] = ()
     Input: ClassVar[type[BaseModel] | None] = None
     progress_weight: ClassVar[float] = 1.0
+    #: set by ``dynflow.testing.run_action``: True when ``run`` ended by suspending
+    suspended: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
+from dynflow.action.cancellable import Cancellable
 from dynflow.action.events import EVENT_KEY, is_engine_event
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.states import PlanResult, PlanState
@@ -26,7 +27,7 @@ class SubPlansFailed(DynflowError):
     """Some sub-plans of a ``WithSubPlans`` action failed."""
 
 
-class WithSubPlans:
+class WithSubPlans(Cancellable):
     """Mixin: ``create_sub_plans()`` triggers child plans; the step waits for them all.
 
     ``create_sub_plans()`` returns (or yields) the sub-plans made with
@@ -34,8 +35,13 @@ class WithSubPlans:
     started up to ``concurrency_limit`` at a time (class attribute, or the
     ``concurrency_limit`` input); the step suspends until every child has
     stopped or paused. Its output gets ``total_count``, ``success_count``,
-    ``failed_count`` and ``pending_count``; it fails if any child failed, and a
-    resume re-runs only the failed (paused) children.
+    ``warning_count`` (children that ended ``warning``: the parent plan then ends
+    ``warning`` too), ``failed_count`` and ``pending_count``; it fails if any child
+    failed, and a resume re-runs only the failed (paused) children.
+
+    ``world.cancel(parent)`` cancels the step (it ends ``cancelled``) and the running
+    and suspended children (``world.cancel(child)``); ``world.halt(parent)`` halts
+    the running and suspended children. Children not started are stopped either way.
 
     For very many children define ``total_count()`` and ``batch(start, size)``
     (returning the sub-plans ``start`` to ``start + size``) instead: children are
@@ -53,6 +59,11 @@ class WithSubPlans:
     execution_plan_id: str
     id: int
     suspend: Any
+
+    @classmethod
+    def ended_with_warning(cls, output: Mapping[str, Any]) -> bool:
+        """The step succeeded, but some children ended ``warning``: so does the plan."""
+        return bool(output.get("warning_count"))
 
     def create_sub_plans(self) -> Iterable[SubPlan]:
         raise NotImplementedError(
@@ -157,9 +168,8 @@ class WithSubPlans:
 
     def _counts(self) -> dict[str, int]:
         counts = self.world.persistence.count_sub_plans(self.execution_plan_id, self.id)
-        success = counts.get((PlanState.STOPPED, PlanResult.SUCCESS), 0) + counts.get(
-            (PlanState.STOPPED, PlanResult.WARNING), 0
-        )
+        success = counts.get((PlanState.STOPPED, PlanResult.SUCCESS), 0)
+        warning = counts.get((PlanState.STOPPED, PlanResult.WARNING), 0)
         failed = sum(
             n
             for (state, result), n in counts.items()
@@ -171,8 +181,9 @@ class WithSubPlans:
         return {
             "total_count": total,
             "success_count": success,
+            "warning_count": warning,
             "failed_count": failed,
-            "pending_count": total - success - failed,
+            "pending_count": total - success - warning - failed,
             "running_count": running,
         }
 
@@ -183,7 +194,7 @@ class WithSubPlans:
         if free is None or free > 0:
             waiting = self._children(PlanState.PLANNED)
             for child in waiting if free is None else waiting[:free]:
-                self.world.execute(child.id)
+                self.world.start_sub_plan(child.id)
                 counts["running_count"] += 1
         counts.pop("running_count")
         return counts

@@ -56,6 +56,8 @@ class ActionWorld(Protocol):
 
     def halt(self, execution_plan_id: str) -> Future[ExecutionPlan]: ...
 
+    def cancel(self, execution_plan_id: str) -> list[Future[Any]]: ...
+
     def plan_sub_plan(
         self,
         action_class: type[Any],
@@ -65,6 +67,10 @@ class ActionWorld(Protocol):
     ) -> ExecutionPlan:
         """Plan (without starting) a child plan of the action ``caller`` =
         (plan id, action id); its parent starts it."""
+        ...
+
+    def start_sub_plan(self, execution_plan_id: str) -> Future[ExecutionPlan]:
+        """Start a planned child plan on any live executor serving its queues."""
         ...
 
     def schedule_step_timeout(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
@@ -107,6 +107,12 @@ class ExecutionPlan:
     run_flow: Flow | None = None
     finalize_flow: tuple[int, ...] = ()
     _details: Callable[[], PlanDetails] | PlanDetails | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # real time is wall time: stored when the plan stops (ended_at - started_at) or
+        # pauses (until the pause); while it runs, the time since it started, as read
+        if self.state is PlanState.RUNNING and self.started_at is not None:
+            self.real_time = (datetime.now(UTC) - self.started_at).total_seconds()
 
     def _load(self) -> PlanDetails:
         if callable(self._details):

@@ -361,6 +361,8 @@ class ExecutorCore(Committer):
                     f"with World(queues={{{step.queue!r}: N}})"
                 )
             value = resolve_refs(action.input, lambda aid: runtime.actions[aid].output)
+            if value != action.input:
+                runtime.set_input(action.id, value)
         except (DynflowError, KeyError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
             runtime.set_step(
@@ -390,14 +392,15 @@ class ExecutorCore(Committer):
     # -- ending -----------------------------------------------------------------------
 
     def _finish(self, runtime: PlanRuntime) -> None:
-        skipped = any(s.state is StepState.SKIPPED for s in runtime.steps.values())
+        warned = policy.warned(runtime)
         self._stop(
-            runtime, PlanResult.WARNING if skipped else PlanResult.SUCCESS, "finish execution"
+            runtime, PlanResult.WARNING if warned else PlanResult.SUCCESS, "finish execution"
         )
 
     def _stop(self, runtime: PlanRuntime, result: PlanResult, event: str) -> None:
+        ended_at = now()
         runtime.set_state(
-            PlanState.STOPPED, result, ended_at=now(), real_time=runtime.accumulate_real_time()
+            PlanState.STOPPED, result, ended_at=ended_at, real_time=runtime.wall_time(ended_at)
         )
         runtime.record(event, self.world_id)
         self.changes.released_locks.extend(policy.singleton_locks(runtime))
@@ -408,7 +411,7 @@ class ExecutorCore(Committer):
         runtime.set_state(
             PlanState.PAUSED,
             result or (PlanResult.ERROR if errors else PlanResult.PENDING),
-            real_time=runtime.accumulate_real_time(),
+            real_time=runtime.wall_time(now()),
         )
         runtime.record("pause execution", self.world_id)
         if self.terminating is not None and runtime.plan.result is PlanResult.PENDING:
@@ -431,7 +434,6 @@ class ExecutorCore(Committer):
             self._fail(future, ExecutionError(f"execution plan {plan.id} is already held here"))
             return
         runtime = PlanRuntime.from_plan(plan, self.changes)
-        runtime.resumed_at = None  # not executing: no real time accrues
         self.adopted[plan.id] = runtime
         self._later(partial(resolve, future, None))  # wrote nothing: never fenced off
 

@@ -74,7 +74,6 @@ def pause(
     the rescue strategy applies). Raises like :func:`halt` when the lock is not held."""
     changes = Changes()
     runtime = PlanRuntime.from_plan(replace(plan), changes)
-    runtime.resumed_at = None  # nobody executed it here
     runtime.set_state(PlanState.PAUSED, PlanResult.PENDING)
     runtime.record("pause execution", world_id)
     if persistence.apply_fenced(changes, world_id, registration):

@@ -48,6 +48,19 @@ def skip_step(runtime: PlanRuntime, step_id: int) -> None:
             runtime.set_step(other, StepState.SKIPPED)
 
 
+def warned(runtime: PlanRuntime) -> bool:
+    """True when a plan that finished ends ``warning``: a step was skipped, or an
+    action says its success came with warnings (``WithSubPlans``: a child did)."""
+    for step in runtime.steps.values():
+        if step.state is StepState.SKIPPED:
+            return True
+    for action in runtime.actions.values():
+        check = getattr(_lookup(action.action_class), "ended_with_warning", None)
+        if check is not None and check(action.output):
+            return True
+    return False
+
+
 def interrupted(runtime: PlanRuntime, step: Step) -> None:
     """Fail a step its executor left running; an idempotent one is to run again at once."""
     error = StepError(class_name(ExecutionError), ABNORMAL.format(state=step.state))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
@@ -50,8 +49,6 @@ class PlanRuntime:
     history: list[HistoryEntry]
     changes: Changes
     futures: list[Future[ExecutionPlan]] = field(default_factory=list)
-    #: when execution last (re)started here; None while the plan is held, not executing
-    resumed_at: float | None = field(default_factory=time.monotonic)
     #: steps whose result must be ignored when it arrives (halted, abandoned)
     abandoned: set[int] = field(default_factory=set)
     #: events waiting for their step to suspend, per step, in arrival order
@@ -100,6 +97,12 @@ class PlanRuntime:
         self.actions[action_id].output = output
         self.changes.outputs[(self.id, action_id)] = output
 
+    def set_input(self, action_id: int, value: dict[str, Any]) -> None:
+        """The input with its output references resolved: kept, so that the plan shows
+        what the step ran with and later phases see the same values."""
+        self.actions[action_id].input = value
+        self.changes.inputs[(self.id, action_id)] = value
+
     def set_state(self, state: PlanState, result: PlanResult | None = None, **values: Any) -> None:
         check_plan_transition(self.plan.state, state)
         self.plan.state = state
@@ -118,10 +121,12 @@ class PlanRuntime:
         self.history.append(entry)
         self.changes.history.append((self.id, entry.time, name, world_id))
 
-    def accumulate_real_time(self) -> float:
-        if self.resumed_at is None:
+    def wall_time(self, until: datetime) -> float:
+        """The plan's real time at ``until``: wall time since it first started, paused
+        time included (the stored value if it never started)."""
+        if self.plan.started_at is None:
             return self.plan.real_time
-        return self.plan.real_time + (time.monotonic() - self.resumed_at)
+        return (until - self.plan.started_at).total_seconds()
 
     def snapshot(self) -> ExecutionPlan:
         """An independent read model of the plan as it is now."""

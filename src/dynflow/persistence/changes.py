@@ -34,11 +34,20 @@ class Changes:
     plans: dict[PlanKey, dict[str, Any]] = field(default_factory=dict)
     steps: dict[StepKey, dict[str, Any]] = field(default_factory=dict)
     outputs: dict[StepKey, Any] = field(default_factory=dict)
+    #: inputs whose output references were resolved when their step first ran
+    inputs: dict[StepKey, Any] = field(default_factory=dict)
     history: list[tuple[str, datetime, str, str | None]] = field(default_factory=list)
     released_locks: list[tuple[str, str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.plans or self.steps or self.outputs or self.history or self.released_locks)
+        return bool(
+            self.plans
+            or self.steps
+            or self.outputs
+            or self.inputs
+            or self.history
+            or self.released_locks
+        )
 
     def plan_ids(self) -> set[str]:
         """The plans whose rows this batch writes."""
@@ -46,6 +55,7 @@ class Changes:
             set(self.plans)
             | {plan_id for plan_id, _ in self.steps}
             | {plan_id for plan_id, _ in self.outputs}
+            | {plan_id for plan_id, _ in self.inputs}
             | {entry[0] for entry in self.history}
         )
 
@@ -56,11 +66,14 @@ class Changes:
             del self.steps[key]
         for key in [k for k in self.outputs if k[0] == plan_id]:
             del self.outputs[key]
+        for key in [k for k in self.inputs if k[0] == plan_id]:
+            del self.inputs[key]
         self.history = [h for h in self.history if h[0] != plan_id]
 
     def clear(self) -> None:
         self.plans.clear()
         self.steps.clear()
         self.outputs.clear()
+        self.inputs.clear()
         self.history.clear()
         self.released_locks.clear()

@@ -164,6 +164,17 @@ class PlanControl:
         """Resume a paused plan: its failed steps run again."""
         return self._execute(plan_id, (PlanState.PAUSED,))
 
+    def hand_out(self, plan_id: str) -> Future[ExecutionPlan]:
+        """Execute a planned plan on some executor world serving its queues (round robin,
+        this one included), as a client world's trigger does: the execution lock, taken
+        here, moves to that executor."""
+        try:
+            self.require_alive()
+            plan = self.locked_plan(plan_id, (PlanState.PLANNED,))
+        except DynflowError as exc:
+            return futures.failed(exc)
+        return self.cluster.execute(plan_id, plan_queues(plan))
+
     def _execute(self, plan_id: str, allowed: tuple[PlanState, ...]) -> Future[ExecutionPlan]:
         try:
             if self.executor is None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dynflow.action import registry
 from dynflow.action.base import Action, PhaseContext
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from dynflow.services.ports import Ports
 
 log = logging.getLogger(__name__)
+
+#: seconds a cancelled parent's steps get to take the cancel before its children are cancelled
+CANCEL_WAIT = 10.0
 
 #: runs a job outside the thread that stopped the plan
 RunSoon = Callable[[Callable[[], None]], None]
@@ -50,8 +53,12 @@ class FinishedPlans:
         if plan.caller_execution_plan_id is not None and plan.caller_action_id is not None:
             self._wake_parent(plan.caller_execution_plan_id, plan.caller_action_id)
         if plan.state is PlanState.STOPPED and _has_sub_plans(plan):
-            # children it never started will not start now
-            children = {"caller_execution_plan_id": plan.id, "state": PlanState.PLANNED}
+            # children it never started will not start now; a halted parent takes the
+            # running (and suspended) ones with it
+            states = [PlanState.PLANNED]
+            if _halted(plan):
+                states.append(PlanState.RUNNING)
+            children = {"caller_execution_plan_id": plan.id, "state": states}
             for child in self.persistence.find_execution_plans(filters=children):
                 self.world.halt(child.id)
         try:
@@ -61,6 +68,23 @@ class FinishedPlans:
         names = hooks_of(entry, kinds_for(plan.state, plan.result))
         if names:
             self._soon(partial(self._run_hooks, entry, plan, names))
+
+    def cancel_children(self, plan_id: str, cancelling: list[Future[Any]]) -> None:
+        """``world.cancel(plan_id)`` cancels its running and suspended children too (the
+        ones not started are stopped when the parent stops, as above).
+
+        ``cancelling``: the parent's own cancel requests. Its steps take events in
+        order, so once they have the cancel, no earlier event can start a child.
+        """
+        running = {"caller_execution_plan_id": plan_id, "state": PlanState.RUNNING}
+        if not self.persistence.find_execution_plan_counts(running):
+            return
+        wait(cancelling, timeout=CANCEL_WAIT)
+        for child in self.persistence.find_execution_plans(filters=running):
+            try:
+                self.world.cancel(child.id)
+            except DynflowError as exc:  # it stopped meanwhile, or nobody runs it
+                log.info("sub-plan %s of cancelled plan %s: %s", child.id, plan_id, exc)
 
     def stop(self) -> None:
         """Wait for the hooks already started; part of ``world.terminate()``."""
@@ -98,6 +122,11 @@ class FinishedPlans:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(2, thread_name_prefix="dynflow-hooks")
             self._pool.submit(job)
+
+
+def _halted(plan: ExecutionPlan) -> bool:
+    history = plan.execution_history
+    return bool(history) and history[-1].name == "halt execution"
 
 
 def _has_sub_plans(plan: ExecutionPlan) -> bool:

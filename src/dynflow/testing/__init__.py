@@ -12,6 +12,7 @@
 from dynflow.clock import ManualClock
 from dynflow.testing.actions import (
     PlannedStub,
+    UnitWorld,
     assert_action_planned,
     assert_action_planned_with,
     assert_finalize_phase,
@@ -28,6 +29,7 @@ __all__ = [
     "InThreadWorld",
     "ManualClock",
     "PlannedStub",
+    "UnitWorld",
     "assert_action_planned",
     "assert_action_planned_with",
     "assert_finalize_phase",

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from dynflow.action.base import Action, PhaseContext, PlannedAction
 from dynflow.action.references import OutputReference, to_marker_or_refuse
+from dynflow.action.suspended import Suspend, SuspendedAction
+from dynflow.clock import ManualClock
 from dynflow.execution_plan.states import Phase
+from dynflow.futures import resolved
 from dynflow.serialization import find_refs, freeze, resolve_refs, to_json_value
 
 
@@ -70,6 +74,40 @@ class _RecordingBuilder:
         yield
 
 
+class UnitWorld:
+    """The world of actions run by :func:`run_action`: what they send is kept, not sent.
+
+    ``clock`` is a :class:`~dynflow.clock.ManualClock`: ``self.plan_event(...)`` (a
+    ``Polling`` action's next poll) waits on it until ``clock.advance(seconds)``, then
+    lands in ``events`` as (plan id, step id, payload); hand a payload back with
+    ``run_action(action, event=payload)``. Anything else an action asks of the world
+    needs a real one: pass ``world=`` (e.g. an ``InThreadWorld``).
+    """
+
+    id = "dynflow.testing"
+
+    def __init__(self) -> None:
+        self.clock = ManualClock()
+        self.events: list[tuple[str, int, Any]] = []
+
+    def event(
+        self, execution_plan_id: str, step_id: int, payload: Any = None, *, optional: bool = False
+    ) -> Future[Any]:
+        self.events.append((execution_plan_id, step_id, payload))
+        return resolved(True)
+
+    def schedule_step_timeout(
+        self, execution_plan_id: str, step_id: int, sequence: int, seconds: float
+    ) -> None:
+        """A unit test decides itself when a step times out."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(
+            f"run_action's world has no {name!r}: pass run_action(action, world=...) a "
+            "real world (e.g. InThreadWorld) to use it"
+        )
+
+
 def create_action(action_class: type[Action], trigger: Any = None, world: Any = None) -> Action:
     """An action instance ready for :func:`plan_action` (``trigger``: a parent action)."""
     plan_id = getattr(trigger, "execution_plan_id", None) or str(uuid.uuid4())
@@ -96,13 +134,23 @@ def planned_actions(action: Action) -> list[PlannedStub]:
 
 
 def run_action(planned: Action, event: Any = None, **context: Any) -> Action:
-    """Run the planned action's ``run`` with its input; returns the action to inspect."""
+    """Run the planned action's ``run`` with its input; returns the action to inspect.
+
+    An action that suspends comes back with ``.suspended`` True and its output as far
+    as it got (its ``suspend`` callback is called, as the engine would); pass it back
+    with ``event=payload`` to deliver an event to it.
+    """
     resolved = _resolved_input(planned)
     action = _phase_instance(planned, Phase.RUN, resolved, dict(planned._output), context)
-    if event is None:
-        action.run()
-    else:
-        action.run(event)
+    try:
+        if event is None:
+            action.run()
+        else:
+            action.run(event)
+    except Suspend as suspend:
+        action.suspended = True
+        if suspend.callback is not None:
+            suspend.callback(SuspendedAction(action.world, action.execution_plan_id, 1))
     to_json_value(action._output, f"{type(action).__name__} output")
     return action
 
@@ -177,8 +225,11 @@ def _resolved_input(action: Action) -> Any:
 def _phase_instance(
     source: Action, phase: Phase, input: Any, output: dict[str, Any], extra: dict[str, Any]
 ) -> Action:
+    world = extra.get("world", source.world)
+    if world is None and phase is Phase.RUN:
+        world = UnitWorld()
     context = PhaseContext(
-        extra.get("world", source.world),
+        world,
         source.execution_plan_id,
         phase,
         step_id=1,

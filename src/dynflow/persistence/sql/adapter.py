@@ -330,6 +330,15 @@ def change_operations(changes: Changes) -> list[Operation]:
             fence="execution_plan_id",
         ),
         Update(
+            actions,
+            key,
+            [
+                {"execution_plan_id": plan_id, "id": action_id, "input": value}
+                for (plan_id, action_id), value in changes.inputs.items()
+            ],
+            fence="execution_plan_id",
+        ),
+        Update(
             execution_plans,
             ("id",),
             [
