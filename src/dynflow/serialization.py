@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -52,11 +53,29 @@ def to_json_value(
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def dumps(value: JSON) -> str:
-    """Compact JSON text (one shared encoder: building one per call is costly)."""
-    return _ENCODER.encode(value)
+    """Compact JSON text that every database stores as it is: NUL is escaped (as JSON
+    escapes every control character), and so are lone surrogates, which UTF-8 cannot
+    encode. (One shared encoder: building one per call is costly.)"""
+    text = _ENCODER.encode(value)
+    if text.isascii():
+        return text
+    return _SURROGATE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def storable_text(text: str) -> str:
+    """``text`` for a plain text column (a label): NUL, which PostgreSQL's text cannot
+    hold, and lone surrogates, which UTF-8 cannot encode, become U+FFFD, on every
+    database alike."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def loads(text: str | None) -> JSON:

@@ -26,7 +26,7 @@ from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepStat
 from dynflow.flows import Atom, Concurrence, Flow, simplify
 from dynflow.flows import Sequence as SequenceFlow
 from dynflow.middleware import Middleware, call_chain
-from dynflow.serialization import find_refs, to_json_value
+from dynflow.serialization import find_refs, storable_text, to_json_value
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -167,7 +167,7 @@ class PlanBuilder:
             step.execution_time = time.monotonic() - started
             step.ended_at = datetime.now(UTC)
         step.state = StepState.SUCCESS
-        record.label = str(action.label)  # may depend on the input (a property)
+        record.label = storable_text(str(action.label))  # may depend on the input
         self._flows[-1].flows.append(own_flow)
         return PlannedAction(record.id, action_class, record.input)
 
@@ -251,7 +251,7 @@ class PlanBuilder:
         record = _Action(
             id=1,
             cls=action_class,
-            label=label if isinstance(label, str) else action_class.humanized_name(),
+            label=storable_text(label if isinstance(label, str) else action_class.humanized_name()),
             parent_id=None,
         )
         self.actions.append(record)
