@@ -90,6 +90,11 @@ class StepRunner:
         future = asyncio.run_coroutine_threadsafe(self.run_async(work), loop)
         future.add_done_callback(lambda f: done(f.result()))
 
+    def failed(self, work: Work, exc: BaseException) -> StepDone:
+        """The report of a step whose run failed outside the action (a bug in the engine)."""
+        now = datetime.now(UTC)
+        return self._done(work, StepState.ERROR, work.output, exc, now, time.monotonic())
+
     # -- internals --------------------------------------------------------------
 
     def _suspended(

@@ -78,6 +78,11 @@ class Liveness:
     def _beat(self) -> None:
         if self._stopped:
             return
+        if self.control.executor is not None and not self.control.executor.alive():
+            # never a live heartbeat over a dead executor: the lease runs out and
+            # another world invalidates this one and takes its plans over
+            log.critical("the executor of world %s died: no more heartbeats", self.world_id)
+            return
         try:
             if not self.coordinator.heartbeat():
                 # declared dead while alive: its plans went to other worlds, and fencing
