@@ -11,6 +11,7 @@ from dynflow.action.suspended import SuspendedAction
 from dynflow.action.world import ActionWorld
 from dynflow.errors import (
     ConfigurationError,
+    DataRefused,
     DynflowError,
     ExecutionError,
     InvalidTransition,
@@ -20,6 +21,7 @@ from dynflow.errors import (
     PersistenceError,
     PlanningFailed,
     UnknownActionClass,
+    ValueTooLarge,
 )
 from dynflow.execution_plan.model import ActionRecord, ExecutionPlan, HistoryEntry, Step, StepError
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
@@ -35,6 +37,7 @@ __all__ = [
     "Cancel",
     "Cancellable",
     "ConfigurationError",
+    "DataRefused",
     "DynflowError",
     "ExecutionError",
     "ExecutionPlan",
@@ -63,6 +66,7 @@ __all__ = [
     "SuspendedAction",
     "Triggered",
     "UnknownActionClass",
+    "ValueTooLarge",
     "WithSubPlans",
     "World",
     "__version__",

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from dynflow.errors import NotSerializable
+from dynflow.errors import NotSerializable, ValueTooLarge
 
 JSON = Any
 REF_KEY = "__dynflow_ref__"
@@ -69,6 +69,25 @@ def dumps(value: JSON) -> str:
 
 def _escape(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
+
+
+#: the default of ``World(max_value_bytes=...)``: 10 MB per input, output or event payload
+DEFAULT_MAX_VALUE_BYTES = 10 * 1024 * 1024
+
+
+def check_size(value: JSON, limit: int, what: str) -> None:
+    """Raise :class:`ValueTooLarge` when ``value`` as JSON (UTF-8) is over ``limit``
+    bytes; ``what`` names it, e.g. ``"CreateVM output"``."""
+    text = dumps(value)
+    if len(text) * 4 <= limit:  # never more than 4 bytes a character: no need to count
+        return
+    size = len(text.encode())
+    if size > limit:
+        raise ValueTooLarge(
+            f"{what} is {size} bytes as JSON, over the limit of {limit} bytes: keep large "
+            "data elsewhere and pass a reference to it (the limit is "
+            "World(max_value_bytes=...))"
+        )
 
 
 def storable_text(text: str) -> str:

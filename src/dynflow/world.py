@@ -108,7 +108,7 @@ class World:
         if self.config.executor:
             queues = self.config.all_queues
             core = ExecutorCore(self.id, self.persistence, auto_rescue=auto_rescue, queues=queues)
-            runner = StepRunner(self, middleware, self.transactions)
+            runner = StepRunner(self, middleware, self.transactions, self.config.max_value_bytes)
             self.executor = (executor if callable(executor) else self._threaded)(core, runner)
         ports = Ports(self.id, self.persistence, self.coordinator, self.clock)
         #: how this world reaches other worlds, and they reach it
@@ -120,7 +120,9 @@ class World:
         self.cluster = Cluster(ports, self.connector, self.config.heartbeat_interval)
         inline = getattr(executor, "inline", False)
         self.finished = FinishedPlans(ports, self, run_soon=_inline if inline else None)
-        self.planner = Planner(ports, self, middleware, self.transactions)
+        self.planner = Planner(
+            ports, self, middleware, self.transactions, self.config.max_value_bytes
+        )
         #: delayed plans; an executor world starts them when their time comes
         self.delayed = DelayedPlans(
             ports, self, self.planner, self.executor, self.config.delayed_interval, self.finished

@@ -26,7 +26,13 @@ from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepStat
 from dynflow.flows import Atom, Concurrence, Flow, simplify
 from dynflow.flows import Sequence as SequenceFlow
 from dynflow.middleware import Middleware, call_chain
-from dynflow.serialization import find_refs, storable_text, to_json_value
+from dynflow.serialization import (
+    DEFAULT_MAX_VALUE_BYTES,
+    check_size,
+    find_refs,
+    storable_text,
+    to_json_value,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -112,6 +118,8 @@ class PlanBuilder:
         self.caller: tuple[str, int] | None = None
         #: class names of the singleton actions planned
         self.singletons: list[str] = []
+        #: the largest input of an action, in bytes of JSON
+        self.max_value_bytes = DEFAULT_MAX_VALUE_BYTES
 
     # -- called by actions while planning ----------------------------------------
 
@@ -179,6 +187,7 @@ class PlanBuilder:
         record.planned_self = True
         value = to_json_value(raw_input, f"{cls.__name__} input", on_unknown=to_marker_or_refuse)
         record.input.update(_validate_input(cls.Input, value, cls.__name__))
+        check_size(record.input, self.max_value_bytes, f"{cls.__name__} input")
         cls.check_planned_input(record.input)
         if cls.has_phase(Phase.RUN):
             step = self._add_step(record, Phase.RUN, StepState.PENDING)

@@ -28,11 +28,12 @@ from dynflow.errors import (
     LockTaken,
     NotFound,
     NotSerializable,
+    ValueTooLarge,
 )
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.execution_plan.states import PlanState, StepState
 from dynflow.executor import Executor, offline
-from dynflow.serialization import to_json_value
+from dynflow.serialization import check_size, to_json_value
 
 if TYPE_CHECKING:
     from dynflow.services.delayed import DelayedPlans
@@ -239,7 +240,8 @@ class PlanControl:
         """Deliver ``payload`` to a suspended step, wherever its plan runs."""
         try:
             payload = to_json_value(payload, f"event for step {step_id}")
-        except NotSerializable as exc:
+            check_size(payload, self.planner.max_value_bytes, f"event for step {step_id}")
+        except (NotSerializable, ValueTooLarge) as exc:
             return futures.failed(exc)
         match self.route(plan_id):
             case Here():
