@@ -122,6 +122,8 @@ class Committer:
                 self.changes.outputs.update(part.outputs)
                 self.changes.history.extend(part.history)
                 self.changes.released_locks.extend(part.released_locks)
+                for refused, (error, _) in failed.items():  # quarantined after the retry
+                    self.poisoned.setdefault(refused, error)
                 raise
             except Exception as exc:
                 failed[plan_id] = (exc, part)
