@@ -11,6 +11,7 @@ from dynflow.action.suspended import SuspendedAction
 from dynflow.action.world import ActionWorld
 from dynflow.errors import (
     ConfigurationError,
+    DataRefused,
     DynflowError,
     ExecutionError,
     InvalidTransition,
@@ -21,6 +22,7 @@ from dynflow.errors import (
     PlanInTransit,
     PlanningFailed,
     UnknownActionClass,
+    ValueTooLarge,
 )
 from dynflow.execution_plan.model import ActionRecord, ExecutionPlan, HistoryEntry, Step, StepError
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
@@ -36,6 +38,7 @@ __all__ = [
     "Cancel",
     "Cancellable",
     "ConfigurationError",
+    "DataRefused",
     "DynflowError",
     "ExecutionError",
     "ExecutionPlan",
@@ -65,6 +68,7 @@ __all__ = [
     "SuspendedAction",
     "Triggered",
     "UnknownActionClass",
+    "ValueTooLarge",
     "WithSubPlans",
     "World",
     "__version__",

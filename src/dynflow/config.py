@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from dynflow.errors import ConfigurationError
+from dynflow.serialization import DEFAULT_MAX_VALUE_BYTES
 
 DEFAULT_DATABASE_URL = "sqlite:///dynflow.sqlite3"
 
@@ -51,6 +52,9 @@ class WorldConfig:
     clock: Any = None
     #: seconds between two looks of an executor world for delayed plans whose time came
     delayed_interval: float = 1.0
+    #: the largest action input, action output or event payload, in bytes of JSON
+    #: (10 MB): a larger input fails planning, a larger output fails its step
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
 
     def __post_init__(self) -> None:
         if self.pool_size < 1:
@@ -61,6 +65,10 @@ class WorldConfig:
         if not self.delayed_interval > 0:
             raise ConfigurationError(
                 f"delayed_interval must be > 0 seconds, got {self.delayed_interval!r}"
+            )
+        if not isinstance(self.max_value_bytes, int) or self.max_value_bytes < 1:
+            raise ConfigurationError(
+                f"max_value_bytes must be a number of bytes >= 1, got {self.max_value_bytes!r}"
             )
         if self.connector not in (None, "direct", "database"):
             raise ConfigurationError(

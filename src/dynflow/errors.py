@@ -5,6 +5,8 @@ Every error raised by the engine derives from :class:`DynflowError`::
     DynflowError
     ├── ConfigurationError      a world or component was configured wrongly
     ├── PersistenceError        the database could not be reached or used
+    ├── DataRefused             the database refused a value (trying again cannot help)
+    ├── ValueTooLarge           an input, output or event payload is over the size limit
     ├── NotFound                a plan, step or record does not exist
     ├── InvalidTransition       a state change the state machine forbids
     ├── PlanningFailed          an action's plan phase raised; the plan is kept
@@ -31,6 +33,18 @@ class ConfigurationError(DynflowError):
 
 class PersistenceError(DynflowError):
     """The database could not be reached or used."""
+
+
+class DataRefused(DynflowError):
+    """The database refused a value it was given (e.g. text too long for its column).
+
+    Unlike :class:`PersistenceError` this is no outage: the same write fails again.
+    """
+
+
+class ValueTooLarge(DynflowError):
+    """An action's input or output, or an event payload, is larger as JSON than the
+    world's ``max_value_bytes``."""
 
 
 class NotFound(DynflowError):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from dynflow.errors import NotSerializable
+from dynflow.errors import NotSerializable, ValueTooLarge
 
 JSON = Any
 REF_KEY = "__dynflow_ref__"
@@ -52,11 +53,48 @@ def to_json_value(
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def dumps(value: JSON) -> str:
-    """Compact JSON text (one shared encoder: building one per call is costly)."""
-    return _ENCODER.encode(value)
+    """Compact JSON text that every database stores as it is: NUL is escaped (as JSON
+    escapes every control character), and so are lone surrogates, which UTF-8 cannot
+    encode. (One shared encoder: building one per call is costly.)"""
+    text = _ENCODER.encode(value)
+    if text.isascii():
+        return text
+    return _SURROGATE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+#: the default of ``World(max_value_bytes=...)``: 10 MB per input, output or event payload
+DEFAULT_MAX_VALUE_BYTES = 10 * 1024 * 1024
+
+
+def check_size(value: JSON, limit: int, what: str) -> None:
+    """Raise :class:`ValueTooLarge` when ``value`` as JSON (UTF-8) is over ``limit``
+    bytes; ``what`` names it, e.g. ``"CreateVM output"``."""
+    text = dumps(value)
+    if len(text) * 4 <= limit:  # never more than 4 bytes a character: no need to count
+        return
+    size = len(text.encode())
+    if size > limit:
+        raise ValueTooLarge(
+            f"{what} is {size} bytes as JSON, over the limit of {limit} bytes: keep large "
+            "data elsewhere and pass a reference to it (the limit is "
+            "World(max_value_bytes=...))"
+        )
+
+
+def storable_text(text: str) -> str:
+    """``text`` for a plain text column (a label): NUL, which PostgreSQL's text cannot
+    hold, and lone surrogates, which UTF-8 cannot encode, become U+FFFD, on every
+    database alike."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def loads(text: str | None) -> JSON:

@@ -21,7 +21,7 @@ from dynflow.action.base import Action
 from dynflow.clock import Clock, ThreadClock
 from dynflow.cluster.connector import Connector
 from dynflow.cluster.executor_dispatcher import ExecutorDispatcher
-from dynflow.cluster.remote import Cluster, connector_kind, make_connector
+from dynflow.cluster.remote import Cluster, connector_kind, connector_name, make_connector
 from dynflow.config import WorldConfig
 from dynflow.coordinator import Coordinator
 from dynflow.execution_plan.model import ExecutionPlan
@@ -79,7 +79,7 @@ class World:
             executor=executor is not False,
             pool_size=pool_size,
             queues=dict(queues or {}),
-            connector=_connector_name(connector),
+            connector=connector_name(connector),
             auto_rescue=auto_rescue,
             auto_execute=auto_execute,
             world_id=world_id,
@@ -106,35 +106,31 @@ class World:
         middleware = lambda: self.middleware.items  # noqa: E731
         core = None
         if self.config.executor:
-            queues = self.config.all_queues
+            registration, queues = self.coordinator.registration, self.config.all_queues
             core = ExecutorCore(
-                self.id,
-                self.persistence,
-                self.coordinator.registration,
-                auto_rescue=auto_rescue,
-                queues=queues,
+                self.id, self.persistence, registration, auto_rescue=auto_rescue, queues=queues
             )
-            runner = StepRunner(self, middleware, self.transactions)
+            runner = StepRunner(self, middleware, self.transactions, self.config.max_value_bytes)
             self.executor = (executor if callable(executor) else self._threaded)(core, runner)
-        ports = Ports(self.id, self.persistence, self.coordinator, self.clock)
+        ports = Ports(self.id, self.config, self.persistence, self.coordinator, self.clock)
         #: how this world reaches other worlds, and they reach it
-        self.connector = (
-            connector
-            if connector is not None and not isinstance(connector, str)
-            else make_connector(self.config, self.persistence)
-        )
-        self.cluster = Cluster(ports, self.connector, self.config.heartbeat_interval)
-        inline = self._inline = getattr(executor, "inline", False)
-        self.finished = FinishedPlans(ports, self, run_soon=_inline if inline else None)
+        self.connector = make_connector(self.config, self.persistence, connector)
+        self.cluster = Cluster(ports, self.connector)
+        inline = getattr(executor, "inline", False)
+        self.finished = FinishedPlans(ports, self, inline=inline)
         self.planner = Planner(ports, self, middleware, self.transactions)
         #: delayed plans; an executor world starts them when their time comes
-        self.delayed = DelayedPlans(
-            ports, self, self.planner, self.executor, self.config.delayed_interval, self.finished
-        )
+        self.delayed = DelayedPlans(ports, self, self.planner, self.executor, self.finished)
         self.control = PlanControl(
-            ports, self.executor, self.cluster, self.planner, self.delayed, self.finished
+            ports,
+            self.executor,
+            self.cluster,
+            self.planner,
+            self.delayed,
+            self.finished,
+            inline=inline,
         )
-        self.liveness = Liveness(ports, self.config, self.control, self.cluster, kind)
+        self.liveness = Liveness(ports, self.control, self.cluster, kind)
         if core is not None:
             core.on_finished = self.finished
             dispatcher = ExecutorDispatcher(self.id, self.control, self.cluster.outbox)
@@ -198,8 +194,6 @@ class World:
     def start_sub_plan(self, execution_plan_id: str) -> Future[ExecutionPlan]:
         """Start a planned child plan on some executor world that serves its queues (round
         robin over the live ones); an in-thread world runs it itself."""
-        if self._inline:
-            return self.control.execute(execution_plan_id)
         return self.control.hand_out(execution_plan_id)
 
     # -- operations on plans (see dynflow.services.control) ------------------------
@@ -304,13 +298,3 @@ class World:
 
     def __repr__(self) -> str:
         return f"<World {self.id} {self.persistence.url}>"
-
-
-def _inline(job: Callable[[], None]) -> None:
-    job()  # an inline executor's world runs plan hooks in the calling thread too
-
-
-def _connector_name(connector: str | Connector | None) -> str | None:
-    if connector is None or isinstance(connector, str):
-        return connector
-    return "database" if connector.reaches_other_processes else "direct"

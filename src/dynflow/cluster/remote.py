@@ -66,22 +66,35 @@ def connector_kind(config: WorldConfig, persistence: PersistencePort) -> str:
     return config.connector or persistence.default_connector
 
 
-def make_connector(config: WorldConfig, persistence: PersistencePort) -> Connector:
+def make_connector(
+    config: WorldConfig, persistence: PersistencePort, given: str | Connector | None = None
+) -> Connector:
+    """The ``given`` connector, or the one the configuration names."""
+    if given is not None and not isinstance(given, str):
+        return given
     if connector_kind(config, persistence) == "direct":
         return DirectConnector()
     return DatabaseConnector(persistence.envelopes, poll_interval=config.connector_poll_interval)
 
 
+def connector_name(connector: str | Connector | None) -> str | None:
+    """The name of a connector's kind, for the configuration (None: the default)."""
+    if connector is None or isinstance(connector, str):
+        return connector
+    return "database" if connector.reaches_other_processes else "direct"
+
+
 class Cluster:
     """Requests to other worlds and requests from them, for one world."""
 
-    def __init__(self, ports: Ports, connector: Connector, sweep_interval: float) -> None:
+    def __init__(self, ports: Ports, connector: Connector) -> None:
         self.world_id = ports.world_id
         self.connector = connector
         self.coordinator = ports.coordinator
         self.persistence = ports.persistence
         self.clock = ports.clock
-        self.sweep_interval = sweep_interval
+        #: how often an executor world drops envelopes of worlds that are gone
+        self.sweep_interval = ports.config.heartbeat_interval
         self.client = ClientDispatcher(self.world_id, connector, self.coordinator)
         #: answers to other worlds' requests
         self.outbox = Outbox(connector, f"dynflow-outbox-{self.world_id[:8]}")

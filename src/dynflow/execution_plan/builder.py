@@ -26,7 +26,13 @@ from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepStat
 from dynflow.flows import Atom, Concurrence, Flow, simplify
 from dynflow.flows import Sequence as SequenceFlow
 from dynflow.middleware import Middleware, call_chain
-from dynflow.serialization import find_refs, to_json_value
+from dynflow.serialization import (
+    DEFAULT_MAX_VALUE_BYTES,
+    check_size,
+    find_refs,
+    storable_text,
+    to_json_value,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -112,6 +118,8 @@ class PlanBuilder:
         self.caller: tuple[str, int] | None = None
         #: class names of the singleton actions planned
         self.singletons: list[str] = []
+        #: the largest input of an action, in bytes of JSON
+        self.max_value_bytes = DEFAULT_MAX_VALUE_BYTES
 
     # -- called by actions while planning ----------------------------------------
 
@@ -167,7 +175,7 @@ class PlanBuilder:
             step.execution_time = time.monotonic() - started
             step.ended_at = datetime.now(UTC)
         step.state = StepState.SUCCESS
-        record.label = str(action.label)  # may depend on the input (a property)
+        record.label = storable_text(str(action.label))  # may depend on the input
         self._flows[-1].flows.append(own_flow)
         return PlannedAction(record.id, action_class, record.input)
 
@@ -179,6 +187,7 @@ class PlanBuilder:
         record.planned_self = True
         value = to_json_value(raw_input, f"{cls.__name__} input", on_unknown=to_marker_or_refuse)
         record.input.update(_validate_input(cls.Input, value, cls.__name__))
+        check_size(record.input, self.max_value_bytes, f"{cls.__name__} input")
         cls.check_planned_input(record.input)
         if cls.has_phase(Phase.RUN):
             step = self._add_step(record, Phase.RUN, StepState.PENDING)
@@ -251,7 +260,7 @@ class PlanBuilder:
         record = _Action(
             id=1,
             cls=action_class,
-            label=label if isinstance(label, str) else action_class.humanized_name(),
+            label=storable_text(label if isinstance(label, str) else action_class.humanized_name()),
             parent_id=None,
         )
         self.actions.append(record)

@@ -1,6 +1,13 @@
 """How the executor core commits: its changes accumulate in one batch; ``flush`` writes
 the batch fenced by the execution locks, and only then releases the work and the
-callbacks that depend on it, so several plans' state changes share one commit."""
+callbacks that depend on it, so several plans' state changes share one commit.
+
+One bad plan never stops the others: a batch the database refuses (or that fails
+for any reason but an outage, :class:`PersistenceError`) is written again plan by
+plan, and a plan whose own changes cannot be written, or whose handling raised, is
+*quarantined*: its changes are dropped, and it is paused from its last committed
+state with the error on its interrupted steps.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +18,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from dynflow.errors import ExecutionError
-from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.errors import ExecutionError, PersistenceError
+from dynflow.execution_plan.model import ExecutionPlan, StepError
+from dynflow.execution_plan.states import PlanResult, PlanState, StepState
 from dynflow.executor.messages import Disown
-from dynflow.executor.runtime import PlanRuntime
+from dynflow.executor.runtime import PlanRuntime, now
 from dynflow.executor.work import Work
 from dynflow.futures import reject, resolve
 from dynflow.persistence import PersistencePort
@@ -42,6 +50,7 @@ class _Released:
         return _Released(
             [w for w in self.work if w.execution_plan_id not in plan_ids],
             [(p, c) for p, c in self.callbacks if p not in plan_ids],
+            {p: r for p, r in self.plans.items() if p not in plan_ids},
         )
 
 
@@ -67,6 +76,8 @@ class Committer:
         self.paused_by_termination: list[str] = []
         #: called with the plan, after the commit, whenever a plan stops or pauses here
         self.on_finished: Callable[[ExecutionPlan], None] | None = None
+        #: plans whose handling raised: quarantined at the next flush
+        self.poisoned: dict[str, Exception] = {}
 
     @property
     def terminated(self) -> bool:
@@ -79,18 +90,103 @@ class Committer:
         its execution lock, under its current registration. A plan whose lock is gone
         (this world was declared dead while only slow), or whose world record names
         another registration, is dropped here without any write: another world owns it.
+        Raises :class:`PersistenceError` only (the database is unreachable: the caller
+        tries again later, with everything kept).
         """
+        failed = {p: (e, self.changes.take(p)) for p, e in self.poisoned.items()}
         fenced: set[str] = set()
         if self.changes:
-            fenced = self.persistence.apply_fenced(self.changes, self.world_id, self.registration())
+            try:
+                fenced = self.persistence.apply_fenced(
+                    self.changes, self.world_id, self.registration()
+                )
+            except PersistenceError:
+                raise
+            except Exception as exc:
+                log.error("cannot write a batch of executor changes (%s): plan by plan", exc)
+                fenced = self._apply_apart(failed)
             self.changes.clear()
+        self.poisoned.clear()
         out, self._out = self._out, _Released()
         if fenced:
             let_go = out.plans
             out = out.without(fenced)
             for plan_id in fenced:
                 self._lose(plan_id, let_go.get(plan_id))
+        for plan_id, (error, dropped) in failed.items():
+            out = self._quarantine(plan_id, error, dropped, out)
         return out.work, [callback for _, callback in out.callbacks]
+
+    def _apply_apart(self, failed: dict[str, tuple[Exception, Changes]]) -> set[str]:
+        """Write the batch one plan at a time; the plans refused go to ``failed``."""
+        fenced: set[str] = set()
+        plan_ids = self.changes.plan_ids() | {lock[1] for lock in self.changes.released_locks}
+        for plan_id in sorted(plan_ids):
+            part = self.changes.take(plan_id)  # written or failed: out of the batch either way
+            try:
+                fenced |= self.persistence.apply_fenced(part, self.world_id, self.registration())
+            except PersistenceError:
+                self.changes.plans.update(part.plans)  # an outage: kept for the retry
+                self.changes.steps.update(part.steps)
+                self.changes.outputs.update(part.outputs)
+                self.changes.history.extend(part.history)
+                self.changes.released_locks.extend(part.released_locks)
+                for refused, (error, _) in failed.items():  # quarantined after the retry
+                    self.poisoned.setdefault(refused, error)
+                raise
+            except Exception as exc:
+                failed[plan_id] = (exc, part)
+        if self.changes:  # what belongs to no plan (nothing so far)
+            fenced |= self.persistence.apply_fenced(
+                self.changes, self.world_id, self.registration()
+            )
+        return fenced
+
+    def _quarantine(
+        self, plan_id: str, error: Exception, dropped: Changes, out: _Released
+    ) -> _Released:
+        """Pause a plan whose changes could not be written (or whose handling raised)
+        from its last committed state: its interrupted steps fail with ``error``."""
+        runtime = self.plans.pop(plan_id, None) or out.plans.get(plan_id)
+        runtime = runtime or self.adopted.pop(plan_id, None)
+        out = out.without({plan_id})
+        log.error(
+            "executor of world %s failed on plan %s: pausing the plan",
+            self.world_id,
+            plan_id,
+            exc_info=error,
+        )
+        futures = [] if runtime is None else list(runtime.futures)
+        events = [] if runtime is None else [e for q in runtime.events.values() for e in q]
+        try:
+            changes = Changes()
+            paused = PlanRuntime.from_plan(self.persistence.load_execution_plan(plan_id), changes)
+            _fail_interrupted(paused, error, {step for _, step in dropped.steps})
+            paused.set_state(PlanState.PAUSED, PlanResult.ERROR, real_time=paused.wall_time(now()))
+            paused.record("pause execution", self.world_id)
+            changes.released_locks.append((EXECUTION_LOCK, plan_id, self.world_id))
+            lost = self.persistence.apply_fenced(changes, self.world_id, self.registration())
+        except Exception as exc:  # not even that can be written: say so to whoever waits
+            log.exception("cannot pause execution plan %s either", plan_id)
+            for future in futures:
+                out.callbacks.append((None, partial(reject, future, exc)))
+            lost = set()
+            snapshot = None
+        else:
+            snapshot = None if lost else paused.snapshot()
+        if lost and runtime is not None:
+            self.plans[plan_id] = runtime
+            self._lose(plan_id)
+        elif snapshot is not None:
+            for future in futures:
+                out.callbacks.append((None, partial(resolve, future, snapshot)))
+            if self.on_finished is not None:
+                out.callbacks.append((None, partial(self.on_finished, snapshot)))
+        for event in events:
+            out.callbacks.append((None, partial(reject, event.future, _not_delivered(error))))
+        if self.terminating is not None and not self.plans and not self.terminating.done():
+            out.callbacks.append((None, partial(resolve, self.terminating, None)))
+        return out
 
     def _lose(self, plan_id: str, let_go: PlanRuntime | None = None) -> None:
         # a plan let go of in the fenced batch is no longer in self.plans:
@@ -171,3 +267,24 @@ class Committer:
         future = self.terminating
         if future is not None and not self.plans and not future.done():
             self._later(partial(resolve, future, None))
+
+
+def _fail_interrupted(runtime: PlanRuntime, error: Exception, touched: set[int]) -> None:
+    """Fail the steps the error interrupted: those running as last committed, else
+    those the lost changes touched (so that the error is recorded somewhere)."""
+    running = [s for s in runtime.steps.values() if s.state is StepState.RUNNING]
+    if not running:
+        final = (StepState.SUCCESS, StepState.SKIPPED)
+        running = [s for i, s in runtime.steps.items() if i in touched and s.state not in final]
+    failure = StepError.from_exception(error)
+    failure = StepError(
+        failure.exception_class,
+        f"the executor could not go on with this step: {failure.message}",
+        failure.backtrace,
+    )
+    for step in running:
+        runtime.set_step(step, StepState.ERROR, ended_at=now(), error=failure)
+
+
+def _not_delivered(error: Exception) -> ExecutionError:
+    return ExecutionError(f"the event was not delivered: the plan was paused after {error}")

@@ -37,6 +37,7 @@ from dynflow.executor.messages import (
     Start,
     StepTimeout,
     Terminate,
+    plan_of,
 )
 from dynflow.executor.runtime import PlanRuntime, now
 from dynflow.executor.work import Progress, StepDone, Work
@@ -68,6 +69,15 @@ class ExecutorCore(Committer):
     # -- message handling -----------------------------------------------------------
 
     def handle(self, message: Message) -> None:
+        try:
+            self._handle(message)
+        except Exception as exc:  # one plan's failure must not stop the others
+            plan_id = plan_of(message)
+            if plan_id not in self.plans and plan_id not in self.adopted:
+                raise
+            self.poisoned[plan_id] = exc  # paused as last committed, at the next flush
+
+    def _handle(self, message: Message) -> None:
         match message:
             case StepDone():
                 self._step_done(message)

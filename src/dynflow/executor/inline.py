@@ -32,6 +32,10 @@ class InlineExecutor(ExecutorFront):
     def terminate(self, timeout: float | None) -> None:
         self.post(Terminate(Future()))
 
+    def alive(self) -> bool:
+        """Always: it runs in its callers' threads."""
+        return True
+
     def drain(self) -> None:
         """Handle messages and run released work until nothing is left."""
         if self._draining:  # posted from inside a running step: the outer drain handles it

@@ -116,3 +116,12 @@ Message = (
     | Abandon
     | Disown
 )
+
+
+def plan_of(message: object) -> str | None:
+    """The id of the plan a message is about (None: about the executor as a whole)."""
+    plan = getattr(message, "plan", None)
+    if isinstance(plan, ExecutionPlan):
+        return plan.id
+    plan_id = getattr(message, "execution_plan_id", None)
+    return plan_id if isinstance(plan_id, str) else None

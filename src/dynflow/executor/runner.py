@@ -18,7 +18,7 @@ from dynflow.execution_plan.model import StepError
 from dynflow.execution_plan.states import Phase, StepState
 from dynflow.executor.work import Progress, StepDone, Work
 from dynflow.middleware import Middleware, call_chain
-from dynflow.serialization import freeze, to_json_value
+from dynflow.serialization import DEFAULT_MAX_VALUE_BYTES, check_size, freeze, to_json_value
 from dynflow.transaction import TransactionAdapter
 
 if TYPE_CHECKING:
@@ -33,8 +33,11 @@ class StepRunner:
         world: ActionWorld,
         middleware: Callable[[], Sequence[type[Middleware]]],
         transactions: TransactionAdapter,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
     ) -> None:
         self.world = world
+        #: the largest output of a step, in bytes of JSON
+        self.max_value_bytes = max_value_bytes
         self.middleware = middleware
         self.transactions = transactions
         #: where progress reports go: set by the executor that owns this runner
@@ -64,7 +67,7 @@ class StepRunner:
         except Suspend as suspend:
             return self._suspended(work, action, suspend, started_at, started)
         except BaseException as exc:  # SystemExit in a step must not kill the worker
-            output = _salvaged_output(action, work)
+            output = self._salvaged_output(action, work)
             return self._done(work, StepState.ERROR, output, exc, started_at, started)
         return self._done(work, _final_state(work), output, None, started_at, started)
 
@@ -80,7 +83,7 @@ class StepRunner:
         except Suspend as suspend:
             return self._suspended(work, action, suspend, started_at, started)
         except Exception as exc:
-            output = _salvaged_output(action, work)
+            output = self._salvaged_output(action, work)
             return self._done(work, StepState.ERROR, output, exc, started_at, started)
         return self._done(work, _final_state(work), output, None, started_at, started)
 
@@ -89,6 +92,11 @@ class StepRunner:
     ) -> None:
         future = asyncio.run_coroutine_threadsafe(self.run_async(work), loop)
         future.add_done_callback(lambda f: done(f.result()))
+
+    def failed(self, work: Work, exc: BaseException) -> StepDone:
+        """The report of a step whose run failed outside the action (a bug in the engine)."""
+        now = datetime.now(UTC)
+        return self._done(work, StepState.ERROR, work.output, exc, now, time.monotonic())
 
     # -- internals --------------------------------------------------------------
 
@@ -106,7 +114,7 @@ class StepRunner:
             if suspend.callback is not None:
                 suspend.callback(SuspendedAction(self.world, work.execution_plan_id, work.step_id))
         except Exception as exc:
-            output = _salvaged_output(action, work)
+            output = self._salvaged_output(action, work)
             return self._done(work, StepState.ERROR, output, exc, started_at, started)
         return self._done(work, StepState.SUSPENDED, output, None, started_at, started)
 
@@ -145,7 +153,18 @@ class StepRunner:
 
     def _checked_output(self, action: Action) -> dict[str, Any]:
         output: dict[str, Any] = to_json_value(action._output, f"{type(action).__name__} output")
+        check_size(output, self.max_value_bytes, f"{type(action).__name__} output")
         return output
+
+    def _salvaged_output(self, action: Action | None, work: Work) -> dict[str, Any]:
+        """What a failed step wrote to its output is kept (e.g. a polled task's id),
+        unless it is not JSON or too large: then it stays as before the step ran."""
+        if action is None:
+            return work.output
+        try:
+            return self._checked_output(action)
+        except DynflowError:
+            return work.output
 
     def _done(
         self,
@@ -175,18 +194,6 @@ def _is_cancel(work: Work) -> bool:
 
 def _final_state(work: Work) -> StepState:
     return StepState.CANCELLED if _is_cancel(work) else StepState.SUCCESS
-
-
-def _salvaged_output(action: Action | None, work: Work) -> dict[str, Any]:
-    """What a failed step wrote to its output is kept (e.g. a polled task's id), unless
-    it is not JSON: then the output stays as it was before the step ran."""
-    if action is None:
-        return work.output
-    try:
-        output: dict[str, Any] = to_json_value(action._output, "output")
-    except DynflowError:
-        return work.output
-    return output
 
 
 def _check_deferred_input(action: Action) -> None:

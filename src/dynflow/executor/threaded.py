@@ -43,7 +43,17 @@ class WorkerPool:
 
     def _work(self) -> None:
         while (work := self._queue.get()) is not None:
-            self._done(self._runner.run(work))
+            try:
+                done = self._runner.run(work)
+            except BaseException as exc:  # the runner's own failure: the step fails, not the pool
+                log.exception(
+                    "running step %s of plan %s failed", work.step_id, work.execution_plan_id
+                )
+                done = self._runner.failed(work, exc)
+            self._done(done)
+
+    def alive(self) -> bool:
+        return all(thread.is_alive() for thread in self._threads)
 
     def stop(self, timeout: float | None) -> None:
         for _ in self._threads:
@@ -67,8 +77,20 @@ class ThreadedExecutor(ExecutorFront):
             target=self.loop.run_forever, name="dynflow-asyncio", daemon=True
         )
         self._loop_thread.start()
+        #: what killed the core thread, if anything did
+        self.failure: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="dynflow-executor", daemon=True)
         self._thread.start()
+
+    def alive(self) -> bool:
+        """False once the core thread or a worker died: the world must stop heartbeating
+        (so that other worlds take its plans over), never beat over a dead executor."""
+        return (
+            self.failure is None
+            and self._thread.is_alive()
+            and self._loop_thread.is_alive()
+            and all(pool.alive() for pool in self.pools.values())
+        )
 
     def post(self, message: Message) -> None:
         self._inbox.put(message)
@@ -76,9 +98,10 @@ class ThreadedExecutor(ExecutorFront):
     def terminate(self, timeout: float | None) -> None:
         done: Future[None] = Future()
         self.post(Terminate(done))
-        abandoned = False
+        abandoned = not self._thread.is_alive()  # a dead core cannot terminate its plans
         try:
-            done.result(timeout)
+            if not abandoned:
+                done.result(timeout)
         except TimeoutError:
             log.warning("steps still running after %ss: abandoning them", timeout)
             self.post(Abandon())
@@ -95,6 +118,17 @@ class ThreadedExecutor(ExecutorFront):
     # -- the core thread ------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except BaseException as exc:  # recorded: alive() reports it
+            self.failure = exc
+            log.critical(
+                "the executor core thread died: this world stops heartbeating, so "
+                "that other worlds take its plans over",
+                exc_info=exc,
+            )
+
+    def _serve(self) -> None:
         while not self.core.terminated:
             batch = [self._inbox.get()]
             while len(batch) < _BATCH:

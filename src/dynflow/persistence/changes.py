@@ -70,6 +70,19 @@ class Changes:
             del self.inputs[key]
         self.history = [h for h in self.history if h[0] != plan_id]
 
+    def take(self, plan_id: str) -> Changes:
+        """Remove one plan's changes (and the locks it releases) from the batch; them."""
+        part = Changes(
+            plans={k: v for k, v in self.plans.items() if k == plan_id},
+            steps={k: v for k, v in self.steps.items() if k[0] == plan_id},
+            outputs={k: v for k, v in self.outputs.items() if k[0] == plan_id},
+            history=[h for h in self.history if h[0] == plan_id],
+            released_locks=[lock for lock in self.released_locks if plan_id in lock[1:]],
+        )
+        self.drop_plan(plan_id)
+        self.released_locks = [lock for lock in self.released_locks if plan_id not in lock[1:]]
+        return part
+
     def clear(self) -> None:
         self.plans.clear()
         self.steps.clear()

@@ -32,11 +32,12 @@ from dynflow.errors import (
     NotFound,
     NotSerializable,
     PlanInTransit,
+    ValueTooLarge,
 )
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.execution_plan.states import PlanResult, PlanState, StepState
 from dynflow.executor import Executor, offline
-from dynflow.serialization import to_json_value
+from dynflow.serialization import check_size, to_json_value
 
 if TYPE_CHECKING:
     from dynflow.services.delayed import DelayedPlans
@@ -83,6 +84,8 @@ class PlanControl:
         planner: Planner,
         delayed: DelayedPlans,
         on_finished: Callable[[ExecutionPlan], None],
+        *,
+        inline: bool = False,
     ) -> None:
         self.world_id = ports.world_id
         self.persistence = ports.persistence
@@ -94,6 +97,8 @@ class PlanControl:
         self.delayed = delayed
         #: called with a plan halted outside an executor (see FinishedPlans)
         self.on_finished = on_finished
+        #: an inline executor's world runs its sub-plans itself (see :meth:`hand_out`)
+        self.inline = inline
         self._stopped = False
 
     def stop(self) -> None:
@@ -167,7 +172,10 @@ class PlanControl:
     def hand_out(self, plan_id: str) -> Future[ExecutionPlan]:
         """Execute a planned plan on some executor world serving its queues (round robin,
         this one included), as a client world's trigger does: the execution lock, taken
-        here, moves to that executor."""
+        here, moves to that executor. A world with an inline executor runs it itself:
+        its direct connector would deliver the request on another thread."""
+        if self.inline:
+            return self.execute(plan_id)
         try:
             self.require_alive()
             plan = self.locked_plan(plan_id, (PlanState.PLANNED,))
@@ -294,7 +302,8 @@ class PlanControl:
         to ``EVENT_RETRY_FOR`` seconds, until an executor has the plan."""
         try:
             payload = to_json_value(payload, f"event for step {step_id}")
-        except NotSerializable as exc:
+            check_size(payload, self.planner.max_value_bytes, f"event for step {step_id}")
+        except (NotSerializable, ValueTooLarge) as exc:
             return futures.failed(exc)
         delivered: Future[Any] = Future()
         deadline = time.monotonic() + EVENT_RETRY_FOR

@@ -65,7 +65,6 @@ class DelayedPlans:
         world: ActionWorld,
         planner: Planner,
         executor: Executor | None,
-        interval: float,
         on_finished: Callable[[ExecutionPlan], None],
     ) -> None:
         self.world = world
@@ -75,7 +74,7 @@ class DelayedPlans:
         self.planner = planner
         self.executor = executor
         self.clock = ports.clock
-        self.interval = interval
+        self.interval = ports.config.delayed_interval
         self.on_finished = on_finished
         self._lock = threading.RLock()  # one look at a time; stop() waits for it
         self._stopped = False

@@ -28,9 +28,6 @@ log = logging.getLogger(__name__)
 #: seconds a cancelled parent's steps get to take the cancel before its children are cancelled
 CANCEL_WAIT = 10.0
 
-#: runs a job outside the thread that stopped the plan
-RunSoon = Callable[[Callable[[], None]], None]
-
 
 class FinishedPlans:
     """Called, after the commit, with every plan that stopped or paused in this world."""
@@ -39,11 +36,13 @@ class FinishedPlans:
         self,
         ports: Ports,
         world: ActionWorld,
-        run_soon: RunSoon | None = None,
+        *,
+        inline: bool = False,
     ) -> None:
         self.world = world
         self.persistence = ports.persistence
-        self._run_soon = run_soon
+        #: run hooks in the thread that stopped the plan (an inline executor's world)
+        self._inline = inline
         self._caller_steps: dict[tuple[str, int], int | None] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -112,8 +111,8 @@ class FinishedPlans:
                 log.exception("hook %s of execution plan %s failed", name, plan.id)
 
     def _soon(self, job: Callable[[], None]) -> None:
-        if self._run_soon is not None:
-            self._run_soon(job)
+        if self._inline:
+            job()
             return
         with self._pool_lock:
             if self._stopped:

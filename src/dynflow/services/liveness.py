@@ -66,13 +66,12 @@ class Liveness:
     def __init__(
         self,
         ports: Ports,
-        config: WorldConfig,
         control: PlanControl,
         cluster: Cluster,
         connector_kind: str,
     ) -> None:
         self.world_id = ports.world_id
-        self.config = config
+        self.config = ports.config
         self.persistence = ports.persistence
         self.coordinator = ports.coordinator
         self.control = control
@@ -112,6 +111,11 @@ class Liveness:
 
     def _beat(self) -> None:
         if self._stopped:
+            return
+        if self.control.executor is not None and not self.control.executor.alive():
+            # never a live heartbeat over a dead executor: the lease runs out and
+            # another world invalidates this one and takes its plans over
+            log.critical("the executor of world %s died: no more heartbeats", self.world_id)
             return
         try:
             if not self.coordinator.heartbeat():

@@ -54,6 +54,8 @@ class Planner:
         transactions: TransactionAdapter,
     ) -> None:
         self.world = world
+        #: the largest action input (and event payload), in bytes of JSON
+        self.max_value_bytes = ports.config.max_value_bytes
         self.persistence = ports.persistence
         self.coordinator = ports.coordinator
         self.middleware = middleware
@@ -74,6 +76,7 @@ class Planner:
         with it."""
         _check_action_class(action_class)
         builder = PlanBuilder(self.world, self.middleware())
+        builder.max_value_bytes = self.max_value_bytes
         builder.caller = caller
         self._build(builder, action_class, args, kwargs, self._save_failed_new)
         plan = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
@@ -105,6 +108,7 @@ class Planner:
         """Plan a delayed plan, whose execution lock this world claimed, under its own
         id: the lock stays with the planned plan, or is released if planning fails."""
         builder = PlanBuilder(self.world, self.middleware(), execution_plan_id=execution_plan_id)
+        builder.max_value_bytes = self.max_value_bytes
         try:
             self._build(builder, action_class, tuple(args), kwargs, self._save_failed_claimed)
             plan = builder.plan(PlanState.PLANNED, PlanResult.PENDING)

@@ -4,6 +4,9 @@ Each operation becomes a data-modifying CTE whose rows travel as a JSON document
 unpacked by ``json_to_recordset``: one round trip and a short, cacheable
 statement whatever the number of rows. JSON columns are nested as they are and
 stored with their text unchanged (``json``, unlike ``jsonb``, keeps the text).
+``json_to_recordset`` refuses the escapes ``\u0000`` and lone surrogates (they
+cannot become text), even nested: a document holding one carries its JSON columns
+as strings instead (their JSON text, stored as it is).
 PostgreSQL runs the CTEs on one snapshot, so a row may be written by one
 operation only.
 """
@@ -11,6 +14,7 @@ operation only.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,7 +44,8 @@ class PostgresBulkWriter(BulkWriter):
     def write(self, connection: sa.Connection, operations: Sequence[Operation]) -> None:
         operations = [op for op in operations if op.rows]
         if operations:
-            connection.execute(_statement(_shapes(operations)), _documents(operations))
+            parameters, wrapped = _documents(operations)
+            connection.execute(_statement(_shapes(operations, wrapped)), parameters)
 
     def write_fenced(self, db: Database, operations: Sequence[Operation], fence: Fence) -> set[str]:
         """Run the operations in one statement that first share-locks the execution
@@ -49,13 +54,14 @@ class PostgresBulkWriter(BulkWriter):
         writes only rows of those plans (by each operation's ``fence`` column) and
         returns their ids."""
         operations = [op for op in operations if op.rows]
-        parameters = _documents(operations)
+        parameters, wrapped = _documents(operations)
         parameters |= {
             "fence_owner": fence.owner,
             "fence_token": fence.registration,
             "fence_ids": dumps(sorted(fence.plan_ids)),
         }
-        return {row[0] for row in db.run(_fenced_statement(_shapes(operations)), parameters)}
+        statement = _fenced_statement(_shapes(operations, wrapped))
+        return {row[0] for row in db.run(statement, parameters)}
 
     def write_and_send(
         self,
@@ -68,12 +74,16 @@ class PostgresBulkWriter(BulkWriter):
         registered receiver, with a NOTIFY on ``channel``, in one statement; True when
         it was written."""
         operations = [op for op in operations if op.rows]
-        parameters = _documents(operations)
+        parameters, wrapped = _documents(operations)
         parameters |= {"e_receiver": envelope[0], "e_data": envelope[1], "e_channel": channel}
-        return bool(connection.execute(_send_statement(_shapes(operations)), parameters).all())
+        statement = _send_statement(_shapes(operations, wrapped))
+        return bool(connection.execute(statement, parameters).all())
 
 
-_Shape = tuple[str, sa.Table, tuple[str, ...], tuple[str, ...], str | None]
+#: kind, table, keys, columns, fence column, JSON columns carried as strings
+_Shape = tuple[str, sa.Table, tuple[str, ...], tuple[str, ...], str | None, bool]
+#: what ``json_to_recordset`` cannot turn into text, as JSON escapes it
+_UNTEXTABLE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 #: the owner's locks among the plans, while its record is the writing registration
 #: (the record is read, not locked: heartbeats would wait for every commit)
@@ -86,7 +96,7 @@ _OWNED = (
 )
 
 
-def _shapes(operations: Sequence[Operation]) -> tuple[_Shape, ...]:
+def _shapes(operations: Sequence[Operation], wrapped: Sequence[bool]) -> tuple[_Shape, ...]:
     return tuple(
         (
             type(op).__name__,
@@ -94,18 +104,21 @@ def _shapes(operations: Sequence[Operation]) -> tuple[_Shape, ...]:
             op.keys if isinstance(op, Update) else (),
             tuple(op.rows[0]),
             op.fence,
+            strings,
         )
-        for op in operations
+        for op, strings in zip(operations, wrapped, strict=True)
     )
 
 
-def _documents(operations: Sequence[Operation]) -> dict[str, Any]:
-    return {f"rows_{i}": _document(op) for i, op in enumerate(operations)}
+def _documents(operations: Sequence[Operation]) -> tuple[dict[str, Any], list[bool]]:
+    """The parameters, and for each operation whether its JSON columns are strings."""
+    documents = [_document(op) for op in operations]
+    return {f"rows_{i}": d for i, (d, _) in enumerate(documents)}, [w for _, w in documents]
 
 
 @functools.cache
 def _statement(shape: tuple[_Shape, ...]) -> sa.TextClause:
-    *first, last = [_part(i, *op[:4], None) for i, op in enumerate(shape)]
+    *first, last = [_part(i, *op[:4], None, op[5]) for i, op in enumerate(shape)]
     if not first:
         return sa.text(last)
     ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(first))
@@ -114,7 +127,7 @@ def _statement(shape: tuple[_Shape, ...]) -> sa.TextClause:
 
 @functools.cache
 def _send_statement(shape: tuple[_Shape, ...]) -> sa.TextClause:
-    parts = [f"w{i} AS ({_part(i, *op[:4], None)})" for i, op in enumerate(shape)]
+    parts = [f"w{i} AS ({_part(i, *op[:4], None, op[5])})" for i, op in enumerate(shape)]
     envelope = (
         f"e AS (INSERT INTO {envelopes.name} (receiver_id, data) SELECT id, :e_data "
         f"FROM {coordinator_records.name} WHERE class = '{WORLD}' AND id = :e_receiver "
@@ -136,33 +149,34 @@ def _part(
     keys: tuple[str, ...],
     columns: tuple[str, ...],
     fence: str | None,
+    strings: bool,
 ) -> str:
-    source = _recordset(index, table, columns)
+    source = _recordset(index, table, columns, strings)
     owned = f' x."{fence}" IN (SELECT id FROM owned)' if fence else ""
     if kind == "Insert":
         names = ", ".join(f'"{c}"' for c in columns)
-        selected = ", ".join(_value(table, c) for c in columns)
+        selected = ", ".join(_value(table, c, strings) for c in columns)
         where = f" WHERE{owned}" if owned else ""
         return f"INSERT INTO {table.name} ({names}) SELECT {selected} FROM {source}{where}"
     if kind == "Update":
-        sets = ", ".join(f'"{c}" = {_value(table, c)}' for c in columns if c not in keys)
+        sets = ", ".join(f'"{c}" = {_value(table, c, strings)}' for c in columns if c not in keys)
         matches = " AND ".join([*(f't."{k}" = x."{k}"' for k in keys), *([owned] if owned else [])])
         return f"UPDATE {table.name} AS t SET {sets} FROM {source} WHERE {matches}"
     matches = " AND ".join(f't."{c}" = x."{c}"' for c in columns)
     return f"DELETE FROM {table.name} AS t USING {source} WHERE {matches}"
 
 
-def _recordset(index: int, table: sa.Table, columns: tuple[str, ...]) -> str:
-    fields = ", ".join(f'"{c}" {_type(table.c[c])}' for c in columns)
+def _recordset(index: int, table: sa.Table, columns: tuple[str, ...], strings: bool) -> str:
+    fields = ", ".join(f'"{c}" {_type(table.c[c], strings)}' for c in columns)
     return f"json_to_recordset(CAST(:rows_{index} AS json)) AS x({fields})"
 
 
-def _type(column: sa.Column[Any]) -> str:
+def _type(column: sa.Column[Any], strings: bool) -> str:
     kind = column.type
     if isinstance(kind, UTCDateTime):
         return "timestamp"
     if isinstance(kind, JSONText):
-        return "json"
+        return "text" if strings else "json"
     if isinstance(kind, sa.String | sa.Text):
         return "text"
     if isinstance(kind, sa.Integer):
@@ -172,19 +186,32 @@ def _type(column: sa.Column[Any]) -> str:
     raise TypeError(f"no bulk mapping for {column}")  # pragma: no cover
 
 
-def _value(table: sa.Table, column: str) -> str:
-    if isinstance(table.c[column].type, JSONText):
+def _value(table: sa.Table, column: str, strings: bool) -> str:
+    if isinstance(table.c[column].type, JSONText) and not strings:
         return f'CAST(x."{column}" AS text)'
     return f'x."{column}"'
 
 
-def _document(op: Operation) -> str:
-    stamps = _timestamp_columns(op.table, tuple(op.rows[0]))
+def _document(op: Operation) -> tuple[str, bool]:
+    """The rows as one JSON text; True when its JSON columns are strings."""
+    columns = tuple(op.rows[0])
+    stamps = _timestamp_columns(op.table, columns)
     rows = [dict(row) for row in op.rows]  # copies: the callers' rows stay as they are
     for row in rows:
         for name in stamps:
             row[name] = _timestamp(row[name])
-    return dumps(rows)
+    document = dumps(rows)
+    if _UNTEXTABLE.search(document) is None:  # a false alarm ("\\u0000") costs nothing
+        return document, False
+    for row in rows:
+        for name in _json_columns(op.table, columns):
+            row[name] = None if row[name] is None else dumps(row[name])
+    return dumps(rows), True
+
+
+@functools.cache
+def _json_columns(table: sa.Table, columns: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(c for c in columns if isinstance(table.c[c].type, JSONText))
 
 
 @functools.cache

@@ -21,8 +21,9 @@ try:  # the driver's connection errors, for statements run on it directly
     import psycopg
 
     _DRIVER_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
+    _DATA_ERRORS: tuple[type[Exception], ...] = (psycopg.DataError,)
 except ImportError:  # pragma: no cover - PostgreSQL support is an extra
-    _DRIVER_ERRORS = ()
+    _DRIVER_ERRORS = _DATA_ERRORS = ()
 
 
 @functools.cache
@@ -34,6 +35,7 @@ def _driver_sql(statement: sa.TextClause) -> str:
 
 class PostgresDatabase(Database):
     driver_errors = _DRIVER_ERRORS
+    driver_data_errors = _DATA_ERRORS
 
     @contextmanager
     def write_statement(self) -> Iterator[sa.Connection]:

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from dynflow.errors import ConfigurationError, PersistenceError
+from dynflow.errors import ConfigurationError, DataRefused, PersistenceError
 from dynflow.persistence.sql.dialects import dialect_for, safe_url
 
 __all__ = ["Database", "Row", "safe_url"]
@@ -31,6 +31,8 @@ class Database:
 
     #: errors of the driver itself, for statements run on it directly (see ``run``)
     driver_errors: tuple[type[Exception], ...] = ()
+    #: the driver's errors for a value the database refuses (see ``run``)
+    driver_data_errors: tuple[type[Exception], ...] = ()
 
     def __init__(self, url: str) -> None:
         try:
@@ -113,6 +115,11 @@ class Database:
             ) from exc
         except self.driver_errors as exc:  # from ``run``
             raise PersistenceError(f"database {safe_url(self.url)} failed: {exc}") from exc
+        except sa.exc.DataError as exc:  # without the statement: it may be megabytes long
+            refused = f"database {safe_url(self.url)} refused a value"
+            raise DataRefused(f"{refused}: {exc.orig}") from None
+        except self.driver_data_errors as exc:
+            raise DataRefused(f"database {safe_url(self.url)} refused a value: {exc}") from None
 
     def check_connection(self) -> None:
         try:
