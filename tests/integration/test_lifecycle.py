@@ -10,7 +10,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
@@ -25,6 +25,7 @@ from dynflow import (
     StepState,
     World,
 )
+from dynflow.executor.threaded import ThreadedExecutor
 from dynflow.persistence.tables import actions, coordinator_records, execution_plans, steps
 from tests.support import Gate, eventually
 
@@ -447,6 +448,9 @@ def test_a_plan_paused_by_termination_continues_in_the_next_executor(
     assert held.entered.wait(10)
     stopper = threading.Thread(target=first.terminate)
     stopper.start()
+    # the step may end only once the core knows it terminates, or the plan just goes on
+    core = cast(ThreadedExecutor, first.executor).core
+    eventually(lambda: core.terminating is not None)
     held.open()
     stopper.join(20)
     paused = triggered.finished.result(10)

@@ -150,8 +150,9 @@ class Fatal(BaseException):
 def test_a_dead_executor_stops_heartbeating_and_another_world_takes_its_plans(
     db_url: str, make_world: MakeWorld
 ) -> None:
-    doomed = make_world(db_url, heartbeat_interval=0.1, validity_check_interval=0)
-    survivor = make_world(db_url, lease=1.0, validity_check_interval=0, auto_execute=False)
+    # a world is judged by its own lease (kept in its registry record)
+    doomed = make_world(db_url, heartbeat_interval=0.1, lease=1.0, validity_check_interval=0)
+    survivor = make_world(db_url, validity_check_interval=0, auto_execute=False)
     assert isinstance(doomed.executor, ThreadedExecutor)
     core = doomed.executor.core
 
