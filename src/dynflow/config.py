@@ -74,6 +74,24 @@ class WorldConfig:
             raise ConfigurationError(
                 f"unknown connector {self.connector!r}: use 'direct' or 'database'"
             )
+        self._check_timing()
+
+    def _check_timing(self) -> None:
+        """Timing settings that would make a world look dead, or never stop, are refused."""
+        for name in ("heartbeat_interval", "ping_timeout", "connector_poll_interval"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not value > 0:
+                raise ConfigurationError(f"{name} must be > 0 seconds, got {value!r}")
+        for name in ("validity_check_interval", "terminate_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or value < 0:
+                raise ConfigurationError(f"{name} must be >= 0 seconds, got {value!r}")
+        if not self.lease > self.heartbeat_interval:
+            raise ConfigurationError(
+                f"lease ({self.lease!r} s) must be longer than heartbeat_interval "
+                f"({self.heartbeat_interval!r} s), or the world looks dead between two "
+                "heartbeats: make it at least three heartbeat intervals"
+            )
 
     @property
     def all_queues(self) -> dict[str, int]:

@@ -34,6 +34,25 @@ def test_a_bad_queue_is_refused_before_touching_the_database(tmp_path: Path, spe
     assert not database.exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--lease", "4"), "lease (4.0 s) must be longer than heartbeat_interval (5.0 s)"),
+        (("--ping-timeout", "0"), "ping_timeout must be > 0 seconds, got 0.0"),
+    ],
+)
+def test_timing_that_would_make_it_look_dead_is_refused_before_touching_the_database(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    database = tmp_path / "never.sqlite3"
+
+    result = run_executor(f"sqlite:///{database}", *args)
+
+    assert result.returncode != 0
+    assert f"cannot start: {message}" in result.stderr
+    assert not database.exists()
+
+
 def test_an_unimportable_module_is_named(tmp_path: Path) -> None:
     result = run_executor(f"sqlite:///{tmp_path / 'x.sqlite3'}", "--import", "no_such_actions.x")
 

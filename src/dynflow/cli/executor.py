@@ -36,6 +36,7 @@ def serve(
     heartbeat_interval: float = 5.0,
     lease: float = 15.0,
     validity_check_interval: float = 5.0,
+    ping_timeout: float = 2.0,
 ) -> int:
     """Run until SIGTERM/SIGINT; the process exit code."""
     logging.basicConfig(
@@ -79,6 +80,7 @@ def serve(
             heartbeat_interval=heartbeat_interval,
             lease=lease,
             validity_check_interval=validity_check_interval,
+            ping_timeout=ping_timeout,
         )
     except DynflowError as exc:
         log.error("cannot start: %s", exc)

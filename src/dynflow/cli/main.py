@@ -55,6 +55,10 @@ def executor(
     validity_check_interval: Annotated[
         float, typer.Option(help="Seconds between two checks for dead worlds (0: never).")
     ] = 5.0,
+    ping_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds a world late with its heartbeat gets to answer a ping."),
+    ] = 2.0,
 ) -> None:
     """Serve as an executor world until SIGTERM/SIGINT, then terminate cleanly."""
     from dynflow.cli.executor import serve
@@ -69,6 +73,7 @@ def executor(
             heartbeat_interval=heartbeat_interval,
             lease=lease,
             validity_check_interval=validity_check_interval,
+            ping_timeout=ping_timeout,
         )
     )
 
