@@ -205,7 +205,9 @@ def settle(world: World, plan_id: str) -> None:
 def manual_world(make_world: MakeWorld, db_url: str, **options: Any) -> tuple[World, ManualClock]:
     clock = ManualClock()
     # heartbeats are clock callbacks too: keep them out of the way of the test's advances
-    return make_world(db_url, clock=clock, heartbeat_interval=3600, **options), clock
+    return make_world(
+        db_url, clock=clock, heartbeat_interval=3600, lease=3 * 3600, **options
+    ), clock
 
 
 # -- suspending and delivering ---------------------------------------------------------

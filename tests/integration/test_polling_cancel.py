@@ -284,7 +284,7 @@ def test_a_resumed_polling_step_polls_again_at_once(
 
 
 def test_polling_in_an_in_thread_world(db_url: str, probe: JobProbe) -> None:
-    world = InThreadWorld(db_url, heartbeat_interval=3600)
+    world = InThreadWorld(db_url, heartbeat_interval=3600, lease=3 * 3600)
     try:
         triggered = world.trigger(Job, key=probe.key, polls=2)
         plan_id = triggered.execution_plan_id
