@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from typing import Any
 
 from dynflow.errors import ConfigurationError
@@ -55,6 +56,11 @@ class WorldConfig:
     #: the largest action input, action output or event payload, in bytes of JSON
     #: (10 MB): a larger input fails planning, a larger output fails its step
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    #: delete stopped plans that ended longer ago than this (a timedelta), every
+    #: ``retention_interval`` seconds, one world at a time; None keeps every plan
+    retention: timedelta | None = None
+    #: seconds between two periodic cleans (with ``retention``)
+    retention_interval: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.pool_size < 1:
@@ -75,10 +81,22 @@ class WorldConfig:
                 f"unknown connector {self.connector!r}: use 'direct' or 'database'"
             )
         self._check_timing()
+        if self.retention is not None and (
+            not isinstance(self.retention, timedelta) or self.retention <= timedelta(0)
+        ):
+            raise ConfigurationError(
+                f"retention must be a positive timedelta (e.g. timedelta(days=30)) or None, "
+                f"got {self.retention!r}"
+            )
 
     def _check_timing(self) -> None:
         """Timing settings that would make a world look dead, or never stop, are refused."""
-        for name in ("heartbeat_interval", "ping_timeout", "connector_poll_interval"):
+        for name in (
+            "heartbeat_interval",
+            "ping_timeout",
+            "connector_poll_interval",
+            "retention_interval",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not value > 0:
                 raise ConfigurationError(f"{name} must be > 0 seconds, got {value!r}")

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import datetime
-from types import TracebackType
+from datetime import datetime, timedelta
 from typing import Any
 
 from dynflow.action.base import Action
@@ -25,6 +24,7 @@ from dynflow.cluster.remote import Cluster, connector_kind, connector_name, make
 from dynflow.config import WorldConfig
 from dynflow.coordinator import Coordinator
 from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.execution_plan.states import PlanResult
 from dynflow.executor import Executor
 from dynflow.executor.core import ExecutorCore
 from dynflow.executor.runner import StepRunner
@@ -37,6 +37,7 @@ from dynflow.services.finished import FinishedPlans
 from dynflow.services.liveness import Liveness, register
 from dynflow.services.planning import Planner
 from dynflow.services.ports import Ports
+from dynflow.services.retention import Retention
 from dynflow.transaction import transaction_adapter
 
 #: builds a world's executor from its core and step runner (``World(executor=...)``)
@@ -131,6 +132,8 @@ class World:
             inline=inline,
         )
         self.liveness = Liveness(ports, self.control, self.cluster, kind)
+        #: deletes old plans, on request and (with ``retention=``) periodically
+        self.retention = Retention(ports)
         if core is not None:
             core.on_finished = self.finished
             dispatcher = ExecutorDispatcher(self.id, self.control, self.cluster.outbox)
@@ -138,6 +141,7 @@ class World:
         self.cluster.start()
         self.liveness.start()
         self.delayed.start()
+        self.retention.start()
         if self.config.executor and self.config.auto_execute:
             self.recover()
 
@@ -147,12 +151,7 @@ class World:
     def __enter__(self) -> World:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.terminate()
 
     # -- planning and starting -----------------------------------------------------
@@ -219,27 +218,18 @@ class World:
     def event(
         self, execution_plan_id: str, step_id: int, payload: Any = None, *, optional: bool = False
     ) -> Future[Any]:
-        """Deliver ``payload`` to a suspended step (``run(event=payload)``).
-
-        The future resolves (True) once the step has the event; it fails when the
-        plan or step does not exist or the step cannot take events any more.
-        Events for one step are delivered in order, one run at a time; an event
-        arriving while the step still runs waits until it suspends. With
-        ``optional=True`` an undeliverable event is dropped: the future resolves
-        with False.
-        """
+        """Deliver ``payload`` to a suspended step (``run(event=payload)``): True once
+        it has it; fails when the plan or step does not exist or cannot take events
+        (``optional=True``: resolves False instead). Events reach a step in order, one
+        run at a time; one arriving while the step runs waits until it suspends."""
         return self.control.event(execution_plan_id, step_id, payload, optional=optional)
 
     def cancel(self, execution_plan_id: str) -> list[Future[Any]]:
-        """Cancel a plan: one future per running or suspended cancellable step.
-
-        Each future resolves when its step has the cancel event; the plan then ends
-        ``stopped``/``cancelled``. A plan without cancellable steps is not affected.
-        A delayed (``scheduled``) plan is cancelled at once: one future, resolved
-        with the cancelled plan. A plan running in another world is cancelled there:
-        one future, resolved with how many steps got the cancel event. The running
-        and suspended sub-plans of a ``WithSubPlans`` step are cancelled too.
-        """
+        """Cancel a plan: one future per running or suspended cancellable step, resolved
+        when it has the cancel event (the plan then ends ``stopped``/``cancelled``). A
+        ``scheduled`` plan: one future, the cancelled plan. A plan running in another
+        world: one future, how many steps got the event. The running and suspended
+        sub-plans of a ``WithSubPlans`` step are cancelled too."""
         cancelling = self.control.cancel(execution_plan_id)
         self.finished.cancel_children(execution_plan_id, cancelling)
         return cancelling
@@ -249,6 +239,14 @@ class World:
     ) -> None:
         """Fail the step if still suspended since hand-out ``sequence`` (for actions)."""
         self.control.schedule_step_timeout(execution_plan_id, step_id, sequence, seconds)
+
+    def clean(
+        self, older_than: timedelta | datetime, *, results: Iterable[PlanResult | str] | None = None
+    ) -> int:
+        """Delete stopped plans that ended before ``older_than`` (an aware datetime, or a
+        timedelta back from now; only those with one of ``results`` if given), with
+        their sub-plans, steps, actions and history, in batches; how many plans went."""
+        return self.retention.clean(older_than, results)
 
     # -- other worlds (see dynflow.services.liveness) ------------------------------
 
@@ -283,6 +281,7 @@ class World:
         try:
             self.control.stop()
             self.delayed.stop()
+            self.retention.stop()
             handed_over: list[str] = []
             if self.executor is not None:
                 self.executor.terminate(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -151,6 +152,42 @@ def halt_plan(plan_id: str, url: DatabaseUrl = None, wait: Wait = 10.0) -> None:
     """Stop a plan at once, whatever its steps are doing."""
     with _client(url) as world:
         _report(world.halt(plan_id), plan_id, wait)
+
+
+def _age(text: str) -> timedelta:
+    from dynflow.services.retention import parse_age
+
+    try:
+        return parse_age(text)
+    except DynflowError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@plans_app.command("clean")
+def clean_plans(
+    older_than: Annotated[
+        timedelta,
+        typer.Option(
+            parser=_age, metavar="AGE", help="Plans that stopped longer ago: 30d, 12h, 90m, 2w."
+        ),
+    ],
+    url: DatabaseUrl = None,
+    result: Annotated[
+        list[str] | None, typer.Option(help="Only plans with this result (repeat for several).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Count what would go; delete nothing.")] = False,
+) -> None:
+    """Delete stopped plans that ended long ago, with their sub-plans, steps and history."""
+    from dynflow.services.retention import plan_result
+
+    try:
+        results = None if not result else [plan_result(r) for r in result]
+    except DynflowError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--result") from None
+    with _client(url) as world:
+        count = world.retention.clean(older_than, results, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    Console().print(f"{verb} {count} plan(s) that stopped more than {older_than} ago")
 
 
 def _report(future: object, plan_id: str, wait: float) -> None:

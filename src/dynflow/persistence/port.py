@@ -7,6 +7,7 @@ fast paths) implement it; nothing outside them knows which database is behind.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from dynflow.execution_plan.model import ExecutionPlan
@@ -158,3 +159,16 @@ class PersistencePort(Protocol):
         sub_plans: bool = True,
         result: PlanResult | None = None,
     ) -> list[str]: ...
+
+    def delete_old_plans(
+        self,
+        before: datetime,
+        results: Sequence[PlanResult] | None = None,
+        *,
+        after: str | None = None,
+        limit: int = 500,
+        dry_run: bool = False,
+    ) -> tuple[int, str | None]:
+        """Delete one batch of top-level plans stopped before ``before``, with their
+        sub-plans: (how many plans, the last id looked at or None when done)."""
+        ...

@@ -8,6 +8,7 @@ subclasses this one and overrides the hooks it has faster paths for.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,6 +19,7 @@ from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.persistence import migrate
 from dynflow.persistence.changes import PLAN_MUTABLE, STEP_MUTABLE, Changes
 from dynflow.persistence.records import EXECUTION_LOCK, WORLD
+from dynflow.persistence.sql import retention
 from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, Update
 from dynflow.persistence.sql.database import Database
 from dynflow.persistence.sql.delayed import SqlDelayedPlanStore
@@ -304,6 +306,30 @@ class SqlPersistence:
             query = query.where(execution_plans.c.caller_execution_plan_id.is_(None))
         with self.db.read() as connection:
             return list(connection.execute(query).scalars())
+
+    def delete_old_plans(
+        self,
+        before: datetime,
+        results: Sequence[PlanResult] | None = None,
+        *,
+        after: str | None = None,
+        limit: int = 500,
+        dry_run: bool = False,
+    ) -> tuple[int, str | None]:
+        """One batch of :mod:`retention`: up to ``limit`` top-level plans stopped before
+        ``before`` (ids above ``after``), deleted with their sub-plans in one
+        transaction. (how many plans went, or would go; the last id looked at, None
+        when there are no more)."""
+        query = retention.old_plans(before, results).where(execution_plans.c.id > (after or ""))
+        with self.db.write() as connection:
+            ordered = query.order_by(execution_plans.c.id).limit(limit)
+            roots: list[str] = list(connection.execute(ordered).scalars())
+            if not roots:
+                return 0, None
+            plan_ids, _ = retention.families(connection, roots)
+            if not dry_run:
+                retention.delete(connection, plan_ids)
+        return len(plan_ids), roots[-1]
 
 
 def change_operations(changes: Changes) -> list[Operation]:
