@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from dynflow import Action, Cancellable, World
 from dynflow.cli.main import app
+from tests.conftest import (
+    MYSQL_SERVER,
+    POSTGRES_SERVER,
+    _drop_database,
+    _ensure_database,
+    server_url,
+)
 from tests.support import eventually
 
 runner = CliRunner()
@@ -121,3 +132,77 @@ def test_worlds_list_check_and_invalidate(db_url: str, make_world: MakeWorld) ->
     refused = invoke(db_url, "worlds", "check", gone)
     assert refused.exit_code == 1
     assert "not registered" in refused.output
+
+
+def test_reading_commands_never_create_a_database(tmp_path: Any) -> None:
+    missing = tmp_path / "typo.sqlite3"
+    for args in (["plans", "list"], ["plans", "show", "some-id"], ["worlds", "list"]):
+        result = invoke(f"sqlite:///{missing}", *args)
+        assert result.exit_code == 1, result.output
+        assert f"no SQLite database at {missing}" in " ".join(result.output.split())
+        assert not missing.exists()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An existing database of each kind, with no dynflow table at all."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+        engine = sa.create_engine(url)  # creates the file
+        engine.connect().close()
+        engine.dispose()
+        yield url
+        return
+    server_url(request.param)  # skips (or fails in CI) when the server is unreachable
+    server = POSTGRES_SERVER if request.param == "postgresql" else MYSQL_SERVER
+    name = f"dynflow_cli_{os.getpid()}"
+    yield _ensure_database(server, name, fresh=True)
+    _drop_database(server, name)
+
+
+def test_reading_commands_never_create_the_schema(empty_url: str) -> None:
+    db_url = empty_url
+    for args in (["plans", "list"], ["worlds", "list"]):
+        result = invoke(db_url, *args)
+        assert result.exit_code == 1, result.output
+        assert "has no dynflow schema: run `dynflow db upgrade`" in " ".join(result.output.split())
+        assert len(result.output.strip().splitlines()) <= 3  # a message, not a traceback
+    upgraded = invoke(db_url, "db", "upgrade")
+    assert upgraded.exit_code == 0, upgraded.output
+    assert invoke(db_url, "plans", "list").exit_code == 0
+
+
+def test_an_unknown_filter_value_is_a_usage_error(db_url: str, make_world: MakeWorld) -> None:
+    make_world(db_url)
+    for option in ("--state", "--result"):
+        result = invoke(db_url, "plans", "list", option, "bogus")
+        assert result.exit_code == 2, result.output
+        assert "unknown value 'bogus': use one of" in " ".join(result.output.split())
+
+
+def test_pages_count_from_one(db_url: str, make_world: MakeWorld) -> None:
+    executor = make_world(db_url, connector="database")
+    ids = [executor.trigger(AlwaysFails).finished.result(10).id for _ in range(3)]
+    listed = [invoke(db_url, "plans", "list", "--per-page", "2", "--page", p) for p in "12"]
+    assert [r.exit_code for r in listed] == [0, 0]
+    shown = [sum(i in r.output for i in ids) for r in listed]
+    assert shown == [2, 1]
+    assert "2 of 3 plan(s), page 1" in listed[0].output
+    assert invoke(db_url, "plans", "list", "--page", "0").exit_code == 2
+
+
+def test_piped_output_is_not_cut(db_url: str, make_world: MakeWorld) -> None:
+    executor = make_world(db_url, connector="database")
+    plan = executor.trigger(Labelled).finished.result(10)
+    assert len(plan.label) > 100
+    result = runner.invoke(app, ["plans", "list", "--database-url", db_url], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert plan.label.strip() in result.output
+    assert plan.id in result.output
+
+
+class Labelled(Action):
+    label = "a label long enough to be cut at eighty columns, " * 3
+
+    def run(self, event: Any = None) -> None:
+        pass

@@ -6,9 +6,11 @@ so requests such as resume reach the executor worlds, in any process.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -16,8 +18,11 @@ from rich.console import Console
 from rich.table import Table
 
 from dynflow.cli.options import DatabaseUrl, database_url
+from dynflow.coordinator import EXECUTION_LOCK, Coordinator
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.execution_plan.states import PlanResult, PlanState
+from dynflow.persistence import PersistencePort
 from dynflow.world import World
 
 plans_app = typer.Typer(help="List, show and steer execution plans.", no_args_is_help=True)
@@ -47,8 +52,48 @@ def _client(url: str | None) -> Iterator[World]:
         world.terminate()
 
 
-def _fail(error: BaseException) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False)
+@contextmanager
+def _reader(url: str | None) -> Iterator[PersistencePort]:
+    """The database, for commands that only read: nothing is created or migrated."""
+    from dynflow.persistence import migrate, open_persistence
+
+    try:
+        persistence = open_persistence(database_url(url), existing=True)
+    except DynflowError as exc:
+        raise _fail(exc) from None
+    try:
+        revision = migrate.current_revision(persistence.db)
+        if revision != migrate.head_revision():
+            found = "has no dynflow schema" if revision is None else f"is at {revision}"
+            raise _fail(
+                f"database {persistence.url} {found}: run `dynflow db upgrade` with the same "
+                "--database-url first"
+            )
+        yield persistence
+    except DynflowError as exc:
+        raise _fail(exc) from None
+    finally:
+        persistence.close()
+
+
+def _console() -> Console:
+    """Rich output; piped, it is never cut to a terminal's width."""
+    return Console() if sys.stdout.isatty() else Console(width=100_000, soft_wrap=True)
+
+
+def _choices(values: list[str] | None, kind: type[StrEnum], option: str) -> list[str] | None:
+    """The values, checked against the enum: an unknown one is a usage error (exit 2)."""
+    known = [str(v) for v in kind]
+    for value in values or ():
+        if value not in known:
+            raise typer.BadParameter(
+                f"unknown value {value!r}: use one of {', '.join(known)}", param_hint=option
+            )
+    return values or None
+
+
+def _fail(error: BaseException | str) -> typer.Exit:
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {error}", highlight=False)
     return typer.Exit(1)
 
 
@@ -63,22 +108,20 @@ def list_plans(
     state: Annotated[list[str] | None, typer.Option(help="Only plans in this state.")] = None,
     result: Annotated[list[str] | None, typer.Option(help="Only plans with this result.")] = None,
     label: Annotated[str | None, typer.Option(help="Only plans with this label.")] = None,
-    page: Annotated[int, typer.Option(min=0)] = 0,
+    page: Annotated[int, typer.Option(min=1, help="Page to show, from 1.")] = 1,
     per_page: Annotated[int, typer.Option(min=1, max=1000)] = 20,
 ) -> None:
     """Plans, the latest started first."""
     filters: dict[str, object] = {}
     if state:
-        filters["state"] = state
+        filters["state"] = _choices(state, PlanState, "--state")
     if result:
-        filters["result"] = result
+        filters["result"] = _choices(result, PlanResult, "--result")
     if label:
         filters["label"] = label
-    with _client(url) as world:
-        plans = world.persistence.find_execution_plans(
-            filters=filters, page=page, per_page=per_page
-        )
-        total = world.persistence.find_execution_plan_counts(filters)
+    with _reader(url) as persistence:
+        plans = persistence.find_execution_plans(filters=filters, page=page - 1, per_page=per_page)
+        total = persistence.find_execution_plan_counts(filters)
     table = Table("label", "state/result", "started (UTC)", "ended (UTC)", box=None)
     table.add_column("id", no_wrap=True, min_width=36)
     for plan in plans:
@@ -89,7 +132,7 @@ def list_plans(
             f"{plan.ended_at:%Y-%m-%d %H:%M:%S}" if plan.ended_at else "",
             plan.id,
         )
-    console = Console()
+    console = _console()
     console.print(table)
     console.print(f"{len(plans)} of {total} plan(s), page {page}")
 
@@ -97,9 +140,9 @@ def list_plans(
 @plans_app.command("show")
 def show_plan(plan_id: str, url: DatabaseUrl = None) -> None:
     """One plan: its steps, errors and execution history."""
-    with _client(url) as world:
-        plan = world.persistence.load_execution_plan(plan_id)
-    console = Console()
+    with _reader(url) as persistence:
+        plan = persistence.load_execution_plan(plan_id)
+    console = _console()
     console.print(f"[bold]{plan.label}[/] {plan.id} {_state(plan)} progress {plan.progress:.0%}")
     if plan.caller_execution_plan_id:
         console.print(f"sub-plan of {plan.caller_execution_plan_id}")
@@ -134,7 +177,7 @@ def skip_step(plan_id: str, step_id: int, url: DatabaseUrl = None) -> None:
     """Mark a failed step of a paused plan skipped; resume the plan afterwards."""
     with _client(url) as world:
         plan = world.skip(plan_id, step_id)
-    Console().print(f"step {step_id} skipped; plan {plan.id} is {_state(plan)}: resume it")
+    _console().print(f"step {step_id} skipped; plan {plan.id} is {_state(plan)}: resume it")
 
 
 @plans_app.command("cancel")
@@ -144,7 +187,7 @@ def cancel_plan(plan_id: str, url: DatabaseUrl = None, wait: Wait = 10.0) -> Non
         futures = world.cancel(plan_id)
         for future in futures:
             future.result(timeout=wait)
-    Console().print(f"cancel sent to plan {plan_id} ({len(futures)} request(s) delivered)")
+    _console().print(f"cancel sent to plan {plan_id} ({len(futures)} request(s) delivered)")
 
 
 @plans_app.command("halt")
@@ -187,7 +230,7 @@ def clean_plans(
     with _client(url) as world:
         count = world.retention.clean(older_than, results, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
-    Console().print(f"{verb} {count} plan(s) that stopped more than {older_than} ago")
+    _console().print(f"{verb} {count} plan(s) that stopped more than {older_than} ago")
 
 
 def _report(future: object, plan_id: str, wait: float) -> None:
@@ -197,19 +240,20 @@ def _report(future: object, plan_id: str, wait: float) -> None:
     try:
         plan = future.result(timeout=wait)
     except TimeoutError:
-        Console().print(f"plan {plan_id} is still running: follow it with `dynflow plans show`")
+        _console().print(f"plan {plan_id} is still running: follow it with `dynflow plans show`")
         return
     except Exception as exc:
         raise _fail(exc) from None
-    Console().print(f"plan {plan.id} is {_state(plan)}")
+    _console().print(f"plan {plan.id} is {_state(plan)}")
 
 
 @worlds_app.command("list")
 def list_worlds(url: DatabaseUrl = None) -> None:
     """Registered worlds, with their role, queues, last heartbeat and plans held."""
-    with _client(url) as world:
-        worlds = [w for w in world.coordinator.find_worlds() if w.id != world.id]
-        locks = world.coordinator.find_locks(lock_class="execution_lock")
+    with _reader(url) as persistence:
+        reader = Coordinator(persistence.db, "dynflow-cli")  # registers nothing
+        worlds = reader.find_worlds()
+        locks = reader.find_locks(lock_class=EXECUTION_LOCK)
     table = Table("role", "queues", "heartbeat (UTC)", "host/pid", "plans", box=None)
     table.add_column("id", no_wrap=True, min_width=36)
     for record in worlds:
@@ -222,7 +266,7 @@ def list_worlds(url: DatabaseUrl = None) -> None:
             str(held),
             record.id,
         )
-    Console().print(table)
+    _console().print(table)
 
 
 @worlds_app.command("check")
@@ -235,12 +279,12 @@ def check_worlds(
     with _client(url) as world:
         if world_id is not None:
             alive = world.ping(world_id, timeout=timeout).result(timeout + 5)
-            Console().print(f"world {world_id} " + ("answers" if alive else "does not answer"))
+            _console().print(f"world {world_id} " + ("answers" if alive else "does not answer"))
             if not alive:
                 raise typer.Exit(1)
             return
         invalidated = world.perform_validity_checks()
-    Console().print(f"{invalidated} world(s) invalidated")
+    _console().print(f"{invalidated} world(s) invalidated")
 
 
 @worlds_app.command("invalidate")
@@ -248,4 +292,4 @@ def invalidate_world(world_id: str, url: DatabaseUrl = None) -> None:
     """Declare a world dead: its locks are released and its plans go to live executors."""
     with _client(url) as world:
         plans = world.invalidate(world_id)
-    Console().print(f"world {world_id} invalidated; {plans} plan(s) handed over")
+    _console().print(f"world {world_id} invalidated; {plans} plan(s) handed over")

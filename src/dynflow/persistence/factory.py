@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy.engine import make_url
 
+from dynflow.errors import ConfigurationError
 from dynflow.persistence.port import PersistencePort
 from dynflow.persistence.postgres.adapter import PostgresPersistence
 from dynflow.persistence.sql.adapter import SqlPersistence
@@ -24,7 +27,28 @@ def adapter_class(database_url: str) -> type[SqlPersistence]:
     return _ADAPTERS.get(backend, SqlPersistence)
 
 
-def open_persistence(database_url: str) -> SqlPersistence:
+def open_persistence(database_url: str, *, existing: bool = False) -> SqlPersistence:
     """The persistence of the database at ``database_url``: PostgreSQL's adapter for
-    ``postgresql`` URLs, the generic SQLAlchemy one otherwise."""
+    ``postgresql`` URLs, the generic SQLAlchemy one otherwise. ``existing``: refuse a
+    SQLite file that does not exist rather than create an empty one (for readers)."""
+    if existing:
+        _check_exists(database_url)
     return adapter_class(database_url)(database_url)
+
+
+def _check_exists(database_url: str) -> None:
+    try:
+        url = make_url(database_url)
+    except Exception:
+        return  # the adapter reports a bad URL
+    path = url.database
+    if (
+        url.get_backend_name() == "sqlite"
+        and path
+        and path != ":memory:"
+        and not Path(path).exists()
+    ):
+        raise ConfigurationError(
+            f"no SQLite database at {Path(path).resolve()}: check --database-url "
+            "(or create it with `dynflow db upgrade`)"
+        )
