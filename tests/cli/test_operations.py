@@ -206,3 +206,38 @@ class Labelled(Action):
 
     def run(self, event: Any = None) -> None:
         pass
+
+
+class WaitsForApproval(Action):
+    def run(self, event: Any = None) -> None:
+        if event is None:
+            self.suspend()
+        self.output["event"] = event
+
+
+def test_plans_event_delivers_json_to_a_suspended_step(db_url: str, make_world: MakeWorld) -> None:
+    executor = make_world(db_url, connector="database")
+    triggered = executor.trigger(WaitsForApproval)
+    plan_id = triggered.execution_plan_id
+    step = eventually(
+        lambda: next(
+            (
+                s.id
+                for s in executor.persistence.load_execution_plan(plan_id).steps.values()
+                if s.state == "suspended"
+            ),
+            None,
+        )
+    )
+    sent = invoke(db_url, "plans", "event", plan_id, str(step), "--data", '{"ok": [1, "\\u00e9"]}')
+    assert sent.exit_code == 0, sent.output
+    assert f"event delivered to step {step} of plan {plan_id}" in sent.output
+    plan = triggered.finished.result(10)
+    assert plan.entry_action.output == {"event": {"ok": [1, "é"]}}
+
+    again = invoke(db_url, "plans", "event", plan_id, str(step), "--data", "{}")
+    assert again.exit_code == 1
+    assert "the event was not delivered" in " ".join(again.output.split())
+    bad = invoke(db_url, "plans", "event", plan_id, str(step), "--data", "{oops")
+    assert bad.exit_code == 2
+    assert "not JSON" in " ".join(bad.output.split())

@@ -6,12 +6,13 @@ so requests such as resume reach the executor worlds, in any process.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -195,6 +196,40 @@ def halt_plan(plan_id: str, url: DatabaseUrl = None, wait: Wait = 10.0) -> None:
     """Stop a plan at once, whatever its steps are doing."""
     with _client(url) as world:
         _report(world.halt(plan_id), plan_id, wait)
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"not JSON ({exc}): e.g. --data '{{\"approved\": true}}'"
+        ) from None
+
+
+@plans_app.command("event")
+def send_event(
+    plan_id: str,
+    step_id: int,
+    data: Annotated[
+        Any, typer.Option(parser=_json, metavar="JSON", help="The event payload, as JSON.")
+    ] = "null",
+    url: DatabaseUrl = None,
+    wait: Wait = 10.0,
+) -> None:
+    """Deliver an event to a suspended step (``run(event=data)``), in whatever world runs it."""
+    with _client(url) as world:
+        future = world.event(plan_id, step_id, data)
+        try:
+            future.result(timeout=wait)
+        except TimeoutError:
+            raise _fail(
+                f"the event to step {step_id} of plan {plan_id} was not delivered "
+                f"within {wait:g} s: is an executor world running it?"
+            ) from None
+        except DynflowError as exc:
+            raise _fail(exc) from None
+    _console().print(f"event delivered to step {step_id} of plan {plan_id}")
 
 
 def _age(text: str) -> timedelta:
