@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.multiprocess.conftest import REPO_ROOT, START_TIMEOUT, executor_command
+from tests.multiprocess.conftest import REPO_ROOT, START_TIMEOUT, Executors, executor_command
 
 
 def run_executor(url: str, *args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
@@ -91,3 +93,26 @@ def test_an_unreachable_database_is_named_without_its_password(url: str) -> None
     assert f"cannot start: cannot connect to database {shown}" in result.stderr
     assert "s3cret" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_log_format_is_refused(tmp_path: Path) -> None:
+    database = tmp_path / "never.sqlite3"
+    result = run_executor(f"sqlite:///{database}", "--log-format", "yaml")
+    assert result.returncode == 2
+    assert "cannot start: unknown log format 'yaml': use text or json" in result.stderr
+    assert not database.exists()
+
+
+def test_log_format_json_writes_one_object_per_line(
+    tmp_path: Path, executors: Callable[[str], Executors]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'json-logs.sqlite3'}"
+    executor = executors(url).start("--log-format", "json", "--log-level", "INFO")
+    assert executor.stop() == 0
+    lines = [line for line in executor.log().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # every line is one JSON object
+    serving = [e for e in entries if "serving queues" in e["message"]]
+    assert serving
+    assert serving[0]["level"] == "INFO"
+    assert serving[0]["logger"] == "dynflow.cli.executor"
+    assert {"time", "level", "logger", "message"} <= set(entries[-1])

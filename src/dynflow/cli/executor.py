@@ -11,9 +11,10 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from dynflow import logs
 from dynflow.errors import DynflowError
 
-log = logging.getLogger("dynflow.executor")
+log = logging.getLogger(__name__)
 
 
 def parse_queues(specs: Sequence[str]) -> dict[str, int]:
@@ -37,13 +38,15 @@ def serve(
     lease: float = 15.0,
     validity_check_interval: float = 5.0,
     ping_timeout: float = 2.0,
+    log_level: str | None = None,
+    log_format: str = "text",
 ) -> int:
     """Run until SIGTERM/SIGINT; the process exit code."""
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=os.environ.get("DYNFLOW_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    try:
+        logs.configure(log_level or os.environ.get("DYNFLOW_LOG_LEVEL", "INFO"), log_format)
+    except ValueError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
     sys.path.insert(0, os.getcwd())  # modules next to where the executor is started
     try:
         extra = parse_queues(queues)

@@ -59,6 +59,13 @@ def executor(
         float,
         typer.Option(help="Seconds a world late with its heartbeat gets to answer a ping."),
     ] = 2.0,
+    log_level: Annotated[
+        str | None,
+        typer.Option(help="DEBUG, INFO, WARNING, ERROR (default: $DYNFLOW_LOG_LEVEL, else INFO)."),
+    ] = None,
+    log_format: Annotated[
+        str, typer.Option(help="text, or json: one JSON object per line.")
+    ] = "text",
 ) -> None:
     """Serve as an executor world until SIGTERM/SIGINT, then terminate cleanly."""
     from dynflow.cli.executor import serve
@@ -74,6 +81,8 @@ def executor(
             lease=lease,
             validity_check_interval=validity_check_interval,
             ping_timeout=ping_timeout,
+            log_level=log_level,
+            log_format=log_format,
         )
     )
 
