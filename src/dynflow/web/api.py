@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
 
 from dynflow.execution_plan.states import PlanResult, PlanState
+from dynflow.web import inbound
 from dynflow.web.console import DEFAULT_PER_PAGE, MAX_LABEL
+from dynflow.web.inbound import Accepted, TriggerRequest
 from dynflow.web.views import ActionOutcome, DelayedView, PlanDetail, PlanList, WorldView
 
 if TYPE_CHECKING:
@@ -67,6 +69,30 @@ def router(web: Web) -> APIRouter:
             page=page,
             per_page=per_page,
         )
+
+    @router.post(
+        "/plans",
+        status_code=202,
+        response_model=Accepted,
+        responses={**COMMAND_ERRORS, 413: {"description": "request body too large"}},
+    )
+    def trigger_plan(request: TriggerRequest) -> Accepted:
+        """Trigger a plan of one of the classes given to ``create_app(triggerable=...)``
+        (others: 404); 202 with its id. A planning failure is 409."""
+        return inbound.trigger(console.world, web.triggers, request)
+
+    @router.post(
+        "/plans/{plan_id}/steps/{step_id}/event",
+        status_code=202,
+        response_model=Accepted,
+        responses={**COMMAND_ERRORS, 413: {"description": "request body too large"}},
+    )
+    def send_event(
+        plan_id: str, step_id: int, payload: Annotated[Any, Body(description="any JSON")] = None
+    ) -> Accepted:
+        """Deliver the JSON body to a suspended step as ``run(event=payload)``; 202, with
+        whether it arrived within the console's wait."""
+        return inbound.event(console.world, plan_id, step_id, payload, console.wait_seconds)
 
     @router.get("/plans/{plan_id}", response_model=PlanDetail, responses=ERRORS)
     def get_plan(plan_id: str) -> PlanDetail:

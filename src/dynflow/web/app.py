@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
-from dynflow.errors import DynflowError, NotFound
+from dynflow.action.base import Action
+from dynflow.errors import ConfigurationError, DynflowError, NotFound
 from dynflow.web.auth import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -35,6 +36,7 @@ from dynflow.web.auth import (
     same_origin,
 )
 from dynflow.web.console import Console, NotAvailable
+from dynflow.web.inbound import DEFAULT_MAX_BODY, BodyLimit, Triggers
 
 if TYPE_CHECKING:
     from dynflow.world import World
@@ -91,6 +93,8 @@ class Web:
             undefined=jinja2.StrictUndefined,
         )
         self.templates.filters["pretty"] = _pretty
+        #: the action classes HTTP clients may trigger
+        self.triggers = Triggers(())
 
     def csrf_token(self, request: Request) -> str:
         cookie = getattr(request.state, "csrf_cookie", None) or new_csrf_cookie()
@@ -140,14 +144,21 @@ def create_app(
     auth: Auth | Callable[[Request], bool],
     secret_key: str | None = None,
     wait_seconds: float = 2.0,
+    triggerable: Iterable[type[Action]] = (),
+    max_body: int = DEFAULT_MAX_BODY,
 ) -> FastAPI:
     """The console over ``world``. ``auth``: ``BasicAuth``, ``TokenAuth``, ``NO_AUTH`` or a
     callable ``(request) -> bool``. ``secret_key`` signs session cookies and CSRF tokens
     (default: random, so sessions end when the process does). Commands wait up to
-    ``wait_seconds`` for their effect before answering."""
+    ``wait_seconds`` for their effect before answering. ``triggerable``: the action
+    classes ``POST /api/plans`` may trigger. Request bodies over ``max_body`` bytes
+    are refused (413)."""
     from dynflow.web import api, pages
 
+    if not isinstance(max_body, int) or max_body < 1:
+        raise ConfigurationError(f"max_body must be a number of bytes >= 1, got {max_body!r}")
     web = Web(world, as_auth(auth), secret_key or secrets.token_urlsafe(32), wait_seconds)
+    web.triggers = Triggers(triggerable)
     app = FastAPI(
         title="dynflow console",
         version="1",
@@ -168,6 +179,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _install_handlers(app, web)
     _install_middleware(app)
+    app.add_middleware(BodyLimit, limit=max_body)
     return app
 
 
