@@ -20,6 +20,10 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
             "stopped success ['core-pkg-0.rpm', 'core-pkg-1.rpm', 'core-pkg-2.rpm']",
         ),
         ("resume_and_skip.py", "after skip + resume: stopped warning"),
+        (
+            "webhook.py",
+            "stopped success {'deployed': 'billing', 'approved_by': 'release-manager'}",
+        ),
     ],
 )
 def test_example_runs(script: str, expected: str, tmp_path: Path) -> None:
