@@ -108,7 +108,12 @@ class World:
         if self.config.executor:
             registration, queues = self.coordinator.registration, self.config.all_queues
             core = ExecutorCore(
-                self.id, self.persistence, registration, auto_rescue=auto_rescue, queues=queues
+                self.id,
+                self.persistence,
+                registration,
+                auto_rescue=auto_rescue,
+                queues=queues,
+                clock=self.clock,
             )
             runner = StepRunner(self, middleware, self.transactions, self.config.max_value_bytes)
             self.executor = (executor if callable(executor) else self._threaded)(core, runner)

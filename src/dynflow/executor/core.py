@@ -18,12 +18,13 @@ from dynflow.action.base import Rescue
 from dynflow.action.cancellable import Cancellable
 from dynflow.action.events import CANCEL
 from dynflow.action.registry import class_name
+from dynflow.clock import Clock, ManualClock
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.director import Outcome, decide
 from dynflow.errors import DynflowError, ExecutionError, NotFound
 from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
-from dynflow.executor import policy
+from dynflow.executor import policy, retry
 from dynflow.executor.commit import Committer
 from dynflow.executor.messages import (
     Abandon,
@@ -33,6 +34,7 @@ from dynflow.executor.messages import (
     Disown,
     HaltPlan,
     Message,
+    RetryDue,
     SkipStep,
     Start,
     StepTimeout,
@@ -61,10 +63,14 @@ class ExecutorCore(Committer):
         *,
         auto_rescue: bool = True,
         queues: Iterable[str] = ("default",),
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(world_id, persistence, registration)
         self.auto_rescue = auto_rescue
         self.queues = frozenset(queues)
+        #: the world's clock, and its executor's ``post`` (set by the executor): retries
+        self.clock: Clock = clock or ManualClock()
+        self.post: Callable[[Message], None] = self.handle
 
     # -- message handling -----------------------------------------------------------
 
@@ -99,6 +105,8 @@ class ExecutorCore(Committer):
                 self._event(message)
             case StepTimeout():
                 self._timeout(message)
+            case RetryDue():
+                retry.due(self, message)
             case CancelSteps(plan_id, reply):
                 self._cancel(plan_id, reply)
             case Adopt(plan, future):
@@ -160,7 +168,7 @@ class ExecutorCore(Committer):
         else:  # executing or resuming: failed steps run again
             for step in runtime.steps.values():
                 if step.state is StepState.ERROR and step.phase is not Phase.PLAN:
-                    runtime.set_step(step, StepState.PENDING, error=None)
+                    runtime.set_step(step, StepState.PENDING, error=None, attempts=0)
         runtime.set_state(
             PlanState.RUNNING,
             PlanResult.PENDING,
@@ -168,6 +176,7 @@ class ExecutorCore(Committer):
             ended_at=None,
         )
         runtime.record("start execution", self.world_id)
+        retry.rearm(self, runtime)
         for step in runtime.steps.values():
             if step.state is StepState.SUSPENDED:  # the timers of its last executor are gone
                 resume_event = policy.action_attribute(runtime, step.action_id, "resume_event")
@@ -202,6 +211,9 @@ class ExecutorCore(Committer):
             self._advance(runtime)
             return
         self._drop_events(runtime, step.id, f"step {step.id} ended {done.state}")
+        if retry.attempt_failed(self, runtime, step, done):
+            self._advance(runtime)
+            return
         runtime.set_step(
             step,
             done.state,
@@ -362,7 +374,12 @@ class ExecutorCore(Committer):
         step = runtime.steps[step_id]
         action = runtime.actions[step.action_id]
         runtime.set_step(
-            step, StepState.RUNNING, started_at=step.started_at or now(), ended_at=None
+            step,
+            StepState.RUNNING,
+            started_at=step.started_at or now(),
+            ended_at=None,
+            attempts=step.attempts + (step.state is not StepState.SUSPENDED),
+            next_attempt_at=None,
         )
         try:
             if step.queue not in self.queues:
@@ -484,7 +501,7 @@ class ExecutorCore(Committer):
 
     def _abandon_running(self, runtime: PlanRuntime, why: str | None = None) -> None:
         for step in runtime.steps.values():
-            if step.state is StepState.SUSPENDED and why is not None:  # halted
+            if step.state in (StepState.SUSPENDED, StepState.WAITING) and why:  # halted
                 self._drop_events(runtime, step.id, "the plan was halted")
                 runtime.set_step(
                     step,

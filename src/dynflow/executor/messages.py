@@ -71,6 +71,16 @@ class StepTimeout:
 
 
 @dataclass(frozen=True)
+class RetryDue:
+    """The next attempt of a ``waiting`` step is due, if it still waits since attempt
+    number ``attempts`` (an older timer is ignored)."""
+
+    execution_plan_id: str
+    step_id: int
+    attempts: int
+
+
+@dataclass(frozen=True)
 class CancelSteps:
     """Send the cancel event to every running or suspended cancellable step of a plan."""
 
@@ -109,6 +119,7 @@ Message = (
     | Progress
     | DeliverEvent
     | StepTimeout
+    | RetryDue
     | CancelSteps
     | HaltPlan
     | SkipStep

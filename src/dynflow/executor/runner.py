@@ -185,7 +185,20 @@ class StepRunner:
             ended_at=datetime.now(UTC),
             execution_time=time.monotonic() - started,
             run=work.run,
+            retry=exc is not None and _retries(work, exc),
         )
+
+
+def _retries(work: Work, exc: BaseException) -> bool:
+    """Whether the action's ``retry`` covers ``exc`` (decided here: the core sees the
+    error's class name only)."""
+    if work.phase is not Phase.RUN or _is_cancel(work):
+        return False
+    try:
+        retry = registry.lookup(work.action_class).retry
+    except DynflowError:
+        return False
+    return retry is not None and retry.retries(exc)
 
 
 def _is_cancel(work: Work) -> bool:

@@ -68,6 +68,7 @@ class ThreadedExecutor(ExecutorFront):
         self.core = core
         self.runner = runner
         runner.report = self.post
+        core.post = self.post
         self._inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self.pools = {
             name: WorkerPool(name, size, runner, self.post) for name, size in queues.items()
