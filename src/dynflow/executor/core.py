@@ -24,7 +24,7 @@ from dynflow.director import Outcome, decide
 from dynflow.errors import DynflowError, ExecutionError, NotFound
 from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
-from dynflow.executor import policy, retry
+from dynflow.executor import policy, retry, timeouts
 from dynflow.executor.commit import Committer
 from dynflow.executor.messages import (
     Abandon,
@@ -35,6 +35,7 @@ from dynflow.executor.messages import (
     HaltPlan,
     Message,
     RetryDue,
+    RunTimeout,
     SkipStep,
     Start,
     StepTimeout,
@@ -71,6 +72,8 @@ class ExecutorCore(Committer):
         #: the world's clock, and its executor's ``post`` (set by the executor): retries
         self.clock: Clock = clock or ManualClock()
         self.post: Callable[[Message], None] = self.handle
+        #: give back the worker of a timed-out hand-out (plan, step, run, sequence)
+        self.release: Callable[[str, int, int, int], None] = lambda *key: None
 
     # -- message handling -----------------------------------------------------------
 
@@ -104,7 +107,9 @@ class ExecutorCore(Committer):
             case DeliverEvent():
                 self._event(message)
             case StepTimeout():
-                self._timeout(message)
+                timeouts.suspended_too_long(self, message)
+            case RunTimeout():
+                timeouts.ran_too_long(self, message)
             case RetryDue():
                 retry.due(self, message)
             case CancelSteps(plan_id, reply):
@@ -191,8 +196,8 @@ class ExecutorCore(Committer):
 
     def _step_done(self, done: StepDone) -> None:
         runtime = self.plans.get(done.execution_plan_id)
-        if runtime is not None and runtime.run != done.run:
-            runtime = None  # a step of a run this world dropped: see Disown
+        if runtime is not None and (runtime.run != done.run or timeouts.stale(runtime, done)):
+            runtime = None  # a step of a run this world dropped (Disown), or timed out
         if runtime is None or done.step_id in runtime.abandoned:
             if runtime is not None:
                 runtime.abandoned.discard(done.step_id)
@@ -280,27 +285,6 @@ class ExecutorCore(Committer):
             self._later(partial(resolve, event.future, False), event.execution_plan_id)
         else:
             self._fail(event.future, error)
-
-    def _timeout(self, timeout: StepTimeout) -> None:
-        runtime = self.plans.get(timeout.execution_plan_id)
-        if runtime is None or timeout.step_id not in runtime.steps:
-            return
-        step = runtime.steps[timeout.step_id]
-        if step.state is not StepState.SUSPENDED:
-            return
-        if runtime.sequences.get(step.id, 0) != timeout.sequence:
-            return  # an event came since the timeout was scheduled
-        self._drop_events(runtime, step.id, "the step timed out")
-        runtime.set_step(
-            step,
-            StepState.ERROR,
-            ended_at=now(),
-            error=StepError(
-                "TimeoutError",
-                f"step {step.id} timed out: no event within {timeout.seconds:g} s",
-            ),
-        )
-        self._advance(runtime)
 
     def _cancel(self, plan_id: str, reply: Future[list[Future[Any]]]) -> None:
         runtime = self.plans.get(plan_id)

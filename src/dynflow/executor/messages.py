@@ -71,6 +71,18 @@ class StepTimeout:
 
 
 @dataclass(frozen=True)
+class RunTimeout:
+    """Fail hand-out ``sequence`` of a step's ``run`` (of plan run ``run``) if it is
+    still running: it took longer than ``seconds`` (the action's ``run_timeout``)."""
+
+    execution_plan_id: str
+    step_id: int
+    sequence: int
+    run: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class RetryDue:
     """The next attempt of a ``waiting`` step is due, if it still waits since attempt
     number ``attempts`` (an older timer is ignored)."""
@@ -120,6 +132,7 @@ Message = (
     | DeliverEvent
     | StepTimeout
     | RetryDue
+    | RunTimeout
     | CancelSteps
     | HaltPlan
     | SkipStep

@@ -45,6 +45,8 @@ class StepDone:
     run: int = 0
     #: the action's ``retry`` retries this error (if attempts are left)
     retry: bool = False
+    #: the :attr:`Work.sequence` it answers: a hand-out that timed out is not heard
+    sequence: int = 0
 
 
 @dataclass(frozen=True)
