@@ -358,12 +358,7 @@ class ExecutorCore(Committer):
         step = runtime.steps[step_id]
         action = runtime.actions[step.action_id]
         runtime.set_step(
-            step,
-            StepState.RUNNING,
-            started_at=step.started_at or now(),
-            ended_at=None,
-            attempts=step.attempts + (step.state is not StepState.SUSPENDED),
-            next_attempt_at=None,
+            step, StepState.RUNNING, started_at=step.started_at or now(), **retry.handed_out(step)
         )
         try:
             if step.queue not in self.queues:

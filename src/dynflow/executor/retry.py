@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dynflow.action.retry import Retry
 from dynflow.execution_plan.model import Step
@@ -52,6 +52,16 @@ def attempt_failed(core: ExecutorCore, runtime: PlanRuntime, step: Step, done: S
     )
     _arm(core, runtime, step, delay)
     return True
+
+
+def handed_out(step: Step) -> dict[str, Any]:
+    """The step's new values as it is handed to a worker: a new attempt, unless a
+    suspended step is given an event."""
+    return {
+        "ended_at": None,
+        "attempts": step.attempts + (step.state is not StepState.SUSPENDED),
+        "next_attempt_at": None,
+    }
 
 
 def rearm(core: ExecutorCore, runtime: PlanRuntime) -> None:

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from dynflow.coordinator import LockRecord, WorldRecord
 from dynflow.action import registry
+from dynflow.coordinator import LockRecord, WorldRecord
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import ExecutionPlan, Step, StepError
 from dynflow.flows import Atom, Concurrence, Flow, Sequence
