@@ -5,6 +5,7 @@ from dynflow.action.cancellable import Cancel, Cancellable
 from dynflow.action.hooks import plan_hook
 from dynflow.action.polling import Polling
 from dynflow.action.references import OutputReference
+from dynflow.action.retry import Retry
 from dynflow.action.singleton import Singleton
 from dynflow.action.sub_plans import SubPlan, SubPlansFailed, WithSubPlans
 from dynflow.action.suspended import SuspendedAction
@@ -21,6 +22,7 @@ from dynflow.errors import (
     PersistenceError,
     PlanInTransit,
     PlanningFailed,
+    StepTimeout,
     UnknownActionClass,
     ValueTooLarge,
 )
@@ -59,10 +61,12 @@ __all__ = [
     "PlanningFailed",
     "Polling",
     "Rescue",
+    "Retry",
     "Singleton",
     "Step",
     "StepError",
     "StepState",
+    "StepTimeout",
     "SubPlan",
     "SubPlansFailed",
     "SuspendedAction",

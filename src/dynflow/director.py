@@ -50,7 +50,7 @@ class PlanShape:
         return found
 
 
-_ACTIVE = frozenset({StepState.RUNNING, StepState.SUSPENDED, StepState.SKIPPING})
+_ACTIVE = frozenset({StepState.RUNNING, StepState.SUSPENDED, StepState.WAITING, StepState.SKIPPING})
 
 
 def decide(shape: PlanShape, states: Mapping[int, StepState]) -> Decision:

@@ -97,3 +97,10 @@ class PlanningFailed(DynflowError):
         super().__init__(f"planning of execution plan {execution_plan_id} failed: {message}")
         self.execution_plan_id = execution_plan_id
         self.reason = message
+
+
+class StepTimeout(DynflowError):
+    """An attempt of a step's ``run`` took longer than its action's ``run_timeout``.
+
+    It is the step's error like any other: list it in ``Retry.on`` to retry a timed-out
+    attempt."""

@@ -1,9 +1,8 @@
 """The world: one per process. It assembles the engine's parts and delegates to them.
 
-Parts (see ``docs/architecture.md``): persistence and the coordinator (state), the
-cluster (connector, dispatchers: other worlds), the executor (core and pools),
-and the services that do the work: the planner, plan control, liveness, delayed
-plans and the handling of plans that stop. None of them imports this module.
+Parts (``docs/architecture.md``): persistence and coordinator (state), cluster (other
+worlds), executor, and the services that do the work (planner, plan control,
+liveness, delayed plans, finished plans, retention); none of them imports this module.
 """
 
 from __future__ import annotations
@@ -56,10 +55,8 @@ class World:
     """A process's engine: plans, persists and (unless ``executor=False``) executes.
 
     ``World()`` uses ``$DYNFLOW_DATABASE_URL``, else ``sqlite:///dynflow.sqlite3``.
-    Parts may be injected: ``persistence=`` (instead of the URL), ``connector=`` (a
-    connector instead of its name), ``executor=`` (a factory ``(core, runner) ->
-    executor`` instead of True) and ``clock=``.
-    """
+    Parts may be injected: ``persistence=``, ``connector=`` (a connector, not its
+    name), ``executor=`` (a factory ``(core, runner) -> executor``) and ``clock=``."""
 
     def __init__(
         self,
@@ -107,9 +104,13 @@ class World:
         middleware = lambda: self.middleware.items  # noqa: E731
         core = None
         if self.config.executor:
-            registration, queues = self.coordinator.registration, self.config.all_queues
             core = ExecutorCore(
-                self.id, self.persistence, registration, auto_rescue=auto_rescue, queues=queues
+                self.id,
+                self.persistence,
+                self.coordinator.registration,
+                auto_rescue=auto_rescue,
+                queues=self.config.all_queues,
+                clock=self.clock,
             )
             runner = StepRunner(self, middleware, self.transactions, self.config.max_value_bytes)
             self.executor = (executor if callable(executor) else self._threaded)(core, runner)

@@ -11,8 +11,9 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from dynflow import Action, Cancellable, World
+from dynflow import Action, Cancellable, Retry, World
 from dynflow.cli.main import app
+from dynflow.clock import ManualClock
 from tests.conftest import (
     MYSQL_SERVER,
     POSTGRES_SERVER,
@@ -34,6 +35,13 @@ class FailsOnce(Action):
         ATTEMPTS[self.execution_plan_id] = ATTEMPTS.get(self.execution_plan_id, 0) + 1
         if ATTEMPTS[self.execution_plan_id] == 1:
             raise RuntimeError("first attempt fails")
+
+
+class RetriedLater(Action):
+    retry = Retry(attempts=4, backoff=600.0, max_backoff=600.0, jitter=0.0)
+
+    def run(self, event: Any = None) -> None:
+        raise ConnectionError("inventory refused")
 
 
 class AlwaysFails(Action):
@@ -75,6 +83,25 @@ def test_plans_list_show_and_resume(db_url: str, make_world: MakeWorld) -> None:
     assert resumed.exit_code == 0, resumed.output
     assert "stopped/success" in resumed.output
     assert executor.persistence.load_execution_plan(paused.id).result == "success"
+
+
+def test_plans_show_tells_a_waiting_steps_attempts_and_next_attempt(
+    db_url: str, make_world: MakeWorld
+) -> None:
+    executor = make_world(db_url, clock=ManualClock())
+    plan_id = executor.trigger(RetriedLater).execution_plan_id
+
+    def waiting() -> bool:
+        plan = executor.persistence.load_execution_plan(plan_id)
+        return any(s.state == "waiting" for s in plan.steps.values())
+
+    eventually(waiting)
+    shown = invoke(db_url, "plans", "show", plan_id)
+    assert shown.exit_code == 0, shown.output
+    assert "waiting" in shown.output
+    assert "ConnectionError: inventory refused" in shown.output
+    assert "backoff, next attempt at " in shown.output
+    executor.halt(plan_id).result(10)
 
 
 def test_plans_skip_then_resume_ends_warning(db_url: str, make_world: MakeWorld) -> None:

@@ -224,6 +224,9 @@ def test_timings_come_back_as_aware_utc_with_microseconds(
         "execution_time": 1234.5678901234,
         "real_time": 7200.000001,
         "progress_done": 0.1,
+        "attempts": 3,
+        "next_attempt_at": ended,
+        "errors": None,
     }
     changes.history.append((plan_id, started, "start execution", None))
     persistence.apply(changes)
@@ -234,7 +237,7 @@ def test_timings_come_back_as_aware_utc_with_microseconds(
         assert value == T0
         assert_utc(value)
         assert value.microsecond == 123456
-    for value in (loaded.ended_at, step.ended_at):
+    for value in (loaded.ended_at, step.ended_at, step.next_attempt_at):
         assert value == ended
         assert_utc(value)
         assert value.microsecond == 123457
@@ -244,6 +247,7 @@ def test_timings_come_back_as_aware_utc_with_microseconds(
     assert step.execution_time == 1234.5678901234
     assert step.real_time == 7200.000001
     assert step.progress_done == 0.1
+    assert step.attempts == 3
     assert (loaded.state, loaded.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
 
 
@@ -268,12 +272,18 @@ def test_step_error_round_trips(persistence: Persistence, reader: Persistence) -
         "execution_time": 0.5,
         "real_time": 0.5,
         "progress_done": 0.0,
+        "attempts": 2,
+        "next_attempt_at": None,
+        "errors": [error.to_json(), StepError("ConnectionError", "refused").to_json()],
     }
     persistence.apply(changes)
 
     loaded = reader.load_execution_plan(plan_id)
 
     assert loaded.steps[2].error == error
+    # a retried step's earlier errors come back in order
+    assert loaded.steps[2].errors == [error, StepError("ConnectionError", "refused")]
+    assert loaded.steps[2].attempts == 2
     assert loaded.errors == [error]
     assert error.exception_class == "dynflow.errors.ConfigurationError"
     assert error.message == "outer — with ünïcode\nand a second line"
@@ -625,6 +635,9 @@ def step_values(state: str, **values: Any) -> dict[str, Any]:
         "execution_time": 0.001,
         "real_time": 0.001,
         "progress_done": 1.0 if state == "success" else 0.0,
+        "attempts": 1,
+        "next_attempt_at": None,
+        "errors": None,
     }
     return row | values
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dynflow import Action, Cancellable
+from dynflow import Action, Cancellable, Retry
 
 #: payloads a hostile action could put in its label, input, output and error
 XSS = "<script>alert('xss')</script>"
@@ -55,3 +55,14 @@ class Waiting(Cancellable, Action):
         if event is None:
             self.suspend()
         self.output["event"] = event
+
+
+class Retried(Action):
+    """Fails with ConnectionError while its key is in FAILING, retried 3 times."""
+
+    retry = Retry(attempts=3, backoff=60.0, jitter=0.0, on=(ConnectionError,))
+
+    def run(self, event: Any = None) -> None:
+        if self.input["key"] in FAILING:
+            raise ConnectionError(f"{self.input['key']} refused")
+        self.output["done"] = True

@@ -12,9 +12,10 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from dynflow import PlanResult, PlanState, StepState, World
+from dynflow.clock import ManualClock
 from dynflow.web import NO_AUTH, create_app
 from tests.support import eventually
-from tests.web.actions import FAILING, Flaky, Two, Waiting
+from tests.web.actions import FAILING, Flaky, Retried, Two, Waiting
 from tests.web.conftest import MakeClient, csrf_token, paused_plan
 
 
@@ -99,6 +100,45 @@ def test_plan_page_shows_header_steps_flow_and_history(
     assert failed[0]["queue"] == "default"
     assert detail["execution_history"][0]["world_id"] == console_world.id
     FAILING.discard(f"{key}-b")
+
+
+def test_a_retried_step_shows_its_attempts_next_attempt_and_errors(
+    sqlite_url: str, make_world: Callable[..., World], make_client: MakeClient
+) -> None:
+    clock = ManualClock(utc_start=datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC))
+    world = make_world(sqlite_url, clock=clock)
+    client = make_client(world)
+    key = uuid.uuid4().hex
+    FAILING.add(key)
+    triggered = world.trigger(Retried, key=key)
+    plan_id = triggered.execution_plan_id
+
+    def run_step() -> dict[str, object]:
+        steps = client.get(f"/api/plans/{plan_id}").json()["steps"]
+        step: dict[str, object] = next(s for s in steps if s["phase"] == "run")
+        return step
+
+    eventually(lambda: run_step()["state"] == "waiting")
+    html = client.get(f"/plans/{plan_id}").text
+    assert "attempt 1 of 3" in html
+    assert "next attempt at 2030-01-02 03:05:05 UTC" in html
+    assert "Last error" in html
+    assert f"{key} refused" in html
+    step = run_step()
+    assert (step["attempts"], step["max_attempts"]) == (1, 3)
+    assert str(step["next_attempt_at"]).startswith("2030-01-02T03:05:05")
+    assert [e["message"] for e in step["errors"]] == [f"{key} refused"]  # type: ignore[attr-defined]
+
+    FAILING.discard(key)
+    clock.advance(60)
+    assert triggered.finished.result(10).result is PlanResult.SUCCESS
+    html = client.get(f"/plans/{plan_id}").text
+    assert "attempt 2 of 3" in html
+    assert "next attempt at" not in html
+    assert "Errors of retried attempts" in html
+    step = run_step()
+    assert (step["attempts"], step["next_attempt_at"], step["error"]) == (2, None, None)
+    assert len(step["errors"]) == 1  # type: ignore[arg-type]
 
 
 def test_resume_a_paused_plan_from_its_page(console_world: World, client: TestClient) -> None:

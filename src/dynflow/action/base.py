@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from dynflow.action import registry
 from dynflow.action.references import OutputReference
+from dynflow.action.retry import Retry, check_action_options
 from dynflow.action.suspended import Suspend, SuspendedAction
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.states import Phase
@@ -91,11 +92,16 @@ class Action:
     middleware: ClassVar[Sequence[type[Middleware]]] = ()
     Input: ClassVar[type[BaseModel] | None] = None
     progress_weight: ClassVar[float] = 1.0
+    #: run a failed ``run`` again (see :class:`dynflow.Retry`); None: fail at once
+    retry: ClassVar[Retry | None] = None
+    #: seconds an attempt of ``run`` may take before it fails with ``StepTimeout``
+    run_timeout: ClassVar[float | None] = None
     #: set by ``dynflow.testing.run_action``: True when ``run`` ended by suspending
     suspended: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        check_action_options(cls, cls.retry, cls.run_timeout)
         registry.register(cls)
 
     def __init__(

@@ -120,6 +120,7 @@ _STYLE = {
     StepState.PENDING: ("·", "dim"),
     StepState.RUNNING: ("▶", "bold yellow"),
     StepState.SUSPENDED: ("⏸", "cyan"),
+    StepState.WAITING: ("⟳", "yellow"),
     StepState.SUCCESS: ("✔", "green"),
     StepState.ERROR: ("✖", "bold red"),
     StepState.SKIPPED: ("↷", "magenta"),

@@ -147,7 +147,7 @@ def show_plan(plan_id: str, url: DatabaseUrl = None) -> None:
     console.print(f"[bold]{plan.label}[/] {plan.id} {_state(plan)} progress {plan.progress:.0%}")
     if plan.caller_execution_plan_id:
         console.print(f"sub-plan of {plan.caller_execution_plan_id}")
-    table = Table("step", "action", "phase", "state", "queue", "time (s)", box=None)
+    table = Table("step", "action", "phase", "state", "queue", "attempts", "time (s)", box=None)
     labels = {a.id: a.label for a in plan.actions}
     for step in plan.steps.values():
         table.add_row(
@@ -156,12 +156,18 @@ def show_plan(plan_id: str, url: DatabaseUrl = None) -> None:
             str(step.phase),
             str(step.state),
             step.queue,
+            str(step.attempts),
             f"{step.real_time:.3f}",
         )
     console.print(table)
     for step in plan.steps.values():
+        for earlier in step.errors if step.error is None else step.errors[:-1]:
+            console.print(f"step {step.id}, retried after: {earlier}", highlight=False)
         if step.error is not None:
             console.print(f"[red]step {step.id}: {step.error}[/]", highlight=False)
+        if step.next_attempt_at is not None:
+            due = f"{step.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
+            console.print(f"step {step.id}: backoff, next attempt at {due}", highlight=False)
     for entry in plan.execution_history:
         console.print(f"{entry.time:%Y-%m-%d %H:%M:%S.%f} {entry.name} ({entry.world_id})")
 

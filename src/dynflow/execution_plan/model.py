@@ -63,6 +63,13 @@ class Step:
     real_time: float = 0.0
     progress_done: float = 0.0
     progress_weight: float = 1.0
+    #: runs of the step started (a retried ``run`` counts each attempt)
+    attempts: int = 0
+    #: when a ``waiting`` step's next attempt is due (world clock, UTC)
+    next_attempt_at: datetime | None = None
+    #: the errors of the attempts that were retried, oldest first (the last error of
+    #: the step is also ``error``)
+    errors: list[StepError] = field(default_factory=list)
 
 
 @dataclass

@@ -37,6 +37,8 @@ class StepState(StrEnum):
     RUNNING = "running"
     SUCCESS = "success"
     SUSPENDED = "suspended"
+    #: a failed attempt of ``run`` waits for its retry (``Step.next_attempt_at``)
+    WAITING = "waiting"
     SKIPPING = "skipping"
     SKIPPED = "skipped"
     ERROR = "error"
@@ -65,7 +67,8 @@ PLAN_TRANSITIONS: Mapping[PlanState, frozenset[PlanState]] = {
 S = StepState
 STEP_TRANSITIONS: Mapping[StepState, frozenset[StepState]] = {
     S.PENDING: frozenset({S.RUNNING, S.SKIPPED, S.SKIPPING, S.CANCELLED, S.ERROR}),
-    S.RUNNING: frozenset({S.SUCCESS, S.SUSPENDED, S.ERROR, S.SKIPPED, S.CANCELLED}),
+    S.RUNNING: frozenset({S.SUCCESS, S.SUSPENDED, S.WAITING, S.ERROR, S.SKIPPED, S.CANCELLED}),
+    S.WAITING: frozenset({S.RUNNING, S.ERROR}),
     S.SUSPENDED: frozenset({S.RUNNING, S.ERROR, S.CANCELLED}),
     S.ERROR: frozenset({S.PENDING, S.RUNNING, S.SKIPPING, S.SKIPPED}),
     S.SKIPPING: frozenset({S.SKIPPED, S.ERROR}),

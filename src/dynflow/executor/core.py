@@ -18,12 +18,13 @@ from dynflow.action.base import Rescue
 from dynflow.action.cancellable import Cancellable
 from dynflow.action.events import CANCEL
 from dynflow.action.registry import class_name
+from dynflow.clock import Clock, ManualClock
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.director import Outcome, decide
 from dynflow.errors import DynflowError, ExecutionError, NotFound
 from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
-from dynflow.executor import policy
+from dynflow.executor import policy, retry, timeouts
 from dynflow.executor.commit import Committer
 from dynflow.executor.messages import (
     Abandon,
@@ -33,6 +34,8 @@ from dynflow.executor.messages import (
     Disown,
     HaltPlan,
     Message,
+    RetryDue,
+    RunTimeout,
     SkipStep,
     Start,
     StepTimeout,
@@ -61,10 +64,16 @@ class ExecutorCore(Committer):
         *,
         auto_rescue: bool = True,
         queues: Iterable[str] = ("default",),
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(world_id, persistence, registration)
         self.auto_rescue = auto_rescue
         self.queues = frozenset(queues)
+        #: the world's clock, and its executor's ``post`` (set by the executor): retries
+        self.clock: Clock = clock or ManualClock()
+        self.post: Callable[[Message], None] = self.handle
+        #: give back the worker of a timed-out hand-out (plan, step, run, sequence)
+        self.release: Callable[[str, int, int, int], None] = lambda *key: None
 
     # -- message handling -----------------------------------------------------------
 
@@ -98,7 +107,11 @@ class ExecutorCore(Committer):
             case DeliverEvent():
                 self._event(message)
             case StepTimeout():
-                self._timeout(message)
+                timeouts.suspended_too_long(self, message)
+            case RunTimeout():
+                timeouts.ran_too_long(self, message)
+            case RetryDue():
+                retry.due(self, message)
             case CancelSteps(plan_id, reply):
                 self._cancel(plan_id, reply)
             case Adopt(plan, future):
@@ -160,7 +173,7 @@ class ExecutorCore(Committer):
         else:  # executing or resuming: failed steps run again
             for step in runtime.steps.values():
                 if step.state is StepState.ERROR and step.phase is not Phase.PLAN:
-                    runtime.set_step(step, StepState.PENDING, error=None)
+                    runtime.set_step(step, StepState.PENDING, error=None, attempts=0)
         runtime.set_state(
             PlanState.RUNNING,
             PlanResult.PENDING,
@@ -168,6 +181,7 @@ class ExecutorCore(Committer):
             ended_at=None,
         )
         runtime.record("start execution", self.world_id)
+        retry.rearm(self, runtime)
         for step in runtime.steps.values():
             if step.state is StepState.SUSPENDED:  # the timers of its last executor are gone
                 resume_event = policy.action_attribute(runtime, step.action_id, "resume_event")
@@ -182,8 +196,8 @@ class ExecutorCore(Committer):
 
     def _step_done(self, done: StepDone) -> None:
         runtime = self.plans.get(done.execution_plan_id)
-        if runtime is not None and runtime.run != done.run:
-            runtime = None  # a step of a run this world dropped: see Disown
+        if runtime is not None and (runtime.run != done.run or timeouts.stale(runtime, done)):
+            runtime = None  # a step of a run this world dropped (Disown), or timed out
         if runtime is None or done.step_id in runtime.abandoned:
             if runtime is not None:
                 runtime.abandoned.discard(done.step_id)
@@ -202,6 +216,9 @@ class ExecutorCore(Committer):
             self._advance(runtime)
             return
         self._drop_events(runtime, step.id, f"step {step.id} ended {done.state}")
+        if retry.attempt_failed(self, runtime, step, done):
+            self._advance(runtime)
+            return
         runtime.set_step(
             step,
             done.state,
@@ -269,27 +286,6 @@ class ExecutorCore(Committer):
         else:
             self._fail(event.future, error)
 
-    def _timeout(self, timeout: StepTimeout) -> None:
-        runtime = self.plans.get(timeout.execution_plan_id)
-        if runtime is None or timeout.step_id not in runtime.steps:
-            return
-        step = runtime.steps[timeout.step_id]
-        if step.state is not StepState.SUSPENDED:
-            return
-        if runtime.sequences.get(step.id, 0) != timeout.sequence:
-            return  # an event came since the timeout was scheduled
-        self._drop_events(runtime, step.id, "the step timed out")
-        runtime.set_step(
-            step,
-            StepState.ERROR,
-            ended_at=now(),
-            error=StepError(
-                "TimeoutError",
-                f"step {step.id} timed out: no event within {timeout.seconds:g} s",
-            ),
-        )
-        self._advance(runtime)
-
     def _cancel(self, plan_id: str, reply: Future[list[Future[Any]]]) -> None:
         runtime = self.plans.get(plan_id)
         if runtime is None:
@@ -319,7 +315,7 @@ class ExecutorCore(Committer):
             match decision.outcome:
                 case Outcome.CONTINUE:
                     if self.terminating is not None:
-                        if not self._has_running(runtime):
+                        if not policy.has_running(runtime):
                             self._pause(runtime)
                         return
                     failed = [s for s in decision.ready if not self._dispatch(runtime, s)]
@@ -362,7 +358,7 @@ class ExecutorCore(Committer):
         step = runtime.steps[step_id]
         action = runtime.actions[step.action_id]
         runtime.set_step(
-            step, StepState.RUNNING, started_at=step.started_at or now(), ended_at=None
+            step, StepState.RUNNING, started_at=step.started_at or now(), **retry.handed_out(step)
         )
         try:
             if step.queue not in self.queues:
@@ -465,26 +461,18 @@ class ExecutorCore(Committer):
         """Skip a failed step of an adopted paused plan, then hand the plan back (its
         execution lock stays held: the plan stays paused until resumed)."""
         runtime = self.adopted.get(plan_id)
-        step = None if runtime is None else runtime.steps.get(step_id)
-        if runtime is None or runtime.plan.state is not PlanState.PAUSED:
-            error: DynflowError = ExecutionError(f"execution plan {plan_id} is not paused here")
-        elif step is None:
-            error = NotFound(f"execution plan {plan_id} has no step {step_id}")
-        elif step.state is not StepState.ERROR:
-            error = ExecutionError(
-                f"step {step_id} of execution plan {plan_id} is {step.state}: "
-                "only a failed step can be skipped"
-            )
-        else:
-            policy.skip_step(runtime, step_id)
-            runtime.futures.append(future)
-            self._let_go(self.adopted.pop(plan_id))
+        error = policy.cannot_skip(runtime, plan_id, step_id)
+        if error is not None:
+            self._fail(future, error)
             return
-        self._fail(future, error)
+        assert runtime is not None
+        policy.skip_step(runtime, step_id)
+        runtime.futures.append(future)
+        self._let_go(self.adopted.pop(plan_id))
 
     def _abandon_running(self, runtime: PlanRuntime, why: str | None = None) -> None:
         for step in runtime.steps.values():
-            if step.state is StepState.SUSPENDED and why is not None:  # halted
+            if step.state in (StepState.SUSPENDED, StepState.WAITING) and why:  # halted
                 self._drop_events(runtime, step.id, "the plan was halted")
                 runtime.set_step(
                     step,
@@ -505,6 +493,3 @@ class ExecutorCore(Committer):
                     ended_at=now(),
                     error=StepError(_EXECUTION_ERROR, message),
                 )
-
-    def _has_running(self, runtime: PlanRuntime) -> bool:
-        return any(s.state is StepState.RUNNING for s in runtime.steps.values())

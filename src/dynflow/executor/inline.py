@@ -22,6 +22,7 @@ class InlineExecutor(ExecutorFront):
         self.core = core
         self.runner = runner
         runner.report = self.post
+        core.post = self.post
         self._inbox: deque[Message] = deque()
         self._draining = False
 

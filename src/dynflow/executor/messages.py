@@ -71,6 +71,28 @@ class StepTimeout:
 
 
 @dataclass(frozen=True)
+class RunTimeout:
+    """Fail hand-out ``sequence`` of a step's ``run`` (of plan run ``run``) if it is
+    still running: it took longer than ``seconds`` (the action's ``run_timeout``)."""
+
+    execution_plan_id: str
+    step_id: int
+    sequence: int
+    run: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RetryDue:
+    """The next attempt of a ``waiting`` step is due, if it still waits since attempt
+    number ``attempts`` (an older timer is ignored)."""
+
+    execution_plan_id: str
+    step_id: int
+    attempts: int
+
+
+@dataclass(frozen=True)
 class CancelSteps:
     """Send the cancel event to every running or suspended cancellable step of a plan."""
 
@@ -109,6 +131,8 @@ Message = (
     | Progress
     | DeliverEvent
     | StepTimeout
+    | RetryDue
+    | RunTimeout
     | CancelSteps
     | HaltPlan
     | SkipStep

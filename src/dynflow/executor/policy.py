@@ -10,9 +10,9 @@ from dynflow.action import registry
 from dynflow.action.base import Action, Rescue, combine_rescue
 from dynflow.action.registry import class_name
 from dynflow.action.singleton import SINGLETON_LOCK, Singleton
-from dynflow.errors import DynflowError, ExecutionError
+from dynflow.errors import DynflowError, ExecutionError, NotFound
 from dynflow.execution_plan.model import Step, StepError
-from dynflow.execution_plan.states import StepState
+from dynflow.execution_plan.states import PlanState, StepState
 from dynflow.executor.runtime import PlanRuntime, now
 
 ABNORMAL = "Abnormal termination (previous state: {state})"
@@ -87,3 +87,23 @@ def _lookup(name: str) -> type[Action] | None:
         return registry.lookup(name)
     except DynflowError:
         return None
+
+
+def has_running(runtime: PlanRuntime) -> bool:
+    """True while a step of the plan is running."""
+    return any(s.state is StepState.RUNNING for s in runtime.steps.values())
+
+
+def cannot_skip(runtime: PlanRuntime | None, plan_id: str, step_id: int) -> DynflowError | None:
+    """Why the step of an adopted plan cannot be skipped, or None when it can."""
+    step = None if runtime is None else runtime.steps.get(step_id)
+    if runtime is None or runtime.plan.state is not PlanState.PAUSED:
+        return ExecutionError(f"execution plan {plan_id} is not paused here")
+    if step is None:
+        return NotFound(f"execution plan {plan_id} has no step {step_id}")
+    if step.state is not StepState.ERROR:
+        return ExecutionError(
+            f"step {step_id} of execution plan {plan_id} is {step.state}: "
+            "only a failed step can be skipped"
+        )
+    return None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,7 @@ from dynflow.action.suspended import Suspend, SuspendedAction
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import StepError
 from dynflow.execution_plan.states import Phase, StepState
+from dynflow.executor.messages import RunTimeout
 from dynflow.executor.work import Progress, StepDone, Work
 from dynflow.middleware import Middleware, call_chain
 from dynflow.serialization import DEFAULT_MAX_VALUE_BYTES, check_size, freeze, to_json_value
@@ -40,8 +43,8 @@ class StepRunner:
         self.max_value_bytes = max_value_bytes
         self.middleware = middleware
         self.transactions = transactions
-        #: where progress reports go: set by the executor that owns this runner
-        self.report: Callable[[Progress], None] = _drop
+        #: where progress reports and run timeouts go: set by the executor that owns it
+        self.report: Callable[[Progress | RunTimeout], None] = _drop
 
     def is_async(self, work: Work) -> bool:
         if work.phase is not Phase.RUN:
@@ -52,6 +55,10 @@ class StepRunner:
             return False
 
     def run(self, work: Work) -> StepDone:
+        with self._deadline(work):
+            return self._run(work)
+
+    def _run(self, work: Work) -> StepDone:
         started_at, started = datetime.now(UTC), time.monotonic()
         action: Action | None = None
         try:
@@ -72,6 +79,10 @@ class StepRunner:
         return self._done(work, _final_state(work), output, None, started_at, started)
 
     async def run_async(self, work: Work) -> StepDone:
+        with self._deadline(work):
+            return await self._run_async(work)
+
+    async def _run_async(self, work: Work) -> StepDone:
         started_at, started = datetime.now(UTC), time.monotonic()
         action: Action | None = None
         try:
@@ -89,9 +100,12 @@ class StepRunner:
 
     def run_on_loop(
         self, work: Work, loop: asyncio.AbstractEventLoop, done: Callable[[StepDone], None]
-    ) -> None:
+    ) -> concurrent.futures.Future[StepDone]:
+        """Run an async phase on ``loop``; ``done`` gets its report, unless it was
+        cancelled (its ``run_timeout``: the core already failed the attempt)."""
         future = asyncio.run_coroutine_threadsafe(self.run_async(work), loop)
-        future.add_done_callback(lambda f: done(f.result()))
+        future.add_done_callback(lambda f: None if f.cancelled() else done(f.result()))
+        return future
 
     def failed(self, work: Work, exc: BaseException) -> StepDone:
         """The report of a step whose run failed outside the action (a bug in the engine)."""
@@ -99,6 +113,26 @@ class StepRunner:
         return self._done(work, StepState.ERROR, work.output, exc, now, time.monotonic())
 
     # -- internals --------------------------------------------------------------
+
+    @contextmanager
+    def _deadline(self, work: Work) -> Iterator[None]:
+        """Tell the core (:class:`RunTimeout`) if this attempt of ``run`` outlives its
+        action's ``run_timeout``: counted from its start, not from its hand-out."""
+        seconds = None
+        if work.phase is Phase.RUN and not _is_cancel(work):
+            try:
+                seconds = registry.lookup(work.action_class).run_timeout
+            except DynflowError:
+                seconds = None
+        if not seconds:
+            yield
+            return
+        message = RunTimeout(work.execution_plan_id, work.step_id, work.sequence, work.run, seconds)
+        timer = self.world.clock.schedule(seconds, lambda: self.report(message))
+        try:
+            yield
+        finally:
+            timer.cancel()
 
     def _suspended(
         self,
@@ -185,7 +219,21 @@ class StepRunner:
             ended_at=datetime.now(UTC),
             execution_time=time.monotonic() - started,
             run=work.run,
+            retry=exc is not None and _retries(work, exc),
+            sequence=work.sequence,
         )
+
+
+def _retries(work: Work, exc: BaseException) -> bool:
+    """Whether the action's ``retry`` covers ``exc`` (decided here: the core sees the
+    error's class name only)."""
+    if work.phase is not Phase.RUN or _is_cancel(work):
+        return False
+    try:
+        retry = registry.lookup(work.action_class).retry
+    except DynflowError:
+        return False
+    return retry is not None and retry.retries(exc)
 
 
 def _is_cancel(work: Work) -> bool:
@@ -213,5 +261,5 @@ def _thaw(value: Any) -> Any:
     return to_json_value(value, "input")
 
 
-def _drop(progress: Progress) -> None:
+def _drop(progress: Progress | RunTimeout) -> None:
     """Progress reported before an executor took the runner: nobody listens yet."""

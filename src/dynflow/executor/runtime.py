@@ -91,6 +91,7 @@ class PlanRuntime:
         row = {name: getattr(step, name) for name in STEP_MUTABLE}
         row["state"] = str(step.state)
         row["error"] = step.error.to_json() if step.error else None
+        row["errors"] = [e.to_json() for e in step.errors] or None
         self.changes.steps[(self.id, step.id)] = row
 
     def set_output(self, action_id: int, output: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
+from functools import partial
 from typing import Any
 
 from dynflow.errors import PersistenceError
@@ -24,25 +25,64 @@ _RETRY_SECONDS = 0.5
 
 
 class WorkerPool:
-    """``size`` threads running the phases of one queue."""
+    """``size`` threads running the phases of one queue.
+
+    A thread whose step timed out (``run_timeout``) cannot be killed: :meth:`abandon`
+    starts a thread in its place, and the stuck one ends once its step returns. At
+    most ``size`` such extra threads live at a time per queue; past that, a timed-out
+    step keeps its thread until it returns (its attempt has failed all the same).
+    """
 
     def __init__(self, name: str, size: int, runner: StepRunner, done: Any) -> None:
         self.name = name
+        self.size = size
         self._queue: queue.SimpleQueue[Work | None] = queue.SimpleQueue()
         self._runner = runner
         self._done = done
-        self._threads = [
-            threading.Thread(target=self._work, name=f"dynflow-{name}-{i}", daemon=True)
-            for i in range(size)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._lock = threading.Lock()
+        #: the thread running each hand-out: (plan, step, run, sequence) -> thread
+        self._busy: dict[tuple[str, int, int, int], threading.Thread] = {}
+        #: threads replaced by abandon(), ending when their step returns
+        self._abandoned: set[threading.Thread] = set()
+        self._count = 0
+        self._threads: list[threading.Thread] = []
+        for _ in range(size):
+            self._start_thread()
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(
+            target=self._work, name=f"dynflow-{self.name}-{self._count}", daemon=True
+        )
+        self._count += 1
+        self._threads.append(thread)
+        thread.start()
 
     def submit(self, work: Work) -> None:
         self._queue.put(work)
 
+    def threads(self) -> int:
+        """Threads alive in the pool now (``size`` plus those replacing stuck ones)."""
+        with self._lock:
+            return len(self._threads)
+
+    def abandon(self, key: tuple[str, int, int, int]) -> bool:
+        """Give the slot of the thread running hand-out ``key`` back: start another
+        thread (False if the bound of ``size`` extra threads is reached, or the step
+        already returned)."""
+        with self._lock:
+            thread = self._busy.get(key)
+            if thread is None or thread in self._abandoned or len(self._abandoned) >= self.size:
+                return False
+            self._abandoned.add(thread)
+            self._start_thread()
+            return True
+
     def _work(self) -> None:
+        me = threading.current_thread()
         while (work := self._queue.get()) is not None:
+            key = (work.execution_plan_id, work.step_id, work.run, work.sequence)
+            with self._lock:
+                self._busy[key] = me
             try:
                 done = self._runner.run(work)
             except BaseException as exc:  # the runner's own failure: the step fails, not the pool
@@ -51,15 +91,24 @@ class WorkerPool:
                 )
                 done = self._runner.failed(work, exc)
             self._done(done)
+            with self._lock:
+                self._busy.pop(key, None)
+                if me in self._abandoned:  # replaced while stuck: the pool has its size
+                    self._abandoned.discard(me)
+                    self._threads.remove(me)
+                    return
 
     def alive(self) -> bool:
-        return all(thread.is_alive() for thread in self._threads)
+        with self._lock:
+            return all(thread.is_alive() for thread in self._threads)
 
     def stop(self, timeout: float | None) -> None:
-        for _ in self._threads:
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
             self._queue.put(None)
         deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in self._threads:
+        for thread in threads:
             thread.join(None if deadline is None else max(deadline - time.monotonic(), 0))
 
 
@@ -68,6 +117,10 @@ class ThreadedExecutor(ExecutorFront):
         self.core = core
         self.runner = runner
         runner.report = self.post
+        core.post = self.post
+        core.release = self._release
+        #: async steps running on the loop, by hand-out (cancelled at their run_timeout)
+        self._async: dict[tuple[str, int, int, int], Future[Any]] = {}
         self._inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self.pools = {
             name: WorkerPool(name, size, runner, self.post) for name, size in queues.items()
@@ -115,6 +168,21 @@ class ThreadedExecutor(ExecutorFront):
         self._loop_thread.join(5)
         self.loop.close()
 
+    def _forget(self, key: tuple[str, int, int, int], _: Future[Any]) -> None:
+        self._async.pop(key, None)
+
+    def _release(self, plan_id: str, step_id: int, run: int, sequence: int) -> None:
+        """A hand-out timed out: cancel it if it is async, else give its thread's slot
+        back (see :meth:`WorkerPool.abandon`)."""
+        key = (plan_id, step_id, run, sequence)
+        running = self._async.get(key)
+        if running is not None:
+            running.cancel()
+            return
+        for pool in self.pools.values():
+            if pool.abandon(key):
+                return
+
     # -- the core thread ------------------------------------------------------------
 
     def _run(self) -> None:
@@ -153,7 +221,9 @@ class ThreadedExecutor(ExecutorFront):
                 time.sleep(_RETRY_SECONDS)
         for item in work:
             if self.runner.is_async(item):
-                self.runner.run_on_loop(item, self.loop, self.post)
+                key = (item.execution_plan_id, item.step_id, item.run, item.sequence)
+                self._async[key] = self.runner.run_on_loop(item, self.loop, self.post)
+                self._async[key].add_done_callback(partial(self._forget, key))
             else:
                 self.pools[item.queue].submit(item)
         for callback in callbacks:

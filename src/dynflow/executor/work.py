@@ -43,6 +43,10 @@ class StepDone:
     execution_time: float
     #: the :attr:`Work.run` it answers: a result of an earlier run is ignored
     run: int = 0
+    #: the action's ``retry`` retries this error (if attempts are left)
+    retry: bool = False
+    #: the :attr:`Work.sequence` it answers: a hand-out that timed out is not heard
+    sequence: int = 0
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@ STEP_MUTABLE = (
     "execution_time",
     "real_time",
     "progress_done",
+    "attempts",
+    "next_attempt_at",
+    "errors",
 )
 #: the columns of a plan the executor changes
 PLAN_MUTABLE = ("state", "result", "started_at", "ended_at", "execution_time", "real_time")

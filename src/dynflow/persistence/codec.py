@@ -86,6 +86,9 @@ def plan_to_json(plan: ExecutionPlan) -> dict[str, Any]:
                 "real_time": s.real_time,
                 "progress_done": s.progress_done,
                 "progress_weight": s.progress_weight,
+                "attempts": s.attempts,
+                "next_attempt_at": stamp(s.next_attempt_at),
+                "errors": [e.to_json() for e in s.errors] or None,
             }
             for s in plan.steps.values()
         ],

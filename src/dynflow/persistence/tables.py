@@ -76,6 +76,9 @@ steps = sa.Table(
     sa.Column("real_time", DOUBLE, nullable=False),
     sa.Column("progress_done", DOUBLE, nullable=False),
     sa.Column("progress_weight", DOUBLE, nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=True),
+    sa.Column("errors", JSONText(), nullable=True),
     **MYSQL,
 )
 

@@ -8,8 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from dynflow.action import registry
 from dynflow.coordinator import LockRecord, WorldRecord
-from dynflow.execution_plan.model import ExecutionPlan, Step
+from dynflow.errors import DynflowError
+from dynflow.execution_plan.model import ExecutionPlan, Step, StepError
 from dynflow.flows import Atom, Concurrence, Flow, Sequence
 from dynflow.persistence.delayed import DelayedPlan
 
@@ -54,7 +56,15 @@ class StepView(BaseModel):
     progress: float
     input: dict[str, Any]
     output: dict[str, Any]
+    #: the last error (while ``waiting``: the one of the attempt to be retried)
     error: ErrorView | None
+    #: runs started, and the most its action's ``retry`` allows (None: no retry)
+    attempts: int = 0
+    max_attempts: int | None = None
+    #: when a ``waiting`` step's next attempt is due
+    next_attempt_at: datetime | None = None
+    #: the errors of the attempts that were retried, oldest first
+    errors: list[ErrorView] = []
 
 
 class FlowView(BaseModel):
@@ -123,9 +133,24 @@ def plan_summary(plan: ExecutionPlan) -> PlanSummary:
     )
 
 
+def _error(error: StepError) -> ErrorView:
+    return ErrorView(
+        exception_class=error.exception_class,
+        message=error.message,
+        backtrace=list(error.backtrace),
+    )
+
+
+def _max_attempts(step: Step) -> int | None:
+    try:
+        retry = registry.lookup(step.action_class).retry
+    except DynflowError:  # not importable here: the page shows what is stored
+        return None
+    return None if retry is None else retry.attempts
+
+
 def _step(plan: ExecutionPlan, step: Step) -> StepView:
     action = plan.action(step.action_id)
-    error = step.error
     return StepView(
         id=step.id,
         action_id=step.action_id,
@@ -140,13 +165,11 @@ def _step(plan: ExecutionPlan, step: Step) -> StepView:
         progress=step.progress_done,
         input=dict(action.input),
         output=dict(action.output),
-        error=None
-        if error is None
-        else ErrorView(
-            exception_class=error.exception_class,
-            message=error.message,
-            backtrace=list(error.backtrace),
-        ),
+        error=None if step.error is None else _error(step.error),
+        attempts=step.attempts,
+        max_attempts=_max_attempts(step) if step.phase == "run" else None,
+        next_attempt_at=step.next_attempt_at,
+        errors=[_error(e) for e in step.errors],
     )
 
 

@@ -66,6 +66,9 @@ def plan_rows(plan: ExecutionPlan) -> tuple[Row, list[Row], list[Row]]:
             "real_time": s.real_time,
             "progress_done": s.progress_done,
             "progress_weight": s.progress_weight,
+            "attempts": s.attempts,
+            "next_attempt_at": s.next_attempt_at,
+            "errors": [e.to_json() for e in s.errors] or None,
         }
         for s in plan.steps.values()
     ]
@@ -106,6 +109,9 @@ def step_from_row(row: Mapping[Any, Any]) -> Step:
         real_time=row["real_time"],
         progress_done=row["progress_done"],
         progress_weight=row["progress_weight"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        errors=[StepError.from_json(e) for e in row["errors"] or ()],
     )
 
 
