@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from dynflow.execution_plan.states import StepState
 from dynflow.serialization import to_json_value
 
 
@@ -29,6 +30,18 @@ def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float 
                 raise problem
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def suspended_step(world: Any, plan_id: str, timeout: float = 10.0) -> int:
+    """Wait until the plan (read through ``world.persistence``) has a suspended step;
+    its id."""
+
+    def find() -> int | None:
+        plan = world.persistence.load_execution_plan(plan_id)
+        return next((s.id for s in plan.steps.values() if s.state is StepState.SUSPENDED), None)
+
+    step_id: int = eventually(find, timeout=timeout)
+    return step_id
 
 
 class Gate:

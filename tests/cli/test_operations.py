@@ -21,7 +21,7 @@ from tests.conftest import (
     _ensure_database,
     server_url,
 )
-from tests.support import eventually
+from tests.support import eventually, suspended_step
 
 runner = CliRunner()
 MakeWorld = Callable[..., World]
@@ -246,16 +246,7 @@ def test_plans_event_delivers_json_to_a_suspended_step(db_url: str, make_world: 
     executor = make_world(db_url, connector="database")
     triggered = executor.trigger(WaitsForApproval)
     plan_id = triggered.execution_plan_id
-    step = eventually(
-        lambda: next(
-            (
-                s.id
-                for s in executor.persistence.load_execution_plan(plan_id).steps.values()
-                if s.state == "suspended"
-            ),
-            None,
-        )
-    )
+    step = suspended_step(executor, plan_id)
     sent = invoke(db_url, "plans", "event", plan_id, str(step), "--data", '{"ok": [1, "\\u00e9"]}')
     assert sent.exit_code == 0, sent.output
     assert f"event delivered to step {step} of plan {plan_id}" in sent.output

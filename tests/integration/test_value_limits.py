@@ -19,7 +19,7 @@ from dynflow import (
 )
 from dynflow.config import WorldConfig
 from dynflow.errors import ValueTooLarge
-from tests.support import eventually
+from tests.support import suspended_step
 
 MakeWorld = Callable[..., World]
 TIMEOUT = 10
@@ -108,16 +108,7 @@ def test_an_event_payload_over_the_limit_is_refused(sqlite_url: str, make_world:
     world = make_world(sqlite_url, max_value_bytes=LIMIT)
     triggered = world.trigger(Listen)
     plan_id = triggered.execution_plan_id
-    step_id = eventually(
-        lambda: next(
-            (
-                s.id
-                for s in world.persistence.load_execution_plan(plan_id).steps.values()
-                if s.state is StepState.SUSPENDED
-            ),
-            None,
-        )
-    )
+    step_id = suspended_step(world, plan_id)
 
     refused = world.event(plan_id, step_id, {"blob": "x" * LIMIT})
 

@@ -19,7 +19,7 @@ from dynflow.cluster.connector.messages import Execution, Status
 from tests.conftest import make_url
 from tests.multiprocess.conftest import TIMEOUT, ExecutorProcess, Executors
 from tests.multiprocess.remote_actions import Echo, Hold, WaitForEvent
-from tests.support import eventually
+from tests.support import eventually, suspended_step
 
 MakeWorld = Callable[..., World]
 
@@ -60,17 +60,6 @@ def client(cluster: Cluster, make_world: MakeWorld) -> World:
 
 def worlds_in_history(plan: ExecutionPlan) -> set[str | None]:
     return {entry.world_id for entry in plan.execution_history}
-
-
-def suspended_step(client: World, plan_id: str) -> int:
-    """Wait until the plan has a suspended step; its id."""
-
-    def find() -> int | None:
-        plan = client.persistence.load_execution_plan(plan_id)
-        return next((s.id for s in plan.steps.values() if s.state is StepState.SUSPENDED), None)
-
-    step_id: int = eventually(find, timeout=TIMEOUT)
-    return step_id
 
 
 def test_a_client_world_triggers_a_plan_that_an_executor_process_runs(
@@ -122,7 +111,7 @@ def test_an_event_from_the_client_reaches_a_plan_suspended_in_an_executor_proces
 ) -> None:
     triggered = client.trigger(WaitForEvent)
     plan_id = triggered.execution_plan_id
-    step_id = suspended_step(client, plan_id)
+    step_id = suspended_step(client, plan_id, TIMEOUT)
     assert not triggered.finished.done()
     (lock,) = client.coordinator.find_locks(id=plan_id)
     assert lock.owner_id is not None

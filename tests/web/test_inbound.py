@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from dynflow import Action, ConfigurationError, PlanResult, PlanState, StepState, World
+from dynflow import Action, ConfigurationError, PlanResult, PlanState, World
 from dynflow.web import NO_AUTH, TokenAuth, create_app
-from tests.support import eventually
+from tests.support import eventually, suspended_step
 from tests.web.conftest import MakeClient, csrf_token
 
 TOKEN = "s3cret-token-for-webhooks"
@@ -102,16 +102,7 @@ def test_a_webhook_event_reaches_the_suspended_step(
 ) -> None:
     triggered = console_world.trigger(AwaitsWebhook)
     plan_id = triggered.execution_plan_id
-    step_id = eventually(
-        lambda: next(
-            (
-                s.id
-                for s in console_world.persistence.load_execution_plan(plan_id).steps.values()
-                if s.state is StepState.SUSPENDED
-            ),
-            None,
-        )
-    )
+    step_id = suspended_step(console_world, plan_id)
     answer = webhooks.post(
         f"/api/plans/{plan_id}/steps/{step_id}/event",
         json={"status": "approved", "by": ["ops"]},
