@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -259,3 +260,30 @@ def test_plans_event_delivers_json_to_a_suspended_step(db_url: str, make_world: 
     bad = invoke(db_url, "plans", "event", plan_id, str(step), "--data", "{oops")
     assert bad.exit_code == 2
     assert "not JSON" in " ".join(bad.output.split())
+
+
+def test_json_output_is_one_document_and_nothing_else(db_url: str, make_world: MakeWorld) -> None:
+    executor = make_world(db_url, connector="database")
+    paused = executor.trigger(AlwaysFails).finished.result(10)
+
+    listed = invoke(db_url, "plans", "list", "--json", "--state", "paused")
+    assert listed.exit_code == 0, listed.output
+    document = json.loads(listed.stdout)  # the whole of stdout is the document
+    assert document["total"] == 1
+    assert (document["page"], document["pages"]) == (1, 1)
+    assert [p["id"] for p in document["items"]] == [paused.id]
+    assert document["items"][0]["state"] == "paused"
+
+    shown = json.loads(invoke(db_url, "plans", "show", paused.id, "--json").stdout)
+    assert shown["id"] == paused.id
+    failed = [s for s in shown["steps"] if s["state"] == "error"]
+    assert [s["error"]["message"] for s in failed] == ["always"]
+    assert [h["name"] for h in shown["execution_history"]][:1] == ["start execution"]
+
+    worlds = json.loads(invoke(db_url, "worlds", "list", "--json").stdout)
+    assert [w["id"] for w in worlds] == [executor.id]
+    assert worlds[0]["executor"] is True
+
+    missing = invoke(db_url, "plans", "show", "no-such-plan", "--json")
+    assert missing.exit_code == 1
+    assert missing.stdout == ""  # the one-line message goes to standard error

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dynflow import views
 from dynflow.cli.options import DatabaseUrl, database_url
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
 from dynflow.errors import DynflowError
@@ -30,6 +31,9 @@ plans_app = typer.Typer(help="List, show and steer execution plans.", no_args_is
 worlds_app = typer.Typer(help="List, check and invalidate worlds.", no_args_is_help=True)
 
 Wait = Annotated[float, typer.Option(help="Seconds to wait for the plan to stop or pause.")]
+AsJson = Annotated[
+    bool, typer.Option("--json", help="One JSON document on standard output, nothing else.")
+]
 _STYLE = {"success": "green", "warning": "magenta", "error": "red", "cancelled": "red"}
 
 
@@ -77,6 +81,10 @@ def _reader(url: str | None) -> Iterator[PersistencePort]:
         persistence.close()
 
 
+def _print_json(document: object) -> None:
+    sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+
+
 def _console() -> Console:
     """Rich output; piped, it is never cut to a terminal's width."""
     return Console() if sys.stdout.isatty() else Console(width=100_000, soft_wrap=True)
@@ -111,6 +119,7 @@ def list_plans(
     label: Annotated[str | None, typer.Option(help="Only plans with this label.")] = None,
     page: Annotated[int, typer.Option(min=1, help="Page to show, from 1.")] = 1,
     per_page: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    as_json: AsJson = False,
 ) -> None:
     """Plans, the latest started first."""
     filters: dict[str, object] = {}
@@ -123,6 +132,17 @@ def list_plans(
     with _reader(url) as persistence:
         plans = persistence.find_execution_plans(filters=filters, page=page - 1, per_page=per_page)
         total = persistence.find_execution_plan_counts(filters)
+    if as_json:
+        _print_json(
+            {
+                "items": [views.plan_summary(p).model_dump(mode="json") for p in plans],
+                "total": total,
+                "page": page,
+                "per_page": per_page,
+                "pages": max(1, -(-total // per_page)),
+            }
+        )
+        return
     table = Table("label", "state/result", "started (UTC)", "ended (UTC)", box=None)
     table.add_column("id", no_wrap=True, min_width=36)
     for plan in plans:
@@ -139,10 +159,15 @@ def list_plans(
 
 
 @plans_app.command("show")
-def show_plan(plan_id: str, url: DatabaseUrl = None) -> None:
+def show_plan(plan_id: str, url: DatabaseUrl = None, as_json: AsJson = False) -> None:
     """One plan: its steps, errors and execution history."""
     with _reader(url) as persistence:
         plan = persistence.load_execution_plan(plan_id)
+        if as_json:
+            children = {"caller_execution_plan_id": plan_id}
+            sub_plans = persistence.find_execution_plans(filters=children, per_page=1000)
+            _print_json(views.plan_detail(plan, list(sub_plans)).model_dump(mode="json"))
+            return
     console = _console()
     console.print(f"[bold]{plan.label}[/] {plan.id} {_state(plan)} progress {plan.progress:.0%}")
     if plan.caller_execution_plan_id:
@@ -289,12 +314,16 @@ def _report(future: object, plan_id: str, wait: float) -> None:
 
 
 @worlds_app.command("list")
-def list_worlds(url: DatabaseUrl = None) -> None:
+def list_worlds(url: DatabaseUrl = None, as_json: AsJson = False) -> None:
     """Registered worlds, with their role, queues, last heartbeat and plans held."""
     with _reader(url) as persistence:
         reader = Coordinator(persistence.db, "dynflow-cli")  # registers nothing
         worlds = reader.find_worlds()
         locks = reader.find_locks(lock_class=EXECUTION_LOCK)
+        now = reader.database_now()
+    if as_json:
+        _print_json([views.world_view(w, locks, "", now).model_dump(mode="json") for w in worlds])
+        return
     table = Table("role", "queues", "heartbeat (UTC)", "host/pid", "plans", box=None)
     table.add_column("id", no_wrap=True, min_width=36)
     for record in worlds:

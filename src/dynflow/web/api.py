@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query
 
 from dynflow.execution_plan.states import PlanResult, PlanState
+from dynflow.views import ActionOutcome, DelayedView, PlanDetail, PlanList, WorldView
 from dynflow.web import inbound
 from dynflow.web.console import DEFAULT_PER_PAGE, MAX_LABEL
 from dynflow.web.inbound import Accepted, TriggerRequest
-from dynflow.web.views import ActionOutcome, DelayedView, PlanDetail, PlanList, WorldView
 
 if TYPE_CHECKING:
     from dynflow.web.app import Web

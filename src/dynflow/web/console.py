@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from dynflow.errors import DynflowError, NotFound
 from dynflow.execution_plan.states import PlanResult, PlanState
-from dynflow.web.views import (
+from dynflow.views import (
     ActionOutcome,
     DelayedView,
     PlanDetail,

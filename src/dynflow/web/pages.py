@@ -11,9 +11,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from dynflow.errors import DynflowError, NotFound
 from dynflow.execution_plan.states import PlanResult, PlanState
+from dynflow.views import ActionOutcome
 from dynflow.web.auth import SESSION_COOKIE, SESSION_MAX_AGE
 from dynflow.web.console import DEFAULT_PER_PAGE, MAX_LABEL, SORTS, NotAvailable
-from dynflow.web.views import ActionOutcome
 
 if TYPE_CHECKING:
     from dynflow.web.app import Web

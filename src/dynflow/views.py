@@ -1,5 +1,5 @@
-"""What the console shows, as typed values: built from the world's read model, rendered
-by the templates and returned by the JSON API alike."""
+"""The read model as JSON-ready views (pydantic models), shown by the console's pages,
+returned by its JSON API and printed by the command line's ``--json``."""
 
 from __future__ import annotations
 
