@@ -16,12 +16,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dynflow import flows
 from dynflow.execution_plan.model import ExecutionPlan, PlanDetails
 from dynflow.persistence.sql.mapping import (
     action_from_row,
     history_from_row,
     plan_from_row,
+    plan_rows,
     step_from_row,
 )
 from dynflow.persistence.tables import actions, execution_history, execution_plans, steps
@@ -51,66 +51,17 @@ class PlanDocument:
 
 
 def plan_to_json(plan: ExecutionPlan) -> dict[str, Any]:
-    """The document of a plan in memory, as JSON values."""
-    stamp = _iso
+    """The document of a plan in memory, as JSON values: its rows as they are stored
+    (:func:`~dynflow.persistence.sql.mapping.plan_rows`), timestamps as ISO text."""
+    row, action_rows, step_rows = plan_rows(plan)
     return {
-        "plan": {
-            "id": plan.id,
-            "label": plan.label,
-            "state": str(plan.state),
-            "result": str(plan.result),
-            "started_at": stamp(plan.started_at),
-            "ended_at": stamp(plan.ended_at),
-            "execution_time": plan.execution_time,
-            "real_time": plan.real_time,
-            "caller_execution_plan_id": plan.caller_execution_plan_id,
-            "caller_action_id": plan.caller_action_id,
-            "data": {
-                "run_flow": None if plan.run_flow is None else flows.to_json(plan.run_flow),
-                "finalize_flow": list(plan.finalize_flow),
-            },
-        },
-        "steps": [
-            {
-                "execution_plan_id": plan.id,
-                "id": s.id,
-                "action_id": s.action_id,
-                "action_class": s.action_class,
-                "phase": str(s.phase),
-                "state": str(s.state),
-                "queue": s.queue,
-                "error": None if s.error is None else s.error.to_json(),
-                "started_at": stamp(s.started_at),
-                "ended_at": stamp(s.ended_at),
-                "execution_time": s.execution_time,
-                "real_time": s.real_time,
-                "progress_done": s.progress_done,
-                "progress_weight": s.progress_weight,
-                "attempts": s.attempts,
-                "next_attempt_at": stamp(s.next_attempt_at),
-                "errors": [e.to_json() for e in s.errors] or None,
-            }
-            for s in plan.steps.values()
-        ],
-        "actions": [
-            {
-                "execution_plan_id": plan.id,
-                "id": a.id,
-                "action_class": a.action_class,
-                "label": a.label,
-                "input": a.input,
-                "output": a.output,
-                "plan_step_id": a.plan_step_id,
-                "run_step_id": a.run_step_id,
-                "finalize_step_id": a.finalize_step_id,
-                "parent_action_id": a.parent_action_id,
-            }
-            for a in plan.actions
-        ],
+        "plan": _stamped(execution_plans, row),
+        "steps": [_stamped(steps, r) for r in step_rows],
+        "actions": action_rows,
         "history": [
             {
                 "execution_plan_id": plan.id,
-                "time": stamp(h.time),
+                "time": _iso(h.time),
                 "name": h.name,
                 "world_id": h.world_id,
             }
@@ -137,6 +88,18 @@ def plan_from_json(document: dict[str, Any]) -> ExecutionPlan:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).replace(tzinfo=None).isoformat()
+
+
+def _stamped(table: sa.Table, row: Row) -> Row:
+    """The row with its timestamps as the ISO text the database's JSON would hold."""
+    for name in _timestamps(table):
+        row[name] = _iso(row[name])
+    return row
+
+
+@functools.cache
+def _timestamps(table: sa.Table) -> tuple[str, ...]:
+    return tuple(c.name for c in table.columns if isinstance(c.type, UTCDateTime))
 
 
 def _convert(table: sa.Table, row: Row) -> Row:
