@@ -152,3 +152,12 @@ class ThreadClock:
                     import logging
 
                     logging.getLogger(__name__).exception("clock callback failed")
+
+
+def aware_utc(value: datetime, name: str, example: str) -> datetime:
+    """``value`` in UTC; a naive datetime is refused: its time zone would be a guess."""
+    if value.tzinfo is None:
+        raise ConfigurationError(
+            f"{name} {value.isoformat()} is a naive datetime: pass an aware one, {example}"
+        )
+    return value.astimezone(UTC)

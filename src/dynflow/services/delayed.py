@@ -25,6 +25,7 @@ from dynflow import futures
 from dynflow.action import registry
 from dynflow.action.base import Action
 from dynflow.action.registry import class_name
+from dynflow.clock import aware_utc
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.errors import (
     ConfigurationError,
@@ -301,12 +302,7 @@ class DelayedPlans:
 def _moment(value: Any, now: datetime, name: str) -> datetime:
     """An aware UTC datetime from a datetime or a number of seconds after ``now``."""
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ConfigurationError(
-                f"{name} {value.isoformat()} is a naive datetime: pass an aware one, "
-                "e.g. datetime.now(UTC) + timedelta(minutes=5)"
-            )
-        return value.astimezone(UTC)
+        return aware_utc(value, name, "e.g. datetime.now(UTC) + timedelta(minutes=5)")
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return now + timedelta(seconds=value)
     raise ConfigurationError(

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from dynflow.clock import aware_utc
 from dynflow.errors import ConfigurationError, ExecutionError, LockTaken
 from dynflow.execution_plan.states import PlanResult
 
@@ -99,12 +100,7 @@ class Retention:
                 )
             return self.ports.clock.utcnow() - older_than
         if isinstance(older_than, datetime):
-            if older_than.tzinfo is None:
-                raise ConfigurationError(
-                    f"older_than {older_than.isoformat()} is a naive datetime: pass an aware "
-                    "one, or a timedelta (e.g. timedelta(days=30))"
-                )
-            return older_than.astimezone(UTC)
+            return aware_utc(older_than, "older_than", "or a timedelta (e.g. timedelta(days=30))")
         raise ConfigurationError(
             f"older_than must be a timedelta or an aware datetime, got {older_than!r}"
         )
