@@ -108,6 +108,14 @@ def console(
     executor: Annotated[
         bool, typer.Option(help="Execute plans in this process too (default: a client world).")
     ] = False,
+    allowed_hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="A host name the console is reached by (repeat for several; default: any "
+            "with --token, only localhost/127.0.0.1/[::1] without).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the web console (plans, worlds, delayed plans, JSON API) with uvicorn."""
     import importlib
@@ -137,7 +145,8 @@ def console(
         importlib.import_module(module)
     world = World(database_url(url), executor=executor)
     try:
-        uvicorn.run(create_app(world, auth=auth), host=host, port=port, log_level="info")
+        app = create_app(world, auth=auth, allowed_hosts=allowed_hosts or None)
+        uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         world.terminate()
 
