@@ -8,6 +8,7 @@ import typer
 
 from dynflow.cli.operations import plans_app, worlds_app
 from dynflow.cli.options import DatabaseUrl, database_url
+from dynflow.cli.trigger import trigger_plan
 
 app = typer.Typer(
     help="pydynflow: durable workflows with plan, run and finalize phases.",
@@ -16,6 +17,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+plans_app.command("trigger")(trigger_plan)
 app.add_typer(plans_app, name="plans")
 app.add_typer(worlds_app, name="worlds")
 
