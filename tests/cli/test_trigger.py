@@ -88,3 +88,10 @@ def test_a_planning_failure_names_the_kept_plan(db_url: str, make_world: MakeWor
     wrong = invoke(db_url, f"{MODULE}.Greet", "--kwargs", '{"colour": "red"}')
     assert wrong.exit_code == 1
     assert "colour" in wrong.output
+
+
+def test_shell_completion_script_is_offered() -> None:
+    shown = runner.invoke(app, ["--show-completion", "bash"], prog_name="dynflow")
+    assert shown.exit_code == 0, shown.output
+    assert "complete" in shown.output
+    assert "_DYNFLOW_COMPLETE" in shown.output
