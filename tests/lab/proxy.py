@@ -68,9 +68,11 @@ class Link:
         self._drop_at_heal = False
         self._connections: set[_Connection] = set()
         self._server: asyncio.Server | None = None
-        #: counters: connections accepted, bytes forwarded (both directions)
+        #: counters: connections accepted, bytes forwarded (both directions), chunks
+        #: read from clients (about one per request: a round trip to the database)
         self.accepted = 0
         self.forwarded = 0
+        self.requests = 0
 
     # -- control, from any thread ----------------------------------------------
 
@@ -103,6 +105,7 @@ class Link:
             "connections": len(self._connections),
             "accepted": self.accepted,
             "forwarded": self.forwarded,
+            "requests": self.requests,
         }
 
     # -- on the loop -------------------------------------------------------------
@@ -152,8 +155,8 @@ class Link:
                 return
             connection.server = up_writer
             connection.tasks = [
-                asyncio.ensure_future(self._pipe(reader, up_writer)),
-                asyncio.ensure_future(self._pipe(up_reader, writer)),
+                asyncio.ensure_future(self._pipe(reader, up_writer, upstream=True)),
+                asyncio.ensure_future(self._pipe(up_reader, writer, upstream=False)),
             ]
             await asyncio.wait(connection.tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -164,7 +167,9 @@ class Link:
             if connection.server is not None:
                 connection.server.transport.abort()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: bool
+    ) -> None:
         """One direction: a reader stamps each chunk with its arrival, a writer delivers
         it ``delay`` later, so that pipelined chunks are not delayed one after another."""
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
@@ -175,6 +180,8 @@ class Link:
                 data = await reader.read(CHUNK)
                 if not data:
                     break
+                if upstream:
+                    self.requests += 1
                 await queue.put((time.monotonic(), data))
             await queue.put((0.0, b""))  # end of stream, after what is queued
             await deliver
