@@ -130,6 +130,17 @@ def w1(
     }
 
 
+def sequential(client: World, plans: int = 10) -> float:
+    """Milliseconds per step of one plan of 10 steps running alone (median of
+    ``plans``): the critical path of a step, where every round trip on it shows."""
+    times = []
+    for _ in range(plans):
+        began = time.perf_counter()
+        client.trigger(TenSteps).finished.result(60)
+        times.append((time.perf_counter() - began) * 1000 / STEPS)
+    return round(statistics.median(times), 2)
+
+
 def wait_for_executors(client: World, count: int) -> None:
     deadline = time.monotonic() + 60
     while len(client.coordinator.find_worlds(active_executors_only=True)) < count:
@@ -169,6 +180,7 @@ def main() -> None:
                                     link.set_delay(delay)
                                 pids = [p.pid for p in processes]
                                 cell = w1(client, url, args.plans, pids, links[:count])
+                                cell["alone_ms_per_step"] = sequential(client)
                                 cell |= {"executors": count, "one_way_ms": delay}
                                 results.append(cell)
                                 print(json.dumps(cell), flush=True)
@@ -204,7 +216,8 @@ def summary(results: list[dict[str, Any]], counts: list[int], delays: list[float
             }
             total = parts["executors"] + parts["client"] + parts["postgres"]
             print(
-                f"{count} executors, {2 * delay:g} ms: {total:.2f} "
+                f"{count} executors, {2 * delay:g} ms: alone "
+                f"{median(count, delay, 'alone_ms_per_step'):.2f} ms/step; CPU {total:.2f} "
                 f"({', '.join(f'{k} {v:.2f}' for k, v in parts.items())}); "
                 f"commits/step {median(count, delay, 'commits_per_step'):.2f}, "
                 f"proxied requests/step {median(count, delay, 'proxied_requests_per_step'):.2f}"
