@@ -95,7 +95,8 @@ class World:
         self._terminate_lock = threading.Lock()
         self.executor: Executor | None = None
         kind = connector_kind(self.config, self.persistence)
-        try:
+        try:  # logs, metrics (``.metrics.registry``) and traces of this world:
+            self.observe = Observability.build(self.config, self.persistence, self.coordinator)
             if self.config.migrate:
                 self.persistence.migrate()
             register(self.coordinator, self.config, kind)
@@ -118,8 +119,6 @@ class World:
             threaded = partial(ThreadedExecutor, queues=self.config.all_queues)
             self.executor = (executor if callable(executor) else threaded)(core, runner)
         ports = Ports(self.id, self.config, self.persistence, self.coordinator, self.clock)
-        #: logs, metrics (``.metrics.registry``) and traces of this world
-        self.observe = Observability.build(self.config, self.persistence, self.coordinator)
         #: how this world reaches other worlds, and they reach it
         self.connector = make_connector(self.config, self.persistence, connector)
         self.cluster = Cluster(ports, self.connector)

@@ -146,14 +146,16 @@ def create_app(
     wait_seconds: float = 2.0,
     triggerable: Iterable[type[Action]] = (),
     max_body: int = DEFAULT_MAX_BODY,
+    metrics_auth: Auth | Callable[[Request], bool] | None = None,
 ) -> FastAPI:
     """The console over ``world``. ``auth``: ``BasicAuth``, ``TokenAuth``, ``NO_AUTH`` or a
     callable ``(request) -> bool``. ``secret_key`` signs session cookies and CSRF tokens
     (default: random, so sessions end when the process does). Commands wait up to
     ``wait_seconds`` for their effect before answering. ``triggerable``: the action
     classes ``POST /api/plans`` may trigger. Request bodies over ``max_body`` bytes
-    are refused (413)."""
-    from dynflow.web import api, pages
+    are refused (413). ``GET /metrics`` serves the world's Prometheus metrics (with
+    ``World(metrics=True)``), behind ``auth`` unless ``metrics_auth`` is given."""
+    from dynflow.web import api, metrics, pages
 
     if not isinstance(max_body, int) or max_body < 1:
         raise ConfigurationError(f"max_body must be a number of bytes >= 1, got {max_body!r}")
@@ -171,6 +173,9 @@ def create_app(
     app.include_router(pages.public_router(web))
     app.include_router(pages.router(web), dependencies=guarded)
     app.include_router(api.router(web), prefix="/api", dependencies=guarded)
+    app.include_router(
+        metrics.router(web, world, None if metrics_auth is None else as_auth(metrics_auth))
+    )
 
     @app.get("/api/openapi.json", include_in_schema=False, dependencies=guarded)
     def openapi() -> dict[str, Any]:
