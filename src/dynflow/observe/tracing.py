@@ -52,7 +52,7 @@ class Tracing:
     def plan_started(self, plan: ExecutionPlan, future: Future[ExecutionPlan]) -> None:
         parent = propagate.extract(plan.trace_context) if plan.trace_context else None
         span = self.tracer.start_span(
-            f"plan {plan.label}",
+            f"execution plan {plan.label}",
             context=parent,
             attributes={PLAN_ID: plan.id, LABEL: plan.label},
         )

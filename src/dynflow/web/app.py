@@ -77,7 +77,9 @@ def local_path(request: Request) -> str:
 
 
 def is_api(request: Request) -> bool:
-    return local_path(request).startswith("/api/")
+    """For machines (JSON errors, 401 rather than the login form): the API, /metrics."""
+    path = local_path(request)
+    return path.startswith("/api/") or path == "/metrics"
 
 
 class Web:
