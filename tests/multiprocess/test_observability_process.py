@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -127,3 +129,18 @@ def test_executor_serves_metrics_and_logs_json(
     assert [r["logger"] for r in records] == ["dynflow.plans", "dynflow.plans"]
     assert records[1]["result"] == "success"
     assert records[1]["label"] == "Echo"
+
+
+def test_metrics_port_without_prometheus_client_says_which_extra(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'dynflow.sqlite3'}"
+    code = (
+        "import sys; sys.modules['prometheus_client'] = None; "  # as if not installed
+        f"sys.argv = ['dynflow', 'executor', '--database-url', {url!r}, '--metrics-port', '1']; "
+        "from dynflow.cli.main import main; main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'pydynflow[metrics]'" in done.stderr
+    assert not (tmp_path / "dynflow.sqlite3").exists()  # refused before starting a world

@@ -86,7 +86,7 @@ def test_plans_log_start_and_end_and_failed_steps_a_warning_with_fields(
     assert [(r.levelno, r.name) for r in ok_records] == [(logging.INFO, "dynflow.plans")] * 2
     start, end = ok_records
     assert "starts" in start.getMessage()
-    assert (end.label, end.state, end.result) == ("Chain", "stopped", "success")  # type: ignore[attr-defined]
+    assert (end.label, end.state, end.result) == ("Chain", "stopped", "success")
 
     failed_records = eventually(lambda: of(failed.id, 3), timeout=TIMEOUT)
     [warning] = [r for r in failed_records if r.levelno == logging.WARNING]
@@ -102,9 +102,10 @@ def test_plans_log_start_and_end_and_failed_steps_a_warning_with_fields(
     assert fields["action_class"] == DiskFull.class_name()
     assert fields["exception_class"] == "ValueError"
     assert fields["error_message"] == "disk full"
-    assert "disk full" in fields["message"] and failed.id in fields["message"]
+    assert "disk full" in fields["message"]
+    assert failed.id in fields["message"]
     [paused] = [r for r in failed_records if "paused" in r.getMessage()]
-    assert (paused.state, paused.result) == ("paused", "error")  # type: ignore[attr-defined]
+    assert (paused.state, paused.result) == ("paused", "error")
 
 
 # -- metrics --------------------------------------------------------------------------
@@ -128,14 +129,17 @@ def test_metrics_count_steps_plans_and_commits_and_read_the_database(
     assert value("dynflow_steps_total", {"action": disk_full, "result": "error"}) == 1
     assert value("dynflow_step_duration_seconds_count", {"action": noop}) == 8
     assert value("dynflow_plan_duration_seconds_count") == 3
-    assert value("dynflow_executor_commits_total") >= 4  # a plan's start and its end at least
+    assert (
+        value("dynflow_executor_commits_total") or 0
+    ) >= 4  # a plan's start and its end at least
     # read at scrape time from the database and the pools
     assert value("dynflow_plans", {"state": "stopped"}) == 3
     assert value("dynflow_plans", {"state": "paused"}) == 1
     assert value("dynflow_plans", {"state": "running"}) == 0
     assert value("dynflow_pool_size", {"queue": "default"}) == 5
     age = value("dynflow_world_heartbeat_age_seconds", {"world": world.id, "executor": "true"})
-    assert age is not None and 0 <= age < 60
+    assert age is not None
+    assert 0 <= age < 60
     text = generate_latest(metrics_of(world).registry).decode()
     assert "# TYPE dynflow_envelopes_pending gauge" in text
     assert "# TYPE dynflow_queue_waiting_steps gauge" in text

@@ -93,7 +93,8 @@ def test_a_plan_and_its_steps_are_descendants_of_the_span_it_was_triggered_in(
     assert format(trace_id, "032x") in stored.trace_context["traceparent"]
 
     top = plan_span(exporter, plan.id)
-    assert top.context is not None and top.parent is not None
+    assert top.context is not None
+    assert top.parent is not None
     assert top.parent.span_id == caller.get_span_context().span_id
     assert top.context.trace_id == trace_id
     assert attributes(top)["dynflow.result"] == "success"
@@ -106,7 +107,8 @@ def test_a_plan_and_its_steps_are_descendants_of_the_span_it_was_triggered_in(
     assert set(by_step) == set(plan.steps)  # one span per step phase
     for step in plan.steps.values():
         span = by_step[step.id]
-        assert span.context is not None and span.parent is not None
+        assert span.context is not None
+        assert span.parent is not None
         assert span.context.trace_id == trace_id
         assert attributes(span) == {
             "dynflow.plan_id": plan.id,
@@ -120,13 +122,14 @@ def test_a_plan_and_its_steps_are_descendants_of_the_span_it_was_triggered_in(
             expected = (
                 caller.get_span_context().span_id
                 if parent_step is None
-                else by_step[plan.action(parent_step).plan_step_id].context.span_id  # type: ignore[union-attr]
+                else by_step[plan.action(parent_step).plan_step_id].context.span_id
             )
             assert span.parent.span_id == expected
         else:
             assert span.parent.span_id == top.context.span_id
     inner = next(a for a in plan.actions if a.action_class == Inner.class_name())
-    assert inner.run_step_id is not None and inner.finalize_step_id is not None
+    assert inner.run_step_id is not None
+    assert inner.finalize_step_id is not None
     run_span = by_step[inner.run_step_id].context
     assert run_span is not None
     assert inner.output["run_span"] == format(run_span.span_id, "016x")  # current in run
