@@ -12,7 +12,11 @@ round so that a busy moment of the machine hits them alike:
   exports nothing pays)
 
 Prints the median steps/s of each configuration (and every run), on SQLite and
-PostgreSQL. Usage: ``python benchmarks/metrics.py [--plans N] [--rounds N]``.
+PostgreSQL. On a shared machine W1 varies more from run to run than the cost
+measured, so the script also times what observability adds to one step directly:
+the runner's hook (``observe.step(work)`` and its report) and the finished-plan
+hook, per configuration, in microseconds (``--calls`` calls, best of 5).
+Usage: ``python benchmarks/metrics.py [--plans N] [--rounds N] [--calls N]``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,8 @@ from bench_actions import STEPS, TenSteps
 from run import fresh_database
 
 from dynflow import World
+from dynflow.execution_plan.states import Phase, StepState
+from dynflow.executor.work import StepDone, Work
 
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "off": {"metrics": False, "tracing": False},
@@ -58,12 +65,47 @@ def w1(url: str, plans: int, options: dict[str, Any]) -> float:
     return plans * STEPS / seconds
 
 
+def per_step_cost(calls: int) -> dict[str, float]:
+    """Microseconds one step's observability costs, per configuration (best of 5)."""
+    work = Work(
+        execution_plan_id="p",
+        step_id=2,
+        action_id=1,
+        action_class="bench_actions.Noop",
+        phase=Phase.RUN,
+        queue="default",
+        input={},
+        output={},
+        event=None,
+        sequence=1,
+        run=1,
+    )
+    now = datetime.now(UTC)
+    done = StepDone("p", 2, StepState.SUCCESS, {}, None, now, now, 0.0001, 1)
+    costs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, options in CONFIGURATIONS.items():
+            with World(f"sqlite:///{tmp}/{name}.sqlite3", **options) as world:
+                observe = world.observe
+                best = float("inf")
+                for _ in range(5):
+                    started = time.perf_counter()
+                    for _ in range(calls):
+                        with observe.step(work) as seen:
+                            seen(done)
+                    best = min(best, time.perf_counter() - started)
+                costs[name] = round(best / calls * 1e6, 2)
+    return costs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--plans", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--calls", type=int, default=20000)
     args = parser.parse_args()
+    print("per step, microseconds:", json.dumps(per_step_cost(args.calls)))
     results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.databases.split(","):
