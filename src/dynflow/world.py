@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from dynflow.action.base import Action
@@ -29,6 +30,7 @@ from dynflow.executor.core import ExecutorCore
 from dynflow.executor.runner import StepRunner
 from dynflow.executor.threaded import ThreadedExecutor
 from dynflow.middleware import MiddlewareStack
+from dynflow.observe import Observability
 from dynflow.persistence import PersistencePort, open_persistence
 from dynflow.services.control import PlanControl
 from dynflow.services.delayed import DelayedPlans
@@ -93,7 +95,8 @@ class World:
         self._terminate_lock = threading.Lock()
         self.executor: Executor | None = None
         kind = connector_kind(self.config, self.persistence)
-        try:
+        try:  # logs, metrics (``.metrics.registry``) and traces of this world:
+            self.observe = Observability.build(self.config, self.persistence, self.coordinator)
             if self.config.migrate:
                 self.persistence.migrate()
             register(self.coordinator, self.config, kind)
@@ -113,7 +116,8 @@ class World:
                 clock=self.clock,
             )
             runner = StepRunner(self, middleware, self.transactions, self.config.max_value_bytes)
-            self.executor = (executor if callable(executor) else self._threaded)(core, runner)
+            threaded = partial(ThreadedExecutor, queues=self.config.all_queues)
+            self.executor = (executor if callable(executor) else threaded)(core, runner)
         ports = Ports(self.id, self.config, self.persistence, self.coordinator, self.clock)
         #: how this world reaches other worlds, and they reach it
         self.connector = make_connector(self.config, self.persistence, connector)
@@ -137,6 +141,7 @@ class World:
         self.retention = Retention(ports)
         if core is not None:
             core.on_finished = self.finished
+            self.observe.attach(core, runner, self.executor)
             dispatcher = ExecutorDispatcher(self.id, self.control, self.cluster.outbox)
             self.cluster.serve(dispatcher.receive)
         self.cluster.start()
@@ -145,9 +150,6 @@ class World:
         self.retention.start()
         if self.config.executor and self.config.auto_execute:
             self.recover()
-
-    def _threaded(self, core: ExecutorCore, runner: StepRunner) -> Executor:
-        return ThreadedExecutor(core, runner, self.config.all_queues)
 
     def __enter__(self) -> World:
         return self
@@ -192,8 +194,7 @@ class World:
         return self.planner.plan(action_class, args, kwargs, caller=caller)
 
     def start_sub_plan(self, execution_plan_id: str) -> Future[ExecutionPlan]:
-        """Start a planned child plan on some executor world that serves its queues (round
-        robin over the live ones); an in-thread world runs it itself."""
+        """Start a planned child plan on a live executor world serving its queues (round robin)."""
         return self.control.hand_out(execution_plan_id)
 
     # -- operations on plans (see dynflow.services.control) ------------------------
@@ -252,8 +253,7 @@ class World:
     # -- other worlds (see dynflow.services.liveness) ------------------------------
 
     def ping(self, world_id: str, timeout: float = 5.0) -> Future[bool]:
-        """True when ``world_id`` answers in time, False when it does not; a world id
-        that is not registered fails the future at once."""
+        """True when ``world_id`` answers in time, else False (fails for an unknown world)."""
         return self.cluster.ping(world_id, timeout)
 
     def recover(self) -> int:
@@ -267,8 +267,7 @@ class World:
         return self.liveness.perform_validity_checks()
 
     def invalidate(self, world_id: str) -> int:
-        """Declare ``world_id`` dead and hand each plan it held to a live executor; how
-        many plans were handed over (0 when another world is invalidating it already)."""
+        """Declare ``world_id`` dead, hand its plans to live executors; how many (0: busy)."""
         return self.liveness.invalidate(world_id) or 0
 
     # -- lifecycle -------------------------------------------------------------------
