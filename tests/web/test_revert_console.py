@@ -55,10 +55,10 @@ def test_a_failed_revert_is_shown_and_can_be_skipped(
     step = next(s for s in plan.steps.values() if s.state is StepState.REVERTING)
     assert f'action="/plans/{plan_id}/steps/{step.id}/skip"' in html
 
-    token = {"X-CSRF-Token": csrf_token(client)}
+    headers = {"X-CSRF-Token": csrf_token(client)}
     detail = client.get(f"/api/plans/{plan_id}").json()
     assert {s["phase"]: s["revert_failed"] for s in detail["steps"]} == {"plan": False, "run": True}
-    resumed = client.post(f"/api/plans/{plan_id}/resume", headers=token)
+    resumed = client.post(f"/api/plans/{plan_id}/resume", headers=headers)
     assert resumed.status_code == 200
     assert resumed.json()["plan"]["result"] == "reverted"
 
