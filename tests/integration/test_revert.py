@@ -31,6 +31,7 @@ from dynflow import (
     World,
 )
 from dynflow.coordinator import EXECUTION_LOCK
+from dynflow.testing import InThreadWorld
 from tests import support
 from tests.support import eventually
 
@@ -652,3 +653,12 @@ def test_cancel_leaves_a_waiting_step_of_another_action_waiting(
     assert plan.state is PlanState.RUNNING
     assert _steps(plan) == {"f": StepState.WAITING}
     world.halt(triggered.execution_plan_id).result(TIMEOUT)
+
+
+def test_an_in_thread_world_reverts_in_the_calling_thread(box: Box) -> None:
+    with InThreadWorld() as world:
+        automatic = world.trigger(Tree, box.key, ["seq", "a", "autofail:c"]).finished.result(5)
+        assert (automatic.state, automatic.result) == (PlanState.STOPPED, PlanResult.REVERTED)
+        done = world.trigger(Tree, box.key, ["seq", "x", "y"]).finished.result(5)
+        assert world.revert(done.id).result(5).result is PlanResult.REVERTED
+    assert box.reverted == ["a", "y", "x"]
