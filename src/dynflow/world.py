@@ -32,6 +32,7 @@ from dynflow.executor.threaded import ThreadedExecutor
 from dynflow.middleware import MiddlewareStack
 from dynflow.observe import Observability
 from dynflow.persistence import PersistencePort, open_persistence
+from dynflow.services import reverting
 from dynflow.services.control import PlanControl
 from dynflow.services.delayed import DelayedPlans
 from dynflow.services.finished import FinishedPlans
@@ -217,21 +218,22 @@ class World:
         ``scheduled`` plan is cancelled instead: ``stopped``/``cancelled``)."""
         return self.control.halt(execution_plan_id)
 
+    def revert(self, execution_plan_id: str) -> Future[ExecutionPlan]:
+        """Undo a paused or stopped plan (each succeeded action's ``revert``, newest first):
+        ``stopped``/``reverted``, or ``paused``/``error`` when a revert fails."""
+        return reverting.revert(self.control, execution_plan_id)
+
     def event(
         self, execution_plan_id: str, step_id: int, payload: Any = None, *, optional: bool = False
     ) -> Future[Any]:
-        """Deliver ``payload`` to a suspended step (``run(event=payload)``): True once
-        it has it; fails when the plan or step does not exist or cannot take events
-        (``optional=True``: resolves False instead). Events reach a step in order, one
-        run at a time; one arriving while the step runs waits until it suspends."""
+        """Deliver ``payload`` to a suspended step (``run(event=payload)``), in order: True
+        once it has it; fails (``optional=True``: False) when it cannot take events."""
         return self.control.event(execution_plan_id, step_id, payload, optional=optional)
 
     def cancel(self, execution_plan_id: str) -> list[Future[Any]]:
-        """Cancel a plan: one future per running or suspended cancellable step, resolved
-        when it has the cancel event (the plan then ends ``stopped``/``cancelled``). A
-        ``scheduled`` plan: one future, the cancelled plan. A plan running in another
-        world: one future, how many steps got the event. The running and suspended
-        sub-plans of a ``WithSubPlans`` step are cancelled too."""
+        """Cancel a plan: one future per cancellable step (running, suspended, waiting),
+        resolved when it has the cancel (a ``scheduled`` plan, or one running in another
+        world: one future); running and suspended sub-plans are cancelled too."""
         cancelling = self.control.cancel(execution_plan_id)
         self.finished.cancel_children(execution_plan_id, cancelling)
         return cancelling
@@ -253,7 +255,7 @@ class World:
     # -- other worlds (see dynflow.services.liveness) ------------------------------
 
     def ping(self, world_id: str, timeout: float = 5.0) -> Future[bool]:
-        """True when ``world_id`` answers in time, else False (fails for an unknown world)."""
+        """True when ``world_id`` answers in time, else False (unknown id: fails at once)."""
         return self.cluster.ping(world_id, timeout)
 
     def recover(self) -> int:

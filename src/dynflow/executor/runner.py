@@ -50,12 +50,13 @@ class StepRunner:
         self.observe = Observability()
 
     def is_async(self, work: Work) -> bool:
-        if work.phase is not Phase.RUN:
+        if work.phase not in (Phase.RUN, Phase.REVERT):
             return False
         try:
-            return registry.lookup(work.action_class).has_async_run()
+            cls = registry.lookup(work.action_class)
         except DynflowError:
             return False
+        return cls.has_async_run() if work.phase is Phase.RUN else cls.has_async_revert()
 
     def run(self, work: Work) -> StepDone:
         with self._deadline(work), self.observe.step(work) as seen:
@@ -181,6 +182,13 @@ class StepRunner:
 
             args: tuple[Any, ...] = (work.event,) if work.event is not None else ()
             return call_chain(chain, action, "run_phase", phase, *args)
+        if work.phase is Phase.REVERT:
+            return call_chain(
+                chain,
+                action,
+                "revert_phase",
+                lambda: call_chain(chain, action, "revert", action.revert),
+            )
         return call_chain(
             chain,
             action,
