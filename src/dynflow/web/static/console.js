@@ -14,3 +14,16 @@ document.addEventListener("DOMContentLoaded", () => {
     window.setTimeout(() => window.location.reload(), seconds * 1000);
   }
 });
+
+// A "select all" checkbox ticks every row's checkbox of its table.
+document.addEventListener("change", (event) => {
+  const box = event.target;
+  if (box instanceof HTMLInputElement && box.classList.contains("select-all")) {
+    const table = box.closest("table");
+    if (table) {
+      table.querySelectorAll('tbody input[type="checkbox"]').forEach((row) => {
+        row.checked = box.checked;
+      });
+    }
+  }
+});
