@@ -30,7 +30,7 @@ def test_a_planned_plan_shows_its_inputs_and_the_review_buttons(
     page = client.get(f"/plans/{plan.id}")
     assert page.status_code == 200
     review = page.text.split('<section class="review"', 1)[1].split("</section>", 1)[0]
-    assert "<code>{\"key\": \"to-review\"}</code>" in review
+    assert '<code>{"key": "to-review"}</code>' in review
     assert f'action="/plans/{plan.id}/execute"' in review
     assert f'action="/plans/{plan.id}/reject"' in review
     assert review.count('name="csrf_token"') == 2
@@ -49,9 +49,10 @@ def test_approve_from_the_page_records_the_basic_auth_user_then_runs(
     assert answer.status_code == 200, answer.text
     assert f"execution plan {plan.id} approved by alice and executed" in answer.text
     done = eventually(
-        lambda: (p := console_world.persistence.load_execution_plan(plan.id)).state
-        is PlanState.STOPPED
-        and p
+        lambda: (
+            (p := console_world.persistence.load_execution_plan(plan.id)).state is PlanState.STOPPED
+            and p
+        )
     )
     assert done.result is PlanResult.SUCCESS
     history = _history(console_world, plan.id)
