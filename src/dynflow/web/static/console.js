@@ -27,3 +27,18 @@ document.addEventListener("change", (event) => {
     }
   }
 });
+
+// A box that scrolls (a wide table on a phone, a long output) can be reached and
+// scrolled by keyboard.
+function focusableScrollers() {
+  document.querySelectorAll("pre, .table-box, .flow").forEach((box) => {
+    const scrolls = box.scrollWidth > box.clientWidth || box.scrollHeight > box.clientHeight;
+    if (scrolls && !box.hasAttribute("tabindex")) {
+      box.setAttribute("tabindex", "0");
+    } else if (!scrolls && box.getAttribute("tabindex") === "0") {
+      box.removeAttribute("tabindex");
+    }
+  });
+}
+document.addEventListener("DOMContentLoaded", focusableScrollers);
+window.addEventListener("resize", focusableScrollers);
