@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from dynflow import PlanState
 from tests.browser.axe import violations
-from tests.browser.conftest import TOKEN, Console, log_in, screenshot
+from tests.browser.conftest import Console, log_in, screenshot
 from tests.support import suspended_step
 from tests.web.actions import FAILING, Flaky, Waiting
 
@@ -113,7 +113,8 @@ def test_keyboard_skip_link_and_visible_focus(browser: Browser, console: Console
         skip = page.get_by_role("link", name="Skip to content")
         expect(skip).to_be_focused()
         box = skip.bounding_box()
-        assert box is not None and box["y"] >= 0  # on screen once focused
+        assert box is not None
+        assert box["y"] >= 0
         outline = skip.evaluate("e => getComputedStyle(e).outlineStyle")
         assert outline != "none"
         page.keyboard.press("Enter")

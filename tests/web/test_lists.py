@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+
 from starlette.testclient import TestClient
 
 from dynflow import PlanState, World

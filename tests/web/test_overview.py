@@ -85,7 +85,7 @@ def test_overview_page_draws_counts_chart_failures_and_worlds(
     )
     assert sum(steps) == expected
     tallest = max(steps)
-    assert [float(h) for h, n in bars if int(n) == tallest][0] == 100.0
+    assert next(float(h) for h, n in bars if int(n) == tallest) == 100.0
     assert f"{expected} step(s) in the last hour" in html
 
     failing = html.split('<table class="failing">', 1)[1].split("</table>", 1)[0]
@@ -101,7 +101,8 @@ def test_overview_calls_a_world_past_its_lease_late(
 ) -> None:
     coordinator = console_world.coordinator
     record = next(w for w in coordinator.find_worlds() if w.id == console_world.id)
-    assert record.lease is not None and record.heartbeat_at is not None
+    assert record.lease is not None
+    assert record.heartbeat_at is not None
     client = make_client(console_world)
     assert "health-ok" in client.get("/overview").text
     # the console reads the database's clock: past the lease, the world is late

@@ -143,7 +143,7 @@ class Web:
 def ago(value: datetime | None, now: datetime | None = None) -> str:
     """How long ago ``value`` was, for people: "12 s ago", "3 min ago", "2 h ago"."""
     if value is None:
-        return "–"
+        return "\u2013"
     seconds = ((now or datetime.now(UTC)) - value).total_seconds()
     later = seconds < 0
     text = duration(abs(seconds), coarse=True)
@@ -153,7 +153,7 @@ def ago(value: datetime | None, now: datetime | None = None) -> str:
 def duration(seconds: float | None, coarse: bool = False) -> str:
     """A length of time for people: "0.42 s", "3 min 4 s", "2 h 5 min", "3 d 4 h"."""
     if seconds is None:
-        return "–"
+        return "\u2013"
     if seconds < 60:
         return f"{int(seconds)} s" if coarse else f"{seconds:.2f} s"
     minutes, secs = divmod(int(seconds), 60)
