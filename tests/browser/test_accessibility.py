@@ -61,6 +61,7 @@ def _pages(console: Console, plans: Plans) -> dict[str, str]:
         "plan-suspended": f"/plans/{plans.suspended}",
         "worlds": "/worlds",
         "delayed": "/delayed",
+        "trigger": "/trigger",
     }
 
 
