@@ -24,6 +24,8 @@ class PlanSummary(BaseModel):
     started_at: datetime | None
     ended_at: datetime | None
     caller_execution_plan_id: str | None
+    #: the class of the plan's entry action (None in plans stored without actions)
+    action_class: str | None = None
 
 
 class PlanList(BaseModel):
@@ -103,6 +105,54 @@ class WorldView(BaseModel):
     #: ids of the plans whose execution lock the world holds
     plans_held: list[str]
     current: bool
+    #: the world's own lease (seconds): a heartbeat older than this is a dead world
+    lease: float | None = None
+    #: worker threads per queue, when the world published them
+    pool_sizes: dict[str, int] = {}
+    #: the version of the code the world runs, when it says
+    code_version: str | None = None
+
+    @property
+    def healthy(self) -> bool | None:
+        """Whether its heartbeat is younger than its lease (None: unknown)."""
+        if self.heartbeat_age is None or self.lease is None:
+            return None
+        return self.heartbeat_age <= self.lease
+
+
+class BulkItem(BaseModel):
+    id: str
+    #: done, not paused, not running, failed, not found
+    outcome: str
+    detail: str = ""
+
+
+class BulkOutcome(BaseModel):
+    """The answer to a command on several plans: a summary and one line per plan."""
+
+    ok: bool
+    message: str
+    items: list[BulkItem]
+
+
+class MinuteCount(BaseModel):
+    minute: datetime
+    steps: int
+
+
+class ActionFailures(BaseModel):
+    action_class: str
+    failed: int
+
+
+class Overview(BaseModel):
+    #: plans in each state
+    counts: dict[str, int]
+    #: steps finished in each of the last 60 minutes, the oldest first
+    steps_per_minute: list[MinuteCount]
+    #: the action classes with the most failed steps over the last 24 hours
+    failing_actions: list[ActionFailures]
+    worlds: list[WorldView]
 
 
 class DelayedView(BaseModel):
@@ -123,7 +173,7 @@ class ActionOutcome(BaseModel):
     plan: PlanSummary | None = None
 
 
-def plan_summary(plan: ExecutionPlan) -> PlanSummary:
+def plan_summary(plan: ExecutionPlan, action_class: str | None = None) -> PlanSummary:
     return PlanSummary(
         id=plan.id,
         label=plan.label,
@@ -132,6 +182,7 @@ def plan_summary(plan: ExecutionPlan) -> PlanSummary:
         started_at=plan.started_at,
         ended_at=plan.ended_at,
         caller_execution_plan_id=plan.caller_execution_plan_id,
+        action_class=action_class,
     )
 
 
@@ -189,7 +240,7 @@ def flow_view(flow: Flow) -> FlowView:
 
 def plan_detail(plan: ExecutionPlan, sub_plans: list[ExecutionPlan]) -> PlanDetail:
     return PlanDetail(
-        **plan_summary(plan).model_dump(),
+        **plan_summary(plan, plan.entry_action.action_class).model_dump(),
         execution_time=plan.execution_time,
         real_time=plan.real_time,
         progress=plan.progress,
@@ -210,7 +261,12 @@ def world_view(
     age = None
     if now is not None and record.heartbeat_at is not None:
         age = round(max((now - record.heartbeat_at).total_seconds(), 0.0), 1)
+    sizes = record.meta.get("pool_sizes")
+    version = getattr(record, "code_version", None) or record.meta.get("code_version")
     return WorldView(
+        lease=record.lease,
+        pool_sizes=dict(sizes) if isinstance(sizes, dict) else {},
+        code_version=None if version is None else str(version),
         id=record.id,
         executor=record.executor,
         queues=list(record.queues),

@@ -7,6 +7,7 @@ so requests such as resume reach the executor worlds, in any process.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -203,6 +204,30 @@ def resume_plan(plan_id: str, url: DatabaseUrl = None, wait: Wait = 60.0) -> Non
     """Resume a paused plan (its failed steps run again) on an executor world."""
     with _client(url) as world:
         _report(world.resume(plan_id), plan_id, wait)
+
+
+def _reviewer() -> str:
+    """Who approves or rejects from a shell: $USER, else "cli"."""
+    return os.environ.get("USER") or "cli"
+
+
+@plans_app.command("execute")
+def execute_plan(plan_id: str, url: DatabaseUrl = None, wait: Wait = 60.0) -> None:
+    """Approve a planned plan (made with world.plan) and execute it on an executor world;
+    "approved by $USER" goes into its history."""
+    from dynflow.services import review
+
+    with _client(url) as world:
+        _report(review.approve(world, plan_id, _reviewer()), plan_id, wait)
+
+
+@plans_app.command("reject")
+def reject_plan(plan_id: str, url: DatabaseUrl = None, wait: Wait = 10.0) -> None:
+    """Reject a planned plan: "rejected by $USER" goes into its history; it is halted."""
+    from dynflow.services import review
+
+    with _client(url) as world:
+        _report(review.reject(world, plan_id, _reviewer()), plan_id, wait)
 
 
 @plans_app.command("skip")

@@ -156,6 +156,22 @@ class PersistencePort(Protocol):
 
     def run_step_id(self, execution_plan_id: str, action_id: int) -> int | None: ...
 
+    def steps_finished_per_minute(self, since: datetime) -> dict[datetime, int]:
+        """How many steps ended in each minute since ``since`` (keys: UTC minutes)."""
+        ...
+
+    def failed_steps_by_action(self, since: datetime, limit: int = 10) -> list[tuple[str, int]]:
+        """(action class, how many of its steps failed since ``since``), most first."""
+        ...
+
+    def entry_action_classes(self, execution_plan_ids: Sequence[str]) -> dict[str, str]:
+        """The class of each plan's entry action, by plan id (one query)."""
+        ...
+
+    def record_history(self, execution_plan_id: str, name: str, world_id: str | None) -> None:
+        """Add an entry to the plan's execution history, stamped now (UTC)."""
+        ...
+
     def find_plan_ids(
         self,
         states: Iterable[PlanState],

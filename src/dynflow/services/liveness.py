@@ -313,6 +313,8 @@ def register(coordinator: Coordinator, config: WorldConfig, connector_kind: str)
             "pid": os.getpid(),
             # other worlds ping it only when it can hear them
             "connector": connector_kind,
+            # worker threads per queue (their use is not published)
+            **({"pool_sizes": dict(config.all_queues)} if config.executor else {}),
             **config.meta,
         },
     )

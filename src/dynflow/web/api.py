@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 
 from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.views import ActionOutcome, DelayedView, PlanDetail, PlanList, WorldView
@@ -103,6 +103,18 @@ def router(web: Web) -> APIRouter:
     def resume_plan(plan_id: str) -> ActionOutcome:
         """Resume a paused plan (its failed steps run again)."""
         return console.resume(plan_id)
+
+    @router.post("/plans/{plan_id}/execute", response_model=ActionOutcome, responses=COMMAND_ERRORS)
+    def execute_plan(request: Request, plan_id: str) -> ActionOutcome:
+        """Approve a planned plan (made with ``world.plan``) and execute it; "approved by
+        <user>" goes into its history first. A plan that is not planned: 409."""
+        return console.approve(plan_id, web.auth.user(request))
+
+    @router.post("/plans/{plan_id}/reject", response_model=ActionOutcome, responses=COMMAND_ERRORS)
+    def reject_plan(request: Request, plan_id: str) -> ActionOutcome:
+        """Reject a planned plan: "rejected by <user>" goes into its history, then it is
+        halted (stopped/error). A plan that is not planned: 409."""
+        return console.reject(plan_id, web.auth.user(request))
 
     @router.post("/plans/{plan_id}/cancel", response_model=ActionOutcome, responses=COMMAND_ERRORS)
     def cancel_plan(plan_id: str) -> ActionOutcome:

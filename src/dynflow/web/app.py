@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +98,8 @@ class Web:
             undefined=jinja2.StrictUndefined,
         )
         self.templates.filters["pretty"] = _pretty
+        self.templates.filters["ago"] = ago
+        self.templates.filters["duration"] = duration
         #: the action classes HTTP clients may trigger
         self.triggers = Triggers(())
 
@@ -111,6 +114,7 @@ class Web:
         values.update(context)
         html = self.templates.get_template(template).render(
             base=request.scope.get("root_path", ""),
+            path=local_path(request),
             csrf_token=self.csrf_token(request),
             login_form=self.auth.login_form,
             **values,
@@ -136,6 +140,32 @@ class Web:
             token = value if isinstance(value, str) else None
         if not self.sessions.csrf_valid(request.cookies.get(CSRF_COOKIE), token):
             raise Forbidden("missing or wrong CSRF token: reload the page and try again")
+
+
+def ago(value: datetime | None, now: datetime | None = None) -> str:
+    """How long ago ``value`` was, for people: "12 s ago", "3 min ago", "2 h ago"."""
+    if value is None:
+        return "\u2013"
+    seconds = ((now or datetime.now(UTC)) - value).total_seconds()
+    later = seconds < 0
+    text = duration(abs(seconds), coarse=True)
+    return f"in {text}" if later else f"{text} ago"
+
+
+def duration(seconds: float | None, coarse: bool = False) -> str:
+    """A length of time for people: "0.42 s", "3 min 4 s", "2 h 5 min", "3 d 4 h"."""
+    if seconds is None:
+        return "\u2013"
+    if seconds < 60:
+        return f"{int(seconds)} s" if coarse else f"{seconds:.2f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min" if coarse else f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h" if coarse else f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d" if coarse else f"{days} d {hours} h"
 
 
 def _pretty(value: Any) -> str:

@@ -45,12 +45,19 @@ class Auth:
     def check_login(self, secret: str) -> bool:
         return False
 
+    def user(self, request: Request) -> str:
+        """Who an authenticated request comes from, for the plan's history."""
+        return "user"
+
 
 class _NoAuth(Auth):
     """Everyone is let in: only for a console bound to 127.0.0.1."""
 
     def authenticate(self, request: Request, sessions: Sessions) -> bool:
         return True
+
+    def user(self, request: Request) -> str:
+        return "anonymous"
 
     def __repr__(self) -> str:
         return "NO_AUTH"
@@ -68,6 +75,10 @@ class BasicAuth(Auth):
         if not username or not password:
             raise ValueError("BasicAuth needs a non-empty username and password")
         self._expected = _digest(f"{username}:{password}")
+        self._username = username
+
+    def user(self, request: Request) -> str:
+        return self._username
 
     def authenticate(self, request: Request, sessions: Sessions) -> bool:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
@@ -96,6 +107,9 @@ class TokenAuth(Auth):
 
     def check_login(self, secret: str) -> bool:
         return hmac.compare_digest(_digest(secret), self._expected)
+
+    def user(self, request: Request) -> str:
+        return "token"
 
     def authenticate(self, request: Request, sessions: Sessions) -> bool:
         token = bearer_token(request)

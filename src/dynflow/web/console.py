@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import Future, wait
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dynflow.errors import DynflowError, NotFound
 from dynflow.execution_plan.states import PlanResult, PlanState
+from dynflow.services import review
 from dynflow.views import (
+    ActionFailures,
     ActionOutcome,
+    BulkItem,
+    BulkOutcome,
     DelayedView,
+    MinuteCount,
+    Overview,
     PlanDetail,
     PlanList,
     WorldView,
@@ -35,6 +41,13 @@ SORTS = ("started_at", "ended_at", "label", "state", "result")
 DEFAULT_PER_PAGE = 25
 #: the longest label a filter may name
 MAX_LABEL = 255
+
+
+#: command -> (what is reported when done, the states it applies to, the refusal)
+BULK = {
+    "resume": ("resumed", (PlanState.PAUSED,), "not paused"),
+    "cancel": ("cancelled", (PlanState.RUNNING, PlanState.SCHEDULED), "not running"),
+}
 
 
 class NotAvailable(DynflowError):
@@ -92,8 +105,9 @@ class Console:
         found = persistence.find_execution_plans(
             filters, order_by=sort, desc=desc, page=page - 1, per_page=per_page
         )
+        classes = persistence.entry_action_classes([p.id for p in found])
         return PlanList(
-            items=[plan_summary(p) for p in found],
+            items=[plan_summary(p, classes.get(p.id)) for p in found],
             total=total,
             page=page,
             per_page=per_page,
@@ -116,6 +130,25 @@ class Console:
 
     def delayed(self) -> list[DelayedView]:
         return [delayed_view(d) for d in self.world.delayed.find_delayed_plans()]
+
+    def overview(self) -> Overview:
+        """Plans by state, steps finished per minute over the last hour, the actions
+        failing most over the last day, and the worlds."""
+        persistence = self.world.persistence
+        now = self.world.coordinator.database_now().replace(second=0, microsecond=0)
+        first = now - timedelta(minutes=59)
+        per_minute = persistence.steps_finished_per_minute(first)
+        failing = persistence.failed_steps_by_action(now - timedelta(hours=24), 10)
+        counts = persistence.find_execution_plan_counts_by_state()
+        return Overview(
+            counts={str(state): n for state, n in counts.items()},
+            steps_per_minute=[
+                MinuteCount(minute=m, steps=per_minute.get(m, 0))
+                for m in (first + timedelta(minutes=i) for i in range(60))
+            ],
+            failing_actions=[ActionFailures(action_class=c, failed=n) for c, n in failing],
+            worlds=self.worlds(),
+        )
 
     # -- commands ---------------------------------------------------------------
 
@@ -179,6 +212,66 @@ class Console:
             return outcome
         finished = self._settle(futures)
         return self._done(plan_id, "cancelled", finished)
+
+    def approve(self, plan_id: str, who: str) -> ActionOutcome:
+        """Review: execute a planned plan, "approved by ``who``" in its history."""
+        finished = self._settle([review.approve(self.world, plan_id, who)])
+        return self._done(plan_id, f"approved by {who} and executed", finished)
+
+    def reject(self, plan_id: str, who: str) -> ActionOutcome:
+        """Review: halt a planned plan, "rejected by ``who``" in its history."""
+        finished = self._settle([review.reject(self.world, plan_id, who)])
+        return self._done(plan_id, f"rejected by {who} and halted", finished)
+
+    def event(self, plan_id: str, step_id: int, payload: Any) -> ActionOutcome:
+        """Deliver ``payload`` to a suspended step."""
+        self._summary(plan_id)
+        future = self.world.event(plan_id, step_id, payload)
+        if not self._settle([future]):
+            outcome = self._summary(plan_id)
+            outcome.message = f"event to step {step_id} sent; not delivered yet"
+            return outcome
+        outcome = self._summary(plan_id)
+        outcome.message = f"event delivered to step {step_id}"
+        return outcome
+
+    def bulk(self, command: str, plan_ids: list[str]) -> BulkOutcome:
+        """Resume or cancel several plans; one line per plan of what happened."""
+        if command not in BULK:
+            raise DynflowError(f"unknown command {command!r}: use one of {', '.join(BULK)}")
+        verb, states, refusal = BULK[command]
+        items: list[BulkItem] = []
+        pending: list[Future[Any]] = []
+        for plan_id in dict.fromkeys(plan_ids[:MAX_PER_PAGE]):
+            try:
+                plan = self.world.persistence.load_execution_plan(plan_id)
+            except NotFound:
+                items.append(BulkItem(id=plan_id, outcome="not found"))
+                continue
+            if plan.state not in states:
+                items.append(BulkItem(id=plan_id, outcome=refusal, detail=str(plan.state)))
+                continue
+            try:
+                started = (
+                    [self.world.resume(plan_id)]
+                    if command == "resume"
+                    else self.world.cancel(plan_id)
+                )
+            except DynflowError as exc:
+                items.append(BulkItem(id=plan_id, outcome="failed", detail=str(exc)))
+                continue
+            if not started:
+                items.append(BulkItem(id=plan_id, outcome="failed", detail="nothing to cancel"))
+                continue
+            pending.extend(started)
+            items.append(BulkItem(id=plan_id, outcome=verb))
+        wait(pending, timeout=self.wait_seconds)
+        tally: dict[str, int] = {}
+        for item in items:
+            tally[item.outcome] = tally.get(item.outcome, 0) + 1
+        done = tally.pop(verb, 0)
+        parts = [f"{verb} {done}"] + [f"{n} {outcome}" for outcome, n in tally.items()]
+        return BulkOutcome(ok=not tally, message=", ".join(parts), items=items)
 
     def skip(self, plan_id: str, step_id: int) -> ActionOutcome:
         plan = self.world.skip(plan_id, step_id)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from dynflow.errors import DynflowError, NotFound
 from dynflow.execution_plan.states import PlanResult, PlanState
-from dynflow.views import ActionOutcome
+from dynflow.views import ActionOutcome, BulkOutcome
 from dynflow.web.auth import SESSION_COOKIE, SESSION_MAX_AGE
-from dynflow.web.console import DEFAULT_PER_PAGE, MAX_LABEL, SORTS, NotAvailable
+from dynflow.web.console import BULK, DEFAULT_PER_PAGE, MAX_LABEL, SORTS, NotAvailable
 
 if TYPE_CHECKING:
     from dynflow.web.app import Web
@@ -21,6 +24,24 @@ if TYPE_CHECKING:
 PLAN_STATES = [str(s) for s in PlanState]
 PLAN_RESULTS = [str(r) for r in PlanResult]
 MAX_PAGE = 1_000_000
+
+
+@dataclass
+class ListParams:
+    """The plans list's filters, sorting and page: all in the URL."""
+
+    state: str = ""
+    result: str = ""
+    label: Annotated[str, Query(max_length=MAX_LABEL)] = ""
+    action_class: Annotated[str, Query(max_length=MAX_LABEL)] = ""
+    text: Annotated[str, Query(max_length=MAX_LABEL)] = ""
+    started_after: Annotated[str, Query(max_length=40)] = ""
+    started_before: Annotated[str, Query(max_length=40)] = ""
+    sort: str = "started_at"
+    desc: bool = True
+    refresh: bool = False
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1
+    per_page: Annotated[int, Query(ge=1)] = DEFAULT_PER_PAGE
 
 
 def _choice(name: str, value: str, allowed: list[str]) -> str | None:
@@ -93,61 +114,75 @@ def router(web: Web) -> APIRouter:
         response.delete_cookie(SESSION_COOKIE, path=_cookie_path(request))
         return response
 
-    @router.get("/", response_class=HTMLResponse)
-    def plans(
-        request: Request,
-        state: str = "",
-        result: str = "",
-        label: Annotated[str, Query(max_length=MAX_LABEL)] = "",
-        action_class: Annotated[str, Query(max_length=MAX_LABEL)] = "",
-        text: Annotated[str, Query(max_length=MAX_LABEL)] = "",
-        started_after: Annotated[str, Query(max_length=40)] = "",
-        started_before: Annotated[str, Query(max_length=40)] = "",
-        sort: str = "started_at",
-        desc: bool = True,
-        refresh: bool = False,
-        page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
-        per_page: Annotated[int, Query(ge=1)] = DEFAULT_PER_PAGE,
+    def list_page(
+        request: Request, params: ListParams, status: int = 200, bulk: BulkOutcome | None = None
     ) -> Response:
-        state_value = _choice("state", state, PLAN_STATES)
-        result_value = _choice("result", result, PLAN_RESULTS)
-        sort_value = _choice("sort", sort, list(SORTS)) or "started_at"
-        after = _when("started after", started_after)
-        before = _when("started before", started_before)
+        state_value = _choice("state", params.state, PLAN_STATES)
+        result_value = _choice("result", params.result, PLAN_RESULTS)
+        sort_value = _choice("sort", params.sort, list(SORTS)) or "started_at"
+        after = _when("started after", params.started_after)
+        before = _when("started before", params.started_before)
         listing = console.plans(
             state=None if state_value is None else PlanState(state_value),
             result=None if result_value is None else PlanResult(result_value),
-            label=label or None,
-            action_class=action_class or None,
-            text=text or None,
+            label=params.label or None,
+            action_class=params.action_class or None,
+            text=params.text or None,
             started_after=after,
             started_before=before,
             sort=sort_value,
-            desc=desc,
-            page=page,
-            per_page=per_page,
+            desc=params.desc,
+            page=params.page,
+            per_page=params.per_page,
         )
         filters = {
-            "state": state,
-            "result": result,
-            "label": label,
-            "action_class": action_class,
-            "text": text,
+            "state": params.state,
+            "result": params.result,
+            "label": params.label,
+            "action_class": params.action_class,
+            "text": params.text,
             "started_after": after.isoformat() if after else "",
             "started_before": before.isoformat() if before else "",
         }
         return web.render(
             request,
             "plans.html",
+            status,
             listing=listing,
             filters=filters,
             states=PLAN_STATES,
             results=PLAN_RESULTS,
             sorts=SORTS,
             sort=sort_value,
-            desc=desc,
-            refresh=refresh,
+            desc=params.desc,
+            refresh=params.refresh,
+            now=datetime.now(UTC),
+            query=request.url.query,
+            bulk=bulk,
+            message=bulk.message if bulk else None,
+            ok=bulk.ok if bulk else True,
         )
+
+    @router.get("/", response_class=HTMLResponse)
+    def plans(request: Request, params: Annotated[ListParams, Depends()]) -> Response:
+        return list_page(request, params)
+
+    @router.post("/plans/bulk", response_class=HTMLResponse)
+    async def bulk(request: Request, params: Annotated[ListParams, Depends()]) -> Response:
+        form = await request.form()
+        command = form.get("command")
+        plan_ids = [v for v in form.getlist("plan_id") if isinstance(v, str) and v]
+        if command not in BULK:
+            raise HTTPException(400, f"unknown command {command!r}: use one of {', '.join(BULK)}")
+        if not plan_ids:
+            outcome = BulkOutcome(ok=False, message="select at least one plan", items=[])
+            return list_page(request, params, 400, outcome)
+        outcome = await run_in_threadpool(console.bulk, str(command), plan_ids)
+        return list_page(request, params, 200, outcome)
+
+    @router.get("/overview", response_class=HTMLResponse)
+    def overview(request: Request) -> Response:
+        return web.render(request, "overview.html", overview=console.overview())
 
     def plan_page(request: Request, plan_id: str, act: Callable[[], ActionOutcome]) -> Response:
         try:
@@ -184,6 +219,31 @@ def router(web: Web) -> APIRouter:
     @router.post("/plans/{plan_id}/revert", response_class=HTMLResponse)
     def revert(request: Request, plan_id: str) -> Response:
         return plan_page(request, plan_id, lambda: console.revert(plan_id))
+
+    @router.post("/plans/{plan_id}/execute", response_class=HTMLResponse)
+    def approve(request: Request, plan_id: str) -> Response:
+        who = web.auth.user(request)
+        return plan_page(request, plan_id, lambda: console.approve(plan_id, who))
+
+    @router.post("/plans/{plan_id}/reject", response_class=HTMLResponse)
+    def reject(request: Request, plan_id: str) -> Response:
+        who = web.auth.user(request)
+        return plan_page(request, plan_id, lambda: console.reject(plan_id, who))
+
+    @router.post("/plans/{plan_id}/steps/{step_id}/event", response_class=HTMLResponse)
+    async def send_event(request: Request, plan_id: str, step_id: int) -> Response:
+        text = (await request.form()).get("payload")
+        text = text if isinstance(text, str) else ""
+        try:
+            payload = json.loads(text) if text.strip() else None
+        except ValueError as exc:
+            message = f'the event is not JSON ({exc}): e.g. {{"approved": true}}'
+            return await run_in_threadpool(
+                plan_page, request, plan_id, lambda: ActionOutcome(ok=False, message=message)
+            )
+        return await run_in_threadpool(
+            plan_page, request, plan_id, lambda: console.event(plan_id, step_id, payload)
+        )
 
     @router.post("/plans/{plan_id}/steps/{step_id}/skip", response_class=HTMLResponse)
     def skip(request: Request, plan_id: str, step_id: int) -> Response:

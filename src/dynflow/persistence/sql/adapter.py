@@ -8,7 +8,7 @@ subclasses this one and overrides the hooks it has faster paths for.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,7 +19,7 @@ from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.persistence import migrate
 from dynflow.persistence.changes import PLAN_MUTABLE, STEP_MUTABLE, Changes
 from dynflow.persistence.records import EXECUTION_LOCK, WORLD
-from dynflow.persistence.sql import retention
+from dynflow.persistence.sql import retention, stats
 from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, Update
 from dynflow.persistence.sql.database import Database
 from dynflow.persistence.sql.delayed import SqlDelayedPlanStore
@@ -263,6 +263,19 @@ class SqlPersistence:
         query = sa.select(sa.func.count()).select_from(execution_plans).where(*conditions(filters))
         with self.db.read() as connection:
             return int(connection.execute(query).scalar_one())
+
+    def steps_finished_per_minute(self, since: datetime) -> dict[datetime, int]:
+        return stats.steps_finished_per_minute(self.db, since)
+
+    def failed_steps_by_action(self, since: datetime, limit: int = 10) -> list[tuple[str, int]]:
+        return stats.failed_steps_by_action(self.db, since, limit)
+
+    def entry_action_classes(self, execution_plan_ids: Sequence[str]) -> dict[str, str]:
+        return stats.entry_action_classes(self.db, execution_plan_ids)
+
+    def record_history(self, execution_plan_id: str, name: str, world_id: str | None) -> None:
+        entry = (execution_plan_id, datetime.now(UTC), name[:50], world_id)
+        self.apply(Changes(history=[entry]))
 
     def count_sub_plans(
         self, execution_plan_id: str, action_id: int

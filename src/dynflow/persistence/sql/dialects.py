@@ -68,6 +68,10 @@ class Dialect:
         """Order by ``column``, NULL counting as later than any value."""
         return [column.desc().nulls_first() if desc else column.asc().nulls_last()]
 
+    def minute(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        """A stored UTC time cut to its minute, as text ``YYYY-MM-DD HH:MM`` (to group by)."""
+        return sa.func.to_char(column, "YYYY-MM-DD HH24:MI")
+
 
 #: the key of PostgreSQL's advisory lock, and the name of MySQL's named lock
 _MIGRATION_LOCK_KEY = 727166342
@@ -116,6 +120,9 @@ class PostgresDialect(Dialect):
 class MysqlDialect(Dialect):
     now_sql: str = "SELECT UTC_TIMESTAMP(6)"
 
+    def minute(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        return sa.func.date_format(column, "%Y-%m-%d %H:%i")
+
     @contextmanager
     def migration_lock(self, engine: sa.Engine) -> Iterator[None]:
         name = _MIGRATION_LOCK_NAME
@@ -138,6 +145,10 @@ class MysqlDialect(Dialect):
 class SqliteDialect(Dialect):
     single_writer: bool = True
     now_sql: str = "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"
+
+    def minute(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        return sa.func.strftime("%Y-%m-%d %H:%M", column)
+
     #: a database of one process: its worlds talk in memory
     default_connector: str = "direct"
 
