@@ -15,8 +15,6 @@ from functools import partial
 from typing import Any
 
 from dynflow.action.base import Rescue
-from dynflow.action.cancellable import Cancellable
-from dynflow.action.events import CANCEL
 from dynflow.action.registry import class_name
 from dynflow.clock import Clock, ManualClock
 from dynflow.coordinator import EXECUTION_LOCK
@@ -24,7 +22,7 @@ from dynflow.director import Outcome, decide
 from dynflow.errors import DynflowError, ExecutionError, NotFound
 from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
-from dynflow.executor import policy, retry, timeouts
+from dynflow.executor import cancelling, limits, policy, retry, timeouts
 from dynflow.executor.commit import Committer
 from dynflow.executor.messages import (
     Abandon,
@@ -33,8 +31,10 @@ from dynflow.executor.messages import (
     DeliverEvent,
     Disown,
     HaltPlan,
+    LimitGranted,
     Message,
     RetryDue,
+    RetryLimits,
     RunTimeout,
     SkipStep,
     Start,
@@ -74,6 +74,9 @@ class ExecutorCore(Committer):
         self.post: Callable[[Message], None] = self.handle
         #: give back the worker of a timed-out hand-out (plan, step, run, sequence)
         self.release: Callable[[str, int, int, int], None] = lambda *key: None
+        gate = limits.LimitGate(world_id, persistence.limits, registration, self.clock, self.handle)
+        self.limits = limits.LimitBook(gate)
+        self.forget = partial(limits.forget, self)
 
     # -- message handling -----------------------------------------------------------
 
@@ -112,8 +115,12 @@ class ExecutorCore(Committer):
                 timeouts.ran_too_long(self, message)
             case RetryDue():
                 retry.due(self, message)
+            case LimitGranted():
+                limits.granted(self, message)
+            case RetryLimits():
+                self.limits.gate.poke()
             case CancelSteps(plan_id, reply):
-                self._cancel(plan_id, reply)
+                cancelling.cancel_steps(self, plan_id, reply)
             case Adopt(plan, future):
                 self._adopt(plan, future)
             case HaltPlan(plan_id, future):
@@ -216,6 +223,7 @@ class ExecutorCore(Committer):
             self._advance(runtime)
             return
         self._drop_events(runtime, step.id, f"step {step.id} ended {done.state}")
+        limits.ended(self, runtime, step)
         if retry.attempt_failed(self, runtime, step, done):
             self._advance(runtime)
             return
@@ -286,27 +294,6 @@ class ExecutorCore(Committer):
         else:
             self._fail(event.future, error)
 
-    def _cancel(self, plan_id: str, reply: Future[list[Future[Any]]]) -> None:
-        runtime = self.plans.get(plan_id)
-        if runtime is None:
-            self._fail(reply, ExecutionError(f"execution plan {plan_id} is not running here"))
-            return
-        futures: list[Future[Any]] = []
-        for step in runtime.steps.values():
-            if step.state not in (StepState.RUNNING, StepState.SUSPENDED):
-                continue
-            cls = policy.action_class(runtime, step.action_id)
-            if cls is None or not issubclass(cls, Cancellable):
-                continue
-            future: Future[Any] = Future()
-            futures.append(future)
-            runtime.events.setdefault(step.id, deque()).append(
-                DeliverEvent(plan_id, step.id, CANCEL, future)
-            )
-            self._deliver_next(runtime, step.id)
-        self._later(partial(resolve, reply, futures), plan_id)
-        self._advance(runtime)
-
     # -- deciding ---------------------------------------------------------------------
 
     def _advance(self, runtime: PlanRuntime) -> None:
@@ -356,6 +343,8 @@ class ExecutorCore(Committer):
     def _dispatch(self, runtime: PlanRuntime, step_id: int, event: Any = None) -> bool:
         """Hand the step to a worker; False if it failed at once (it is then ``error``)."""
         step = runtime.steps[step_id]
+        if (held := limits.hold(self, runtime, step, event)) is not None:
+            return held
         action = runtime.actions[step.action_id]
         runtime.set_step(
             step, StepState.RUNNING, started_at=step.started_at or now(), **retry.handed_out(step)
@@ -426,6 +415,7 @@ class ExecutorCore(Committer):
 
     def _release(self, runtime: PlanRuntime) -> None:
         del self.plans[runtime.id]
+        self.forget(runtime.id)
         if runtime.id not in self.paused_by_termination:  # kept: the world hands it over
             self.changes.released_locks.append((EXECUTION_LOCK, runtime.id, self.world_id))
         snapshot = self._let_go(runtime)

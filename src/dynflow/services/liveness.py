@@ -215,6 +215,7 @@ class Liveness:
             log.warning("world %s is gone: recovering its %d plan(s)", world_id, len(held))
             self.coordinator.unregister_world(world_id)
             self.cluster.drop_envelopes(world_id)
+            self.cluster.wake_limits(self.persistence.limits.drop_world(world_id))
             return sum(self.take_over(lock.id, world_id, dict(lock.data)) for lock in held)
         finally:
             self.coordinator.release(INVALIDATION_LOCK, world_id)
