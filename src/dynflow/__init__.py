@@ -5,6 +5,7 @@ from dynflow.action.cancellable import Cancel, Cancellable
 from dynflow.action.hooks import plan_hook
 from dynflow.action.polling import Polling
 from dynflow.action.references import OutputReference
+from dynflow.action.limits import Limit
 from dynflow.action.retry import Retry
 from dynflow.action.singleton import Singleton
 from dynflow.action.sub_plans import SubPlan, SubPlansFailed, WithSubPlans
@@ -46,6 +47,7 @@ __all__ = [
     "ExecutionPlan",
     "HistoryEntry",
     "InvalidTransition",
+    "Limit",
     "LockTaken",
     "Middleware",
     "NotFound",

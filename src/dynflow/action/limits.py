@@ -111,7 +111,10 @@ def check_planned_input(cls: type, limits: Sequence[Limit], input: Any) -> None:
     for limit in limits:
         missing = missing_fields(limit, input)
         if missing:
-            raise ConfigurationError(_missing(cls.__qualname__, limit, missing))
+            # planning failures are reported as "<Action>: <message>"
+            raise ConfigurationError(
+                _missing(cls.__qualname__, limit, missing)[2 + len(cls.__qualname__) :]
+            )
 
 
 def _missing(action: str, limit: Limit, missing: list[str]) -> str:
