@@ -3,9 +3,9 @@
 from dynflow.action.base import Action, PhaseContext, PlannedAction, Rescue
 from dynflow.action.cancellable import Cancel, Cancellable
 from dynflow.action.hooks import plan_hook
+from dynflow.action.limits import Limit
 from dynflow.action.polling import Polling
 from dynflow.action.references import OutputReference
-from dynflow.action.limits import Limit
 from dynflow.action.retry import Retry
 from dynflow.action.singleton import Singleton
 from dynflow.action.sub_plans import SubPlan, SubPlansFailed, WithSubPlans

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-
 import pytest
 
 from dynflow import (
@@ -15,8 +14,8 @@ from dynflow import (
     ConfigurationError,
     ExecutionPlan,
     Limit,
-    PlanResult,
     PlanningFailed,
+    PlanResult,
     PlanState,
     Step,
     StepState,
@@ -131,7 +130,7 @@ def test_concurrency_one_over_two_worlds(db_url: str, make_world: MakeWorld, box
     for n in range(1, 6):  # each in line before the next: the order is known
         triggered = (first, second)[n % 2].trigger(OnHost, box.key, "h1", f"a{n}")
         plans.append(triggered)
-        eventually(lambda: waiting_for_limit(first, triggered.execution_plan_id))
+        eventually(lambda t=triggered: waiting_for_limit(first, t.execution_plan_id))
     entries = first.persistence.find_limits(key="host:h1")
     assert [(e.state, e.position) for e in entries] == [("holding", None)] + [
         ("waiting", n) for n in range(1, 6)
@@ -190,7 +189,8 @@ def test_a_sliding_rate_window_on_the_worlds_clock(db_url: str, box: LimitBox) -
         third = world.trigger(Rated, box.key, "r3")
         fourth = world.trigger(Rated, box.key, "r4")
         assert box.order == ["r1", "r2"]
-        assert first.finished.done() and second.finished.done()
+        assert first.finished.done()
+        assert second.finished.done()
         assert run_step(load(world, third.execution_plan_id)).state is StepState.WAITING
         assert [e.position for e in world.persistence.find_limits(key="api")] == [1, 2]
         world.clock.advance(5.9)  # r1 started 9.9 s ago: still in the window
@@ -261,7 +261,7 @@ def test_bad_limits_are_refused_naming_the_action() -> None:
         Limit("k", rate=5)
     with pytest.raises(ConfigurationError, match="a rate needs per"):
         Limit("k", rate=5, per=0)
-    with pytest.raises(ConfigurationError, match="BadList.limits"):
+    with pytest.raises(ConfigurationError, match=r"BadList\.limits"):
 
         class BadList(Action):
             limits = Limit("k", concurrency=1)  # type: ignore[assignment]
@@ -271,7 +271,7 @@ def test_bad_limits_are_refused_naming_the_action() -> None:
     class HostInput(BaseModel):
         host: str
 
-    with pytest.raises(ConfigurationError, match="WrongField: the limit key 'x:{name}'"):
+    with pytest.raises(ConfigurationError, match=r"WrongField: the limit key 'x:\{name\}'"):
 
         class WrongField(Action):
             Input = HostInput

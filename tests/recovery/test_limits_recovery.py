@@ -53,9 +53,8 @@ def test_invalidation_releases_a_dead_worlds_limits_and_its_plans_ask_again(
     eventually(lambda: doomed.id not in {e.world_id for e in rescuer.persistence.find_limits()})
     for triggered in (held, waiting):
         plan = eventually(
-            lambda: (
-                (p := rescuer.persistence.load_execution_plan(triggered.execution_plan_id))
-                .result
+            lambda t=triggered: (
+                (p := rescuer.persistence.load_execution_plan(t.execution_plan_id)).result
                 is PlanResult.SUCCESS
                 and p
             ),

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dynflow.cli.operations import plans_app, worlds_app
+from dynflow.cli.operations import limits_app, plans_app, worlds_app
 from dynflow.cli.options import DatabaseUrl, database_url
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(plans_app, name="plans")
 app.add_typer(worlds_app, name="worlds")
+app.add_typer(limits_app, name="limits")
 
 
 @app.command()
