@@ -5,6 +5,7 @@ cancel of a waiting plan, and the errors of bad limits."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import pytest
 
@@ -130,7 +131,7 @@ def test_concurrency_one_over_two_worlds(db_url: str, make_world: MakeWorld, box
     for n in range(1, 6):  # each in line before the next: the order is known
         triggered = (first, second)[n % 2].trigger(OnHost, box.key, "h1", f"a{n}")
         plans.append(triggered)
-        eventually(lambda t=triggered: waiting_for_limit(first, t.execution_plan_id))
+        eventually(partial(waiting_for_limit, first, triggered.execution_plan_id))
     entries = first.persistence.find_limits(key="host:h1")
     assert [(e.state, e.position) for e in entries] == [("holding", None)] + [
         ("waiting", n) for n in range(1, 6)
