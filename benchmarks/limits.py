@@ -25,10 +25,22 @@ from typing import Any
 
 import sqlalchemy as sa
 from bench_actions import STEPS, Stamped, TenLimited, TenSteps
-from run import fresh_database
+from run import PG_SERVER
 
 from dynflow import World
 from dynflow.persistence.tables import limit_slots
+
+
+def fresh_database(kind: str, tmp: Path) -> str:
+    """A new SQLite file, or a PostgreSQL database of this script's own."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp / f'limits-{time.monotonic_ns()}.sqlite3'}"
+    admin = sa.create_engine(PG_SERVER + "postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text('DROP DATABASE IF EXISTS "dynflow_bench_limits" WITH (FORCE)'))
+        connection.execute(sa.text('CREATE DATABASE "dynflow_bench_limits"'))
+    admin.dispose()
+    return PG_SERVER + "dynflow_bench_limits"
 
 
 def rss_mb() -> float:

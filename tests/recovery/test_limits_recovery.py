@@ -4,10 +4,11 @@ and drops its waits; the world that recovers its plans asks for the limits again
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import pytest
 
-from dynflow import Action, Limit, PlanResult, StepState, World
+from dynflow import Action, ExecutionPlan, Limit, PlanResult, StepState, World
 from tests.support import Box, eventually, registered_box
 
 MakeWorld = Callable[..., World]
@@ -52,15 +53,13 @@ def test_invalidation_releases_a_dead_worlds_limits_and_its_plans_ask_again(
     # nothing of the dead world is left; the rescuer asks again for both steps
     eventually(lambda: doomed.id not in {e.world_id for e in rescuer.persistence.find_limits()})
     for triggered in (held, waiting):
-        plan = eventually(
-            lambda t=triggered: (
-                (p := rescuer.persistence.load_execution_plan(t.execution_plan_id)).result
-                is PlanResult.SUCCESS
-                and p
-            ),
-            timeout=30,
-        )
+        plan = eventually(partial(succeeded, rescuer, triggered.execution_plan_id), timeout=30)
         assert all(s.state is not StepState.WAITING for s in plan.steps.values())
     assert box.runs == {"held": 2, "waiting": 1}
     eventually(lambda: rescuer.persistence.find_limits() == [])
     gate.open()
+
+
+def succeeded(world: World, plan_id: str) -> ExecutionPlan | None:
+    plan = world.persistence.load_execution_plan(plan_id)
+    return plan if plan.result is PlanResult.SUCCESS else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from functools import partial
 
 from typer.testing import CliRunner
 
@@ -42,9 +43,11 @@ def finish(world: World, holder: str, waiter: str) -> None:
     world.event(holder, suspended_step(world, holder), "done").result(10)
     world.event(waiter, suspended_step(world, waiter), "done").result(10)
     for plan_id in (holder, waiter):
-        eventually(
-            lambda p=plan_id: world.persistence.load_execution_plan(p).result is PlanResult.SUCCESS
-        )
+        eventually(partial(succeeded, world, plan_id))
+
+
+def succeeded(world: World, plan_id: str) -> bool:
+    return world.persistence.load_execution_plan(plan_id).result is PlanResult.SUCCESS
 
 
 def test_the_limits_page_api_and_plan_page(
