@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, ClassVar
 
-from dynflow import Action
+from dynflow import Action, Limit
 
 STEPS = 10
 
@@ -24,3 +25,39 @@ class TenSteps(Action):
 class OneStep(Action):
     def run(self, event: Any = None) -> None:
         pass
+
+
+class LimitedNoop(Action):
+    limits = [Limit("k{n}", concurrency=1)]
+
+    def plan(self, n: int) -> None:
+        self.plan_self(n=n)
+
+    def run(self, event: Any = None) -> None:
+        pass
+
+
+class TenLimited(Action):
+    """W1 with every step under ``Limit("k{n}", concurrency=1)``."""
+
+    def plan(self, n: int) -> None:
+        with self.sequence():
+            for _ in range(STEPS):
+                self.plan_action(LimitedNoop, n)
+
+
+class Stamped(Action):
+    """One step under one key; records when its run started and ended."""
+
+    limits = [Limit("{key}", concurrency=1)]
+    stamps: ClassVar[list[tuple[float, float]]] = []
+
+    def plan(self, key: str, suspend: bool = False) -> None:
+        self.plan_self(key=key, suspend=suspend)
+
+    def run(self, event: Any = None) -> None:
+        if self.input["suspend"] and event is None:
+            self.suspend()
+            return
+        started = time.perf_counter()
+        Stamped.stamps.append((started, time.perf_counter()))

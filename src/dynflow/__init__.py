@@ -3,6 +3,7 @@
 from dynflow.action.base import Action, PhaseContext, PlannedAction, Rescue
 from dynflow.action.cancellable import Cancel, Cancellable
 from dynflow.action.hooks import plan_hook
+from dynflow.action.limits import Limit
 from dynflow.action.polling import Polling
 from dynflow.action.references import OutputReference
 from dynflow.action.retry import Retry
@@ -46,6 +47,7 @@ __all__ = [
     "ExecutionPlan",
     "HistoryEntry",
     "InvalidTransition",
+    "Limit",
     "LockTaken",
     "Middleware",
     "NotFound",

@@ -14,6 +14,7 @@ from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import ExecutionPlan, Step, StepError
 from dynflow.flows import Atom, Concurrence, Flow, Sequence
 from dynflow.persistence.delayed import DelayedPlan
+from dynflow.persistence.limits import LimitEntry
 
 
 class PlanSummary(BaseModel):
@@ -69,6 +70,10 @@ class StepView(BaseModel):
     errors: list[ErrorView] = []
     #: the step is ``reverting`` and its action's ``revert`` failed (``error``)
     revert_failed: bool = False
+    #: the limit keys a ``waiting`` step waits for (empty: none, or a retry's backoff)
+    waiting_for: list[str] = []
+    #: why a ``waiting`` step waits: "waiting for limit K" or "backoff until T"
+    waiting_reason: str | None = None
 
 
 class FlowView(BaseModel):
@@ -165,6 +170,36 @@ class DelayedView(BaseModel):
     kwargs: dict[str, Any]
 
 
+class LimitView(BaseModel):
+    """A holder or a waiter of a limit key (``GET /api/limits``)."""
+
+    key: str
+    state: Literal["holding", "waiting"]
+    execution_plan_id: str
+    step_id: int
+    world_id: str
+    requested_at: datetime
+    granted_at: datetime | None
+    concurrency: int | None
+    rate: int | None
+    per: float | None
+    #: a waiter's place in the key's line (1: next)
+    position: int | None
+
+
+def limit_view(entry: LimitEntry) -> LimitView:
+    return LimitView.model_validate(entry, from_attributes=True)
+
+
+def waiting_reason(step: Step, keys: list[str]) -> str | None:
+    """Why a ``waiting`` step waits, in words."""
+    if str(step.state) != "waiting":
+        return None
+    if step.next_attempt_at is not None:
+        return f"backoff until {step.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
+    return "waiting for limit " + (", ".join(keys) if keys else "(being requested)")
+
+
 class ActionOutcome(BaseModel):
     """The answer to a state-changing request."""
 
@@ -202,8 +237,9 @@ def _max_attempts(step: Step) -> int | None:
     return None if retry is None else retry.attempts
 
 
-def _step(plan: ExecutionPlan, step: Step) -> StepView:
+def _step(plan: ExecutionPlan, step: Step, limits: list[LimitEntry]) -> StepView:
     action = plan.action(step.action_id)
+    keys = [e.key for e in limits if e.step_id == step.id and e.state == "waiting"]
     return StepView(
         id=step.id,
         action_id=step.action_id,
@@ -224,6 +260,8 @@ def _step(plan: ExecutionPlan, step: Step) -> StepView:
         next_attempt_at=step.next_attempt_at,
         errors=[_error(e) for e in step.errors],
         revert_failed=step.state == "reverting" and step.error is not None,
+        waiting_for=keys,
+        waiting_reason=waiting_reason(step, keys),
     )
 
 
@@ -238,14 +276,17 @@ def flow_view(flow: Flow) -> FlowView:
     raise TypeError(flow)  # pragma: no cover
 
 
-def plan_detail(plan: ExecutionPlan, sub_plans: list[ExecutionPlan]) -> PlanDetail:
+def plan_detail(
+    plan: ExecutionPlan, sub_plans: list[ExecutionPlan], limits: list[LimitEntry] | None = None
+) -> PlanDetail:
+    """``limits``: the plan's holders and waiters (``find_limits(execution_plan_id=)``)."""
     return PlanDetail(
         **plan_summary(plan, plan.entry_action.action_class).model_dump(),
         execution_time=plan.execution_time,
         real_time=plan.real_time,
         progress=plan.progress,
         entry_action_class=plan.entry_action.action_class,
-        steps=[_step(plan, plan.steps[i]) for i in sorted(plan.steps)],
+        steps=[_step(plan, plan.steps[i], limits or []) for i in sorted(plan.steps)],
         run_flow=None if plan.run_flow is None else flow_view(plan.run_flow),
         execution_history=[
             HistoryView(time=h.time, name=h.name, world_id=h.world_id)

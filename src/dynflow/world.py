@@ -141,7 +141,7 @@ class World:
         #: deletes old plans, on request and (with ``retention=``) periodically
         self.retention = Retention(ports)
         if core is not None:
-            core.on_finished = self.finished
+            core.on_finished, core.limits.gate.wake = self.finished, self.cluster.wake_limits
             self.observe.attach(core, runner, self.executor)
             dispatcher = ExecutorDispatcher(self.id, self.control, self.cluster.outbox)
             self.cluster.serve(dispatcher.receive)

@@ -101,7 +101,7 @@ def test_plans_show_tells_a_waiting_steps_attempts_and_next_attempt(
     assert shown.exit_code == 0, shown.output
     assert "waiting" in shown.output
     assert "ConnectionError: inventory refused" in shown.output
-    assert "backoff, next attempt at " in shown.output
+    assert "backoff until " in shown.output
     executor.halt(plan_id).result(10)
 
 

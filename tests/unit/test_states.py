@@ -40,6 +40,7 @@ ALLOWED_STEP_MOVES = {
     ("pending", "skipping"),
     ("pending", "cancelled"),
     ("pending", "error"),
+    ("pending", "waiting"),  # waiting for its limits before its first run
     ("running", "success"),
     ("running", "suspended"),
     ("running", "error"),
@@ -48,6 +49,7 @@ ALLOWED_STEP_MOVES = {
     ("running", "waiting"),
     ("waiting", "running"),
     ("waiting", "error"),
+    ("waiting", "cancelled"),  # a cancelled plan's step still waiting for its limits
     ("suspended", "running"),
     ("suspended", "error"),
     ("suspended", "cancelled"),

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from dynflow.action import registry
+from dynflow.action.limits import Limit, check_limits
 from dynflow.action.references import OutputReference
 from dynflow.action.retry import Retry, check_action_options
 from dynflow.action.suspended import Suspend, SuspendedAction
@@ -96,12 +97,15 @@ class Action:
     retry: ClassVar[Retry | None] = None
     #: seconds an attempt of ``run`` may take before it fails with ``StepTimeout``
     run_timeout: ClassVar[float | None] = None
+    #: limits its run steps share with other steps (see :class:`dynflow.Limit`)
+    limits: ClassVar[Sequence[Limit]] = ()
     #: set by ``dynflow.testing.run_action``: True when ``run`` ended by suspending
     suspended: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         check_action_options(cls, cls.retry, cls.run_timeout)
+        check_limits(cls, cls.limits, cls.Input)
         registry.register(cls)
 
     def __init__(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dynflow.cli.operations import plans_app, worlds_app
+from dynflow.cli.operations import limits_app, plans_app, worlds_app
 from dynflow.cli.options import DatabaseUrl, database_url
 from dynflow.cli.trigger import trigger_plan
 
@@ -20,6 +20,7 @@ app.add_typer(db_app, name="db")
 plans_app.command("trigger")(trigger_plan)
 app.add_typer(plans_app, name="plans")
 app.add_typer(worlds_app, name="worlds")
+app.add_typer(limits_app, name="limits")
 
 
 @app.command()

@@ -30,6 +30,7 @@ from dynflow.world import World
 
 plans_app = typer.Typer(help="List, show and steer execution plans.", no_args_is_help=True)
 worlds_app = typer.Typer(help="List, check and invalidate worlds.", no_args_is_help=True)
+limits_app = typer.Typer(help="Holders and waiters of limits.", no_args_is_help=True)
 
 Wait = Annotated[float, typer.Option(help="Seconds to wait for the plan to stop or pause.")]
 AsJson = Annotated[
@@ -167,8 +168,11 @@ def show_plan(plan_id: str, url: DatabaseUrl = None, as_json: AsJson = False) ->
         if as_json:
             children = {"caller_execution_plan_id": plan_id}
             sub_plans = persistence.find_execution_plans(filters=children, per_page=1000)
-            _print_json(views.plan_detail(plan, list(sub_plans)).model_dump(mode="json"))
+            limits = persistence.find_limits(execution_plan_id=plan_id)
+            detail = views.plan_detail(plan, list(sub_plans), limits)
+            _print_json(detail.model_dump(mode="json"))
             return
+        waits = persistence.find_limits(execution_plan_id=plan_id)
     console = _console()
     console.print(f"[bold]{plan.label}[/] {plan.id} {_state(plan)} progress {plan.progress:.0%}")
     if plan.caller_execution_plan_id:
@@ -192,9 +196,10 @@ def show_plan(plan_id: str, url: DatabaseUrl = None, as_json: AsJson = False) ->
         if step.error is not None:
             failed = "revert failed: " if step.state == "reverting" else ""
             console.print(f"[red]step {step.id}: {failed}{step.error}[/]", highlight=False)
-        if step.next_attempt_at is not None:
-            due = f"{step.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
-            console.print(f"step {step.id}: backoff, next attempt at {due}", highlight=False)
+        keys = [e.key for e in waits if e.step_id == step.id and e.state == "waiting"]
+        reason = views.waiting_reason(step, keys)
+        if reason is not None:
+            console.print(f"step {step.id}: {reason}", highlight=False)
     for entry in plan.execution_history:
         console.print(f"{entry.time:%Y-%m-%d %H:%M:%S.%f} {entry.name} ({entry.world_id})")
 
@@ -345,6 +350,35 @@ def _report(future: object, plan_id: str, wait: float) -> None:
     except Exception as exc:
         raise _fail(exc) from None
     _console().print(f"plan {plan.id} is {_state(plan)}")
+
+
+@limits_app.command("list")
+def list_limits(
+    key: Annotated[str | None, typer.Option(help="only this key")] = None,
+    url: DatabaseUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """Holders and waiters of every limit key: holders first, then waiters in line."""
+    with _reader(url) as persistence:
+        entries = persistence.find_limits(key=key)
+    if as_json:
+        _print_json([views.limit_view(e).model_dump(mode="json") for e in entries])
+        return
+    table = Table("key", "state", "place", "since (UTC)", "plan", "step", "world", box=None)
+    for entry in entries:
+        since = entry.granted_at if entry.state == "holding" else entry.requested_at
+        table.add_row(
+            entry.key,
+            entry.state,
+            "" if entry.position is None else str(entry.position),
+            f"{since:%Y-%m-%d %H:%M:%S}" if since else "",
+            entry.execution_plan_id,
+            str(entry.step_id),
+            entry.world_id,
+        )
+    console = _console()
+    console.print(table)
+    console.print(f"{len(entries)} holder(s) and waiter(s)")
 
 
 @worlds_app.command("list")

@@ -18,6 +18,7 @@ from dynflow.cluster.connector.messages import (
     ExecutionStatus,
     Failed,
     Halt,
+    LimitsFreed,
     Ping,
     Pong,
     Response,
@@ -73,6 +74,8 @@ class ExecutorDispatcher:
                     self._respond(envelope, Done(sent))
             case Halt(plan_id):
                 self._when_done(envelope, self.control.halt(plan_id), lambda plan: plan.id)
+            case LimitsFreed():  # one way: no answer
+                self.control.limits_freed()
             case other:
                 log.warning("dropping %s from %s: not a request", other, envelope.sender_id)
 

@@ -28,6 +28,7 @@ from dynflow.cluster.connector.messages import (
     Event,
     Execution,
     Failed,
+    LimitsFreed,
     Ping,
     Pong,
     Request,
@@ -281,6 +282,11 @@ class Cluster:
 
         future.add_done_callback(answer)
 
+    def wake_limits(self, world_ids: set[str]) -> None:
+        """Tell worlds that a limit their steps wait for may have room now."""
+        for world_id in sorted(world_ids - {self.world_id}):
+            self.outbox.post(Envelope(self.world_id, world_id, uuid.uuid4().hex, LimitsFreed()))
+
     def drop_envelopes(self, world_id: str) -> None:
         """Envelopes addressed to a dead world will never be read: delete them."""
         self.connector.drop_for(world_id)
@@ -290,6 +296,9 @@ class Cluster:
     def _receive(self, envelope: Envelope) -> None:
         if not envelope.is_request():
             self.client.receive(envelope)
+        elif isinstance(envelope.message, LimitsFreed):
+            if self._serve is not None:
+                self._serve(envelope)
         elif self._serve is not None:
             self._serve(envelope)
         else:  # a client world: alive (it answers pings), but it executes nothing

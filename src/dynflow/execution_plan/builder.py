@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dynflow.action.base import Action, PhaseContext, PlannedAction
+from dynflow.action.limits import check_planned_input
 from dynflow.action.references import to_marker_or_refuse
 from dynflow.action.singleton import SINGLETON_LOCK, Singleton
 from dynflow.director import PlanShape, find_unreachable
@@ -201,6 +202,8 @@ class PlanBuilder:
         record.input.update(_validate_input(cls.Input, value, cls.__name__))
         check_size(record.input, self.max_value_bytes, f"{cls.__name__} input")
         cls.check_planned_input(record.input)
+        if cls.limits:
+            check_planned_input(cls, cls.limits, record.input)
         if cls.has_phase(Phase.RUN):
             step = self._add_step(record, Phase.RUN, StepState.PENDING)
             record.run_step_id = step.id

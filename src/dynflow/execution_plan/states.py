@@ -76,9 +76,9 @@ PLAN_TRANSITIONS: Mapping[PlanState, frozenset[PlanState]] = {
 
 S = StepState
 STEP_TRANSITIONS: Mapping[StepState, frozenset[StepState]] = {
-    S.PENDING: frozenset({S.RUNNING, S.SKIPPED, S.SKIPPING, S.CANCELLED, S.ERROR}),
+    S.PENDING: frozenset({S.RUNNING, S.WAITING, S.SKIPPED, S.SKIPPING, S.CANCELLED, S.ERROR}),
     S.RUNNING: frozenset({S.SUCCESS, S.SUSPENDED, S.WAITING, S.ERROR, S.SKIPPED, S.CANCELLED}),
-    S.WAITING: frozenset({S.RUNNING, S.ERROR}),
+    S.WAITING: frozenset({S.RUNNING, S.ERROR, S.CANCELLED}),
     S.SUSPENDED: frozenset({S.RUNNING, S.ERROR, S.CANCELLED}),
     S.ERROR: frozenset({S.PENDING, S.RUNNING, S.SKIPPING, S.SKIPPED}),
     S.SKIPPING: frozenset({S.SKIPPED, S.ERROR}),

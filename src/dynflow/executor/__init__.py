@@ -41,6 +41,10 @@ class Executor(Protocol):
         :class:`~dynflow.executor.messages.Disown`)."""
         ...
 
+    def limits_freed(self) -> None:
+        """Another world released limits this world's steps may wait for."""
+        ...
+
     def terminate(self, timeout: float | None) -> None: ...
 
     def alive(self) -> bool:

@@ -1,11 +1,12 @@
 """``world.cancel``: the core's side.
 
-Each running, suspended or ``waiting`` (a retry's backoff) step of a cancellable
-action gets the cancel: the engine calls the action's ``cancel()`` instead of
-``run`` and the step ends ``cancelled``. A running step gets it once it suspends
-(if it ends otherwise, the cancel is not delivered); a waiting step gets it at once,
-instead of its next attempt. Steps of other actions are left alone (a waiting one
-keeps waiting for its attempt).
+Each running, suspended or ``waiting`` step of a cancellable action gets the
+cancel: the engine calls the action's ``cancel()`` instead of ``run`` and the step
+ends ``cancelled``. A running step gets it once it suspends (if it ends otherwise,
+the cancel is not delivered); a step waiting for a retry's backoff gets it at once,
+instead of its next attempt; a step waiting for its limits never ran: it ends
+``cancelled`` at once and gives up its place in line. Steps of other actions are
+left alone (a waiting one keeps waiting).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from dynflow.action.cancellable import Cancellable
 from dynflow.action.events import CANCEL
 from dynflow.errors import ExecutionError
 from dynflow.execution_plan.states import StepState
-from dynflow.executor import policy
+from dynflow.executor import limits, policy
 from dynflow.executor.messages import DeliverEvent
+from dynflow.executor.runtime import now
 from dynflow.futures import resolve
 
 if TYPE_CHECKING:
@@ -45,6 +47,10 @@ def cancel(core: ExecutorCore, plan_id: str, reply: Future[list[Future[Any]]]) -
             continue
         future: Future[Any] = Future()
         futures.append(future)
+        if step.state is StepState.WAITING and limits.give_up(core, runtime.id, step.id):
+            runtime.set_step(step, StepState.CANCELLED, ended_at=now())
+            core._later(partial(resolve, future, True), plan_id)
+            continue
         if step.state is StepState.WAITING:  # its timer finds it no longer waiting
             if core._dispatch(runtime, step.id, CANCEL):
                 core._later(partial(resolve, future, True), plan_id)

@@ -80,6 +80,8 @@ class Committer:
         self.on_commit: Callable[[], None] | None = None
         #: plans whose handling raised: quarantined at the next flush
         self.poisoned: dict[str, Exception] = {}
+        #: called with a plan's id when this executor lets go of it (its limits go)
+        self.forget: Callable[[str], None] = lambda plan_id: None
 
     @property
     def terminated(self) -> bool:
@@ -153,6 +155,7 @@ class Committer:
         from its last committed state: its interrupted steps fail with ``error``."""
         runtime = self.plans.pop(plan_id, None) or out.plans.get(plan_id)
         runtime = runtime or self.adopted.pop(plan_id, None)
+        self.forget(plan_id)
         out = out.without({plan_id})
         log.error(
             "executor of world %s failed on plan %s: pausing the plan",
@@ -196,6 +199,7 @@ class Committer:
         # a plan let go of in the fenced batch is no longer in self.plans:
         # its futures (whose callbacks were dropped) are rejected all the same
         runtime = self.plans.pop(plan_id, None) or let_go
+        self.forget(plan_id)
         if runtime is None:
             return
         if plan_id in self.paused_by_termination:  # not ours to hand over
@@ -222,6 +226,7 @@ class Committer:
         self._out = out.without(set(lost))
         self._out.plans = {p: r for p, r in out.plans.items() if p not in lost}
         for plan_id, runtime in lost.items():
+            self.forget(plan_id)
             self.changes.drop_plan(plan_id)
             self.changes.released_locks.append((EXECUTION_LOCK, plan_id, self.world_id))
             if plan_id in self.paused_by_termination:

@@ -22,7 +22,7 @@ from dynflow.director import Outcome, decide
 from dynflow.errors import DynflowError, ExecutionError, NotFound
 from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
-from dynflow.executor import cancel, policy, retry, revert, timeouts
+from dynflow.executor import cancel, limits, policy, retry, revert, timeouts
 from dynflow.executor.commit import Committer
 from dynflow.executor.messages import (
     Abandon,
@@ -31,8 +31,10 @@ from dynflow.executor.messages import (
     DeliverEvent,
     Disown,
     HaltPlan,
+    LimitGranted,
     Message,
     RetryDue,
+    RetryLimits,
     RevertPlan,
     RunTimeout,
     SkipStep,
@@ -73,6 +75,9 @@ class ExecutorCore(Committer):
         self.post: Callable[[Message], None] = self.handle
         #: give back the worker of a timed-out hand-out (plan, step, run, sequence)
         self.release: Callable[[str, int, int, int], None] = lambda *key: None
+        gate = limits.LimitGate(world_id, persistence.limits, registration, self.clock, self.handle)
+        self.limits = limits.LimitBook(gate)
+        self.forget = partial(limits.forget, self)
 
     # -- message handling -----------------------------------------------------------
 
@@ -111,6 +116,10 @@ class ExecutorCore(Committer):
                 timeouts.ran_too_long(self, message)
             case RetryDue():
                 retry.due(self, message)
+            case LimitGranted():
+                limits.granted(self, message)
+            case RetryLimits():
+                self.limits.gate.poke()
             case CancelSteps(plan_id, reply):
                 cancel.cancel(self, plan_id, reply)
             case RevertPlan(plan_id, future):
@@ -223,6 +232,7 @@ class ExecutorCore(Committer):
             self._advance(runtime)
             return
         self._drop_events(runtime, step.id, f"step {step.id} ended {done.state}")
+        limits.ended(self, runtime, step)
         if retry.attempt_failed(self, runtime, step, done):
             self._advance(runtime)
             return
@@ -348,6 +358,8 @@ class ExecutorCore(Committer):
     def _dispatch(self, runtime: PlanRuntime, step_id: int, event: Any = None) -> bool:
         """Hand the step to a worker; False if it failed at once (it is then ``error``)."""
         step = runtime.steps[step_id]
+        if (held := limits.hold(self, runtime, step, event)) is not None:
+            return held
         action = runtime.actions[step.action_id]
         runtime.set_step(
             step, StepState.RUNNING, started_at=step.started_at or now(), **retry.handed_out(step)
@@ -418,6 +430,7 @@ class ExecutorCore(Committer):
 
     def _release(self, runtime: PlanRuntime) -> None:
         del self.plans[runtime.id]
+        self.forget(runtime.id)
         if runtime.id not in self.paused_by_termination:  # kept: the world hands it over
             self.changes.released_locks.append((EXECUTION_LOCK, runtime.id, self.world_id))
         snapshot = self._let_go(runtime)

@@ -14,6 +14,7 @@ from dynflow.executor.messages import (
     Disown,
     HaltPlan,
     Message,
+    RetryLimits,
     Start,
     StepTimeout,
 )
@@ -48,6 +49,9 @@ class ExecutorFront:
         future: Future[ExecutionPlan] = Future()
         self.post(HaltPlan(execution_plan_id, future))
         return future
+
+    def limits_freed(self) -> None:
+        self.post(RetryLimits())
 
     def running(self, execution_plan_id: str) -> bool:
         return execution_plan_id in self.core.plans

@@ -23,6 +23,7 @@ class InlineExecutor(ExecutorFront):
         self.runner = runner
         runner.report = self.post
         core.post = self.post
+        core.limits.gate.post = self.post
         self._inbox: deque[Message] = deque()
         self._draining = False
 

@@ -132,6 +132,19 @@ class Disown:
     future: Future[None]
 
 
+@dataclass(frozen=True)
+class LimitGranted:
+    """Every limit of the waiting step is held for it now: hand it to a worker."""
+
+    execution_plan_id: str
+    step_id: int
+
+
+@dataclass(frozen=True)
+class RetryLimits:
+    """Another world released a limit this world's steps may wait for: ask again."""
+
+
 Message = (
     Start
     | Adopt
@@ -148,6 +161,8 @@ Message = (
     | Terminate
     | Abandon
     | Disown
+    | LimitGranted
+    | RetryLimits
 )
 
 

@@ -127,6 +127,8 @@ class ThreadedExecutor(ExecutorFront):
         runner.report = self.post
         core.post = self.post
         core.release = self._release
+        core.limits.gate.post = self.post
+        core.limits.gate.start()
         #: async steps running on the loop, by hand-out (cancelled at their run_timeout)
         self._async: dict[tuple[str, int, int, int], Future[Any]] = {}
         self._inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
@@ -170,6 +172,7 @@ class ThreadedExecutor(ExecutorFront):
             abandoned = True
         self._inbox.put(Terminate(Future()))  # wakes the loop to notice it is done
         self._thread.join(30)
+        self.core.limits.gate.stop()
         for pool in self.pools.values():  # abandoned steps' threads are not waited for
             pool.stop(0 if timeout == 0 or abandoned else 5)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -14,6 +14,7 @@ from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.delayed import DelayedPlanStore
+from dynflow.persistence.limits import LimitEntry, LimitStore
 from dynflow.persistence.sql.database import Database
 
 
@@ -78,6 +79,19 @@ class PersistencePort(Protocol):
 
     @property
     def envelopes(self) -> EnvelopeStore: ...
+
+    @property
+    def limits(self) -> LimitStore:
+        """Holders and waiters of ``dynflow.Limit`` keys, over every world."""
+        ...
+
+    def find_limits(
+        self, *, key: str | None = None, execution_plan_id: str | None = None
+    ) -> list[LimitEntry]:
+        """Holders and waiters by key: holders first, then waiters in line (see
+        :class:`~dynflow.persistence.limits.LimitEntry`); with ``execution_plan_id``,
+        only that plan's."""
+        ...
 
     @property
     def url(self) -> str:

@@ -126,3 +126,31 @@ envelopes = sa.Table(
     sa.Index("ix_dynflow_envelopes_receiver", "receiver_id"),
     **MYSQL,
 )
+
+limits = sa.Table(
+    "dynflow_limits",
+    metadata,
+    sa.Column("key", exact_string(255), primary_key=True),
+    sa.Column("concurrency", sa.Integer(), nullable=True),
+    sa.Column("rate", sa.Integer(), nullable=True),
+    sa.Column("per", DOUBLE, nullable=True),
+    **MYSQL,
+)
+
+limit_slots = sa.Table(
+    "dynflow_limit_slots",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("key", exact_string(255), nullable=False),
+    sa.Column("execution_plan_id", UUID, nullable=False),
+    sa.Column("step_id", sa.Integer(), nullable=False),
+    sa.Column("world_id", UUID, nullable=False),
+    # waiting, holding, or spent (a rate-limited holder that ended, inside the window)
+    sa.Column("state", sa.String(10), nullable=False),
+    sa.Column("requested_at", UTCDateTime(), nullable=False),
+    sa.Column("granted_at", UTCDateTime(), nullable=True),
+    sa.Index("ix_dynflow_limit_slots_key", "key", "state"),
+    sa.Index("ix_dynflow_limit_slots_world", "world_id"),
+    sa.Index("ix_dynflow_limit_slots_plan", "execution_plan_id"),
+    **MYSQL,
+)

@@ -408,6 +408,11 @@ class PlanControl:
             + (": resume the plan first" if plan.state is PlanState.PAUSED else "")
         )
 
+    def limits_freed(self) -> None:
+        """Another world released limits: this world's waiting steps ask again."""
+        if self.executor is not None:
+            self.executor.limits_freed()
+
     def cancel(self, plan_id: str) -> list[Future[Any]]:
         """Cancel a plan's cancellable steps, wherever it runs (a delayed plan: at once)."""
         if self._scheduled(plan_id):

@@ -221,6 +221,7 @@ class Liveness:
             )
             self.coordinator.unregister_world(world_id)
             self.cluster.drop_envelopes(world_id)
+            self.cluster.wake_limits(self.persistence.limits.drop_world(world_id))
             return sum(self.take_over(lock.id, world_id, dict(lock.data)) for lock in held)
         finally:
             self.coordinator.release(INVALIDATION_LOCK, world_id)

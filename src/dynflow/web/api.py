@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Request
 
 from dynflow.execution_plan.states import PlanResult, PlanState
-from dynflow.views import ActionOutcome, DelayedView, PlanDetail, PlanList, WorldView
+from dynflow.views import (
+    ActionOutcome,
+    DelayedView,
+    LimitView,
+    PlanDetail,
+    PlanList,
+    WorldView,
+)
 from dynflow.web import inbound
 from dynflow.web.console import DEFAULT_PER_PAGE, MAX_LABEL
 from dynflow.web.inbound import Accepted, TriggerRequest
@@ -164,5 +171,10 @@ def router(web: Web) -> APIRouter:
     def list_delayed() -> list[DelayedView]:
         """The delayed plans waiting for their time, the soonest first."""
         return console.delayed()
+
+    @router.get("/limits", response_model=list[LimitView], responses=ERRORS)
+    def list_limits() -> list[LimitView]:
+        """Holders and waiters of every limit key: holders first, then waiters in line."""
+        return console.limits()
 
     return router

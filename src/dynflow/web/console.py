@@ -21,12 +21,14 @@ from dynflow.views import (
     BulkItem,
     BulkOutcome,
     DelayedView,
+    LimitView,
     MinuteCount,
     Overview,
     PlanDetail,
     PlanList,
     WorldView,
     delayed_view,
+    limit_view,
     plan_detail,
     plan_summary,
     world_view,
@@ -120,7 +122,12 @@ class Console:
         sub_plans = self.world.persistence.find_execution_plans(
             {"caller_execution_plan_id": plan_id}, order_by="started_at", desc=False
         )
-        return plan_detail(plan, sub_plans)
+        limits = self.world.persistence.find_limits(execution_plan_id=plan_id)
+        return plan_detail(plan, sub_plans, limits)
+
+    def limits(self) -> list[LimitView]:
+        """Holders and waiters of every limit key, holders first, waiters in line."""
+        return [limit_view(e) for e in self.world.persistence.find_limits()]
 
     def worlds(self) -> list[WorldView]:
         coordinator = self.world.coordinator

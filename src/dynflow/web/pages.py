@@ -280,6 +280,10 @@ def router(web: Web) -> APIRouter:
             return worlds_page(request, ActionOutcome(ok=False, message=str(exc)), 409)
         return worlds_page(request, outcome, 200)
 
+    @router.get("/limits", response_class=HTMLResponse)
+    def limits(request: Request) -> Response:
+        return web.render(request, "limits.html", 200, limits=console.limits())
+
     def delayed_page(request: Request, outcome: ActionOutcome | None, status: int) -> Response:
         return web.render(
             request,

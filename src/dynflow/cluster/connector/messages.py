@@ -52,6 +52,11 @@ class Status:
     execution_plan_id: str
 
 
+@dataclass(frozen=True)
+class LimitsFreed:
+    """A limit the receiver's steps may wait for was released: ask again (no answer)."""
+
+
 # -- responses -------------------------------------------------------------------------
 
 
@@ -82,7 +87,7 @@ class ExecutionStatus:
     running: bool
 
 
-Request: TypeAlias = Execution | Event | Halt | CancelPlan | Ping | Status
+Request: TypeAlias = Execution | Event | Halt | CancelPlan | Ping | Status | LimitsFreed
 Response: TypeAlias = Accepted | Done | Failed | Pong | ExecutionStatus
 Message: TypeAlias = Request | Response
 
@@ -95,6 +100,7 @@ _TYPES: dict[str, type[Any]] = {
         CancelPlan,
         Ping,
         Status,
+        LimitsFreed,
         Accepted,
         Done,
         Failed,
@@ -120,7 +126,7 @@ class Envelope:
     message: Message
 
     def is_request(self) -> bool:
-        return isinstance(self.message, Execution | Event | Halt | CancelPlan | Ping | Status)
+        return isinstance(self.message, Request)
 
 
 def encode(envelope: Envelope) -> str:

@@ -18,12 +18,14 @@ from dynflow.execution_plan.model import ExecutionPlan, PlanDetails
 from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.persistence import migrate
 from dynflow.persistence.changes import PLAN_MUTABLE, STEP_MUTABLE, Changes
+from dynflow.persistence.limits import LimitEntry
 from dynflow.persistence.records import EXECUTION_LOCK, WORLD
 from dynflow.persistence.sql import retention, stats
 from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, Update
 from dynflow.persistence.sql.database import Database
 from dynflow.persistence.sql.delayed import SqlDelayedPlanStore
 from dynflow.persistence.sql.envelopes import SqlEnvelopeStore
+from dynflow.persistence.sql.limits import SqlLimitStore
 from dynflow.persistence.sql.locks import lock_taken
 from dynflow.persistence.sql.mapping import (
     action_from_row,
@@ -56,6 +58,8 @@ class SqlPersistence:
         self.delayed = SqlDelayedPlanStore(self.db, self.bulk)
         #: envelopes between worlds (the database connector's storage)
         self.envelopes = self._envelope_store()
+        #: holders and waiters of limits (``dynflow.Limit``)
+        self.limits = SqlLimitStore(self.db)
 
     # -- hooks of the adapters ------------------------------------------------
 
@@ -258,6 +262,11 @@ class SqlPersistence:
         counts = dict.fromkeys(PlanState, 0)
         counts.update({PlanState(state): int(n) for state, n in rows})
         return counts
+
+    def find_limits(
+        self, *, key: str | None = None, execution_plan_id: str | None = None
+    ) -> list[LimitEntry]:
+        return self.limits.find(key=key, execution_plan_id=execution_plan_id)
 
     def find_execution_plan_counts(self, filters: Mapping[str, Any] | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(execution_plans).where(*conditions(filters))
