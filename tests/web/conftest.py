@@ -14,7 +14,8 @@ from dynflow.web import NO_AUTH, create_app
 from tests.web.actions import FAILING, Flaky
 
 MakeClient = Callable[..., TestClient]
-ORIGIN = "http://testserver"
+#: the console without authentication answers to loopback names only
+ORIGIN = "http://localhost"
 
 
 @pytest.fixture
@@ -29,7 +30,9 @@ def make_client() -> Iterator[MakeClient]:
 
     def factory(world: World, auth: Any = NO_AUTH, **options: Any) -> TestClient:
         options.setdefault("wait_seconds", 10)
-        client = TestClient(create_app(world, auth=auth, **options), follow_redirects=False)
+        client = TestClient(
+            create_app(world, auth=auth, **options), base_url=ORIGIN, follow_redirects=False
+        )
         clients.append(client)
         return client
 

@@ -360,7 +360,7 @@ def test_the_console_works_mounted_under_a_prefix(console_world: World) -> None:
     host = FastAPI()
     host.mount("/ops/dynflow", create_app(console_world, auth=NO_AUTH, wait_seconds=10))
     plan = paused_plan(console_world, uuid.uuid4().hex)
-    with TestClient(host, follow_redirects=False) as client:
+    with TestClient(host, base_url="http://127.0.0.1:8642", follow_redirects=False) as client:
         page = client.get("/ops/dynflow/")
         assert page.status_code == 200
         assert f'href="/ops/dynflow/plans/{plan.id}"' in page.text

@@ -22,8 +22,10 @@ def served(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     def run(asgi: Any, **options: Any) -> None:
         seen.update(options)
-        with TestClient(asgi) as client:
+        with TestClient(asgi, base_url="http://127.0.0.1:8642") as client:
             seen["anonymous"] = client.get("/api/plans").status_code
+            elsewhere = {"Host": "rebound.example"}
+            seen["other host"] = client.get("/api/plans", headers=elsewhere).status_code
             bearer = {"Authorization": "Bearer long-enough-token"}
             seen["bearer"] = client.get("/api/plans", headers=bearer).status_code
 
@@ -47,6 +49,15 @@ def test_console_on_localhost_without_token_needs_no_auth(
     assert result.exit_code == 0, result.output
     assert (served["host"], served["port"]) == ("127.0.0.1", 9999)
     assert served["anonymous"] == 200
+    assert served["other host"] == 400  # no DNS rebinding
+
+
+def test_console_allowed_host_option(sqlite_url: str, served: dict[str, Any]) -> None:
+    options = ["--database-url", sqlite_url, "--allowed-host", "rebound.example"]
+    result = runner.invoke(app, ["console", *options])
+    assert result.exit_code == 0, result.output
+    assert served["other host"] == 200
+    assert served["anonymous"] == 400  # only the named host now
 
 
 def test_console_with_a_token_requires_it(sqlite_url: str, served: dict[str, Any]) -> None:

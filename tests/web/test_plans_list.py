@@ -94,3 +94,41 @@ def test_worlds_show_the_heartbeat_age(client: TestClient, console_world: World)
     (world,) = [w for w in client.get("/api/worlds").json() if w["id"] == console_world.id]
     assert 0 <= world["heartbeat_age"] < 60
     assert " s ago" in client.get("/worlds").text
+
+
+def test_the_filter_form_with_every_field_empty_lists_all_plans(
+    client: TestClient, console_world: World
+) -> None:
+    deploy, backup = _plans(console_world)
+    form = {
+        "state": "",
+        "result": "",
+        "label": "",
+        "action_class": "",
+        "text": "",
+        "started_after": "",
+        "started_before": "",
+    }
+    page = client.get("/", params=form)
+    assert page.status_code == 200, page.text
+    assert deploy in page.text
+    assert backup in page.text
+
+
+def test_the_filter_form_takes_a_browser_time_without_zone_as_utc(
+    client: TestClient, console_world: World
+) -> None:
+    deploy, backup = _plans(console_world)
+    hour_ago = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    hour_ahead = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    page = client.get("/", params={"started_after": hour_ago, "started_before": ""})
+    assert page.status_code == 200
+    assert deploy in page.text
+    assert backup in page.text
+    assert f'value="{hour_ago}"' in page.text  # the form keeps what was asked
+    page = client.get("/", params={"started_after": hour_ahead})
+    assert page.status_code == 200
+    assert deploy not in page.text
+    bad = client.get("/", params={"started_after": "yesterday"})
+    assert bad.status_code == 400
+    assert "YYYY-MM-DD" in bad.text

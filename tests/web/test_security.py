@@ -293,7 +293,7 @@ def test_failures_show_a_message_and_never_a_stack_trace(
     console_world: World, make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = make_client(console_world)
-    client_no_raise = TestClient(client.app, raise_server_exceptions=False)
+    client_no_raise = TestClient(client.app, base_url=ORIGIN, raise_server_exceptions=False)
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internals at /srv/app.py line 42")
@@ -314,3 +314,44 @@ def test_no_auth_is_for_local_use_only_but_still_checks_csrf(
     client = make_client(console_world, NO_AUTH)
     assert client.get("/").status_code == 200
     assert client.post(f"/api/worlds/{console_world.id}/check").status_code == 403
+
+
+# -- DNS rebinding -------------------------------------------------------------------
+
+
+def test_without_auth_only_loopback_hosts_are_served(
+    console_world: World, make_client: MakeClient
+) -> None:
+    """A page on a domain resolving to 127.0.0.1 cannot read the console or take its
+    CSRF token, nor post a skip/resume/cancel with it."""
+    client = make_client(console_world)
+    plan = paused_plan(console_world, uuid.uuid4().hex)
+    for host in ("localhost", "localhost:8642", "127.0.0.1:8642", "[::1]:8642", "[::1]"):
+        assert client.get("/", headers={"Host": host}).status_code == 200, host
+    token = csrf_token(client)
+    for host in ("attacker.example", "attacker.example:8642", "127.0.0.1.nip.io"):
+        page = client.get(f"/plans/{plan.id}", headers={"Host": host})
+        assert page.status_code == 400, host
+        assert "allowed_hosts" in page.text
+        assert "csrf-token" not in page.text
+        skip = client.post(
+            f"/plans/{plan.id}/steps/2/skip",
+            data={"csrf_token": token},
+            headers={"Host": host, "Origin": f"http://{host}"},
+        )
+        assert skip.status_code == 400
+    assert console_world.persistence.load_execution_plan(plan.id).state is PlanState.PAUSED
+    assert client.get("/api/plans", headers={"Host": "attacker.example"}).status_code == 400
+
+
+def test_allowed_hosts_names_the_hosts_a_console_answers_to(
+    console_world: World, make_client: MakeClient
+) -> None:
+    client = make_client(console_world, allowed_hosts=["ops.example.com"])
+    assert client.get("/", headers={"Host": "ops.example.com:8080"}).status_code == 200
+    assert client.get("/", headers={"Host": "localhost"}).status_code == 400
+    with_token = make_client(console_world, TokenAuth(TOKEN))  # any host with auth
+    bearer = {"Authorization": f"Bearer {TOKEN}", "Host": "dynflow.internal"}
+    assert with_token.get("/api/plans", headers=bearer).status_code == 200
+    anywhere = make_client(console_world, allowed_hosts=["*"])
+    assert anywhere.get("/", headers={"Host": "whatever.test"}).status_code == 200

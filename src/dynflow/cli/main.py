@@ -8,6 +8,7 @@ import typer
 
 from dynflow.cli.operations import plans_app, worlds_app
 from dynflow.cli.options import DatabaseUrl, database_url
+from dynflow.cli.trigger import trigger_plan
 
 app = typer.Typer(
     help="pydynflow: durable workflows with plan, run and finalize phases.",
@@ -16,6 +17,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+plans_app.command("trigger")(trigger_plan)
 app.add_typer(plans_app, name="plans")
 app.add_typer(worlds_app, name="worlds")
 
@@ -108,6 +110,14 @@ def console(
     executor: Annotated[
         bool, typer.Option(help="Execute plans in this process too (default: a client world).")
     ] = False,
+    allowed_hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="A host name the console is reached by (repeat for several; default: any "
+            "with --token, only localhost/127.0.0.1/[::1] without).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the web console (plans, worlds, delayed plans, JSON API) with uvicorn."""
     import importlib
@@ -137,7 +147,8 @@ def console(
         importlib.import_module(module)
     world = World(database_url(url), executor=executor)
     try:
-        uvicorn.run(create_app(world, auth=auth), host=host, port=port, log_level="info")
+        app = create_app(world, auth=auth, allowed_hosts=allowed_hosts or None)
+        uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         world.terminate()
 

@@ -28,6 +28,7 @@ from dynflow.web.auth import (
     CSRF_COOKIE,
     CSRF_FIELD,
     CSRF_HEADER,
+    NO_AUTH,
     Auth,
     Sessions,
     as_auth,
@@ -36,6 +37,7 @@ from dynflow.web.auth import (
     same_origin,
 )
 from dynflow.web.console import Console, NotAvailable
+from dynflow.web.hosts import LOOPBACK, HostCheck, allowed
 from dynflow.web.inbound import DEFAULT_MAX_BODY, BodyLimit, Triggers
 
 if TYPE_CHECKING:
@@ -146,18 +148,25 @@ def create_app(
     wait_seconds: float = 2.0,
     triggerable: Iterable[type[Action]] = (),
     max_body: int = DEFAULT_MAX_BODY,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> FastAPI:
     """The console over ``world``. ``auth``: ``BasicAuth``, ``TokenAuth``, ``NO_AUTH`` or a
     callable ``(request) -> bool``. ``secret_key`` signs session cookies and CSRF tokens
     (default: random, so sessions end when the process does). Commands wait up to
     ``wait_seconds`` for their effect before answering. ``triggerable``: the action
     classes ``POST /api/plans`` may trigger. Request bodies over ``max_body`` bytes
-    are refused (413)."""
+    are refused (413). ``allowed_hosts``: the host names (ports ignored; ``"*"``: any)
+    the console answers to; others get 400. By default any host with authentication,
+    and only ``localhost``, ``127.0.0.1`` and ``[::1]`` with ``NO_AUTH`` (against DNS
+    rebinding)."""
     from dynflow.web import api, pages
 
     if not isinstance(max_body, int) or max_body < 1:
         raise ConfigurationError(f"max_body must be a number of bytes >= 1, got {max_body!r}")
-    web = Web(world, as_auth(auth), secret_key or secrets.token_urlsafe(32), wait_seconds)
+    checked_auth = as_auth(auth)
+    if allowed_hosts is None and checked_auth is NO_AUTH:
+        allowed_hosts = LOOPBACK
+    web = Web(world, checked_auth, secret_key or secrets.token_urlsafe(32), wait_seconds)
     web.triggers = Triggers(triggerable)
     app = FastAPI(
         title="dynflow console",
@@ -180,6 +189,8 @@ def create_app(
     _install_handlers(app, web)
     _install_middleware(app)
     app.add_middleware(BodyLimit, limit=max_body)
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, hosts=allowed(allowed_hosts))
     return app
 
 

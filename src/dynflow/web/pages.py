@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -29,6 +29,20 @@ def _choice(name: str, value: str, allowed: list[str]) -> str | None:
     if value not in allowed:
         raise HTTPException(400, f"unknown {name} {value!r}: use one of {', '.join(allowed)}")
     return value
+
+
+def _when(name: str, value: str) -> datetime | None:
+    """A time from the filter form: empty is no filter; without a zone it is UTC (the
+    browser's datetime-local field sends none)."""
+    if not value.strip():
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise HTTPException(
+            400, f"{name} {value!r} is not a time: use YYYY-MM-DDTHH:MM[:SS] (UTC)"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _cookie_path(request: Request) -> str:
@@ -87,8 +101,8 @@ def router(web: Web) -> APIRouter:
         label: Annotated[str, Query(max_length=MAX_LABEL)] = "",
         action_class: Annotated[str, Query(max_length=MAX_LABEL)] = "",
         text: Annotated[str, Query(max_length=MAX_LABEL)] = "",
-        started_after: Annotated[datetime | None, Query()] = None,
-        started_before: Annotated[datetime | None, Query()] = None,
+        started_after: Annotated[str, Query(max_length=40)] = "",
+        started_before: Annotated[str, Query(max_length=40)] = "",
         sort: str = "started_at",
         desc: bool = True,
         refresh: bool = False,
@@ -98,14 +112,16 @@ def router(web: Web) -> APIRouter:
         state_value = _choice("state", state, PLAN_STATES)
         result_value = _choice("result", result, PLAN_RESULTS)
         sort_value = _choice("sort", sort, list(SORTS)) or "started_at"
+        after = _when("started after", started_after)
+        before = _when("started before", started_before)
         listing = console.plans(
             state=None if state_value is None else PlanState(state_value),
             result=None if result_value is None else PlanResult(result_value),
             label=label or None,
             action_class=action_class or None,
             text=text or None,
-            started_after=started_after,
-            started_before=started_before,
+            started_after=after,
+            started_before=before,
             sort=sort_value,
             desc=desc,
             page=page,
@@ -117,8 +133,8 @@ def router(web: Web) -> APIRouter:
             "label": label,
             "action_class": action_class,
             "text": text,
-            "started_after": started_after.isoformat() if started_after else "",
-            "started_before": started_before.isoformat() if started_before else "",
+            "started_after": after.isoformat() if after else "",
+            "started_before": before.isoformat() if before else "",
         }
         return web.render(
             request,
