@@ -102,11 +102,16 @@ class Executors:
         imports: Sequence[str] = (ACTIONS,),
         cwd: Path = REPO_ROOT,
         terminate_timeout: float = 10.0,
+        url: str | None = None,
+        prefix: Sequence[str] = (),
     ) -> ExecutorProcess:
-        """Start ``dynflow executor``; wait until its world is registered and serving."""
+        """Start ``dynflow executor``; wait until its world is registered and serving.
+        ``url``: the database as the executor reaches it (default: this starter's);
+        ``prefix``: a command the executor runs under (e.g. ``ip netns exec HOST``)."""
         name = f"executor-{len(self.started) + 1}"
         stderr_path = self.directory / f"{name}.stderr"
-        command = executor_command(self.url, "--terminate-timeout", str(terminate_timeout))
+        command = [*prefix]
+        command += executor_command(url or self.url, "--terminate-timeout", str(terminate_timeout))
         for module in imports:
             command += ["--import", module]
         command += args

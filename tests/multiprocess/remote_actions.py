@@ -16,13 +16,15 @@ from dynflow.executor.threaded import ThreadedExecutor
 
 #: how long a held step waits for its gate before failing (a test never opens it later)
 HOLD_LIMIT = 20.0
+#: a partition test holds its naps at a gate while it starts a second executor
+NAP_GATE_LIMIT = 60.0
 
 
-def _wait_for(check: Any, what: str) -> None:
-    deadline = time.monotonic() + HOLD_LIMIT
+def _wait_for(check: Any, what: str, limit: float = HOLD_LIMIT) -> None:
+    deadline = time.monotonic() + limit
     while not check():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {HOLD_LIMIT}s")
+            raise TimeoutError(f"{what} did not happen within {limit}s")
         time.sleep(0.005)  # a gate across processes: files, polled
 
 
@@ -112,3 +114,40 @@ class HoldPastTermination(Action):
         gate = Path(self.input["gate"])
         _wait_for(gate.exists, f"gate {gate}")
         self.output["world_id"] = self.world.id
+
+
+class Nap(Action):
+    """One step of :class:`Naps`: appends ``<plan> <index> <world> run`` to ``runs`` when
+    it starts and ``... done`` when it ends (its effect); waits for the file ``gate``
+    when given one; sleeps ``seconds``. Idempotent: a world that takes a dead world's
+    plan over runs an interrupted one again."""
+
+    idempotent = True
+
+    def run(self, event: Any = None) -> None:
+        runs, index = self.input["runs"], self.input["index"]
+        mark = f"{self.execution_plan_id} {index} {self.world.id}"
+        _count_run(runs, f"{mark} run")
+        gate = self.input.get("gate")
+        if gate:
+            _wait_for(Path(gate).exists, f"gate {gate}", limit=NAP_GATE_LIMIT)
+        time.sleep(self.input["seconds"])
+        _count_run(runs, f"{mark} done")
+        self.output["world_id"] = self.world.id
+
+
+class Naps(Action):
+    """``count`` naps in sequence; the one at ``gate_at`` waits for ``gate``."""
+
+    def plan(
+        self, count: int, seconds: float, runs: str, gate: str | None = None, gate_at: int = -1
+    ) -> None:
+        with self.sequence():
+            for index in range(count):
+                self.plan_action(
+                    Nap,
+                    index=index,
+                    seconds=seconds,
+                    runs=runs,
+                    gate=gate if index == gate_at else None,
+                )
