@@ -61,6 +61,12 @@ class WorldConfig:
     retention: timedelta | None = None
     #: seconds between two periodic cleans (with ``retention``)
     retention_interval: float = 3600.0
+    #: Prometheus metrics (extra ``metrics``): False: none; True: in a registry of this
+    #: world's own (``world.observe.metrics.registry``); or the CollectorRegistry to use
+    metrics: Any = False
+    #: OpenTelemetry spans (extra ``otel``): True: to the global tracer provider when
+    #: opentelemetry-api is installed; False: none; or the TracerProvider to use
+    tracing: Any = True
 
     def __post_init__(self) -> None:
         if self.pool_size < 1:

@@ -1,8 +1,9 @@
 """Middleware: wrap action phases, per action class or per world.
 
-A middleware overrides any of ``plan``, ``run``, ``finalize`` (around the user's
-method) and ``plan_phase``, ``run_phase``, ``finalize_phase`` (around the whole
-phase, including input resolution and output checks), and calls
+A middleware overrides any of ``plan``, ``run``, ``finalize``, ``revert`` (around
+the user's method) and ``plan_phase``, ``run_phase``, ``finalize_phase``,
+``revert_phase`` (around the whole phase, including input resolution and output
+checks), and calls
 ``self.pass_(*args)`` to continue the chain. World middleware wraps class
 middleware.
 """
@@ -54,6 +55,12 @@ class Middleware:
         return self.pass_(*args, **kwargs)
 
     def finalize_phase(self, *args: Any, **kwargs: Any) -> Any:
+        return self.pass_(*args, **kwargs)
+
+    def revert(self, *args: Any, **kwargs: Any) -> Any:
+        return self.pass_(*args, **kwargs)
+
+    def revert_phase(self, *args: Any, **kwargs: Any) -> Any:
         return self.pass_(*args, **kwargs)
 
 

@@ -65,6 +65,8 @@ class StepView(BaseModel):
     next_attempt_at: datetime | None = None
     #: the errors of the attempts that were retried, oldest first
     errors: list[ErrorView] = []
+    #: the step is ``reverting`` and its action's ``revert`` failed (``error``)
+    revert_failed: bool = False
 
 
 class FlowView(BaseModel):
@@ -170,6 +172,7 @@ def _step(plan: ExecutionPlan, step: Step) -> StepView:
         max_attempts=_max_attempts(step) if step.phase == "run" else None,
         next_attempt_at=step.next_attempt_at,
         errors=[_error(e) for e in step.errors],
+        revert_failed=step.state == "reverting" and step.error is not None,
     )
 
 

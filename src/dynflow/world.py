@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from dynflow.action.base import Action
@@ -29,7 +30,9 @@ from dynflow.executor.core import ExecutorCore
 from dynflow.executor.runner import StepRunner
 from dynflow.executor.threaded import ThreadedExecutor
 from dynflow.middleware import MiddlewareStack
+from dynflow.observe import Observability
 from dynflow.persistence import PersistencePort, open_persistence
+from dynflow.services import reverting
 from dynflow.services.control import PlanControl
 from dynflow.services.delayed import DelayedPlans
 from dynflow.services.finished import FinishedPlans
@@ -93,7 +96,8 @@ class World:
         self._terminate_lock = threading.Lock()
         self.executor: Executor | None = None
         kind = connector_kind(self.config, self.persistence)
-        try:
+        try:  # logs, metrics (``.metrics.registry``) and traces of this world:
+            self.observe = Observability.build(self.config, self.persistence, self.coordinator)
             if self.config.migrate:
                 self.persistence.migrate()
             register(self.coordinator, self.config, kind)
@@ -113,7 +117,8 @@ class World:
                 clock=self.clock,
             )
             runner = StepRunner(self, middleware, self.transactions, self.config.max_value_bytes)
-            self.executor = (executor if callable(executor) else self._threaded)(core, runner)
+            threaded = partial(ThreadedExecutor, queues=self.config.all_queues)
+            self.executor = (executor if callable(executor) else threaded)(core, runner)
         ports = Ports(self.id, self.config, self.persistence, self.coordinator, self.clock)
         #: how this world reaches other worlds, and they reach it
         self.connector = make_connector(self.config, self.persistence, connector)
@@ -137,6 +142,7 @@ class World:
         self.retention = Retention(ports)
         if core is not None:
             core.on_finished = self.finished
+            self.observe.attach(core, runner, self.executor)
             dispatcher = ExecutorDispatcher(self.id, self.control, self.cluster.outbox)
             self.cluster.serve(dispatcher.receive)
         self.cluster.start()
@@ -145,9 +151,6 @@ class World:
         self.retention.start()
         if self.config.executor and self.config.auto_execute:
             self.recover()
-
-    def _threaded(self, core: ExecutorCore, runner: StepRunner) -> Executor:
-        return ThreadedExecutor(core, runner, self.config.all_queues)
 
     def __enter__(self) -> World:
         return self
@@ -192,8 +195,7 @@ class World:
         return self.planner.plan(action_class, args, kwargs, caller=caller)
 
     def start_sub_plan(self, execution_plan_id: str) -> Future[ExecutionPlan]:
-        """Start a planned child plan on some executor world that serves its queues (round
-        robin over the live ones); an in-thread world runs it itself."""
+        """Start a planned child plan on a live executor world serving its queues (round robin)."""
         return self.control.hand_out(execution_plan_id)
 
     # -- operations on plans (see dynflow.services.control) ------------------------
@@ -216,21 +218,22 @@ class World:
         ``scheduled`` plan is cancelled instead: ``stopped``/``cancelled``)."""
         return self.control.halt(execution_plan_id)
 
+    def revert(self, execution_plan_id: str) -> Future[ExecutionPlan]:
+        """Undo a paused or stopped plan (each succeeded action's ``revert``, newest first):
+        ``stopped``/``reverted``, or ``paused``/``error`` when a revert fails."""
+        return reverting.revert(self.control, execution_plan_id)
+
     def event(
         self, execution_plan_id: str, step_id: int, payload: Any = None, *, optional: bool = False
     ) -> Future[Any]:
-        """Deliver ``payload`` to a suspended step (``run(event=payload)``): True once
-        it has it; fails when the plan or step does not exist or cannot take events
-        (``optional=True``: resolves False instead). Events reach a step in order, one
-        run at a time; one arriving while the step runs waits until it suspends."""
+        """Deliver ``payload`` to a suspended step (``run(event=payload)``), in order: True
+        once it has it; fails (``optional=True``: False) when it cannot take events."""
         return self.control.event(execution_plan_id, step_id, payload, optional=optional)
 
     def cancel(self, execution_plan_id: str) -> list[Future[Any]]:
-        """Cancel a plan: one future per running or suspended cancellable step, resolved
-        when it has the cancel event (the plan then ends ``stopped``/``cancelled``). A
-        ``scheduled`` plan: one future, the cancelled plan. A plan running in another
-        world: one future, how many steps got the event. The running and suspended
-        sub-plans of a ``WithSubPlans`` step are cancelled too."""
+        """Cancel a plan: one future per cancellable step (running, suspended, waiting),
+        resolved when it has the cancel (a ``scheduled`` plan, or one running in another
+        world: one future); running and suspended sub-plans are cancelled too."""
         cancelling = self.control.cancel(execution_plan_id)
         self.finished.cancel_children(execution_plan_id, cancelling)
         return cancelling
@@ -252,8 +255,7 @@ class World:
     # -- other worlds (see dynflow.services.liveness) ------------------------------
 
     def ping(self, world_id: str, timeout: float = 5.0) -> Future[bool]:
-        """True when ``world_id`` answers in time, False when it does not; a world id
-        that is not registered fails the future at once."""
+        """True when ``world_id`` answers in time, else False (unknown id: fails at once)."""
         return self.cluster.ping(world_id, timeout)
 
     def recover(self) -> int:
@@ -267,8 +269,7 @@ class World:
         return self.liveness.perform_validity_checks()
 
     def invalidate(self, world_id: str) -> int:
-        """Declare ``world_id`` dead and hand each plan it held to a live executor; how
-        many plans were handed over (0 when another world is invalidating it already)."""
+        """Declare ``world_id`` dead, hand its plans to live executors; how many (0: busy)."""
         return self.liveness.invalidate(world_id) or 0
 
     # -- lifecycle -------------------------------------------------------------------

@@ -92,6 +92,22 @@ def test_drop_orphans_and_drop_for(persistence: Persistence, store: EnvelopeStor
     assert store.claim(dead, 10) == []
 
 
+def test_pending_counts_envelopes_by_receiver(
+    persistence: Persistence, store: EnvelopeStore
+) -> None:
+    one, two, idle = register(persistence), register(persistence), register(persistence)
+    before = store.pending()
+    store.send_many([(one, "a"), (two, "b"), (one, "c")])
+
+    pending = store.pending()
+    assert pending.get(one) == 2
+    assert pending.get(two) == 1
+    assert idle not in pending
+    assert {k: v for k, v in pending.items() if k not in (one, two)} == before
+    store.claim(one, 1)
+    assert store.pending().get(one) == 1
+
+
 def test_a_listener_wakes_on_send_or_wake(persistence: Persistence, store: EnvelopeStore) -> None:
     world = register(persistence)
     listener = store.listen(world)

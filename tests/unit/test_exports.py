@@ -100,7 +100,7 @@ def test_every_exported_error_is_a_dynflow_error() -> None:
 
 
 def test_rescue_members() -> None:
-    assert {r.name for r in dynflow.Rescue} == {"PAUSE", "SKIP", "FAIL"}
+    assert {r.name for r in dynflow.Rescue} == {"PAUSE", "SKIP", "FAIL", "REVERT"}
 
 
 def test_world_signature_matches_the_contract() -> None:

@@ -7,7 +7,7 @@ import pytest
 from dynflow import Action, Phase, PhaseContext, Rescue
 from dynflow.action.base import combine_rescue
 
-SKIP, FAIL, PAUSE = Rescue.SKIP, Rescue.FAIL, Rescue.PAUSE
+SKIP, FAIL, PAUSE, REVERT = Rescue.SKIP, Rescue.FAIL, Rescue.PAUSE, Rescue.REVERT
 
 
 @pytest.mark.parametrize(
@@ -25,6 +25,11 @@ SKIP, FAIL, PAUSE = Rescue.SKIP, Rescue.FAIL, Rescue.PAUSE
         ([SKIP, FAIL, PAUSE], PAUSE),
         ([FAIL, SKIP, SKIP], PAUSE),
         ([], PAUSE),
+        ([REVERT], REVERT),
+        ([REVERT, REVERT], REVERT),
+        ([REVERT, PAUSE], PAUSE),
+        ([REVERT, SKIP], PAUSE),
+        ([REVERT, FAIL, REVERT], PAUSE),
     ],
 )
 def test_combine_rescue(strategies: list[Rescue], combined: Rescue) -> None:
@@ -32,7 +37,7 @@ def test_combine_rescue(strategies: list[Rescue], combined: Rescue) -> None:
 
 
 def test_rescue_values() -> None:
-    assert [r.value for r in Rescue] == ["pause", "skip", "fail"]
+    assert [r.value for r in Rescue] == ["pause", "skip", "fail", "revert"]
     assert Action.rescue_strategy is Rescue.PAUSE
 
 

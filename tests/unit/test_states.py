@@ -9,6 +9,7 @@ import pytest
 from dynflow import InvalidTransition
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.states import (
+    PlanResult,
     PlanState,
     StepState,
     check_plan_transition,
@@ -30,6 +31,7 @@ ALLOWED_PLAN_MOVES = {
     ("running", "stopped"),
     ("paused", "running"),
     ("paused", "stopped"),
+    ("stopped", "paused"),  # world.revert reopens a stopped plan
 }
 
 ALLOWED_STEP_MOVES = {
@@ -55,6 +57,9 @@ ALLOWED_STEP_MOVES = {
     ("error", "skipped"),
     ("skipping", "skipped"),
     ("skipping", "error"),
+    ("success", "reverting"),
+    ("reverting", "reverted"),
+    ("reverting", "skipped"),
 }
 
 PLAN_PAIRS = list(itertools.product(PlanState, PlanState))
@@ -81,7 +86,17 @@ def test_the_state_names_are_the_documented_ones() -> None:
         "skipped",
         "error",
         "cancelled",
+        "reverting",
+        "reverted",
     }
+    assert [r.value for r in PlanResult] == [
+        "pending",
+        "success",
+        "warning",
+        "error",
+        "cancelled",
+        "reverted",
+    ]
 
 
 @pytest.mark.parametrize(("current", "new"), PLAN_PAIRS, ids=[f"{a}->{b}" for a, b in PLAN_PAIRS])
@@ -102,13 +117,15 @@ def test_step_transition(current: StepState, new: StepState) -> None:
             check_step_transition(current, new)
 
 
-@pytest.mark.parametrize("new", [s for s in PlanState if s is not PlanState.STOPPED])
-def test_stopped_plan_is_terminal(new: PlanState) -> None:
+@pytest.mark.parametrize(
+    "new", [s for s in PlanState if s not in (PlanState.STOPPED, PlanState.PAUSED)]
+)
+def test_stopped_plan_is_terminal_but_for_a_revert(new: PlanState) -> None:
     with pytest.raises(InvalidTransition):
         check_plan_transition(PlanState.STOPPED, new)
 
 
-@pytest.mark.parametrize("final", [StepState.SUCCESS, StepState.SKIPPED, StepState.CANCELLED])
+@pytest.mark.parametrize("final", [StepState.SKIPPED, StepState.CANCELLED, StepState.REVERTED])
 def test_finished_steps_are_terminal(final: StepState) -> None:
     for new in StepState:
         if new is not final:
@@ -129,6 +146,7 @@ def test_typical_lifecycles_are_allowed() -> None:
         [S.PENDING, S.RUNNING, S.SUSPENDED, S.RUNNING, S.SUCCESS],
         [S.PENDING, S.RUNNING, S.ERROR, S.PENDING, S.RUNNING, S.SUCCESS],
         [S.PENDING, S.RUNNING, S.ERROR, S.SKIPPING, S.SKIPPED],
+        [S.PENDING, S.RUNNING, S.SUCCESS, S.REVERTING, S.REVERTED],
     ):
         for before, after in itertools.pairwise(steps):
             check_step_transition(before, after)

@@ -66,3 +66,20 @@ class Retried(Action):
         if self.input["key"] in FAILING:
             raise ConnectionError(f"{self.input['key']} refused")
         self.output["done"] = True
+
+
+#: keys of Undone plans whose revert fails
+REVERT_FAILING: set[str] = set()
+
+
+class Undone(Action):
+    """Runs, and knows how to undo itself (its revert fails while its key is in
+    REVERT_FAILING)."""
+
+    def run(self, event: Any = None) -> None:
+        self.output["done"] = True
+
+    def revert(self) -> None:
+        if self.input["key"] in REVERT_FAILING:
+            raise RuntimeError(f"{self.input['key']}: cannot undo")
+        self.output["undone"] = True

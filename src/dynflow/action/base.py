@@ -31,15 +31,15 @@ class Rescue(StrEnum):
     PAUSE = "pause"
     SKIP = "skip"
     FAIL = "fail"
+    #: revert the plan (every succeeded action's ``revert``): it ends ``reverted``
+    REVERT = "revert"
 
 
 def combine_rescue(strategies: Sequence[Rescue]) -> Rescue:
-    """All SKIP -> SKIP, all FAIL -> FAIL, otherwise PAUSE."""
+    """All SKIP -> SKIP, all FAIL -> FAIL, all REVERT -> REVERT, otherwise PAUSE."""
     kinds = set(strategies)
-    if kinds == {Rescue.SKIP}:
-        return Rescue.SKIP
-    if kinds == {Rescue.FAIL}:
-        return Rescue.FAIL
+    if len(kinds) == 1 and (kind := next(iter(kinds))) is not Rescue.PAUSE:
+        return kind
     return Rescue.PAUSE
 
 
@@ -156,6 +156,10 @@ class Action:
     def has_async_run(cls) -> bool:
         return inspect.iscoroutinefunction(cls.run)
 
+    @classmethod
+    def has_async_revert(cls) -> bool:
+        return inspect.iscoroutinefunction(cls.revert)
+
     @property
     def execution_plan_id(self) -> str:
         """The id of the plan this action belongs to."""
@@ -247,6 +251,11 @@ class Action:
 
     def finalize(self) -> None:
         """Runs after every run step of the plan succeeded. Override it."""
+
+    def revert(self) -> None:
+        """Undo what ``run`` did (``world.revert``, ``Rescue.REVERT``). Override it; it
+        may run more than once (a retry, a recovery), so make it idempotent. An action
+        that does not override it has nothing to undo: its step stays ``success``."""
 
     def suspend(self, callback: Callable[[SuspendedAction], Any] | None = None) -> NoReturn:
         """End this run call; the step waits, ``suspended``, for an event.

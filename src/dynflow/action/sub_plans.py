@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from dynflow.action.cancellable import Cancellable
 from dynflow.action.events import EVENT_KEY, is_engine_event
 from dynflow.errors import DynflowError
-from dynflow.execution_plan.states import PlanResult, PlanState
+from dynflow.execution_plan.states import PlanResult, PlanState, StepState
 
 if TYPE_CHECKING:
     from dynflow.action.world import ActionWorld
 
 #: sent to the parent step whenever one of its sub-plans stops or pauses
 SUB_PLAN_FINISHED: dict[str, Any] = {EVENT_KEY: "sub_plan_finished"}
+
+
+_LATEST = datetime.max.replace(tzinfo=UTC)
+
+
+def _reverting(plan: Any) -> bool:
+    """A child whose revert failed: paused, with steps reverting or reverted."""
+    return any(
+        step.state in (StepState.REVERTING, StepState.REVERTED) for step in plan.steps.values()
+    )
 
 
 class SubPlan(NamedTuple):
@@ -42,6 +53,12 @@ class WithSubPlans(Cancellable):
     ``world.cancel(parent)`` cancels the step (it ends ``cancelled``) and the running
     and suspended children (``world.cancel(child)``); ``world.halt(parent)`` halts
     the running and suspended children. Children not started are stopped either way.
+
+    Reverting the parent (``world.revert``) reverts its children that ended ``success``
+    or ``warning``, one at a time, the latest to end first, each with ``world.revert``
+    (on any executor); the parent's revert waits for each in its worker, and fails if
+    a child's revert fails (that child is left ``paused``: a resume of the parent
+    retries it; children already reverted are not reverted again).
 
     For very many children define ``total_count()`` and ``batch(start, size)``
     (returning the sub-plans ``start`` to ``start + size``) instead: children are
@@ -115,6 +132,25 @@ class WithSubPlans(Cancellable):
                 f"{counts['failed_count']} of {counts['total_count']} sub-plans failed; "
                 "resume the plan to re-run the failed ones"
             )
+
+    # -- the revert phase -------------------------------------------------------------
+
+    def revert(self) -> None:
+        children = [
+            child
+            for child in self._children(PlanState.STOPPED)
+            if child.result in (PlanResult.SUCCESS, PlanResult.WARNING)
+        ]
+        children += [c for c in self._children(PlanState.PAUSED) if _reverting(c)]
+        # a child whose revert failed (ended_at cleared) was the latest: it goes first
+        children.sort(key=lambda c: c.ended_at or _LATEST, reverse=True)
+        for child in children:
+            reverted = self.world.revert(child.id).result()
+            if reverted.result is not PlanResult.REVERTED:
+                raise SubPlansFailed(
+                    f"the revert of sub-plan {child.id} failed ({reverted.state}/"
+                    f"{reverted.result}): resume this plan to retry it"
+                )
 
     def _limit(self) -> int | None:
         limit: int | None = self.input.get("concurrency_limit", self.concurrency_limit)

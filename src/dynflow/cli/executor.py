@@ -40,6 +40,7 @@ def serve(
     ping_timeout: float = 2.0,
     log_level: str | None = None,
     log_format: str = "text",
+    metrics_port: int | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT; the process exit code."""
     try:
@@ -47,6 +48,15 @@ def serve(
     except ValueError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 2
+    if metrics_port is not None:
+        try:
+            import prometheus_client
+        except ImportError:
+            log.error(
+                "cannot start: --metrics-port needs prometheus-client: "
+                "pip install 'pydynflow[metrics]'"
+            )
+            return 2
     sys.path.insert(0, os.getcwd())  # modules next to where the executor is started
     try:
         extra = parse_queues(queues)
@@ -84,10 +94,22 @@ def serve(
             lease=lease,
             validity_check_interval=validity_check_interval,
             ping_timeout=ping_timeout,
+            metrics=metrics_port is not None,
         )
     except DynflowError as exc:
         log.error("cannot start: %s", exc)
         return 1
+    server = None
+    if metrics_port is not None and world.observe.metrics is not None:
+        try:
+            server, _ = prometheus_client.start_http_server(
+                metrics_port, registry=world.observe.metrics.registry
+            )
+        except OSError as exc:
+            log.error("cannot start: --metrics-port %d: %s", metrics_port, exc)
+            world.terminate()
+            return 1
+        log.info("metrics of world %s on port %d, at /metrics", world.id, metrics_port)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -105,5 +127,8 @@ def serve(
     while not stop.wait(1.0):
         pass
     world.terminate()
+    if server is not None:
+        server.shutdown()
+        server.server_close()
     log.info("executor world %s terminated", world.id)
     return 0

@@ -68,6 +68,14 @@ def executor(
     log_format: Annotated[
         str, typer.Option(help="text, or json: one JSON object per line.")
     ] = "text",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve Prometheus metrics on this port (all addresses), at /metrics; "
+            "needs the metrics extra.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve as an executor world until SIGTERM/SIGINT, then terminate cleanly."""
     from dynflow.cli.executor import serve
@@ -85,6 +93,7 @@ def executor(
             ping_timeout=ping_timeout,
             log_level=log_level,
             log_format=log_format,
+            metrics_port=metrics_port,
         )
     )
 
@@ -121,6 +130,7 @@ def console(
 ) -> None:
     """Serve the web console (plans, worlds, delayed plans, JSON API) with uvicorn."""
     import importlib
+    import importlib.util
 
     from dynflow.world import World
 
@@ -145,7 +155,8 @@ def console(
         raise typer.Exit(2) from None
     for module in imports or []:
         importlib.import_module(module)
-    world = World(database_url(url), executor=executor)
+    metrics = importlib.util.find_spec("prometheus_client") is not None  # GET /metrics
+    world = World(database_url(url), executor=executor, metrics=metrics)
     try:
         app = create_app(world, auth=auth, allowed_hosts=allowed_hosts or None)
         uvicorn.run(app, host=host, port=port, log_level="info")

@@ -189,7 +189,8 @@ def show_plan(plan_id: str, url: DatabaseUrl = None, as_json: AsJson = False) ->
         for earlier in step.errors if step.error is None else step.errors[:-1]:
             console.print(f"step {step.id}, retried after: {earlier}", highlight=False)
         if step.error is not None:
-            console.print(f"[red]step {step.id}: {step.error}[/]", highlight=False)
+            failed = "revert failed: " if step.state == "reverting" else ""
+            console.print(f"[red]step {step.id}: {failed}{step.error}[/]", highlight=False)
         if step.next_attempt_at is not None:
             due = f"{step.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
             console.print(f"step {step.id}: backoff, next attempt at {due}", highlight=False)
@@ -220,6 +221,14 @@ def cancel_plan(plan_id: str, url: DatabaseUrl = None, wait: Wait = 10.0) -> Non
         for future in futures:
             future.result(timeout=wait)
     _console().print(f"cancel sent to plan {plan_id} ({len(futures)} request(s) delivered)")
+
+
+@plans_app.command("revert")
+def revert_plan(plan_id: str, url: DatabaseUrl = None, wait: Wait = 60.0) -> None:
+    """Revert a paused or stopped plan: the revert of each action whose run succeeded,
+    newest first, on an executor world; it ends stopped/reverted."""
+    with _client(url) as world:
+        _report(world.revert(plan_id), plan_id, wait)
 
 
 @plans_app.command("halt")

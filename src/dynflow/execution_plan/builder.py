@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from dynflow.action.world import ActionWorld
+    from dynflow.observe.tracing import Tracing
 
 
 class PlanPhaseError(DynflowError):
@@ -118,6 +119,9 @@ class PlanBuilder:
         self.caller: tuple[str, int] | None = None
         #: class names of the singleton actions planned
         self.singletons: list[str] = []
+        #: spans of the plan phases (None: no tracing), and the context the plan carries
+        self.tracing: Tracing | None = None
+        self.trace_context: dict[str, str] | None = None
         #: the largest input of an action, in bytes of JSON
         self.max_value_bytes = DEFAULT_MAX_VALUE_BYTES
 
@@ -150,6 +154,11 @@ class PlanBuilder:
         own_flow = Concurrence()
         self._flows.append(own_flow)
         started = time.monotonic()
+        span = None
+        if self.tracing is not None:
+            span = self.tracing.step_started(
+                self.id, step.id, action_class.class_name(), str(Phase.PLAN), planning=True
+            )
         try:
             chain = [*self.middleware, *action_class.middleware]
             call_chain(
@@ -174,6 +183,9 @@ class PlanBuilder:
             self._flows.pop()
             step.execution_time = time.monotonic() - started
             step.ended_at = datetime.now(UTC)
+            if span is not None:
+                failed = step.state is StepState.ERROR
+                span.finish("error" if failed else "success", str(step.error) if failed else None)
         step.state = StepState.SUCCESS
         record.label = storable_text(str(action.label))  # may depend on the input
         self._flows[-1].flows.append(own_flow)
@@ -311,6 +323,7 @@ class PlanBuilder:
             caller_action_id=self.caller[1] if self.caller else None,
             run_flow=self.run_flow,
             finalize_flow=tuple(self.finalize_steps),
+            trace_context=self.trace_context,
         )
         actions = [
             ActionRecord(

@@ -113,6 +113,9 @@ class ExecutionPlan:
     caller_action_id: int | None = None
     run_flow: Flow | None = None
     finalize_flow: tuple[int, ...] = ()
+    #: the trace context current where the plan was planned (W3C trace context headers),
+    #: continued by whichever world executes it; None without tracing
+    trace_context: dict[str, str] | None = None
     _details: Callable[[], PlanDetails] | PlanDetails | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

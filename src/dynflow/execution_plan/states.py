@@ -21,17 +21,21 @@ class PlanState(StrEnum):
 
 
 class PlanResult(StrEnum):
-    """How a plan ended (``pending`` until it stops); ``warning``: a failed step was skipped."""
+    """How a plan ended (``pending`` until it stops); ``warning``: a failed step was skipped;
+    ``reverted``: the plan was reverted (``world.revert``, ``Rescue.REVERT``)."""
 
     PENDING = "pending"
     SUCCESS = "success"
     WARNING = "warning"
     ERROR = "error"
     CANCELLED = "cancelled"
+    REVERTED = "reverted"
 
 
 class StepState(StrEnum):
-    """Where a step is; ``success``, ``skipped`` and ``cancelled`` are final."""
+    """Where a step is; ``skipped``, ``cancelled`` and ``reverted`` are final, and so is
+    ``success`` unless its plan is reverted (a run step then goes ``reverting`` while its
+    action's ``revert`` runs, and ``reverted``)."""
 
     PENDING = "pending"
     RUNNING = "running"
@@ -43,14 +47,19 @@ class StepState(StrEnum):
     SKIPPED = "skipped"
     ERROR = "error"
     CANCELLED = "cancelled"
+    #: the action's ``revert`` runs, or failed (``Step.error`` set: "revert failed")
+    REVERTING = "reverting"
+    REVERTED = "reverted"
 
 
 class Phase(StrEnum):
-    """The three phases of an action, each run as its own step."""
+    """The three phases of an action, each run as its own step; and ``revert``, which
+    runs on the run step of the action it undoes (a worker's phase, never a step's)."""
 
     PLAN = "plan"
     RUN = "run"
     FINALIZE = "finalize"
+    REVERT = "revert"
 
 
 P = PlanState
@@ -61,7 +70,8 @@ PLAN_TRANSITIONS: Mapping[PlanState, frozenset[PlanState]] = {
     P.PLANNED: frozenset({P.RUNNING, P.STOPPED}),
     P.RUNNING: frozenset({P.PAUSED, P.STOPPED}),
     P.PAUSED: frozenset({P.RUNNING, P.STOPPED}),
-    P.STOPPED: frozenset(),
+    #: only ``world.revert`` reopens a stopped plan: it waits, paused, for its executor
+    P.STOPPED: frozenset({P.PAUSED}),
 }
 
 S = StepState
@@ -72,9 +82,12 @@ STEP_TRANSITIONS: Mapping[StepState, frozenset[StepState]] = {
     S.SUSPENDED: frozenset({S.RUNNING, S.ERROR, S.CANCELLED}),
     S.ERROR: frozenset({S.PENDING, S.RUNNING, S.SKIPPING, S.SKIPPED}),
     S.SKIPPING: frozenset({S.SKIPPED, S.ERROR}),
-    S.SUCCESS: frozenset(),
+    S.SUCCESS: frozenset({S.REVERTING}),
     S.SKIPPED: frozenset(),
     S.CANCELLED: frozenset(),
+    #: skipping a failed revert gives it up: the plan goes on reverting the others
+    S.REVERTING: frozenset({S.REVERTED, S.SKIPPED}),
+    S.REVERTED: frozenset(),
 }
 
 #: Step states after which the step's flow position counts as done.

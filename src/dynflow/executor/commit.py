@@ -76,6 +76,8 @@ class Committer:
         self.paused_by_termination: list[str] = []
         #: called with the plan, after the commit, whenever a plan stops or pauses here
         self.on_finished: Callable[[ExecutionPlan], None] | None = None
+        #: called after each batch written (metrics count the commits)
+        self.on_commit: Callable[[], None] | None = None
         #: plans whose handling raised: quarantined at the next flush
         self.poisoned: dict[str, Exception] = {}
 
@@ -106,6 +108,8 @@ class Committer:
                 log.error("cannot write a batch of executor changes (%s): plan by plan", exc)
                 fenced = self._apply_apart(failed)
             self.changes.clear()
+            if self.on_commit is not None:
+                self.on_commit()
         self.poisoned.clear()
         out, self._out = self._out, _Released()
         if fenced:

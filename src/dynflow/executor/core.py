@@ -15,8 +15,6 @@ from functools import partial
 from typing import Any
 
 from dynflow.action.base import Rescue
-from dynflow.action.cancellable import Cancellable
-from dynflow.action.events import CANCEL
 from dynflow.action.registry import class_name
 from dynflow.clock import Clock, ManualClock
 from dynflow.coordinator import EXECUTION_LOCK
@@ -24,7 +22,7 @@ from dynflow.director import Outcome, decide
 from dynflow.errors import DynflowError, ExecutionError, NotFound
 from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
-from dynflow.executor import policy, retry, timeouts
+from dynflow.executor import cancel, policy, retry, revert, timeouts
 from dynflow.executor.commit import Committer
 from dynflow.executor.messages import (
     Abandon,
@@ -35,6 +33,7 @@ from dynflow.executor.messages import (
     HaltPlan,
     Message,
     RetryDue,
+    RevertPlan,
     RunTimeout,
     SkipStep,
     Start,
@@ -113,7 +112,9 @@ class ExecutorCore(Committer):
             case RetryDue():
                 retry.due(self, message)
             case CancelSteps(plan_id, reply):
-                self._cancel(plan_id, reply)
+                cancel.cancel(self, plan_id, reply)
+            case RevertPlan(plan_id, future):
+                revert.mark(self, plan_id, future)
             case Adopt(plan, future):
                 self._adopt(plan, future)
             case HaltPlan(plan_id, future):
@@ -170,6 +171,8 @@ class ExecutorCore(Committer):
             for step in runtime.steps.values():
                 if step.state is StepState.RUNNING:  # left running by a dead executor
                     policy.interrupted(runtime, step)
+        elif revert.active(runtime):  # resuming a revert: a failed revert runs again
+            revert.resume(runtime)
         else:  # executing or resuming: failed steps run again
             for step in runtime.steps.values():
                 if step.state is StepState.ERROR and step.phase is not Phase.PLAN:
@@ -206,6 +209,10 @@ class ExecutorCore(Committer):
         step = runtime.steps[done.step_id]
         if done.output != runtime.actions[step.action_id].output:
             runtime.set_output(step.action_id, done.output)
+        if step.state is StepState.REVERTING:
+            revert.done(runtime, step, done)
+            self._advance(runtime)
+            return
         if done.state is StepState.SUSPENDED:
             runtime.set_step(
                 step,
@@ -286,31 +293,13 @@ class ExecutorCore(Committer):
         else:
             self._fail(event.future, error)
 
-    def _cancel(self, plan_id: str, reply: Future[list[Future[Any]]]) -> None:
-        runtime = self.plans.get(plan_id)
-        if runtime is None:
-            self._fail(reply, ExecutionError(f"execution plan {plan_id} is not running here"))
-            return
-        futures: list[Future[Any]] = []
-        for step in runtime.steps.values():
-            if step.state not in (StepState.RUNNING, StepState.SUSPENDED):
-                continue
-            cls = policy.action_class(runtime, step.action_id)
-            if cls is None or not issubclass(cls, Cancellable):
-                continue
-            future: Future[Any] = Future()
-            futures.append(future)
-            runtime.events.setdefault(step.id, deque()).append(
-                DeliverEvent(plan_id, step.id, CANCEL, future)
-            )
-            self._deliver_next(runtime, step.id)
-        self._later(partial(resolve, reply, futures), plan_id)
-        self._advance(runtime)
-
     # -- deciding ---------------------------------------------------------------------
 
     def _advance(self, runtime: PlanRuntime) -> None:
         while True:
+            if revert.active(runtime):
+                revert.advance(self, runtime)
+                return
             decision = decide(runtime.shape, runtime.states())
             match decision.outcome:
                 case Outcome.CONTINUE:
@@ -350,6 +339,9 @@ class ExecutorCore(Committer):
         if strategy is Rescue.FAIL:
             self._stop(runtime, PlanResult.ERROR, "finish execution")
             return False
+        if strategy is Rescue.REVERT:
+            revert.begin(self, runtime)
+            return True
         self._pause(runtime, PlanResult.ERROR)
         return False
 

@@ -17,18 +17,22 @@ from dynflow.executor.messages import (
     Start,
     StepTimeout,
 )
+from dynflow.observe import Observability
 
 
 class ExecutorFront:
     """Requests to an executor, as messages to its core; subclasses deliver them."""
 
     core: ExecutorCore
+    #: told of each plan handed to this executor (set by the world)
+    observe: Observability = Observability()
 
     def post(self, message: Message) -> None:
         raise NotImplementedError
 
     def execute(self, plan: ExecutionPlan) -> Future[ExecutionPlan]:
         future: Future[ExecutionPlan] = Future()
+        self.observe.plan_starting(plan, future)
         self.post(Start(plan, future))
         return future
 
@@ -36,6 +40,7 @@ class ExecutorFront:
         self, plan: ExecutionPlan, dead_world: str | None, recovering: bool
     ) -> Future[ExecutionPlan]:
         future: Future[ExecutionPlan] = Future()
+        self.observe.plan_starting(plan, future)
         self.post(Start(plan, future, dead_world, recovering))
         return future
 

@@ -49,6 +49,14 @@ class SkipStep:
 
 
 @dataclass(frozen=True)
+class RevertPlan:
+    """Turn an adopted paused or stopped plan to reverting (``world.revert``)."""
+
+    execution_plan_id: str
+    future: Future[ExecutionPlan]
+
+
+@dataclass(frozen=True)
 class DeliverEvent:
     """Deliver ``payload`` to a step: ``run(event=payload)`` once it is suspended."""
 
@@ -136,6 +144,7 @@ Message = (
     | CancelSteps
     | HaltPlan
     | SkipStep
+    | RevertPlan
     | Terminate
     | Abandon
     | Disown

@@ -1,5 +1,5 @@
-"""Halt, skip or pause a plan that no executor runs (halt and skip: by running a
-throwaway executor core on it).
+"""Halt, skip, revert or pause a plan that no executor runs (halt, skip and revert:
+by running a throwaway executor core on it).
 
 The caller has loaded the plan and holds its execution lock; the core's own commit
 writes the result, fenced by that lock, so the rules are the core's: what a halt
@@ -17,7 +17,7 @@ from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.executor.commit import LockLost
 from dynflow.executor.core import ExecutorCore
-from dynflow.executor.messages import Adopt, HaltPlan, Message, SkipStep
+from dynflow.executor.messages import Adopt, HaltPlan, Message, RevertPlan, SkipStep
 from dynflow.executor.runtime import PlanRuntime
 from dynflow.persistence import PersistencePort
 from dynflow.persistence.changes import Changes
@@ -63,6 +63,26 @@ def skip(
     skipped: Future[ExecutionPlan] = Future()
     _run(core, plan, SkipStep(plan.id, step_id, skipped))
     return skipped.result(timeout=0)
+
+
+def revert(
+    persistence: PersistencePort,
+    world_id: str,
+    plan: ExecutionPlan,
+    on_finished: Callable[[ExecutionPlan], None] | None = None,
+    *,
+    registration: str,
+) -> ExecutionPlan:
+    """Turn a paused or stopped plan to reverting (see :mod:`dynflow.executor.revert`):
+    it is left ``paused`` (result pending), its execution lock still held, for the
+    executor the caller starts it on. With nothing to revert it is ``stopped``/
+    ``reverted`` at once, its locks released and ``on_finished`` called, as
+    :func:`halt` does. Raises like :func:`halt` when the lock is not held."""
+    core = ExecutorCore(world_id, persistence, lambda: registration, queues=())
+    core.on_finished = on_finished
+    marked: Future[ExecutionPlan] = Future()
+    _run(core, plan, RevertPlan(plan.id, marked))
+    return marked.result(timeout=0)
 
 
 def pause(

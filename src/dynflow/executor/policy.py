@@ -39,9 +39,13 @@ def singleton_locks(runtime: PlanRuntime) -> list[tuple[str, str, str]]:
 
 
 def skip_step(runtime: PlanRuntime, step_id: int) -> None:
-    """Mark a failed step skipped, and pending steps that need its output with it."""
+    """Mark a failed step skipped, and pending steps that need its output with it (a
+    failed revert: only the step, its revert given up)."""
     step = runtime.steps[step_id]
-    runtime.set_step(step, StepState.SKIPPED, ended_at=now())
+    reverting = step.state is StepState.REVERTING
+    runtime.set_step(step, StepState.SKIPPED, ended_at=step.ended_at if reverting else now())
+    if reverting:
+        return
     for dependent in sorted(runtime.shape.dependents(step_id)):
         other = runtime.steps[dependent]
         if other.state in (StepState.PENDING, StepState.ERROR):
@@ -101,9 +105,10 @@ def cannot_skip(runtime: PlanRuntime | None, plan_id: str, step_id: int) -> Dynf
         return ExecutionError(f"execution plan {plan_id} is not paused here")
     if step is None:
         return NotFound(f"execution plan {plan_id} has no step {step_id}")
-    if step.state is not StepState.ERROR:
+    failed_revert = step.state is StepState.REVERTING and step.error is not None
+    if step.state is not StepState.ERROR and not failed_revert:
         return ExecutionError(
             f"step {step_id} of execution plan {plan_id} is {step.state}: "
-            "only a failed step can be skipped"
+            "only a failed step can be skipped (a failed run or a failed revert)"
         )
     return None

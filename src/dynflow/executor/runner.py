@@ -21,6 +21,7 @@ from dynflow.execution_plan.states import Phase, StepState
 from dynflow.executor.messages import RunTimeout
 from dynflow.executor.work import Progress, StepDone, Work
 from dynflow.middleware import Middleware, call_chain
+from dynflow.observe import Observability
 from dynflow.serialization import DEFAULT_MAX_VALUE_BYTES, check_size, freeze, to_json_value
 from dynflow.transaction import TransactionAdapter
 
@@ -45,18 +46,21 @@ class StepRunner:
         self.transactions = transactions
         #: where progress reports and run timeouts go: set by the executor that owns it
         self.report: Callable[[Progress | RunTimeout], None] = _drop
+        #: logs, metrics and spans of the phases run (set by the world)
+        self.observe = Observability()
 
     def is_async(self, work: Work) -> bool:
-        if work.phase is not Phase.RUN:
+        if work.phase not in (Phase.RUN, Phase.REVERT):
             return False
         try:
-            return registry.lookup(work.action_class).has_async_run()
+            cls = registry.lookup(work.action_class)
         except DynflowError:
             return False
+        return cls.has_async_run() if work.phase is Phase.RUN else cls.has_async_revert()
 
     def run(self, work: Work) -> StepDone:
-        with self._deadline(work):
-            return self._run(work)
+        with self._deadline(work), self.observe.step(work) as seen:
+            return seen(self._run(work))
 
     def _run(self, work: Work) -> StepDone:
         started_at, started = datetime.now(UTC), time.monotonic()
@@ -79,8 +83,8 @@ class StepRunner:
         return self._done(work, _final_state(work), output, None, started_at, started)
 
     async def run_async(self, work: Work) -> StepDone:
-        with self._deadline(work):
-            return await self._run_async(work)
+        with self._deadline(work), self.observe.step(work) as seen:
+            return seen(await self._run_async(work))
 
     async def _run_async(self, work: Work) -> StepDone:
         started_at, started = datetime.now(UTC), time.monotonic()
@@ -178,6 +182,13 @@ class StepRunner:
 
             args: tuple[Any, ...] = (work.event,) if work.event is not None else ()
             return call_chain(chain, action, "run_phase", phase, *args)
+        if work.phase is Phase.REVERT:
+            return call_chain(
+                chain,
+                action,
+                "revert_phase",
+                lambda: call_chain(chain, action, "revert", action.revert),
+            )
         return call_chain(
             chain,
             action,

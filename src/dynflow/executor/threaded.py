@@ -60,6 +60,14 @@ class WorkerPool:
     def submit(self, work: Work) -> None:
         self._queue.put(work)
 
+    def busy(self) -> int:
+        """Workers running a step now (read without the lock: a gauge, not a count)."""
+        return len(self._busy)
+
+    def waiting(self) -> int:
+        """Steps handed to this pool that wait for a free worker."""
+        return self._queue.qsize()
+
     def threads(self) -> int:
         """Threads alive in the pool now (``size`` plus those replacing stuck ones)."""
         with self._lock:

@@ -51,6 +51,10 @@ class EnvelopeStore(Protocol):
         """Delete the envelopes of ``world_id``; how many."""
         ...
 
+    def pending(self) -> dict[str, int]:
+        """How many envelopes wait for each receiver (one grouped query)."""
+        ...
+
     def listen(self, world_id: str) -> Listener | None:
         """Wake-ups for ``world_id``'s envelopes; None when the receiver must poll."""
         ...

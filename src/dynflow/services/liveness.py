@@ -108,6 +108,7 @@ class Liveness:
             self.cluster.hand_over(handed_over)
         finally:
             self.coordinator.unregister_world()
+            log.info("world %s stopped", self.world_id, extra={"world_id": self.world_id})
 
     def _beat(self) -> None:
         if self._stopped:
@@ -212,7 +213,12 @@ class Liveness:
             if world_id not in {w.id for w in self.coordinator.find_worlds()}:
                 return None  # another world invalidated it a moment ago
             held = self.coordinator.find_locks(lock_class=EXECUTION_LOCK, owner_id=world_id)
-            log.warning("world %s is gone: recovering its %d plan(s)", world_id, len(held))
+            log.warning(
+                "world %s is gone: invalidated, recovering its %d plan(s)",
+                world_id,
+                len(held),
+                extra={"world_id": world_id, "invalidated_by": self.world_id},
+            )
             self.coordinator.unregister_world(world_id)
             self.cluster.drop_envelopes(world_id)
             return sum(self.take_over(lock.id, world_id, dict(lock.data)) for lock in held)
@@ -232,6 +238,14 @@ class Liveness:
             plan = self.control.locked_plan(plan_id, RECOVERABLE, requester)
         except DynflowError:
             return False
+        log.info(
+            "world %s takes over execution plan %s (%s) of dead world %s",
+            self.world_id,
+            plan_id,
+            plan.label,
+            dead_world,
+            extra={"plan_id": plan_id, "world_id": self.world_id, "dead_world_id": dead_world},
+        )
         future = executor.recover(plan, dead_world, plan.state is PlanState.RUNNING)
         self.cluster.answer_when_done(requester, future, withhold=self.control.handing_over)
         return True
@@ -283,6 +297,12 @@ class Liveness:
 
 def register(coordinator: Coordinator, config: WorldConfig, connector_kind: str) -> None:
     """Put a world in the registry, with what other worlds need to know of it."""
+    log.info(
+        "world %s starts (%s)",
+        coordinator.world_id,
+        "executor of " + ", ".join(config.all_queues) if config.executor else "client",
+        extra={"world_id": coordinator.world_id},
+    )
     coordinator.register_world(
         executor=config.executor,
         queues=config.all_queues if config.executor else (),

@@ -22,6 +22,7 @@ from dynflow.errors import ConfigurationError, LockTaken, PlanningFailed
 from dynflow.execution_plan.builder import PlanBuilder
 from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import PlanResult, PlanState
+from dynflow.observe import tracing_for
 
 if TYPE_CHECKING:
     from dynflow.action.world import ActionWorld
@@ -60,6 +61,8 @@ class Planner:
         self.coordinator = ports.coordinator
         self.middleware = middleware
         self.transactions = transactions
+        #: spans of the plan phases; the caller's trace context goes with the plan
+        self.tracing = tracing_for(ports.config.tracing)
 
     def plan(
         self,
@@ -78,6 +81,8 @@ class Planner:
         builder = PlanBuilder(self.world, self.middleware())
         builder.max_value_bytes = self.max_value_bytes
         builder.caller = caller
+        if self.tracing is not None:
+            builder.tracing, builder.trace_context = self.tracing, self.tracing.carrier()
         self._build(builder, action_class, args, kwargs, self._save_failed_new)
         plan = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
         locks = builder.singleton_locks()
@@ -109,6 +114,7 @@ class Planner:
         id: the lock stays with the planned plan, or is released if planning fails."""
         builder = PlanBuilder(self.world, self.middleware(), execution_plan_id=execution_plan_id)
         builder.max_value_bytes = self.max_value_bytes
+        builder.tracing = self.tracing
         try:
             self._build(builder, action_class, tuple(args), kwargs, self._save_failed_claimed)
             plan = builder.plan(PlanState.PLANNED, PlanResult.PENDING)

@@ -114,6 +114,12 @@ def router(web: Web) -> APIRouter:
         """Stop a plan at once: stopped/error."""
         return console.halt(plan_id)
 
+    @router.post("/plans/{plan_id}/revert", response_model=ActionOutcome, responses=COMMAND_ERRORS)
+    def revert_plan(plan_id: str) -> ActionOutcome:
+        """Revert a paused or stopped plan: the revert of each action whose run succeeded,
+        newest first; it ends stopped/reverted (paused/error when a revert fails)."""
+        return console.revert(plan_id)
+
     @router.post(
         "/plans/{plan_id}/steps/{step_id}/skip",
         response_model=ActionOutcome,

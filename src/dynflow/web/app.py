@@ -79,7 +79,9 @@ def local_path(request: Request) -> str:
 
 
 def is_api(request: Request) -> bool:
-    return local_path(request).startswith("/api/")
+    """For machines (JSON errors, 401 rather than the login form): the API, /metrics."""
+    path = local_path(request)
+    return path.startswith("/api/") or path == "/metrics"
 
 
 class Web:
@@ -149,6 +151,7 @@ def create_app(
     triggerable: Iterable[type[Action]] = (),
     max_body: int = DEFAULT_MAX_BODY,
     allowed_hosts: Iterable[str] | None = None,
+    metrics_auth: Auth | Callable[[Request], bool] | None = None,
 ) -> FastAPI:
     """The console over ``world``. ``auth``: ``BasicAuth``, ``TokenAuth``, ``NO_AUTH`` or a
     callable ``(request) -> bool``. ``secret_key`` signs session cookies and CSRF tokens
@@ -158,8 +161,9 @@ def create_app(
     are refused (413). ``allowed_hosts``: the host names (ports ignored; ``"*"``: any)
     the console answers to; others get 400. By default any host with authentication,
     and only ``localhost``, ``127.0.0.1`` and ``[::1]`` with ``NO_AUTH`` (against DNS
-    rebinding)."""
-    from dynflow.web import api, pages, trigger_page
+    rebinding). ``GET /metrics`` serves the world's Prometheus metrics (with
+    ``World(metrics=True)``), behind ``auth`` unless ``metrics_auth`` is given."""
+    from dynflow.web import api, metrics, pages, trigger_page
 
     if not isinstance(max_body, int) or max_body < 1:
         raise ConfigurationError(f"max_body must be a number of bytes >= 1, got {max_body!r}")
@@ -181,6 +185,9 @@ def create_app(
     app.include_router(pages.router(web), dependencies=guarded)
     app.include_router(trigger_page.router(web), dependencies=guarded)
     app.include_router(api.router(web), prefix="/api", dependencies=guarded)
+    app.include_router(
+        metrics.router(web, world, None if metrics_auth is None else as_auth(metrics_auth))
+    )
 
     @app.get("/api/openapi.json", include_in_schema=False, dependencies=guarded)
     def openapi() -> dict[str, Any]:

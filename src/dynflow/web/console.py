@@ -154,6 +154,21 @@ class Console:
         self._summary(plan_id)
         return self._done(plan_id, "halted", self._settle([self.world.halt(plan_id)]))
 
+    def revert(self, plan_id: str) -> ActionOutcome:
+        self._summary(plan_id)
+        finished = self._settle([self.world.revert(plan_id)])
+        outcome = self._done(plan_id, "revert", finished)
+        assert outcome.plan is not None
+        if finished and outcome.plan.result != "reverted":
+            outcome.ok = False
+            outcome.message = (
+                f"execution plan {plan_id}: revert failed, now {outcome.plan.state}/"
+                f"{outcome.plan.result}: resume it to retry the failed revert"
+            )
+        elif finished:
+            outcome.message = f"execution plan {plan_id} reverted"
+        return outcome
+
     def cancel(self, plan_id: str) -> ActionOutcome:
         self._summary(plan_id)
         futures = self.world.cancel(plan_id)

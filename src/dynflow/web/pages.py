@@ -181,6 +181,10 @@ def router(web: Web) -> APIRouter:
     def halt(request: Request, plan_id: str) -> Response:
         return plan_page(request, plan_id, lambda: console.halt(plan_id))
 
+    @router.post("/plans/{plan_id}/revert", response_class=HTMLResponse)
+    def revert(request: Request, plan_id: str) -> Response:
+        return plan_page(request, plan_id, lambda: console.revert(plan_id))
+
     @router.post("/plans/{plan_id}/steps/{step_id}/skip", response_class=HTMLResponse)
     def skip(request: Request, plan_id: str, step_id: int) -> Response:
         return plan_page(request, plan_id, lambda: console.skip(plan_id, step_id))

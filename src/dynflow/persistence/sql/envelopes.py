@@ -96,6 +96,14 @@ class SqlEnvelopeStore:
             )
         return int(result.rowcount or 0)
 
+    def pending(self) -> dict[str, int]:
+        """How many envelopes wait for each receiver (one grouped query)."""
+        query = sa.select(envelopes.c.receiver_id, sa.func.count()).group_by(
+            envelopes.c.receiver_id
+        )
+        with self.db.read() as connection:
+            return {receiver: int(n) for receiver, n in connection.execute(query).all()}
+
     def listen(self, world_id: str) -> Listener | None:
         """A wake-up channel for ``world_id``'s envelopes; None: the receiver polls."""
         return None

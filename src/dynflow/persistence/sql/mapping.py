@@ -19,6 +19,12 @@ LABEL_LENGTH = 255
 
 def plan_rows(plan: ExecutionPlan) -> tuple[Row, list[Row], list[Row]]:
     """(plan row, action rows, step rows) of a plan to insert."""
+    data: Row = {
+        "run_flow": None if plan.run_flow is None else to_json(plan.run_flow),
+        "finalize_flow": list(plan.finalize_flow),
+    }
+    if plan.trace_context:  # written once, with the rest of ``data``
+        data["trace_context"] = dict(plan.trace_context)
     row = {
         "id": plan.id,
         "label": plan.label[:LABEL_LENGTH],
@@ -30,10 +36,7 @@ def plan_rows(plan: ExecutionPlan) -> tuple[Row, list[Row], list[Row]]:
         "real_time": plan.real_time,
         "caller_execution_plan_id": plan.caller_execution_plan_id,
         "caller_action_id": plan.caller_action_id,
-        "data": {
-            "run_flow": None if plan.run_flow is None else to_json(plan.run_flow),
-            "finalize_flow": list(plan.finalize_flow),
-        },
+        "data": data,
     }
     actions = [
         {
@@ -91,6 +94,7 @@ def plan_from_row(row: Mapping[Any, Any]) -> ExecutionPlan:
         caller_action_id=row["caller_action_id"],
         run_flow=from_json(data["run_flow"]) if data.get("run_flow") is not None else None,
         finalize_flow=tuple(data.get("finalize_flow", ())),
+        trace_context=data.get("trace_context"),
     )
 
 
