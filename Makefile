@@ -1,10 +1,11 @@
-# make demo: run the demo on SQLite.  make test: lint, type-check and run the tests.
+# make demo: run the demo on SQLite.  make test: lint, type-check, build the docs and run the tests.
+# make docs: build the documentation site into site/ (open site/index.html).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest bench clean
+.PHONY: install demo test lint typecheck docs pytest bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,13 +26,17 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# --strict: a broken link, a missing page or an API name mkdocstrings cannot find fails
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 pytest: install
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
 
 bench: install
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) dynflow.sqlite3*
+	rm -rf $(VENV) site dynflow.sqlite3*

@@ -66,6 +66,7 @@ class ManualClock:
         self._lock = threading.Lock()
 
     def now(self) -> float:
+        """Seconds on this clock: ``start`` plus the time advanced so far."""
         return self._now
 
     def utcnow(self) -> datetime:
@@ -79,6 +80,7 @@ class ManualClock:
         return Timer(timer)
 
     def pending(self) -> int:
+        """How many scheduled callbacks have not fired (nor been cancelled) yet."""
         return sum(not t.cancelled for t in self._timers)
 
     def advance(self, seconds: float) -> int:

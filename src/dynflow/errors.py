@@ -38,7 +38,7 @@ class PersistenceError(DynflowError):
 class DataRefused(DynflowError):
     """The database refused a value it was given (e.g. text too long for its column).
 
-    Unlike :class:`PersistenceError` this is no outage: the same write fails again.
+    Unlike ``PersistenceError`` this is no outage: the same write fails again.
     """
 
 
@@ -63,7 +63,7 @@ class PlanInTransit(ExecutionError):
     """The plan is between executors: its executor is terminating or died and another
     one has not taken it yet, or a client world's request to execute it is on its way.
     Retry shortly; ``world.event`` retries by itself for a while (``EVENT_RETRY_FOR``
-    seconds in :mod:`dynflow.services.control`) before failing with this error."""
+    seconds in ``dynflow.services.control``) before failing with this error."""
 
 
 class UnknownActionClass(DynflowError):

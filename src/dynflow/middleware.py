@@ -21,7 +21,15 @@ if TYPE_CHECKING:
 
 
 class Middleware:
-    """Base of middleware: every hook passes its arguments on; override the hooks to wrap."""
+    """Base of middleware: every hook passes its arguments on; override the hooks to wrap.
+
+    ``plan``, ``run`` and ``finalize`` wrap the action's own method; ``plan_phase``,
+    ``run_phase`` and ``finalize_phase`` wrap the whole phase (input resolution and
+    output checks included). Each calls ``self.pass_(...)`` to go on; ``self.action``
+    is the action. Register on an action class (``middleware = [Audit]``) or a world
+    (``world.middleware.use(Audit, before=Other)``); world middleware wraps class
+    middleware, and the first of a list is the outermost.
+    """
 
     def __init__(self, action: Action, next_: Callable[..., Any]) -> None:
         self.action = action

@@ -75,6 +75,8 @@ class PlannedAction:
 
     @property
     def output(self) -> OutputReference:
+        """A reference to the child's output: ``planned.output["key"]`` is resolved when
+        the step that uses it runs, and orders that step after the child's."""
         return OutputReference(self.id, self.action_class.__name__)
 
 
@@ -84,6 +86,21 @@ class Action:
     Override ``plan`` to decide what runs (``plan_self``, ``plan_action``,
     ``sequence``/``concurrence``), ``run`` to do the work and ``finalize`` for
     the last, ordered phase.
+
+    Class attributes a subclass may set:
+
+    - ``queue``: the queue whose workers run the run phase (``"default"``).
+    - ``rescue_strategy``: what a failure does to the plan with ``auto_rescue``
+      (``Rescue.PAUSE``, ``SKIP`` or ``FAIL``).
+    - ``idempotent``: True to run the step again, rather than fail it, after its
+      executor died while it ran.
+    - ``retry``: a ``Retry`` for failed runs; ``run_timeout``: seconds one attempt of
+      ``run`` may take before it fails with ``StepTimeout``.
+    - ``label``: the plan's label when this is the entry action (default: the class
+      name in words, ``humanized_name()``).
+    - ``Input``: a pydantic model that validates the input when it is planned.
+    - ``progress_weight``: the weight of its run step in the plan's progress (1.0).
+    - ``middleware``: middleware classes around its phases.
     """
 
     rescue_strategy: ClassVar[Rescue] = Rescue.PAUSE
@@ -149,18 +166,22 @@ class Action:
 
     @property
     def execution_plan_id(self) -> str:
+        """The id of the plan this action belongs to."""
         return self._context.execution_plan_id
 
     @property
     def step_id(self) -> int | None:
+        """The id of the step being run (run and finalize phases), else None."""
         return self._context.step_id
 
     @property
     def world(self) -> ActionWorld:
+        """The engine as an action sees it: its clock and the operations on plans."""
         return self._context.world
 
     @property
     def phase(self) -> Phase:
+        """The phase being run: ``plan``, ``run`` or ``finalize``."""
         return self._context.phase
 
     @property
@@ -243,7 +264,7 @@ class Action:
     def suspend(self, callback: Callable[[SuspendedAction], Any] | None = None) -> NoReturn:
         """End this run call; the step waits, ``suspended``, for an event.
 
-        ``callback`` receives a :class:`SuspendedAction` (plan id, step id,
+        ``callback`` receives a ``SuspendedAction`` (plan id, step id,
         ``.event(payload)``) once the step can take events: register the
         webhook or hand the ids to whoever will answer there.
         """

@@ -8,7 +8,7 @@ from dynflow.action.events import CANCEL
 class Cancellable:
     """Mixin for actions that can be cancelled while running or suspended.
 
-    ``world.cancel(plan_id)`` sends :data:`Cancel` to each running or suspended step
+    ``world.cancel(plan_id)`` sends ``Cancel`` to each running or suspended step
     of a cancellable action; the engine then calls ``cancel()`` instead of ``run``
     (after a running step suspends), the step ends ``cancelled`` and the plan
     ``stopped``/``cancelled``. A ``cancel()`` that raises fails the step.

@@ -32,19 +32,25 @@ class Polling:
     report_progress: Any
 
     def invoke_external_task(self) -> Any:
+        """Start the external work; return its state (JSON), kept as ``external_task``."""
         raise NotImplementedError(f"{type(self).__name__} must implement invoke_external_task()")
 
     def poll_external_task(self) -> Any:
+        """Ask the external work how it is going; return its new state (JSON)."""
         raise NotImplementedError(f"{type(self).__name__} must implement poll_external_task()")
 
     def done(self) -> bool:
+        """Whether the external work is finished, judged from ``self.external_task``."""
         raise NotImplementedError(f"{type(self).__name__} must implement done()")
 
     def external_task_progress(self) -> float | None:
+        """How far the external work is, 0.0-1.0, reported as the step's progress;
+        None (the default) reports nothing."""
         return None
 
     @property
     def external_task(self) -> Any:
+        """The external work's last known state, kept in the action's output."""
         return self.output.get("external_task")
 
     @external_task.setter

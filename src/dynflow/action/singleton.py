@@ -8,5 +8,5 @@ SINGLETON_LOCK = "singleton_action"
 
 class Singleton:
     """Mixin: while a plan with this action is not stopped (running or paused), planning
-    another one fails with :class:`dynflow.PlanningFailed` naming the holding plan. The
+    another one fails with ``dynflow.PlanningFailed`` naming the holding plan. The
     lock is released when that plan stops."""

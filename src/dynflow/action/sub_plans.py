@@ -83,6 +83,7 @@ class WithSubPlans(Cancellable):
         return bool(output.get("warning_count"))
 
     def create_sub_plans(self) -> Iterable[SubPlan]:
+        """Return (or yield) the children, each made with ``self.trigger(...)``."""
         raise NotImplementedError(
             f"{type(self).__name__} must implement create_sub_plans() (or total_count() "
             "and batch(start, size))"

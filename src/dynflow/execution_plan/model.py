@@ -133,22 +133,27 @@ class ExecutionPlan:
 
     @property
     def steps(self) -> dict[int, Step]:
+        """Its steps by id: plan, run and finalize steps of every action."""
         return self._load().steps
 
     @property
     def actions(self) -> list[ActionRecord]:
+        """Its actions, the entry action first."""
         return self._load().actions
 
     @property
     def execution_history(self) -> list[HistoryEntry]:
+        """When it started, paused, finished or was taken over, and by which world."""
         return self._load().history
 
     @property
     def entry_action(self) -> ActionRecord:
+        """The action that was triggered (or planned)."""
         return self.actions[0]
 
     @property
     def errors(self) -> list[StepError]:
+        """The errors of its failed steps."""
         return [s.error for s in self.steps.values() if s.state is StepState.ERROR and s.error]
 
     @property
@@ -163,6 +168,7 @@ class ExecutionPlan:
         return sum(s.progress_done * s.progress_weight for s in run) / total
 
     def action(self, action_id: int) -> ActionRecord:
+        """The action with this id (``KeyError`` if there is none)."""
         for action in self.actions:
             if action.id == action_id:
                 return action

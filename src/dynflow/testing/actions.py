@@ -75,9 +75,9 @@ class _RecordingBuilder:
 
 
 class UnitWorld:
-    """The world of actions run by :func:`run_action`: what they send is kept, not sent.
+    """The world of actions run by ``run_action``: what they send is kept, not sent.
 
-    ``clock`` is a :class:`~dynflow.clock.ManualClock`: ``self.plan_event(...)`` (a
+    ``clock`` is a ``ManualClock``: ``self.plan_event(...)`` (a
     ``Polling`` action's next poll) waits on it until ``clock.advance(seconds)``, then
     lands in ``events`` as (plan id, step id, payload); hand a payload back with
     ``run_action(action, event=payload)``. Anything else an action asks of the world
@@ -109,7 +109,7 @@ class UnitWorld:
 
 
 def create_action(action_class: type[Action], trigger: Any = None, world: Any = None) -> Action:
-    """An action instance ready for :func:`plan_action` (``trigger``: a parent action)."""
+    """An action instance ready for ``plan_action`` (``trigger``: a parent action)."""
     plan_id = getattr(trigger, "execution_plan_id", None) or str(uuid.uuid4())
     action_id = getattr(trigger, "id", 0) + 1
     builder = _RecordingBuilder(action_id)
