@@ -129,7 +129,7 @@ def test_a_retried_step_shows_its_attempts_next_attempt_and_errors(
         return step
 
     eventually(lambda: run_step()["state"] == "waiting")
-    step_id = run_step()["id"]
+    step_id = str(run_step()["id"])
     html = client.get(f"/plans/{plan_id}", params={"step": step_id}).text
     assert "attempt 1 of 3" in html
     assert "next attempt at 2030-01-02 03:05:05 UTC" in html

@@ -4,7 +4,7 @@ A sequence lays its parts out left to right, a concurrence stacks its branches. 
 join the exits of one part of a sequence to the entries of the next (through a small
 join point when both sides have several), and dashed edges show output references
 (a step that waits for another's output). Large concurrences are grouped: more than
-:data:`GROUP_MIN` branches of the same shape are drawn as one group node ("× 200")
+:data:`GROUP_MIN` branches of the same shape are drawn as one group node ("x 200")
 that a link expands; long runs of the same action in a sequence are grouped alike.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from urllib.parse import quote
 
 from markupsafe import Markup, escape
@@ -108,13 +109,17 @@ def group_tree(flow: Flow, steps: Mapping[int, Step], expanded: Collection[str] 
         case Atom(step_id):
             return Leaf(step_id)
         case Sequence(parts):
-            return Seq(_group_runs([group_tree(p, steps, expanded) for p in parts], steps, expanded))
+            return Seq(
+                _group_runs([group_tree(p, steps, expanded) for p in parts], steps, expanded)
+            )
         case Concurrence(parts):
             return Conc(_group_branches(parts, steps, expanded))
     raise TypeError(flow)  # pragma: no cover
 
 
-def _group_branches(parts: list[Flow], steps: Mapping[int, Step], expanded: Collection[str]) -> list[Tree]:
+def _group_branches(
+    parts: list[Flow], steps: Mapping[int, Step], expanded: Collection[str]
+) -> list[Tree]:
     buckets: dict[tuple[object, ...], list[Flow]] = {}
     for part in parts:
         buckets.setdefault(_signature(part, steps), []).append(part)
@@ -136,7 +141,9 @@ def _group_branches(parts: list[Flow], steps: Mapping[int, Step], expanded: Coll
     return drawn
 
 
-def _group_runs(parts: list[Tree], steps: Mapping[int, Step], expanded: Collection[str]) -> list[Tree]:
+def _group_runs(
+    parts: list[Tree], steps: Mapping[int, Step], expanded: Collection[str]
+) -> list[Tree]:
     """Runs of more than GROUP_MIN single steps of the same action become one group."""
     drawn: list[Tree] = []
     run: list[Leaf] = []
@@ -213,7 +220,7 @@ class _Placer:
         return _exits(before) > 1 and _entries(after) > 1
 
     def _joins(self, parts: list[Tree]) -> int:
-        return sum(self._needs_join(a, b) for a, b in zip(parts, parts[1:], strict=False))
+        return sum(self._needs_join(a, b) for a, b in pairwise(parts))
 
     def place(self, tree: Tree, x: float, y: float) -> tuple[list[str], list[str]]:
         """Put ``tree``'s nodes with its top left at (x, y); its entry and exit node ids."""
@@ -228,19 +235,19 @@ class _Placer:
                 self.layout.groups.append(tree)
                 return [node.id], [node.id]
             case Seq(parts):
-                _, height = self.size(tree)
                 entries: list[str] = []
                 exits: list[str] = []
                 cx = x
                 for index, part in enumerate(parts):
-                    w, h = self.size(part)
+                    w, _ = self.size(part)
                     if index and self._needs_join(parts[index - 1], part):
-                        join = Node(f"j{len(self.layout.nodes)}", "join", cx + GAP_X / 2, y + height / 2)
+                        join_y = y + NODE_H / 2
+                        join = Node(f"j{len(self.layout.nodes)}", "join", cx + GAP_X / 2, join_y)
                         self.layout.nodes.append(join)
                         self._connect(exits, [join.id])
                         exits = [join.id]
                         cx += 2 * GAP_X
-                    part_entries, part_exits = self.place(part, cx, y + (height - h) / 2)
+                    part_entries, part_exits = self.place(part, cx, y)
                     if index:
                         self._connect(exits, part_entries)
                     else:
@@ -372,14 +379,16 @@ def _step_node(node: Node, step: Step | None, link: str) -> str:
 def _group_node(node: Node, group: Group, steps: Mapping[int, Step], link: str) -> str:
     state, counts = group_state(group.step_ids, steps)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    title = escape(f"{group.branches} × {group.label}: {len(group.step_ids)} steps ({summary})")
+    title = escape(
+        f"{group.branches} \u00d7 {group.label}: {len(group.step_ids)} steps ({summary})"
+    )
     out = [
         f'<a href="{escape(link)}&amp;expand={group.id}" class="node-link">'
         f'<g class="node group state-{state}" data-group="{group.id}"><title>{title}</title>'
         f'<rect class="stack" x="{node.x + 4:.0f}" y="{node.y - 4:.0f}" width="{NODE_W}" '
         f'height="{NODE_H}" rx="5"/>'
         f'<rect x="{node.x:.0f}" y="{node.y:.0f}" width="{NODE_W}" height="{NODE_H}" rx="5"/>'
-        f'<text x="{node.x + 8:.0f}" y="{node.y + 16:.0f}">× {group.branches} '
+        f'<text x="{node.x + 8:.0f}" y="{node.y + 16:.0f}">&#215; {group.branches} '
         f"{escape(_clip(group.label, 16))}</text>"
     ]
     x = node.x + 8

@@ -73,7 +73,9 @@ def render_plan(
 def _sub_plans(web: Web, plan_id: str, state: str, page: int) -> dict[str, Any]:
     persistence = web.console.world.persistence
     filters: dict[str, Any] = {"caller_execution_plan_id": plan_id}
-    counts = {str(s): n for s, n in persistence.find_execution_plan_counts_by_state(filters).items()}
+    counts = {
+        str(s): n for s, n in persistence.find_execution_plan_counts_by_state(filters).items()
+    }
     total_all = sum(counts.values())
     if state:
         filters["state"] = state
@@ -109,7 +111,9 @@ def router(web: Web) -> APIRouter:
         expand: Annotated[list[str] | None, Query(max_length=20)] = None,
     ) -> Response:
         if tab not in plan_view.TAB_NAMES:
-            raise HTTPException(400, f"unknown tab {tab!r}: use one of {', '.join(plan_view.TAB_NAMES)}")
+            raise HTTPException(
+                400, f"unknown tab {tab!r}: use one of {', '.join(plan_view.TAB_NAMES)}"
+            )
         allowed = PLAN_STATES if tab == "sub-plans" else STEP_STATES
         if state and state not in allowed:
             raise HTTPException(400, f"unknown state {state!r}: use one of {', '.join(allowed)}")
@@ -131,7 +135,9 @@ def router(web: Web) -> APIRouter:
         try:
             action = found.action(action_id)
         except KeyError:
-            raise HTTPException(404, f"execution plan {plan_id} has no action {action_id}") from None
+            raise HTTPException(
+                404, f"execution plan {plan_id} has no action {action_id}"
+            ) from None
         chosen = action.input if which == "input" else action.output
         return Response(
             json.dumps(chosen, default=str, ensure_ascii=False), media_type="application/json"

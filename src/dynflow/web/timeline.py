@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from markupsafe import Markup, escape
 
@@ -63,12 +63,18 @@ def timeline(plan: ExecutionPlan, now: datetime, link: str, page: int = 1) -> Ti
     page = min(max(page, 1), pages)
     shown = steps[(page - 1) * PER_PAGE : page * PER_PAGE]
     paused = paused_periods(plan, now)
-    origin = min([s.started_at for s in steps if s.started_at] + [p[0] for p in paused], default=now)
+    origin = min(
+        [s.started_at for s in steps if s.started_at] + [p[0] for p in paused], default=now
+    )
     if plan.started_at is not None:
         origin = min(origin, plan.started_at)
-    ends = [_end(s, now) for s in steps] + [p[1] for p in paused] + [origin]
+    # the chart spans the steps' activity (and the pauses between): a plan paused
+    # until now shows its pause up to the chart's end, not stretched to now
+    ends = [_end(s, now) for s in steps] + [origin] + [start for start, _ in paused]
     ends += [s.next_attempt_at for s in steps if s.next_attempt_at is not None]
-    span = max(_seconds(max(ends), origin), 0.001)
+    span = max(_seconds(max(ends), origin), 0.001) * 1.08
+    chart_end = origin + timedelta(seconds=span)
+    paused = [(start, min(end, chart_end)) for start, end in paused]
     scale = CHART_W / span
     height = AXIS_H + ROW_H * len(shown) + 4
     width = LABEL_W + CHART_W + 16

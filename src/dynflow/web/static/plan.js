@@ -107,6 +107,14 @@ function zoom() {
     view.scrollTop = drag.top - (event.clientY - drag.y);
   });
   window.addEventListener("mouseup", () => { drag = null; view.classList.remove("dragging"); });
+  // show the selected step's node (the side panel's), else the start of the flow
+  const panel = document.querySelector("aside.panel");
+  const selected = panel && svg.querySelector(`.node[data-step="${panel.dataset.step}"] rect`);
+  if (selected) {
+    const box = selected.getBBox();
+    view.scrollLeft = box.x + box.width / 2 - view.clientWidth / 2;
+    view.scrollTop = box.y + box.height / 2 - view.clientHeight / 2;
+  }
 }
 
 function copyButtons() {
