@@ -31,8 +31,7 @@ def lookup(name: str) -> type[Action]:
     A class not seen yet is imported: the longest importable module prefix of its
     name, whose import registers the classes it defines.
     """
-    with _lock:
-        found = _classes.get(name)
+    found = _classes.get(name)  # a single lookup: safe without the lock (hot path)
     if found is not None:
         return found
     parts = name.split(".")

@@ -68,6 +68,11 @@ class Triggers:
             if len(found) == 1:  # a bare class name only where it is unambiguous
                 self._by_name.setdefault(name, found[0])
 
+    def classes(self) -> list[type[Action]]:
+        """The classes that may be triggered, by dotted name."""
+        unique = {cls.class_name(): cls for cls in self._by_name.values()}
+        return [unique[name] for name in sorted(unique)]
+
     def lookup(self, name: str) -> type[Action]:
         cls = self._by_name.get(name)
         if cls is None:
