@@ -9,7 +9,11 @@ measured inside the ASGI app (from the request reaching it to the last body byte
 it is the server's time, without the test client's. Prints p50/p99 in milliseconds over
 ``--requests`` requests per case (after two warm-up requests).
 
-Usage: ``python benchmarks/console.py [--plans N] [--requests N] [--keep]``.
+With ``--plan-page`` it measures the plan page instead (SQLite, no PostgreSQL needed):
+plans of about 1,000 and 10,000 steps (planned, not run), every tab of ``GET
+/plans/{id}``, server time p50/p99 and the size of the HTML.
+
+Usage: ``python benchmarks/console.py [--plans N] [--requests N] [--keep] [--plan-page]``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from dynflow import World
+from dynflow import Action, World
 from dynflow.persistence.tables import execution_plans
 from dynflow.web import NO_AUTH, create_app
 
@@ -147,12 +151,63 @@ def measure(client: TestClient, timed: Timed, path: str, requests: int) -> tuple
     return statistics.median(ms), percentile(ms, 0.99)
 
 
+class BenchLeaf(Action):
+    def run(self, event: Any = None) -> None:
+        self.output["n"] = self.input["n"]
+
+
+class BenchBig(Action):
+    """A sequence of ``groups`` concurrences of ten leaves, each with a 200-byte input."""
+
+    def plan(self, groups: int) -> None:
+        with self.sequence():
+            for group in range(groups):
+                with self.concurrence():
+                    for n in range(10):
+                        self.plan_action(BenchLeaf, n=f"{group}-{n}", payload="p" * 200)
+
+
+def plan_page(requests: int) -> None:
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="dynflow-bench-console-")
+    world = World(f"sqlite:///{directory}/bench.sqlite3")
+    try:
+        timed = Timed(create_app(world, auth=NO_AUTH))
+        print(f"{platform.node()}, SQLite, plan page, {requests} requests each")
+        print(f"{'request':44} {'steps':>6} {'p50 ms':>8} {'p99 ms':>8} {'KB':>8}")
+        with TestClient(timed, base_url="http://localhost") as client:
+            for groups in (50, 500):
+                started = time.perf_counter()
+                plan = world.plan(BenchBig, groups)
+                took = time.perf_counter() - started
+                print(f"(planned {len(plan.steps)} steps in {took:.1f}s)")
+                for tab in ("graph", "timeline", "steps", "actions", "history", "sub-plans"):
+                    path = f"/plans/{plan.id}?tab={tab}"
+                    size = len(client.get(path).content)
+                    p50, p99 = measure(client, timed, path, requests)
+                    name = f"GET /plans/{{id}}?tab={tab}"
+                    print(f"{name:44} {len(plan.steps):6} {p50:8.1f} {p99:8.1f} {size / 1024:8.0f}")
+                first = min(plan.steps)
+                path = f"/plans/{plan.id}?tab=graph&step={first}"
+                size = len(client.get(path).content)
+                p50, p99 = measure(client, timed, path, requests)
+                name = "GET /plans/{id}?step= (side panel)"
+                print(f"{name:44} {len(plan.steps):6} {p50:8.1f} {p99:8.1f} {size / 1024:8.0f}")
+    finally:
+        world.terminate()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--plans", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--plan-page", action="store_true", help="measure the plan page")
     args = parser.parse_args()
+    if args.plan_page:
+        plan_page(min(args.requests, 20))
+        return
 
     url = fresh_database()
     world = World(url, executor=False)

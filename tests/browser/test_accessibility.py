@@ -155,6 +155,7 @@ def test_bulk_resume_and_review_in_the_browser(browser: Browser, console: Consol
         page.once("dialog", lambda dialog: dialog.accept())
         page.get_by_role("button", name="Approve and execute").click()
         expect(page.get_by_role("status")).to_contain_text("approved by token")
+        page.get_by_role("link", name="History").click()
         expect(page.get_by_role("cell", name="approved by token")).to_be_visible()
         screenshot(page, "review-approved")
     finally:

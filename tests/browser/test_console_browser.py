@@ -44,16 +44,17 @@ def test_resume_a_paused_plan_and_see_it_turn_green(page: Page, console: Console
     log_in(page, console)
     page.get_by_role("link", name=plan.label).first.click()
     expect(page).to_have_url(f"{console.url}/plans/{plan.id}")
-    state = page.locator("dl.header .badge").first
-    result = page.locator("dl.header .badge").nth(1)
+    state = page.locator('[data-live="state"]')
+    result = page.locator('[data-live="result"]')
     expect(state).to_have_text("paused")
     expect(state).to_have_css("background-color", YELLOW)
-    expect(page.locator(".step.state-error .error")).to_contain_text(f"{key} is still failing")
+    expect(page.locator(".error-summary .error")).to_contain_text(f"{key} is still failing")
     screenshot(page, "paused-plan")
 
     # Dismissing the confirmation sends nothing.
     page.once("dialog", lambda dialog: dialog.dismiss())
-    page.get_by_role("button", name="Resume").click()
+    commands = page.locator(".plan-header .commands")
+    commands.get_by_role("button", name="Resume").click()
     expect(state).to_have_text("paused")
     assert console.world.persistence.load_execution_plan(plan.id).state is PlanState.PAUSED
 
@@ -65,7 +66,7 @@ def test_resume_a_paused_plan_and_see_it_turn_green(page: Page, console: Console
         dialog.accept()
 
     page.once("dialog", accept)
-    page.get_by_role("button", name="Resume").click()
+    commands.get_by_role("button", name="Resume").click()
     expect(page.get_by_role("status")).to_have_text(
         re.compile(rf"execution plan {plan.id} resumed: now stopped/success")
     )
@@ -73,8 +74,9 @@ def test_resume_a_paused_plan_and_see_it_turn_green(page: Page, console: Console
     expect(state).to_have_text("stopped")
     expect(result).to_have_text("success")
     expect(result).to_have_css("background-color", GREEN)
-    expect(page.locator(".flow .atom")).to_have_count(1)
-    expect(page.locator(".flow .atom")).to_have_css("background-color", GREEN)
+    expect(page.locator("svg.graph .node")).to_have_count(1)
+    expect(page.locator("svg.graph .node.state-success")).to_have_count(1)
+    expect(page.locator(".error-summary")).to_have_count(0)
     expect(page.get_by_role("button", name="Resume")).to_have_count(0)
     screenshot(page, "resumed-plan")
 
@@ -82,27 +84,37 @@ def test_resume_a_paused_plan_and_see_it_turn_green(page: Page, console: Console
     assert (stored.state, stored.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
 
 
-def test_a_plan_of_fifty_steps_is_drawn_as_fifty_step_boxes(page: Page, console: Console) -> None:
+def test_a_plan_of_fifty_steps_is_drawn_as_ten_nodes_and_a_group_that_expands(
+    page: Page, console: Console
+) -> None:
     plan = console.world.trigger(Wide).finished.result(timeout=30)
     assert plan.result is PlanResult.SUCCESS
-    run_steps = [s for s in plan.steps.values() if str(s.phase) == "run"]
+    run_steps = sorted(s.id for s in plan.steps.values() if str(s.phase) == "run")
     assert len(run_steps) == WIDE
 
     log_in(page, console)
     page.goto(f"{console.url}/plans/{plan.id}")
-    flow = page.locator(".flow")
-    atoms = flow.locator("a.atom")
-    expect(atoms).to_have_count(WIDE)
-    expect(flow.locator(".sequence")).to_have_count(1)
-    expect(flow.locator(".concurrence")).to_have_count(1)
-    expect(flow.locator(".concurrence a.atom")).to_have_count(WIDE - 10)
-    expect(flow.locator("a.atom.state-success")).to_have_count(WIDE)
-    sizes = atoms.evaluate_all("atoms => atoms.map(a => [a.offsetWidth, a.offsetHeight])")
+    graph = page.locator("svg.graph")
+    expect(graph.locator(".node:not(.group)")).to_have_count(10)
+    group = graph.locator(".node.group")
+    expect(group).to_have_count(1)
+    expect(group).to_contain_text(f"\u00d7 {WIDE - 10} Step")
+    expect(graph.locator(".edge")).to_have_count(10)  # nine in the sequence, one to the group
+    screenshot(page, "graph-grouped")
+    group.click()
+    expect(graph.locator(".node")).to_have_count(WIDE)
+    expect(graph.locator(".node.state-success")).to_have_count(WIDE)
+    sizes = graph.locator(".node rect").evaluate_all(
+        "rects => rects.map(r => [r.getBBox().width, r.getBBox().height])"
+    )
     assert len(sizes) == WIDE
     assert all(width > 0 and height > 0 for width, height in sizes)
-    # each box links to its step's section
-    atoms.nth(WIDE - 1).click()
-    last = max(s.id for s in run_steps)
-    expect(page).to_have_url(re.compile(rf"#step-{last}$"))
-    expect(page.locator(f"#step-{last}")).to_be_in_viewport()
-    flow.screenshot(path=artifact("fifty-steps"))
+    # a node opens its step in the side panel
+    last = run_steps[-1]
+    graph.locator(f'.node[data-step="{last}"]').click()
+    expect(page).to_have_url(re.compile(rf"step={last}#panel$"))
+    panel = page.locator("aside.panel")
+    expect(panel).to_contain_text(f"Step {last}")
+    expect(panel).to_be_in_viewport()
+    screenshot(page, "graph-expanded-with-panel")
+    page.locator(".graph-view").screenshot(path=artifact("fifty-steps"))

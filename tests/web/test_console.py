@@ -78,17 +78,27 @@ def test_plan_page_shows_header_steps_flow_and_history(
     html = client.get(f"/plans/{plan.id}").text
     assert "badge state-paused" in html
     assert "<progress" in html
-    assert html.count('<div class="sequence">') == 1
-    assert html.count('<div class="concurrence">') == 1
-    assert html.count('class="atom state-success"') == 2
-    assert html.count('class="atom state-error"') == 1
+    # the run flow as a graph: a node per run step, an edge from the first step to
+    # each branch of the concurrence that follows it
+    run = {
+        plan.action(s.action_id).input["key"]: s.id
+        for s in plan.steps.values()
+        if str(s.phase) == "run"
+    }
+    assert html.count('<g class="node state-success"') == 2
+    assert html.count('<g class="node state-error"') == 1
+    edges = re.findall(r'<path class="edge flow" data-from="s(\d+)" data-to="s(\d+)"', html)
+    assert sorted((int(a), int(b)) for a, b in edges) == sorted(
+        [(run[key], run[f"{key}-a"]), (run[key], run[f"{key}-b"])]
+    )
     assert f"{key}-b is still failing" in html
     assert "<summary>Backtrace</summary>" in html
     assert "actions.py" in html  # a frame of the step's own backtrace
-    assert "start execution" in html
-    assert console_world.id in html
     assert "Skip this step" in html
     assert "/resume" in html
+    history = client.get(f"/plans/{plan.id}", params={"tab": "history"}).text
+    assert "start execution" in history
+    assert console_world.id in history
 
     detail = client.get(f"/api/plans/{plan.id}").json()
     assert detail["run_flow"]["kind"] == "sequence"
@@ -119,7 +129,8 @@ def test_a_retried_step_shows_its_attempts_next_attempt_and_errors(
         return step
 
     eventually(lambda: run_step()["state"] == "waiting")
-    html = client.get(f"/plans/{plan_id}").text
+    step_id = str(run_step()["id"])
+    html = client.get(f"/plans/{plan_id}", params={"step": step_id}).text
     assert "attempt 1 of 3" in html
     assert "next attempt at 2030-01-02 03:05:05 UTC" in html
     assert "Last error" in html
@@ -132,7 +143,7 @@ def test_a_retried_step_shows_its_attempts_next_attempt_and_errors(
     FAILING.discard(key)
     clock.advance(60)
     assert triggered.finished.result(10).result is PlanResult.SUCCESS
-    html = client.get(f"/plans/{plan_id}").text
+    html = client.get(f"/plans/{plan_id}", params={"step": step_id}).text
     assert "attempt 2 of 3" in html
     assert "next attempt at" not in html
     assert "Errors of retried attempts" in html
@@ -212,7 +223,9 @@ def test_halt_a_paused_plan(console_world: World, client: TestClient) -> None:
     plan = paused_plan(console_world, uuid.uuid4().hex)
     html = post(client, f"/plans/{plan.id}/halt", f"/plans/{plan.id}")
     assert message(html) == f"ok: execution plan {plan.id} halted: now stopped/error"
-    assert "halt execution" in html
+    assert '<span class="badge state-stopped" data-live="state">stopped</span>' in html
+    history = client.get(f"/plans/{plan.id}", params={"tab": "history"}).text
+    assert "halt execution" in history
 
 
 def test_cancel_a_running_plan_through_page_and_api(

@@ -28,8 +28,11 @@ def test_the_revert_button_asks_first_and_reverts(console_world: World, client: 
     html = post(client, f"/plans/{plan_id}/revert", f"/plans/{plan_id}")
 
     assert message(html) == f"ok: execution plan {plan_id} reverted"
-    assert "badge state-reverted" in html
-    assert "revert execution" in html
+    assert "badge result-reverted" in html
+    steps = client.get(f"/plans/{plan_id}", params={"tab": "steps"}).text
+    assert "badge state-reverted" in steps
+    history = client.get(f"/plans/{plan_id}", params={"tab": "history"}).text
+    assert "revert execution" in history
     assert f'action="/plans/{plan_id}/revert"' not in html  # nothing left to revert
     plan = console_world.persistence.load_execution_plan(plan_id)
     assert (plan.state, plan.result) == (PlanState.STOPPED, PlanResult.REVERTED)

@@ -217,10 +217,21 @@ def test_markup_in_labels_input_output_and_errors_is_escaped_on_every_page(
         "/filtered": client.get("/", params={"label": XSS}),
         "/missing": client.get(f"/plans/{XSS}"),
     }
+    run_step = next(s.id for s in plan.steps.values() if str(s.phase) == "run")
+    for tab in ("timeline", "steps", "actions", "history", "sub-plans"):
+        pages[f"/plans?tab={tab}"] = client.get(f"/plans/{plan.id}", params={"tab": tab})
+    pages["/plans?step"] = client.get(f"/plans/{plan.id}", params={"step": run_step})
+    # the page's own drawings, the only SVG elements allowed
+    own_svg = ('<svg class="graph" ', '<svg class="timeline" ', '<svg class="sub-counts" ')
     for name, page in pages.items():
+        text = page.text.replace("<script src=", "")
+        for drawing in own_svg:
+            text = text.replace(drawing, "")
         for payload in (XSS, XSS_IMG, XSS_SVG, "<script", "<img", "<svg"):
-            assert payload not in page.text.replace("<script src=", ""), (name, payload)
-    detail = pages["/plans"].text
+            assert payload not in text, (name, payload)
+    detail = pages["/plans"].text + pages["/plans?tab=actions"].text
+    assert "&lt;script&gt;alert(&#39;xss&#39;)&lt;/script&gt;" in pages["/plans?step"].text
+    assert "&lt;img src=x onerror=" in pages["/plans?step"].text
     assert "&lt;script&gt;alert(&#39;xss&#39;)&lt;/script&gt;" in detail
     assert "&lt;svg onload=alert(2)&gt;" in detail
     assert "&lt;img src=x onerror=" in detail

@@ -17,6 +17,7 @@ from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.views import ActionOutcome, BulkOutcome
 from dynflow.web.auth import SESSION_COOKIE, SESSION_MAX_AGE
 from dynflow.web.console import BULK, DEFAULT_PER_PAGE, MAX_LABEL, SORTS, NotAvailable
+from dynflow.web.plan_routes import render_plan
 
 if TYPE_CHECKING:
     from dynflow.web.app import Web
@@ -191,18 +192,14 @@ def router(web: Web) -> APIRouter:
             raise
         except DynflowError as exc:
             outcome = ActionOutcome(ok=False, message=str(exc))
-        return web.render(
+        return render_plan(
+            web,
             request,
-            "plan.html",
+            plan_id,
             200 if outcome.ok else 409,
-            plan=console.plan(plan_id),
             message=outcome.message,
             ok=outcome.ok,
         )
-
-    @router.get("/plans/{plan_id}", response_class=HTMLResponse)
-    def plan(request: Request, plan_id: str) -> Response:
-        return web.render(request, "plan.html", plan=console.plan(plan_id))
 
     @router.post("/plans/{plan_id}/resume", response_class=HTMLResponse)
     def resume(request: Request, plan_id: str) -> Response:

@@ -1,0 +1,83 @@
+"""The plan page in a real browser: live updates without a reload, the error summary,
+the graph of references, the timeline."""
+
+from __future__ import annotations
+
+import uuid
+
+from playwright.sync_api import Page, expect
+
+from dynflow import PlanResult, PlanState
+from tests.browser.conftest import Console, log_in, screenshot
+from tests.support import suspended_step
+from tests.web.actions import FAILING, Flaky, Waiting
+from tests.web.plan_actions import FAILING_N, Fan, Refs
+
+
+def test_a_running_plan_updates_in_place_without_reloading(page: Page, console: Console) -> None:
+    triggered = console.world.trigger(Waiting)
+    plan_id = triggered.execution_plan_id
+    step_id = suspended_step(console.world, plan_id)
+
+    log_in(page, console)
+    page.goto(f"{console.url}/plans/{plan_id}")
+    state = page.locator('[data-live="state"]')
+    node = page.locator(f'svg.graph .node[data-step="{step_id}"]')
+    expect(state).to_have_text("running")
+    expect(node).to_have_class("node state-suspended")
+    expect(page.locator('[data-live="status"]')).to_have_text("live")
+    # marks this document: a reload would lose the mark
+    page.evaluate("window.stillTheSamePage = true")
+    screenshot(page, "live-before")
+
+    assert console.world.event(plan_id, step_id, "go").result(timeout=10)
+    assert triggered.finished.result(timeout=10).result is PlanResult.SUCCESS
+    expect(state).to_have_text("stopped")
+    expect(page.locator('[data-live="result"]')).to_have_text("success")
+    expect(node).to_have_class("node state-success")
+    expect(node.locator("[data-state-text]")).to_have_text("success")
+    expect(page.locator('[data-live="progress-text"]')).to_have_text("100%")
+    expect(page.locator("body")).to_have_attribute("data-live-ended", "true")
+    assert page.evaluate("window.stillTheSamePage") is True
+    screenshot(page, "live-after")
+
+
+def test_the_error_summary_timeline_and_graph_look_right(page: Page, console: Console) -> None:
+    key = uuid.uuid4().hex
+    FAILING.add(key)
+    failed = console.world.trigger(Flaky, key=key).finished.result(timeout=10)
+    assert failed.state is PlanState.PAUSED
+    refs = console.world.plan(Refs)
+    FAILING_N.add("7")
+    try:
+        fan = console.world.trigger(Fan, 40).finished.result(timeout=30)
+    finally:
+        FAILING_N.discard("7")
+    assert fan.state is PlanState.PAUSED
+
+    log_in(page, console)
+    page.goto(f"{console.url}/plans/{failed.id}")
+    summary = page.locator(".error-summary")
+    expect(summary).to_contain_text("1 failed step")
+    expect(summary).to_contain_text(f"{key} is still failing")
+    expect(summary.get_by_role("button", name="Skip this step")).to_be_visible()
+    expect(summary.get_by_role("button", name="Resume")).to_be_visible()
+    screenshot(page, "error-summary")
+
+    page.goto(f"{console.url}/plans/{refs.id}")
+    expect(page.locator("svg.graph .edge.ref")).to_have_count(1)
+    expect(page.locator("svg.graph .edge.flow")).to_have_count(2)
+    page.locator(".graph-view").screenshot(path=screenshot(page, "graph-references"))
+
+    page.goto(f"{console.url}/plans/{fan.id}")
+    expect(page.locator("svg.graph .node.group.state-error")).to_have_count(1)
+    screenshot(page, "graph-group-with-error")
+    page.get_by_role("link", name="Timeline").click()
+    rows = page.locator("svg.timeline .row")
+    expect(rows).to_have_count(len(fan.steps) - 1)  # the last step never started
+    expect(page.locator("svg.timeline .bar.state-error")).to_have_count(1)
+    expect(page.locator("svg.timeline .wait.paused")).to_have_count(1)
+    screenshot(page, "timeline")
+    page.get_by_role("link", name="Steps").click()
+    expect(page.locator("tr.step-row")).to_have_count(len(fan.steps))
+    screenshot(page, "steps-tab")
