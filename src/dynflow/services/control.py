@@ -249,14 +249,14 @@ class PlanControl:
 
     # -- stopping and steering -------------------------------------------------------
 
-    def halt(self, plan_id: str) -> Future[ExecutionPlan]:
-        """Stop a plan at once (a delayed plan: cancel it)."""
+    def halt(self, plan_id: str, why: str | None = None) -> Future[ExecutionPlan]:
+        """Stop a plan at once (a delayed plan: cancel it); ``why``: see ``HaltPlan``."""
         if self._scheduled(plan_id):
             return futures.settled(lambda: self.delayed.cancel(plan_id), DynflowError)
         match self.route(plan_id):
             case Here():
                 assert self.executor is not None
-                return self.executor.halt(plan_id)
+                return self.executor.halt(plan_id, why)
             case Owner(world_id):
                 request = self.cluster.request(world_id, HaltRequest(plan_id))
                 return futures.then(
@@ -274,6 +274,7 @@ class PlanControl:
                 plan,
                 self.on_finished,
                 registration=self.coordinator.registration(),
+                why=why,
             )
         finally:
             self.coordinator.release(EXECUTION_LOCK, plan_id)

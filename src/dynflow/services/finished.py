@@ -17,6 +17,7 @@ from dynflow.action.sub_plans import SUB_PLAN_FINISHED, WithSubPlans
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.execution_plan.states import Phase, PlanState
+from dynflow.executor.deadlines import DEADLINE_EXCEEDED
 from dynflow.serialization import freeze
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ class FinishedPlans:
 
 def _halted(plan: ExecutionPlan) -> bool:
     history = plan.execution_history
-    return bool(history) and history[-1].name == "halt execution"
+    return bool(history) and history[-1].name in ("halt execution", DEADLINE_EXCEEDED)
 
 
 def _has_sub_plans(plan: ExecutionPlan) -> bool:
