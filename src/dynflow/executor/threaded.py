@@ -68,6 +68,10 @@ class WorkerPool:
     def submit(self, work: Work) -> None:
         self._queue.put((-work.priority, next(self._arrivals), work))
 
+    def waiting(self) -> int:
+        """Work items waiting for a thread now."""
+        return self._queue.qsize()
+
     def threads(self) -> int:
         """Threads alive in the pool now (``size`` plus those replacing stuck ones)."""
         with self._lock:

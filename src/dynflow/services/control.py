@@ -34,7 +34,7 @@ from dynflow.errors import (
     PlanInTransit,
     ValueTooLarge,
 )
-from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.execution_plan.model import ExecutionPlan, PlanAttributes
 from dynflow.execution_plan.states import PlanResult, PlanState, StepState
 from dynflow.executor import Executor, offline
 from dynflow.serialization import check_size, to_json_value
@@ -143,7 +143,11 @@ class PlanControl:
     # -- starting -----------------------------------------------------------------
 
     def trigger(
-        self, action_class: type[Action], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        action_class: type[Action],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        attributes: PlanAttributes | None = None,
     ) -> tuple[str, Future[ExecutionPlan]]:
         """Plan and start: (plan id, future of the plan once it stops or pauses)."""
         self.require_alive()
@@ -151,12 +155,14 @@ class PlanControl:
             # the lock, held until an executor takes it over, keeps starting executors
             # from picking the plan up as abandoned while it is on its way
             handoff = self.cluster.handoff()
-            plan = self.planner.plan(action_class, args, kwargs, lock=True, request=handoff)
+            plan = self.planner.plan(
+                action_class, args, kwargs, lock=True, request=handoff, attributes=attributes
+            )
             if handoff is None:
                 return plan.id, self.cluster.execute(plan.id, plan_queues(plan))
             assert handoff.future is not None
             return plan.id, handoff.future
-        plan = self.planner.plan(action_class, args, kwargs, lock=True)
+        plan = self.planner.plan(action_class, args, kwargs, lock=True, attributes=attributes)
         return plan.id, self.executor.execute(plan)
 
     def execute(self, plan_id: str) -> Future[ExecutionPlan]:
