@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from dynflow.action import registry
 from dynflow.coordinator import LockRecord, WorldRecord
@@ -24,6 +24,12 @@ class PlanSummary(BaseModel):
     started_at: datetime | None
     ended_at: datetime | None
     caller_execution_plan_id: str | None
+    #: trigger options (``world.options``) and the planning world's code version
+    key: str | None = None
+    priority: int = 0
+    deadline_at: datetime | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    code_version: str | None = None
 
 
 class PlanList(BaseModel):
@@ -88,6 +94,9 @@ class PlanDetail(PlanSummary):
     run_flow: FlowView | None
     execution_history: list[HistoryView]
     sub_plans: list[PlanSummary]
+    #: the plans it starts after (``after``), and the scheduled plans waiting for it
+    after: list[str] = Field(default_factory=list)
+    waited_by: list[str] = Field(default_factory=list)
 
 
 class WorldView(BaseModel):
@@ -130,6 +139,11 @@ def plan_summary(plan: ExecutionPlan) -> PlanSummary:
         started_at=plan.started_at,
         ended_at=plan.ended_at,
         caller_execution_plan_id=plan.caller_execution_plan_id,
+        key=plan.key,
+        priority=plan.priority,
+        deadline_at=plan.deadline_at,
+        labels=dict(plan.labels),
+        code_version=plan.code_version,
     )
 
 
@@ -184,7 +198,12 @@ def flow_view(flow: Flow) -> FlowView:
     raise TypeError(flow)  # pragma: no cover
 
 
-def plan_detail(plan: ExecutionPlan, sub_plans: list[ExecutionPlan]) -> PlanDetail:
+def plan_detail(
+    plan: ExecutionPlan,
+    sub_plans: list[ExecutionPlan],
+    after: list[str] | None = None,
+    waited_by: list[str] | None = None,
+) -> PlanDetail:
     return PlanDetail(
         **plan_summary(plan).model_dump(),
         execution_time=plan.execution_time,
@@ -198,6 +217,8 @@ def plan_detail(plan: ExecutionPlan, sub_plans: list[ExecutionPlan]) -> PlanDeta
             for h in plan.execution_history
         ],
         sub_plans=[plan_summary(p) for p in sub_plans],
+        after=list(after or ()),
+        waited_by=list(waited_by or ()),
     )
 
 

@@ -20,7 +20,7 @@ from dynflow import (
     NotFound,
     PlanResult,
     PlanState,
-    StepState,
+    Triggered,
     World,
 )
 from dynflow.clock import ManualClock
@@ -120,11 +120,11 @@ def test_one_key_triggered_by_two_worlds_at_once_makes_one_plan(
     key = f"race-{tag}"
     BARRIERS[tag] = threading.Barrier(2)
 
+    def race(world: World, name: str) -> Triggered:
+        return world.options(key=key).trigger(Racing, name, tag=tag)
+
     with ThreadPoolExecutor(2) as pool:
-        calls = [
-            pool.submit(lambda w=w, n=n: w.options(key=key).trigger(Racing, n, tag=tag))
-            for n, w in zip("ab", worlds, strict=True)
-        ]
+        calls = [pool.submit(race, w, n) for n, w in zip("ab", worlds, strict=True)]
         triggered = [c.result(TIMEOUT) for c in calls]
 
     assert triggered[0].execution_plan_id == triggered[1].execution_plan_id

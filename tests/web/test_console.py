@@ -349,6 +349,7 @@ def test_openapi_document_describes_the_api(client: TestClient) -> None:
         "text",
         "started_after",
         "started_before",
+        "key",
         "sort",
         "desc",
         "page",

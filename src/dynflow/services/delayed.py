@@ -256,6 +256,11 @@ class DelayedPlans:
         self._claim(execution_plan_id, planning=False, verb="cancelled")
         return self._stop(execution_plan_id, PlanResult.CANCELLED, None)
 
+    def after(self, execution_plan_id: str) -> tuple[list[str], list[str]]:
+        """(the plans it starts after, the scheduled plans that wait for it)."""
+        prerequisites = [p for p, _, _ in self.store.prerequisites(execution_plan_id)]
+        return prerequisites, self.store.dependents(execution_plan_id)
+
     def find_delayed_plans(
         self, page: int | None = None, per_page: int | None = None
     ) -> list[DelayedPlan]:

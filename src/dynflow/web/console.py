@@ -62,6 +62,7 @@ class Console:
         text: str | None = None,
         started_after: datetime | None = None,
         started_before: datetime | None = None,
+        key: str | None = None,
         sort: str = "started_at",
         desc: bool = True,
         page: int = 1,
@@ -80,6 +81,7 @@ class Console:
                 ("label_contains", text[:MAX_LABEL] if text else None),
                 ("started_after", started_after),
                 ("started_before", started_before),
+                ("key", key),
             )
             if value is not None
         }
@@ -106,7 +108,7 @@ class Console:
         sub_plans = self.world.persistence.find_execution_plans(
             {"caller_execution_plan_id": plan_id}, order_by="started_at", desc=False
         )
-        return plan_detail(plan, sub_plans)
+        return plan_detail(plan, sub_plans, *self.world.delayed.after(plan_id))
 
     def worlds(self) -> list[WorldView]:
         coordinator = self.world.coordinator
