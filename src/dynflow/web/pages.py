@@ -89,6 +89,7 @@ def router(web: Web) -> APIRouter:
         text: Annotated[str, Query(max_length=MAX_LABEL)] = "",
         started_after: Annotated[datetime | None, Query()] = None,
         started_before: Annotated[datetime | None, Query()] = None,
+        key: Annotated[str, Query(max_length=MAX_LABEL)] = "",
         sort: str = "started_at",
         desc: bool = True,
         refresh: bool = False,
@@ -106,6 +107,7 @@ def router(web: Web) -> APIRouter:
             text=text or None,
             started_after=started_after,
             started_before=started_before,
+            key=key or None,
             sort=sort_value,
             desc=desc,
             page=page,
@@ -119,6 +121,7 @@ def router(web: Web) -> APIRouter:
             "text": text,
             "started_after": started_after.isoformat() if started_after else "",
             "started_before": started_before.isoformat() if started_before else "",
+            "key": key,
         }
         return web.render(
             request,
