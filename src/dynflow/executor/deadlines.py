@@ -34,10 +34,10 @@ def arm(core: ExecutorCore, runtime: PlanRuntime) -> None:
     deadline = runtime.plan.deadline_at
     if deadline is None:
         return
-    delay = max((deadline - core.clock.utcnow()).total_seconds(), 0.0)
     plan_id = runtime.id
 
     def schedule() -> None:
+        delay = max((deadline - core.clock.utcnow()).total_seconds(), 0.0)
         core.clock.schedule(delay, partial(_due, core, plan_id))
 
     core._later(schedule, plan_id)

@@ -31,6 +31,7 @@ from dynflow.errors import (
     ConfigurationError,
     DynflowError,
     ExecutionError,
+    NotFound,
     PlanningFailed,
     UnknownActionClass,
 )
@@ -186,11 +187,24 @@ class DelayedPlans:
                 self._timer = self.clock.schedule(0 if more else self.interval, self._tick)
 
     def wake(self, stopped_plan_id: str) -> None:
-        """A plan stopped: start the plans that waited for it (``after``), if due."""
+        """A plan stopped: start the plans that waited for it (``after``) and are due,
+        each looked up by id (not by the look over every delayed plan)."""
         if self.executor is None or self._stopped:
             return
-        if self.store.dependents(stopped_plan_id):
-            self.check()
+        for plan_id in self.store.dependents(stopped_plan_id):
+            try:
+                delayed = self.store.load(plan_id)
+            except NotFound:  # taken up meanwhile
+                continue
+            if delayed.start_at > self.clock.utcnow():
+                continue  # its time comes later: its timer or the next look starts it
+            with self._lock:
+                if self._stopped:
+                    return
+                try:
+                    self._take_up(delayed)
+                except DynflowError as exc:
+                    log.error("cannot start delayed plan %s: %s", plan_id, exc)
 
     def _on_time(self, start_at: datetime) -> None:
         try:
@@ -201,7 +215,10 @@ class DelayedPlans:
     def _take_up(self, delayed: DelayedPlan) -> int:
         plan_id = delayed.execution_plan_id
         late = delayed.start_before is not None and self.clock.utcnow() > delayed.start_before
-        blocked = prerequisites.failure(plan_id, self.store.prerequisites(plan_id))
+        found = self.store.prerequisites(plan_id)
+        if any(state not in (None, PlanState.STOPPED) for _, state, _ in found):
+            return 0  # another prerequisite still runs
+        blocked = prerequisites.failure(plan_id, found)
         late = late or blocked is not None
         claim = self.store.claim(plan_id, self._lock_row(plan_id), planning=not late)
         if claim is Claim.LOCKED:
