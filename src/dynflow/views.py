@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from dynflow.action import registry
 from dynflow.coordinator import LockRecord, WorldRecord
@@ -27,6 +27,12 @@ class PlanSummary(BaseModel):
     caller_execution_plan_id: str | None
     #: the class of the plan's entry action (None in plans stored without actions)
     action_class: str | None = None
+    #: trigger options (``world.options``) and the planning world's code version
+    key: str | None = None
+    priority: int = 0
+    deadline_at: datetime | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    code_version: str | None = None
 
 
 class PlanList(BaseModel):
@@ -97,6 +103,9 @@ class PlanDetail(PlanSummary):
     run_flow: FlowView | None
     execution_history: list[HistoryView]
     sub_plans: list[PlanSummary]
+    #: the plans it starts after (``after``), and the scheduled plans waiting for it
+    after: list[str] = Field(default_factory=list)
+    waited_by: list[str] = Field(default_factory=list)
 
 
 class WorldView(BaseModel):
@@ -218,6 +227,11 @@ def plan_summary(plan: ExecutionPlan, action_class: str | None = None) -> PlanSu
         ended_at=plan.ended_at,
         caller_execution_plan_id=plan.caller_execution_plan_id,
         action_class=action_class,
+        key=plan.key,
+        priority=plan.priority,
+        deadline_at=plan.deadline_at,
+        labels=dict(plan.labels),
+        code_version=plan.code_version,
     )
 
 
@@ -277,9 +291,14 @@ def flow_view(flow: Flow) -> FlowView:
 
 
 def plan_detail(
-    plan: ExecutionPlan, sub_plans: list[ExecutionPlan], limits: list[LimitEntry] | None = None
+    plan: ExecutionPlan,
+    sub_plans: list[ExecutionPlan],
+    limits: list[LimitEntry] | None = None,
+    after: list[str] | None = None,
+    waited_by: list[str] | None = None,
 ) -> PlanDetail:
-    """``limits``: the plan's holders and waiters (``find_limits(execution_plan_id=)``)."""
+    """``limits``: the plan's holders and waiters (``find_limits(execution_plan_id=)``);
+    ``after``/``waited_by``: the plans it waits for, and those waiting for it."""
     return PlanDetail(
         **plan_summary(plan, plan.entry_action.action_class).model_dump(),
         execution_time=plan.execution_time,
@@ -293,6 +312,8 @@ def plan_detail(
             for h in plan.execution_history
         ],
         sub_plans=[plan_summary(p) for p in sub_plans],
+        after=list(after or ()),
+        waited_by=list(waited_by or ()),
     )
 
 

@@ -86,6 +86,25 @@ def test_plans_list_show_and_resume(db_url: str, make_world: MakeWorld) -> None:
     assert executor.persistence.load_execution_plan(paused.id).result == "success"
 
 
+def test_plans_list_by_key_and_show_the_trigger_options(
+    sqlite_url: str, make_world: MakeWorld
+) -> None:
+    world = make_world(sqlite_url, executor=False, code_version="v7")
+    plan = world.options(key="order-42", priority=3, labels={"team": "web"}).plan(FailsOnce)
+    world.plan(FailsOnce)
+
+    listed = invoke(sqlite_url, "plans", "list", "--key", "order-42")
+    assert listed.exit_code == 0, listed.output
+    assert plan.id in listed.output
+    assert "1 of 1 plan(s)" in listed.output
+    shown = invoke(sqlite_url, "plans", "show", plan.id)
+    assert shown.exit_code == 0, shown.output
+    for line in ("key: order-42", "priority: 3", "labels: team=web", "code version: v7"):
+        assert line in shown.output
+    as_json = json.loads(invoke(sqlite_url, "plans", "show", plan.id, "--json").output)
+    assert (as_json["key"], as_json["priority"]) == ("order-42", 3)
+
+
 def test_plans_show_tells_a_waiting_steps_attempts_and_next_attempt(
     db_url: str, make_world: MakeWorld
 ) -> None:

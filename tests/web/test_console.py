@@ -362,6 +362,7 @@ def test_openapi_document_describes_the_api(client: TestClient) -> None:
         "text",
         "started_after",
         "started_before",
+        "key",
         "sort",
         "desc",
         "page",
@@ -403,3 +404,26 @@ def test_the_api_reads_plans_on_every_database(
     token = {"X-CSRF-Token": csrf_token(client)}
     resumed = client.post(f"/api/plans/{plan.id}/resume", headers=token)
     assert resumed.json()["plan"]["result"] == "success"
+
+
+def test_plan_pages_show_trigger_options_and_what_waits(
+    console_world: World, client: TestClient
+) -> None:
+    key = uuid.uuid4().hex
+    first = console_world.options(key=key, priority=4, labels={"team": "web"}, deadline=600).plan(
+        Two, key
+    )
+    second = console_world.options(after=[first.id]).delay(Two, 3600, key)
+
+    html = client.get(f"/plans/{first.id}").text
+    assert key in html
+    assert "team=web" in html
+    assert "Deadline" in html
+    assert "Waited for by" in html
+    assert f"/plans/{second.id}" in html
+    page = client.get(f"/plans/{second.id}").text
+    assert "Starts after" in page
+    assert f"/plans/{first.id}" in page
+    listed = client.get("/", params={"key": key}).text
+    assert f"/plans/{first.id}" in listed
+    assert f"/plans/{second.id}" not in listed

@@ -90,11 +90,77 @@ def test_bad_trigger_requests(webhooks: TestClient) -> None:
     assert webhooks.post("/api/plans", json={"args": []}, headers=BEARER).status_code == 400
     wrong = webhooks.post("/api/plans", json={"action": "Provision"}, headers=BEARER)
     assert wrong.status_code == 409  # plan() misses its argument: planning failed
-    options = webhooks.post(
-        "/api/plans", json={"action": "Provision", "args": ["a"], "key": "k-1"}, headers=BEARER
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"key": "k" * 256}, "key"),
+        ({"key": ""}, "key"),
+        ({"deadline": -1}, "deadline"),
+        ({"deadline": 0}, "deadline"),
+        ({"priority": "high"}, "priority"),
+        ({"priority": 2**40}, "priority"),
+        ({"after": "one-id"}, "after"),
+        ({"labels": {"a": 1}}, "labels"),
+    ]
+    for options, problem in cases:
+        answer = webhooks.post(
+            "/api/plans", json={"action": "Provision", "args": ["a"], **options}, headers=BEARER
+        )
+        assert answer.status_code == 400, (options, answer.text)
+        assert problem in answer.json()["detail"], answer.text
+    missing = webhooks.post(
+        "/api/plans",
+        json={"action": "Provision", "args": ["a"], "after": ["no-such-plan"]},
+        headers=BEARER,
     )
-    assert options.status_code == 400
-    assert "not available yet" in options.json()["detail"]
+    assert missing.status_code == 404
+    assert "no-such-plan does not exist" in missing.json()["detail"]
+
+
+def test_trigger_options_over_http(console_world: World, webhooks: TestClient) -> None:
+    first = webhooks.post(
+        "/api/plans",
+        json={
+            "action": "Provision",
+            "args": ["web-1"],
+            "key": "order-17",
+            "priority": 3,
+            "deadline": 600,
+            "labels": {"team": "web"},
+        },
+        headers=BEARER,
+    )
+    assert first.status_code == 202, first.text
+    plan_id = first.json()["execution_plan_id"]
+    again = webhooks.post(
+        "/api/plans",
+        json={"action": "Provision", "args": ["web-2"], "key": "order-17"},
+        headers=BEARER,
+    )
+    assert again.json()["execution_plan_id"] == plan_id
+    after = webhooks.post(
+        "/api/plans",
+        json={"action": "Provision", "args": ["web-3"], "after": [plan_id]},
+        headers=BEARER,
+    )
+    assert after.status_code == 202, after.text
+    second_id = after.json()["execution_plan_id"]
+    second = eventually(
+        lambda: (
+            (p := console_world.persistence.load_execution_plan(second_id)).state
+            is PlanState.STOPPED
+            and p
+        )
+    )
+    assert second.result is PlanResult.SUCCESS
+
+    found = webhooks.get("/api/plans", params={"key": "order-17"}, headers=BEARER).json()
+    assert [p["id"] for p in found["items"]] == [plan_id]
+    shown = webhooks.get(f"/api/plans/{plan_id}", headers=BEARER).json()
+    assert (shown["key"], shown["priority"], shown["labels"]) == ("order-17", 3, {"team": "web"})
+    assert shown["deadline_at"] is not None
+    assert webhooks.get(f"/api/plans/{second_id}", headers=BEARER).json()["after"] == [plan_id]
+    schema = webhooks.get("/api/openapi.json", headers=BEARER).json()
+    fields = schema["components"]["schemas"]["TriggerRequest"]["properties"]
+    assert {"key", "after", "priority", "deadline", "labels"} <= set(fields)
 
 
 def test_a_webhook_event_reaches_the_suspended_step(

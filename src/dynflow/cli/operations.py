@@ -119,6 +119,7 @@ def list_plans(
     state: Annotated[list[str] | None, typer.Option(help="Only plans in this state.")] = None,
     result: Annotated[list[str] | None, typer.Option(help="Only plans with this result.")] = None,
     label: Annotated[str | None, typer.Option(help="Only plans with this label.")] = None,
+    key: Annotated[str | None, typer.Option(help="Only the plan with this key.")] = None,
     page: Annotated[int, typer.Option(min=1, help="Page to show, from 1.")] = 1,
     per_page: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     as_json: AsJson = False,
@@ -131,6 +132,8 @@ def list_plans(
         filters["result"] = _choices(result, PlanResult, "--result")
     if label:
         filters["label"] = label
+    if key:
+        filters["key"] = key
     with _reader(url) as persistence:
         plans = persistence.find_execution_plans(filters=filters, page=page - 1, per_page=per_page)
         total = persistence.find_execution_plan_counts(filters)
@@ -160,6 +163,20 @@ def list_plans(
     console.print(f"{len(plans)} of {total} plan(s), page {page}")
 
 
+def _options(plan: ExecutionPlan) -> list[tuple[str, object]]:
+    """The plan's trigger options and code version that are set."""
+    shown: list[tuple[str, object]] = [("priority", plan.priority)]
+    for name, value in (
+        ("key", plan.key),
+        ("deadline (UTC)", plan.deadline_at and f"{plan.deadline_at:%Y-%m-%d %H:%M:%S}"),
+        ("labels", ", ".join(f"{k}={v}" for k, v in sorted(plan.labels.items()))),
+        ("code version", plan.code_version),
+    ):
+        if value:
+            shown.append((name, value))
+    return shown
+
+
 @plans_app.command("show")
 def show_plan(plan_id: str, url: DatabaseUrl = None, as_json: AsJson = False) -> None:
     """One plan: its steps, errors and execution history."""
@@ -177,6 +194,8 @@ def show_plan(plan_id: str, url: DatabaseUrl = None, as_json: AsJson = False) ->
     console.print(f"[bold]{plan.label}[/] {plan.id} {_state(plan)} progress {plan.progress:.0%}")
     if plan.caller_execution_plan_id:
         console.print(f"sub-plan of {plan.caller_execution_plan_id}")
+    for name, value in _options(plan):
+        console.print(f"{name}: {value}")
     table = Table("step", "action", "phase", "state", "queue", "attempts", "time (s)", box=None)
     labels = {a.id: a.label for a in plan.actions}
     for step in plan.steps.values():

@@ -19,6 +19,7 @@ from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import (
     ActionRecord,
     ExecutionPlan,
+    PlanAttributes,
     PlanDetails,
     Step,
     StepError,
@@ -118,6 +119,8 @@ class PlanBuilder:
         self.error: StepError | None = None
         #: set for a sub-plan: the plan and action that triggered it
         self.caller: tuple[str, int] | None = None
+        #: trigger options and code version, stamped on the plan
+        self.attributes = PlanAttributes()
         #: class names of the singleton actions planned
         self.singletons: list[str] = []
         #: spans of the plan phases (None: no tracing), and the context the plan carries
@@ -328,6 +331,7 @@ class PlanBuilder:
             finalize_flow=tuple(self.finalize_steps),
             trace_context=self.trace_context,
         )
+        self.attributes.apply(plan)
         actions = [
             ActionRecord(
                 id=a.id,

@@ -55,6 +55,10 @@ def router(web: Web) -> APIRouter:
         ] = None,
         started_after: datetime | None = None,
         started_before: datetime | None = None,
+        key: Annotated[
+            str | None,
+            Query(max_length=255, description="the idempotency key it was triggered with"),
+        ] = None,
         sort: Annotated[Sort, Query(description="column to sort by")] = "started_at",
         desc: bool = True,
         page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
@@ -71,6 +75,7 @@ def router(web: Web) -> APIRouter:
             text=text,
             started_after=started_after,
             started_before=started_before,
+            key=key,
             sort=sort,
             desc=desc,
             page=page,
@@ -85,7 +90,10 @@ def router(web: Web) -> APIRouter:
     )
     def trigger_plan(request: TriggerRequest) -> Accepted:
         """Trigger a plan of one of the classes given to ``create_app(triggerable=...)``
-        (others: 404); 202 with its id. A planning failure is 409."""
+        (others: 404); 202 with its id. A planning failure is 409. Options: ``key`` (a
+        key already taken answers with the plan that has it), ``after`` (plan ids; an
+        unknown one: 404), ``priority``, ``deadline`` (seconds > 0), ``labels``; an
+        invalid one: 400."""
         return inbound.trigger(console.world, web.triggers, request)
 
     @router.post(

@@ -77,6 +77,7 @@ class Console:
         text: str | None = None,
         started_after: datetime | None = None,
         started_before: datetime | None = None,
+        key: str | None = None,
         sort: str = "started_at",
         desc: bool = True,
         page: int = 1,
@@ -95,6 +96,7 @@ class Console:
                 ("label_contains", text[:MAX_LABEL] if text else None),
                 ("started_after", started_after),
                 ("started_before", started_before),
+                ("key", key),
             )
             if value is not None
         }
@@ -123,7 +125,8 @@ class Console:
             {"caller_execution_plan_id": plan_id}, order_by="started_at", desc=False
         )
         limits = self.world.persistence.find_limits(execution_plan_id=plan_id)
-        return plan_detail(plan, sub_plans, limits)
+        after, waited_by = self.world.delayed.after(plan_id)
+        return plan_detail(plan, sub_plans, limits, after, waited_by)
 
     def limits(self) -> list[LimitView]:
         """Holders and waiters of every limit key, holders first, waiters in line."""

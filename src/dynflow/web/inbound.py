@@ -39,10 +39,22 @@ class TriggerRequest(BaseModel):
     action: str = Field(max_length=255)
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
-    key: str | None = None
-    after: list[str] | None = None
-    priority: int | None = None
-    deadline: float | None = None
+    key: str | None = Field(
+        default=None, min_length=1, max_length=255, description="an idempotency key"
+    )
+    after: list[str] = Field(
+        default_factory=list, description="plan ids: it starts once they stopped"
+    )
+    priority: int = Field(
+        default=0,
+        ge=-(2**31),
+        le=2**31 - 1,
+        description="higher starts first among steps waiting in the same queue",
+    )
+    deadline: float | None = Field(
+        default=None, gt=0, description="seconds: halted if not stopped by then"
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="str -> str")
 
 
 class Accepted(BaseModel):
@@ -84,14 +96,18 @@ class Triggers:
 
 
 def trigger(world: World, triggers: Triggers, request: TriggerRequest) -> Accepted:
-    options = [name for name in ("key", "after", "priority", "deadline") if getattr(request, name)]
-    if options:
-        raise HTTPException(
-            400,
-            f"trigger option(s) {', '.join(options)} are not available yet: trigger without them",
-        )
     cls = triggers.lookup(request.action)
-    triggered = world.trigger(cls, *request.args, **request.kwargs)
+    try:
+        options = world.options(
+            key=request.key,
+            after=request.after,
+            priority=request.priority,
+            deadline=request.deadline,
+            labels=request.labels,
+        )
+        triggered = options.trigger(cls, *request.args, **request.kwargs)
+    except ConfigurationError as exc:  # e.g. the key names a plan that would wait for itself
+        raise HTTPException(400, str(exc)) from None
     return Accepted(
         execution_plan_id=triggered.execution_plan_id,
         message=f"execution plan {triggered.execution_plan_id} of {cls.__name__} triggered",

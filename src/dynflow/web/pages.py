@@ -38,6 +38,7 @@ class ListParams:
     text: Annotated[str, Query(max_length=MAX_LABEL)] = ""
     started_after: Annotated[str, Query(max_length=40)] = ""
     started_before: Annotated[str, Query(max_length=40)] = ""
+    key: Annotated[str, Query(max_length=MAX_LABEL)] = ""
     sort: str = "started_at"
     desc: bool = True
     refresh: bool = False
@@ -131,6 +132,7 @@ def router(web: Web) -> APIRouter:
             text=params.text or None,
             started_after=after,
             started_before=before,
+            key=params.key or None,
             sort=sort_value,
             desc=params.desc,
             page=params.page,
@@ -144,6 +146,7 @@ def router(web: Web) -> APIRouter:
             "text": params.text,
             "started_after": after.isoformat() if after else "",
             "started_before": before.isoformat() if before else "",
+            "key": params.key,
         }
         return web.render(
             request,

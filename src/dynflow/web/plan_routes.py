@@ -63,6 +63,7 @@ def render_plan(
         for entry in persistence.find_limits(execution_plan_id=plan.id):
             if entry.state == "waiting":
                 waits.setdefault(entry.step_id, []).append(entry.key)
+    after, waited_by = web.console.world.delayed.after(plan.id)
     reasons = {
         sid: reason
         for sid, s in plan.steps.items()
@@ -79,6 +80,8 @@ def render_plan(
         plan_states=PLAN_STATES,
         state_filter=state,
         waiting_reasons=reasons,
+        after=after,
+        waited_by=waited_by,
         message=message,
         ok=ok,
     )

@@ -15,6 +15,8 @@ Row = dict[str, Any]
 
 #: the longest label the plans and actions tables keep
 LABEL_LENGTH = 255
+#: plan columns written once, with the new plan (planning a delayed plan keeps them)
+ATTRIBUTE_COLUMNS = ("key", "code_version", "priority", "deadline_at", "labels")
 
 
 def plan_rows(plan: ExecutionPlan) -> tuple[Row, list[Row], list[Row]]:
@@ -37,6 +39,11 @@ def plan_rows(plan: ExecutionPlan) -> tuple[Row, list[Row], list[Row]]:
         "caller_execution_plan_id": plan.caller_execution_plan_id,
         "caller_action_id": plan.caller_action_id,
         "data": data,
+        "key": plan.key,
+        "code_version": plan.code_version,
+        "priority": plan.priority,
+        "deadline_at": plan.deadline_at,
+        "labels": plan.labels or None,
     }
     actions = [
         {
@@ -95,6 +102,11 @@ def plan_from_row(row: Mapping[Any, Any]) -> ExecutionPlan:
         run_flow=from_json(data["run_flow"]) if data.get("run_flow") is not None else None,
         finalize_flow=tuple(data.get("finalize_flow", ())),
         trace_context=data.get("trace_context"),
+        key=row["key"],
+        code_version=row["code_version"],
+        priority=row["priority"] or 0,
+        deadline_at=row["deadline_at"],
+        labels=dict(row["labels"] or {}),
     )
 
 
