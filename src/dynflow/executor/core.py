@@ -22,7 +22,7 @@ from dynflow.director import Outcome, decide
 from dynflow.errors import DynflowError, ExecutionError, NotFound
 from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
-from dynflow.executor import cancel, deadlines, limits, policy, retry, revert, timeouts
+from dynflow.executor import cancel, deadlines, held, limits, policy, retry, revert, timeouts
 from dynflow.executor.commit import Committer
 from dynflow.executor.messages import (
     Abandon,
@@ -125,11 +125,11 @@ class ExecutorCore(Committer):
             case RevertPlan(plan_id, future):
                 revert.mark(self, plan_id, future)
             case Adopt(plan, future):
-                self._adopt(plan, future)
+                held.adopt(self, plan, future)
             case HaltPlan(plan_id, future, why):
                 self._halt(plan_id, future, why)
             case SkipStep(plan_id, step_id, future):
-                self._skip(plan_id, step_id, future)
+                held.skip(self, plan_id, step_id, future)
             case Terminate(future):
                 self.terminating = future
                 for runtime in list(self.plans.values()):
@@ -440,15 +440,7 @@ class ExecutorCore(Committer):
             self._later(partial(self.on_finished, snapshot), runtime.id)
         self._maybe_terminated()
 
-    # -- plans held without executing ---------------------------------------------------
-
-    def _adopt(self, plan: ExecutionPlan, future: Future[None]) -> None:
-        if plan.id in self.plans or plan.id in self.adopted:
-            self._fail(future, ExecutionError(f"execution plan {plan.id} is already held here"))
-            return
-        runtime = PlanRuntime.from_plan(plan, self.changes)
-        self.adopted[plan.id] = runtime
-        self._later(partial(resolve, future, None))  # wrote nothing: never fenced off
+    # -- halting ----------------------------------------------------------------------
 
     def _halt(self, plan_id: str, future: Future[ExecutionPlan], reason: str | None) -> None:
         runtime = self.plans.get(plan_id)
@@ -463,19 +455,6 @@ class ExecutorCore(Committer):
         self._abandon_running(runtime, why)
         runtime.futures.append(future)
         self._stop(runtime, PlanResult.ERROR, reason or "halt execution")
-
-    def _skip(self, plan_id: str, step_id: int, future: Future[ExecutionPlan]) -> None:
-        """Skip a failed step of an adopted paused plan, then hand the plan back (its
-        execution lock stays held: the plan stays paused until resumed)."""
-        runtime = self.adopted.get(plan_id)
-        error = policy.cannot_skip(runtime, plan_id, step_id)
-        if error is not None:
-            self._fail(future, error)
-            return
-        assert runtime is not None
-        policy.skip_step(runtime, step_id)
-        runtime.futures.append(future)
-        self._let_go(self.adopted.pop(plan_id))
 
     def _abandon_running(self, runtime: PlanRuntime, why: str | None = None) -> None:
         for step in runtime.steps.values():
