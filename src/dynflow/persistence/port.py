@@ -14,6 +14,7 @@ from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.delayed import DelayedPlanStore
+from dynflow.persistence.schedules import ScheduleStore
 from dynflow.persistence.sql.database import Database
 
 
@@ -74,6 +75,9 @@ class PersistencePort(Protocol):
 
     @property
     def envelopes(self) -> EnvelopeStore: ...
+
+    @property
+    def schedules(self) -> ScheduleStore: ...
 
     @property
     def url(self) -> str:

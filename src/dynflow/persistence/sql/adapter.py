@@ -23,6 +23,7 @@ from dynflow.persistence.sql import retention
 from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, Update
 from dynflow.persistence.sql.database import Database
 from dynflow.persistence.sql.delayed import SqlDelayedPlanStore
+from dynflow.persistence.sql.schedules import SqlScheduleStore
 from dynflow.persistence.sql.envelopes import SqlEnvelopeStore
 from dynflow.persistence.sql.locks import lock_taken
 from dynflow.persistence.sql.mapping import (
@@ -56,6 +57,8 @@ class SqlPersistence:
         self.delayed = SqlDelayedPlanStore(self.db, self.bulk)
         #: envelopes between worlds (the database connector's storage)
         self.envelopes = self._envelope_store()
+        #: recurring plans
+        self.schedules = SqlScheduleStore(self.db)
 
     # -- hooks of the adapters ------------------------------------------------
 
