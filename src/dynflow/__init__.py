@@ -29,7 +29,8 @@ from dynflow.errors import (
 from dynflow.execution_plan.model import ActionRecord, ExecutionPlan, HistoryEntry, Step, StepError
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
 from dynflow.middleware import Middleware
-from dynflow.world import Triggered, World
+from dynflow.services.options import Triggered
+from dynflow.world import World
 
 __version__ = "0.1.0"
 

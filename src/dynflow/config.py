@@ -61,6 +61,9 @@ class WorldConfig:
     retention: timedelta | None = None
     #: seconds between two periodic cleans (with ``retention``)
     retention_interval: float = 3600.0
+    #: the version of the application code this world runs (default
+    #: ``$DYNFLOW_CODE_VERSION``), stamped on every plan it plans; None: any
+    code_version: str | None = None
 
     def __post_init__(self) -> None:
         if self.pool_size < 1:
@@ -81,6 +84,13 @@ class WorldConfig:
                 f"unknown connector {self.connector!r}: use 'direct' or 'database'"
             )
         self._check_timing()
+        if self.code_version is not None and (
+            not isinstance(self.code_version, str) or not 0 < len(self.code_version) <= 64
+        ):
+            raise ConfigurationError(
+                f"code_version must be a string of 1 to 64 characters or None, "
+                f"got {self.code_version!r}"
+            )
         if self.retention is not None and (
             not isinstance(self.retention, timedelta) or self.retention <= timedelta(0)
         ):
@@ -129,4 +139,6 @@ class WorldConfig:
                 f"or {DEFAULT_DATABASE_URL}"
             )
         url = database_url or os.environ.get("DYNFLOW_DATABASE_URL") or DEFAULT_DATABASE_URL
+        if options.get("code_version") is None:
+            options["code_version"] = os.environ.get("DYNFLOW_CODE_VERSION") or None
         return cls(database_url=url, **options)

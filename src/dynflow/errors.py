@@ -14,7 +14,8 @@ Every error raised by the engine derives from :class:`DynflowError`::
     │   └── PlanInTransit       the plan is between executors: retry shortly
     ├── UnknownActionClass      a stored action names a class this process cannot import
     ├── NotSerializable         an input, output or payload value is not JSON
-    └── LockTaken               a coordinator lock is held by someone else
+    ├── LockTaken               a coordinator lock is held by someone else
+    └── KeyTaken                a plan with this idempotency key exists already
 
 Errors raised by user code inside a step never escape: they are stored on the
 step as a :class:`dynflow.StepError` value (class, message, backtrace).
@@ -104,3 +105,13 @@ class StepTimeout(DynflowError):
 
     It is the step's error like any other: list it in ``Retry.on`` to retry a timed-out
     attempt."""
+
+
+class KeyTaken(DynflowError):
+    """A plan with this idempotency key exists already: nothing new was stored.
+    ``world.options(key=...)`` answers with the existing plan instead."""
+
+    def __init__(self, key: str, execution_plan_id: str) -> None:
+        super().__init__(f"execution plan {execution_plan_id} has key {key!r} already")
+        self.key = key
+        self.execution_plan_id = execution_plan_id

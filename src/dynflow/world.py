@@ -11,9 +11,8 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 
 from dynflow.action.base import Action
 from dynflow.clock import Clock, ThreadClock
@@ -34,6 +33,7 @@ from dynflow.services.control import PlanControl
 from dynflow.services.delayed import DelayedPlans
 from dynflow.services.finished import FinishedPlans
 from dynflow.services.liveness import Liveness, register
+from dynflow.services.options import OptionArguments, Options, Triggered, Triggers
 from dynflow.services.planning import Planner
 from dynflow.services.ports import Ports
 from dynflow.services.retention import Retention
@@ -41,14 +41,6 @@ from dynflow.transaction import transaction_adapter
 
 #: builds a world's executor from its core and step runner (``World(executor=...)``)
 ExecutorFactory = Callable[[ExecutorCore, StepRunner], Executor]
-
-
-@dataclass(frozen=True)
-class Triggered:
-    """A triggered plan: its id, and a future resolved when it stops or pauses."""
-
-    execution_plan_id: str
-    finished: Future[ExecutionPlan]
 
 
 class World:
@@ -133,6 +125,7 @@ class World:
             inline=inline,
         )
         self.liveness = Liveness(ports, self.control, self.cluster, kind)
+        self.triggers = Triggers(ports, self.control, self.planner, self.delayed, self.finished)
         #: deletes old plans, on request and (with ``retention=``) periodically
         self.retention = Retention(ports)
         if core is not None:
@@ -179,6 +172,11 @@ class World:
         executed by some executor world; still waiting after ``start_before``, it fails."""
         self.control.require_alive()
         return self.delayed.delay(action_class, start_at, args, kwargs, start_before=start_before)
+
+    def options(self, **options: Unpack[OptionArguments]) -> Options:
+        """``key``, ``after``, ``priority``, ``deadline``, ``labels`` for the ``trigger``,
+        ``plan`` and ``delay`` of the object returned (see dynflow.services.options)."""
+        return self.triggers.options(**options)
 
     def plan_sub_plan(
         self,
@@ -293,6 +291,7 @@ class World:
             self.cluster.stop()
         finally:
             self.finished.stop()
+            self.triggers.stop()
             self.clock.stop()
             self.persistence.close()
 

@@ -18,6 +18,7 @@ from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import (
     ActionRecord,
     ExecutionPlan,
+    PlanAttributes,
     PlanDetails,
     Step,
     StepError,
@@ -116,6 +117,8 @@ class PlanBuilder:
         self.error: StepError | None = None
         #: set for a sub-plan: the plan and action that triggered it
         self.caller: tuple[str, int] | None = None
+        #: trigger options and code version, stamped on the plan
+        self.attributes = PlanAttributes()
         #: class names of the singleton actions planned
         self.singletons: list[str] = []
         #: the largest input of an action, in bytes of JSON
@@ -312,6 +315,7 @@ class PlanBuilder:
             run_flow=self.run_flow,
             finalize_flow=tuple(self.finalize_steps),
         )
+        self.attributes.apply(plan)
         actions = [
             ActionRecord(
                 id=a.id,

@@ -113,6 +113,16 @@ class ExecutionPlan:
     caller_action_id: int | None = None
     run_flow: Flow | None = None
     finalize_flow: tuple[int, ...] = ()
+    #: the idempotency key it was triggered with (unique per database), if any
+    key: str | None = None
+    #: the code version of the world that planned it (``World(code_version=...)``)
+    code_version: str | None = None
+    #: higher starts first among steps waiting in the same queue
+    priority: int = 0
+    #: when it is halted if not stopped by then (trigger time + ``deadline``)
+    deadline_at: datetime | None = None
+    #: the labels it was triggered with (str -> str)
+    labels: dict[str, str] = field(default_factory=dict)
     _details: Callable[[], PlanDetails] | PlanDetails | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -167,6 +177,26 @@ class ExecutionPlan:
 
     def __repr__(self) -> str:
         return f"<ExecutionPlan {self.id} {self.label!r} {self.state}/{self.result}>"
+
+
+@dataclass(frozen=True)
+class PlanAttributes:
+    """What a plan is given at planning besides its actions: the trigger options and
+    the planning world's code version (written once, with the plan)."""
+
+    key: str | None = None
+    code_version: str | None = None
+    priority: int = 0
+    deadline_at: datetime | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def apply(self, plan: ExecutionPlan) -> ExecutionPlan:
+        plan.key = self.key
+        plan.code_version = self.code_version
+        plan.priority = self.priority
+        plan.deadline_at = self.deadline_at
+        plan.labels = dict(self.labels)
+        return plan
 
 
 @dataclass

@@ -24,7 +24,7 @@ from dynflow.director import Outcome, decide
 from dynflow.errors import DynflowError, ExecutionError, NotFound
 from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
-from dynflow.executor import policy, retry, timeouts
+from dynflow.executor import deadlines, policy, retry, timeouts
 from dynflow.executor.commit import Committer
 from dynflow.executor.messages import (
     Abandon,
@@ -116,8 +116,8 @@ class ExecutorCore(Committer):
                 self._cancel(plan_id, reply)
             case Adopt(plan, future):
                 self._adopt(plan, future)
-            case HaltPlan(plan_id, future):
-                self._halt(plan_id, future)
+            case HaltPlan(plan_id, future, why):
+                self._halt(plan_id, future, why)
             case SkipStep(plan_id, step_id, future):
                 self._skip(plan_id, step_id, future)
             case Terminate(future):
@@ -182,6 +182,7 @@ class ExecutorCore(Committer):
         )
         runtime.record("start execution", self.world_id)
         retry.rearm(self, runtime)
+        deadlines.arm(self, runtime)
         for step in runtime.steps.values():
             if step.state is StepState.SUSPENDED:  # the timers of its last executor are gone
                 resume_event = policy.action_attribute(runtime, step.action_id, "resume_event")
@@ -391,6 +392,7 @@ class ExecutorCore(Committer):
                 event=event,
                 sequence=runtime.next_sequence(step.id),
                 run=runtime.run,
+                priority=runtime.plan.priority,
             )
         )
         return True
@@ -443,19 +445,19 @@ class ExecutorCore(Committer):
         self.adopted[plan.id] = runtime
         self._later(partial(resolve, future, None))  # wrote nothing: never fenced off
 
-    def _halt(self, plan_id: str, future: Future[ExecutionPlan]) -> None:
+    def _halt(self, plan_id: str, future: Future[ExecutionPlan], reason: str | None) -> None:
         runtime = self.plans.get(plan_id)
-        why = "halted while running"
+        why = reason or "halted while running"
         if runtime is None and plan_id in self.adopted:
             # not executing: its suspended steps wait for events nobody will deliver
             runtime = self.plans[plan_id] = self.adopted.pop(plan_id)
-            why = "halted while suspended"
+            why = reason or "halted while suspended"
         if runtime is None:
             self._fail(future, ExecutionError(f"execution plan {plan_id} is not running here"))
             return
         self._abandon_running(runtime, why)
         runtime.futures.append(future)
-        self._stop(runtime, PlanResult.ERROR, "halt execution")
+        self._stop(runtime, PlanResult.ERROR, reason or "halt execution")
 
     def _skip(self, plan_id: str, step_id: int, future: Future[ExecutionPlan]) -> None:
         """Skip a failed step of an adopted paused plan, then hand the plan back (its

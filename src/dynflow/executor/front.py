@@ -39,9 +39,9 @@ class ExecutorFront:
         self.post(Start(plan, future, dead_world, recovering))
         return future
 
-    def halt(self, execution_plan_id: str) -> Future[ExecutionPlan]:
+    def halt(self, execution_plan_id: str, why: str | None = None) -> Future[ExecutionPlan]:
         future: Future[ExecutionPlan] = Future()
-        self.post(HaltPlan(execution_plan_id, future))
+        self.post(HaltPlan(execution_plan_id, future, why))
         return future
 
     def running(self, execution_plan_id: str) -> bool:

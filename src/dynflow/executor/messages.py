@@ -33,10 +33,12 @@ class Adopt:
 
 @dataclass(frozen=True)
 class HaltPlan:
-    """Stop the plan at once: ``stopped``/``error``, no more steps run."""
+    """Stop the plan at once: ``stopped``/``error``, no more steps run. ``why``: the
+    history entry and the error of the steps it stops (default: a plain halt)."""
 
     execution_plan_id: str
     future: Future[ExecutionPlan]
+    why: str | None = None
 
 
 @dataclass(frozen=True)

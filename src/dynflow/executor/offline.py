@@ -30,6 +30,7 @@ def halt(
     on_finished: Callable[[ExecutionPlan], None] | None = None,
     *,
     registration: str,
+    why: str | None = None,
 ) -> ExecutionPlan:
     """Stop the plan (``stopped``/``error``); its suspended steps fail, its singleton
     locks and its execution lock are released in the same commit. ``on_finished`` is
@@ -42,7 +43,7 @@ def halt(
     core = ExecutorCore(world_id, persistence, lambda: registration, queues=())
     core.on_finished = on_finished
     halted: Future[ExecutionPlan] = Future()
-    _run(core, plan, HaltPlan(plan.id, halted))
+    _run(core, plan, HaltPlan(plan.id, halted, why))
     return halted.result(timeout=0)  # settled by the commit above
 
 

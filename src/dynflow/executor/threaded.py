@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import math
 import queue
 import threading
 import time
@@ -27,6 +29,10 @@ _RETRY_SECONDS = 0.5
 class WorkerPool:
     """``size`` threads running the phases of one queue.
 
+    Waiting work runs by its plan's priority, the highest first, and in order of
+    arrival among equal priorities. The priority is strict: while work of a higher
+    priority keeps coming, work of a lower one waits (it can starve).
+
     A thread whose step timed out (``run_timeout``) cannot be killed: :meth:`abandon`
     starts a thread in its place, and the stuck one ends once its step returns. At
     most ``size`` such extra threads live at a time per queue; past that, a timed-out
@@ -36,7 +42,9 @@ class WorkerPool:
     def __init__(self, name: str, size: int, runner: StepRunner, done: Any) -> None:
         self.name = name
         self.size = size
-        self._queue: queue.SimpleQueue[Work | None] = queue.SimpleQueue()
+        #: (-priority, arrival, work); None (stop) comes after any work
+        self._queue: queue.PriorityQueue[tuple[float, int, Work | None]] = queue.PriorityQueue()
+        self._arrivals = itertools.count()
         self._runner = runner
         self._done = done
         self._lock = threading.Lock()
@@ -58,7 +66,11 @@ class WorkerPool:
         thread.start()
 
     def submit(self, work: Work) -> None:
-        self._queue.put(work)
+        self._queue.put((-work.priority, next(self._arrivals), work))
+
+    def waiting(self) -> int:
+        """Work items waiting for a thread now."""
+        return self._queue.qsize()
 
     def threads(self) -> int:
         """Threads alive in the pool now (``size`` plus those replacing stuck ones)."""
@@ -79,7 +91,7 @@ class WorkerPool:
 
     def _work(self) -> None:
         me = threading.current_thread()
-        while (work := self._queue.get()) is not None:
+        while (work := self._queue.get()[2]) is not None:
             key = (work.execution_plan_id, work.step_id, work.run, work.sequence)
             with self._lock:
                 self._busy[key] = me
@@ -106,7 +118,7 @@ class WorkerPool:
         with self._lock:
             threads = list(self._threads)
         for _ in threads:
-            self._queue.put(None)
+            self._queue.put((math.inf, next(self._arrivals), None))
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in threads:
             thread.join(None if deadline is None else max(deadline - time.monotonic(), 0))

@@ -27,6 +27,8 @@ class Work:
     sequence: int = 0
     #: the run of the plan in this executor it belongs to (see ``PlanRuntime.run``)
     run: int = 0
+    #: its plan's priority: a pool runs the highest first (then in order of arrival)
+    priority: int = 0
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.execution_plan.model import ExecutionPlan, PlanAttributes
 from dynflow.execution_plan.states import PlanResult, PlanState, StepState
 
 #: the entry action and its plan step, written when the plan is scheduled
@@ -35,6 +35,8 @@ class DelayedPlan:
     action_class: str
     args: list[Any] = field(default_factory=list)
     kwargs: dict[str, Any] = field(default_factory=dict)
+    #: the trigger options stored with the plan, given to it again when it is planned
+    attributes: PlanAttributes = field(default_factory=PlanAttributes)
 
 
 class Claim(StrEnum):
@@ -52,9 +54,25 @@ class DelayedPlanStore(Protocol):
     """The delayed-plan aggregate. Locks are coordinator rows (class, id, owner_id,
     data); ``release`` names one by class, id and owner_id."""
 
-    def save_scheduled(self, plan: ExecutionPlan, delayed: Mapping[str, Any]) -> None:
+    def save_scheduled(
+        self, plan: ExecutionPlan, delayed: Mapping[str, Any], after: Sequence[str] = ()
+    ) -> None:
         """Insert a ``scheduled`` plan and its delayed row (execution_plan_id, start_at,
-        start_before, args) at once."""
+        start_before, args) at once, with the plans it starts ``after``. Raises
+        :class:`~dynflow.errors.KeyTaken` (writing nothing) when its key is taken."""
+        ...
+
+    def prerequisites(self, plan_id: str) -> list[tuple[str, PlanState | None, str | None]]:
+        """The plans ``plan_id`` starts after: (id, state, result), state None when the
+        plan does not exist (any more)."""
+        ...
+
+    def dependents(self, plan_id: str) -> list[str]:
+        """The scheduled plans that wait for ``plan_id``."""
+        ...
+
+    def ancestors(self, plan_ids: Sequence[str]) -> set[str]:
+        """``plan_ids`` and every plan they wait for, directly or not."""
         ...
 
     def claim(self, plan_id: str, lock: Mapping[str, Any], *, planning: bool) -> Claim:
@@ -93,7 +111,10 @@ class DelayedPlanStore(Protocol):
         """Raises :class:`~dynflow.errors.NotFound` once the plan was processed."""
         ...
 
-    def find_due(self, now: datetime, limit: int) -> list[DelayedPlan]: ...
+    def find_due(self, now: datetime, limit: int) -> list[DelayedPlan]:
+        """Up to ``limit`` plans due by ``now`` whose prerequisites all stopped (or are
+        gone), the highest priority first, then the oldest."""
+        ...
 
     def find(self, page: int | None = None, per_page: int | None = None) -> list[DelayedPlan]: ...
 

@@ -35,11 +35,29 @@ execution_plans = sa.Table(
     sa.Column("caller_action_id", sa.Integer(), nullable=True),
     # run_flow, finalize_flow and requires: written once at planning
     sa.Column("data", JSONText(), nullable=False),
+    # trigger options (written once, at planning) and the planning world's code version
+    sa.Column("key", exact_string(255), nullable=True),
+    sa.Column("code_version", sa.String(64), nullable=True),
+    sa.Column("priority", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("deadline_at", UTCDateTime(), nullable=True),
+    sa.Column("labels", JSONText(), nullable=True),
     sa.Index("ix_dynflow_execution_plans_state", "state"),
     sa.Index("ix_dynflow_execution_plans_result", "result"),
     sa.Index("ix_dynflow_execution_plans_label", "label"),
     sa.Index("ix_dynflow_execution_plans_started_at", "started_at"),
     sa.Index("ix_dynflow_execution_plans_caller", "caller_execution_plan_id"),
+    sa.Index("ux_dynflow_execution_plans_key", "key", unique=True),
+    sa.Index("ix_dynflow_execution_plans_deadline_at", "deadline_at"),
+    **MYSQL,
+)
+
+#: ``after``: the plan ``execution_plan_id`` starts once ``after_plan_id`` stopped
+plan_dependencies = sa.Table(
+    "dynflow_plan_dependencies",
+    metadata,
+    sa.Column("execution_plan_id", UUID, primary_key=True),
+    sa.Column("after_plan_id", UUID, primary_key=True),
+    sa.Index("ix_dynflow_plan_dependencies_after", "after_plan_id"),
     **MYSQL,
 )
 

@@ -34,7 +34,7 @@ from dynflow.errors import (
     PlanInTransit,
     ValueTooLarge,
 )
-from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.execution_plan.model import ExecutionPlan, PlanAttributes
 from dynflow.execution_plan.states import PlanResult, PlanState, StepState
 from dynflow.executor import Executor, offline
 from dynflow.serialization import check_size, to_json_value
@@ -143,7 +143,11 @@ class PlanControl:
     # -- starting -----------------------------------------------------------------
 
     def trigger(
-        self, action_class: type[Action], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        action_class: type[Action],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        attributes: PlanAttributes | None = None,
     ) -> tuple[str, Future[ExecutionPlan]]:
         """Plan and start: (plan id, future of the plan once it stops or pauses)."""
         self.require_alive()
@@ -151,12 +155,14 @@ class PlanControl:
             # the lock, held until an executor takes it over, keeps starting executors
             # from picking the plan up as abandoned while it is on its way
             handoff = self.cluster.handoff()
-            plan = self.planner.plan(action_class, args, kwargs, lock=True, request=handoff)
+            plan = self.planner.plan(
+                action_class, args, kwargs, lock=True, request=handoff, attributes=attributes
+            )
             if handoff is None:
                 return plan.id, self.cluster.execute(plan.id, plan_queues(plan))
             assert handoff.future is not None
             return plan.id, handoff.future
-        plan = self.planner.plan(action_class, args, kwargs, lock=True)
+        plan = self.planner.plan(action_class, args, kwargs, lock=True, attributes=attributes)
         return plan.id, self.executor.execute(plan)
 
     def execute(self, plan_id: str) -> Future[ExecutionPlan]:
@@ -249,14 +255,14 @@ class PlanControl:
 
     # -- stopping and steering -------------------------------------------------------
 
-    def halt(self, plan_id: str) -> Future[ExecutionPlan]:
-        """Stop a plan at once (a delayed plan: cancel it)."""
+    def halt(self, plan_id: str, why: str | None = None) -> Future[ExecutionPlan]:
+        """Stop a plan at once (a delayed plan: cancel it); ``why``: see ``HaltPlan``."""
         if self._scheduled(plan_id):
             return futures.settled(lambda: self.delayed.cancel(plan_id), DynflowError)
         match self.route(plan_id):
             case Here():
                 assert self.executor is not None
-                return self.executor.halt(plan_id)
+                return self.executor.halt(plan_id, why)
             case Owner(world_id):
                 request = self.cluster.request(world_id, HaltRequest(plan_id))
                 return futures.then(
@@ -274,6 +280,7 @@ class PlanControl:
                 plan,
                 self.on_finished,
                 registration=self.coordinator.registration(),
+                why=why,
             )
         finally:
             self.coordinator.release(EXECUTION_LOCK, plan_id)

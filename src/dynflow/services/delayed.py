@@ -35,10 +35,11 @@ from dynflow.errors import (
     UnknownActionClass,
 )
 from dynflow.execution_plan.builder import PlanBuilder
-from dynflow.execution_plan.model import ExecutionPlan, StepError
+from dynflow.execution_plan.model import ExecutionPlan, PlanAttributes, StepError
 from dynflow.execution_plan.states import PlanResult, PlanState, StepState
 from dynflow.persistence.delayed import Claim, DelayedPlan
 from dynflow.serialization import to_json_value
+from dynflow.services import prerequisites
 
 if TYPE_CHECKING:
     from dynflow.action.world import ActionWorld
@@ -80,6 +81,8 @@ class DelayedPlans:
         self._lock = threading.RLock()  # one look at a time; stop() waits for it
         self._stopped = False
         self._timer: Timer | None = None
+        #: more checks made at every look (e.g. plans past their deadline)
+        self.periodic: list[Callable[[], object]] = []
 
     def start(self) -> None:
         """An executor world starts what came due while it was away, then looks again
@@ -97,10 +100,14 @@ class DelayedPlans:
         kwargs: dict[str, Any] | None = None,
         *,
         start_before: datetime | float | None = None,
+        attributes: PlanAttributes | None = None,
+        after: tuple[str, ...] = (),
     ) -> ExecutionPlan:
-        """Store a ``scheduled`` plan to plan with ``args``/``kwargs`` at ``start_at``.
+        """Store a ``scheduled`` plan to plan with ``args``/``kwargs`` at ``start_at``
+        (and once the plans of ``after`` stopped).
 
-        ``start_at``/``start_before``: aware datetimes, or seconds from now.
+        ``start_at``/``start_before``: aware datetimes, or seconds from now. Raises
+        :class:`~dynflow.errors.KeyTaken` when the key of ``attributes`` is taken.
         """
         if not (isinstance(action_class, type) and issubclass(action_class, Action)):
             raise ConfigurationError(f"expected an Action subclass, got {action_class!r}")
@@ -120,6 +127,7 @@ class DelayedPlans:
         }
         builder = PlanBuilder(self.world)
         builder.schedule(action_class)
+        builder.attributes = self.planner.attributes(attributes)
         plan = builder.plan(PlanState.SCHEDULED, PlanResult.PENDING)
         self.store.save_scheduled(
             plan,
@@ -129,6 +137,7 @@ class DelayedPlans:
                 "start_before": before,
                 "args": payload,
             },
+            after,
         )
         if self.executor is not None and not self._stopped:
             delay = max((at - now).total_seconds(), 0.0)
@@ -167,9 +176,21 @@ class DelayedPlans:
             _, more = self._check(None)
         except Exception:
             log.exception("looking for due delayed plans failed")
+        for check in self.periodic:
+            try:
+                check()
+            except Exception:
+                log.exception("a periodic check of delayed plans failed")
         with self._lock:
             if not self._stopped:
                 self._timer = self.clock.schedule(0 if more else self.interval, self._tick)
+
+    def wake(self, stopped_plan_id: str) -> None:
+        """A plan stopped: start the plans that waited for it (``after``), if due."""
+        if self.executor is None or self._stopped:
+            return
+        if self.store.dependents(stopped_plan_id):
+            self.check()
 
     def _on_time(self, start_at: datetime) -> None:
         try:
@@ -180,12 +201,18 @@ class DelayedPlans:
     def _take_up(self, delayed: DelayedPlan) -> int:
         plan_id = delayed.execution_plan_id
         late = delayed.start_before is not None and self.clock.utcnow() > delayed.start_before
+        blocked = prerequisites.failure(plan_id, self.store.prerequisites(plan_id))
+        late = late or blocked is not None
         claim = self.store.claim(plan_id, self._lock_row(plan_id), planning=not late)
         if claim is Claim.LOCKED:
             return 0
         if claim is Claim.GONE:  # moved on since we read it: its delayed row is stale
             self.store.delete(plan_id)
             return 0
+        if blocked is not None:
+            self._stop(plan_id, PlanResult.ERROR, blocked)
+            log.warning("%s", blocked.message)
+            return 1
         if late:
             assert delayed.start_before is not None
             message = TOO_LATE.format(
@@ -211,6 +238,16 @@ class DelayedPlans:
         except DynflowError as exc:
             return futures.failed(exc)
         return self._plan_and_execute(delayed, executor)
+
+    def expire(self, execution_plan_id: str, error: StepError) -> ExecutionPlan | None:
+        """End a ``scheduled`` plan with ``error`` (e.g. its deadline passed): None when
+        it moved on or another world holds it."""
+        claim = self.store.claim(
+            execution_plan_id, self._lock_row(execution_plan_id), planning=False
+        )
+        if claim is not Claim.CLAIMED:
+            return None
+        return self._stop(execution_plan_id, PlanResult.ERROR, error)
 
     def cancel(self, execution_plan_id: str) -> ExecutionPlan:
         """Stop a ``scheduled`` plan before it starts: ``stopped``/``cancelled``."""
@@ -293,7 +330,9 @@ class DelayedPlans:
             )
             return futures.failed(PlanningFailed(plan_id, str(exc)))
         try:
-            plan = self.planner.plan_claimed(plan_id, action_class, delayed.args, delayed.kwargs)
+            plan = self.planner.plan_claimed(
+                plan_id, action_class, delayed.args, delayed.kwargs, delayed.attributes
+            )
         except PlanningFailed as exc:
             return futures.failed(exc)
         return executor.execute(plan)

@@ -17,6 +17,7 @@ from dynflow.action.sub_plans import SUB_PLAN_FINISHED, WithSubPlans
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.execution_plan.states import Phase, PlanState
+from dynflow.executor.deadlines import DEADLINE_EXCEEDED
 from dynflow.serialization import freeze
 
 if TYPE_CHECKING:
@@ -47,8 +48,17 @@ class FinishedPlans:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._stopped = False
+        #: told of every plan that stopped or paused here, on the executor's thread
+        self.listeners: list[Callable[[ExecutionPlan], None]] = []
+        #: told of the id of every plan that stopped here, on a thread of their own
+        self.on_stopped: list[Callable[[str], None]] = []
 
     def __call__(self, plan: ExecutionPlan) -> None:
+        for listener in self.listeners:
+            listener(plan)
+        if plan.state is PlanState.STOPPED:
+            for job in self.on_stopped:
+                self._soon(partial(job, plan.id))
         if plan.caller_execution_plan_id is not None and plan.caller_action_id is not None:
             self._wake_parent(plan.caller_execution_plan_id, plan.caller_action_id)
         if plan.state is PlanState.STOPPED and _has_sub_plans(plan):
@@ -125,7 +135,7 @@ class FinishedPlans:
 
 def _halted(plan: ExecutionPlan) -> bool:
     history = plan.execution_history
-    return bool(history) and history[-1].name == "halt execution"
+    return bool(history) and history[-1].name in ("halt execution", DEADLINE_EXCEEDED)
 
 
 def _has_sub_plans(plan: ExecutionPlan) -> bool:

@@ -11,6 +11,7 @@ taken singleton lock into a clear error, and keeps a plan whose planning failed
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dynflow.action.base import Action
@@ -20,7 +21,7 @@ from dynflow.cluster.remote import plan_queues
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.errors import ConfigurationError, LockTaken, PlanningFailed
 from dynflow.execution_plan.builder import PlanBuilder
-from dynflow.execution_plan.model import ExecutionPlan, StepError
+from dynflow.execution_plan.model import ExecutionPlan, PlanAttributes, StepError
 from dynflow.execution_plan.states import PlanResult, PlanState
 
 if TYPE_CHECKING:
@@ -60,6 +61,14 @@ class Planner:
         self.coordinator = ports.coordinator
         self.middleware = middleware
         self.transactions = transactions
+        #: stamped on every plan planned here (``World(code_version=...)``)
+        self.code_version = ports.config.code_version
+
+    def attributes(self, attributes: PlanAttributes | None = None) -> PlanAttributes:
+        """The attributes of a new plan: the trigger options, this world's code version."""
+        if attributes is None:
+            return PlanAttributes(code_version=self.code_version)
+        return replace(attributes, code_version=self.code_version)
 
     def plan(
         self,
@@ -70,14 +79,17 @@ class Planner:
         lock: bool = False,
         caller: tuple[str, int] | None = None,
         request: ExecutionRequest | None = None,
+        attributes: PlanAttributes | None = None,
     ) -> ExecutionPlan:
         """Plan a new plan, ``planned`` (or raise :class:`PlanningFailed`). ``lock``:
         take its execution lock, to run it; ``request``: the execution request to write
-        with it."""
+        with it; ``attributes``: its trigger options (:class:`KeyTaken` when its key is
+        taken: nothing is stored)."""
         _check_action_class(action_class)
         builder = PlanBuilder(self.world, self.middleware())
         builder.max_value_bytes = self.max_value_bytes
         builder.caller = caller
+        builder.attributes = self.attributes(attributes)
         self._build(builder, action_class, args, kwargs, self._save_failed_new)
         plan = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
         locks = builder.singleton_locks()
@@ -104,11 +116,14 @@ class Planner:
         action_class: type[Action],
         args: Sequence[Any],
         kwargs: dict[str, Any],
+        attributes: PlanAttributes | None = None,
     ) -> ExecutionPlan:
         """Plan a delayed plan, whose execution lock this world claimed, under its own
-        id: the lock stays with the planned plan, or is released if planning fails."""
+        id: the lock stays with the planned plan, or is released if planning fails.
+        ``attributes``: those stored with it (they are not written again)."""
         builder = PlanBuilder(self.world, self.middleware(), execution_plan_id=execution_plan_id)
         builder.max_value_bytes = self.max_value_bytes
+        builder.attributes = attributes or PlanAttributes()
         try:
             self._build(builder, action_class, tuple(args), kwargs, self._save_failed_claimed)
             plan = builder.plan(PlanState.PLANNED, PlanResult.PENDING)

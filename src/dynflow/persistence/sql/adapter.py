@@ -25,7 +25,7 @@ from dynflow.persistence.sql.database import Database
 from dynflow.persistence.sql.delayed import SqlDelayedPlanStore
 from dynflow.persistence.sql.schedules import SqlScheduleStore
 from dynflow.persistence.sql.envelopes import SqlEnvelopeStore
-from dynflow.persistence.sql.locks import lock_taken
+from dynflow.persistence.sql.locks import taken
 from dynflow.persistence.sql.mapping import (
     action_from_row,
     history_from_row,
@@ -105,7 +105,7 @@ class SqlPersistence:
         try:
             return self._insert(operations, envelope)
         except sa.exc.IntegrityError:
-            raise lock_taken(self.db, locks) from None
+            raise taken(self.db, plan, locks) from None
 
     def _insert(self, operations: Sequence[Operation], envelope: tuple[str, str] | None) -> bool:
         """Write a new plan's rows and its envelope in one transaction."""

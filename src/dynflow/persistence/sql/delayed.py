@@ -9,20 +9,23 @@ from typing import Any
 import sqlalchemy as sa
 
 from dynflow.errors import ConfigurationError, NotFound
-from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.execution_plan.model import ExecutionPlan, PlanAttributes
 from dynflow.execution_plan.states import PlanResult, PlanState, StepState
 from dynflow.persistence.delayed import CLAIMABLE, ENTRY_ID, Claim, DelayedPlan
 from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, Update
 from dynflow.persistence.sql.database import Database
-from dynflow.persistence.sql.locks import lock_taken
-from dynflow.persistence.sql.mapping import plan_rows
+from dynflow.persistence.sql.locks import lock_taken, taken
+from dynflow.persistence.sql.mapping import ATTRIBUTE_COLUMNS, plan_rows
 from dynflow.persistence.tables import (
     actions,
     coordinator_records,
     delayed_plans,
     execution_plans,
+    plan_dependencies,
     steps,
 )
+
+_DEPS = plan_dependencies.c
 
 
 class _NotClaimable(Exception):
@@ -36,18 +39,25 @@ class SqlDelayedPlanStore:
 
     # -- writing ------------------------------------------------------------
 
-    def save_scheduled(self, plan: ExecutionPlan, delayed: Mapping[str, Any]) -> None:
+    def save_scheduled(
+        self, plan: ExecutionPlan, delayed: Mapping[str, Any], after: Sequence[str] = ()
+    ) -> None:
         row, action_rows, step_rows = plan_rows(plan)
-        with self.db.write_statement() as connection:
-            self.bulk.write(
-                connection,
-                [
-                    Insert(execution_plans, [row]),
-                    Insert(actions, action_rows),
-                    Insert(steps, step_rows),
-                    Insert(delayed_plans, [delayed]),
-                ],
-            )
+        edges = [{"execution_plan_id": plan.id, "after_plan_id": a} for a in after]
+        try:
+            with self.db.write_statement() as connection:
+                self.bulk.write(
+                    connection,
+                    [
+                        Insert(execution_plans, [row]),
+                        Insert(actions, action_rows),
+                        Insert(steps, step_rows),
+                        Insert(delayed_plans, [delayed]),
+                        Insert(plan_dependencies, edges),
+                    ],
+                )
+        except sa.exc.IntegrityError:
+            raise taken(self.db, plan, ()) from None
 
     def claim(self, plan_id: str, lock: Mapping[str, Any], *, planning: bool) -> Claim:
         try:
@@ -78,6 +88,8 @@ class SqlDelayedPlanStore:
         release: Mapping[str, Any] | None = None,
     ) -> None:
         row, action_rows, step_rows = plan_rows(plan)
+        for name in ATTRIBUTE_COLUMNS:  # stored with the scheduled plan
+            del row[name]
         key = ("execution_plan_id", "id")
         entry_actions = [r for r in action_rows if r["id"] == ENTRY_ID]
         entry_steps = [r for r in step_rows if r["id"] == ENTRY_ID]
@@ -154,11 +166,25 @@ class SqlDelayedPlanStore:
         return _delayed(row._mapping)
 
     def find_due(self, now: datetime, limit: int) -> list[DelayedPlan]:
-        """Up to ``limit`` delayed plans whose ``start_at`` is not after ``now``, oldest first."""
+        """Up to ``limit`` delayed plans whose ``start_at`` is not after ``now`` and whose
+        prerequisites stopped, the highest priority first, then the oldest."""
+        prerequisite = execution_plans.alias("prerequisite")
+        waiting = (
+            sa.select(_DEPS.execution_plan_id)
+            .join(prerequisite, prerequisite.c.id == _DEPS.after_plan_id)
+            .where(
+                _DEPS.execution_plan_id == delayed_plans.c.execution_plan_id,
+                prerequisite.c.state != str(PlanState.STOPPED),
+            )
+        )
         query = (
             _select()
-            .where(delayed_plans.c.start_at <= now)
-            .order_by(delayed_plans.c.start_at, delayed_plans.c.execution_plan_id)
+            .where(delayed_plans.c.start_at <= now, ~waiting.exists())
+            .order_by(
+                execution_plans.c.priority.desc(),
+                delayed_plans.c.start_at,
+                delayed_plans.c.execution_plan_id,
+            )
             .limit(limit)
         )
         with self.db.read() as connection:
@@ -174,6 +200,35 @@ class SqlDelayedPlanStore:
         with self.db.read() as connection:
             return [_delayed(row._mapping) for row in connection.execute(query)]
 
+    def prerequisites(self, plan_id: str) -> list[tuple[str, PlanState | None, str | None]]:
+        query = (
+            sa.select(_DEPS.after_plan_id, execution_plans.c.state, execution_plans.c.result)
+            .outerjoin(execution_plans, execution_plans.c.id == _DEPS.after_plan_id)
+            .where(_DEPS.execution_plan_id == plan_id)
+            .order_by(_DEPS.after_plan_id)
+        )
+        with self.db.read() as connection:
+            rows = connection.execute(query).all()
+        return [(a, None if s is None else PlanState(s), result) for a, s, result in rows]
+
+    def dependents(self, plan_id: str) -> list[str]:
+        query = sa.select(_DEPS.execution_plan_id).where(_DEPS.after_plan_id == plan_id)
+        query = query.where(
+            _DEPS.execution_plan_id.in_(sa.select(delayed_plans.c.execution_plan_id))
+        )
+        with self.db.read() as connection:
+            return list(connection.execute(query).scalars())
+
+    def ancestors(self, plan_ids: Sequence[str]) -> set[str]:
+        found = set(plan_ids)
+        frontier = sorted(found)
+        with self.db.read() as connection:
+            while frontier:
+                query = sa.select(_DEPS.after_plan_id).where(_DEPS.execution_plan_id.in_(frontier))
+                frontier = sorted(set(connection.execute(query).scalars()) - found)
+                found.update(frontier)
+        return found
+
     def count(self) -> int:
         with self.db.read() as connection:
             query = sa.select(sa.func.count()).select_from(delayed_plans)
@@ -181,7 +236,8 @@ class SqlDelayedPlanStore:
 
 
 def _select() -> sa.Select[Any]:
-    return sa.select(delayed_plans, execution_plans.c.label).join(
+    attributes = [execution_plans.c[name] for name in ATTRIBUTE_COLUMNS]
+    return sa.select(delayed_plans, execution_plans.c.label, *attributes).join(
         execution_plans, execution_plans.c.id == delayed_plans.c.execution_plan_id
     )
 
@@ -196,4 +252,11 @@ def _delayed(row: Mapping[Any, Any]) -> DelayedPlan:
         action_class=payload.get("action_class", ""),
         args=list(payload.get("args", [])),
         kwargs=dict(payload.get("kwargs", {})),
+        attributes=PlanAttributes(
+            key=row["key"],
+            code_version=row["code_version"],
+            priority=row["priority"] or 0,
+            deadline_at=row["deadline_at"],
+            labels=dict(row["labels"] or {}),
+        ),
     )

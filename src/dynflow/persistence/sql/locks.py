@@ -7,9 +7,23 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dynflow.errors import LockTaken, PersistenceError
+from dynflow.errors import KeyTaken, LockTaken, PersistenceError
+from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.persistence.sql.database import Database, safe_url
 from dynflow.persistence.tables import coordinator_records as records
+from dynflow.persistence.tables import execution_plans
+
+
+def taken(db: Database, plan: ExecutionPlan, locks: Sequence[Mapping[str, Any]]) -> Exception:
+    """The error for a new plan whose insert broke a unique key: :class:`KeyTaken` when
+    another plan has its key, else the :class:`LockTaken` of :func:`lock_taken`."""
+    if plan.key is not None:
+        query = sa.select(execution_plans.c.id).where(execution_plans.c.key == plan.key)
+        with db.read() as connection:
+            holder = connection.execute(query).scalar_one_or_none()
+        if holder is not None and holder != plan.id:
+            return KeyTaken(plan.key, holder)
+    return lock_taken(db, locks)
 
 
 def lock_taken(db: Database, locks: Sequence[Mapping[str, Any]]) -> Exception:

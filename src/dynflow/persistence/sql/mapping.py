@@ -15,6 +15,8 @@ Row = dict[str, Any]
 
 #: the longest label the plans and actions tables keep
 LABEL_LENGTH = 255
+#: plan columns written once, with the new plan (planning a delayed plan keeps them)
+ATTRIBUTE_COLUMNS = ("key", "code_version", "priority", "deadline_at", "labels")
 
 
 def plan_rows(plan: ExecutionPlan) -> tuple[Row, list[Row], list[Row]]:
@@ -34,6 +36,11 @@ def plan_rows(plan: ExecutionPlan) -> tuple[Row, list[Row], list[Row]]:
             "run_flow": None if plan.run_flow is None else to_json(plan.run_flow),
             "finalize_flow": list(plan.finalize_flow),
         },
+        "key": plan.key,
+        "code_version": plan.code_version,
+        "priority": plan.priority,
+        "deadline_at": plan.deadline_at,
+        "labels": plan.labels or None,
     }
     actions = [
         {
@@ -91,6 +98,11 @@ def plan_from_row(row: Mapping[Any, Any]) -> ExecutionPlan:
         caller_action_id=row["caller_action_id"],
         run_flow=from_json(data["run_flow"]) if data.get("run_flow") is not None else None,
         finalize_flow=tuple(data.get("finalize_flow", ())),
+        key=row["key"],
+        code_version=row["code_version"],
+        priority=row["priority"] or 0,
+        deadline_at=row["deadline_at"],
+        labels=dict(row["labels"] or {}),
     )
 
 

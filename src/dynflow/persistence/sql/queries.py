@@ -19,6 +19,9 @@ PLAN_FILTERS = {
     "id": execution_plans.c.id,
     "caller_execution_plan_id": execution_plans.c.caller_execution_plan_id,
     "caller_action_id": execution_plans.c.caller_action_id,
+    "key": execution_plans.c.key,
+    "code_version": execution_plans.c.code_version,
+    "priority": execution_plans.c.priority,
 }
 PLAN_ORDER = {
     "started_at": execution_plans.c.started_at,
@@ -27,8 +30,16 @@ PLAN_ORDER = {
     "result": execution_plans.c.result,
     "label": execution_plans.c.label,
     "id": execution_plans.c.id,
+    "priority": execution_plans.c.priority,
+    "deadline_at": execution_plans.c.deadline_at,
 }
-SPECIAL_FILTERS = ("action_class", "label_contains", "started_after", "started_before")
+SPECIAL_FILTERS = (
+    "action_class",
+    "label_contains",
+    "started_after",
+    "started_before",
+    "deadline_before",
+)
 
 
 def plans_query(
@@ -91,6 +102,9 @@ def _special_condition(name: str, value: Any) -> sa.ColumnElement[bool] | None:
     if name == "label_contains":
         text = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return execution_plans.c.label.ilike(f"%{text}%", escape="\\")
+    if name == "deadline_before":  # plans with a deadline at or before that time
+        when = value if isinstance(value, datetime) else _parse_time(name, value)
+        return execution_plans.c.deadline_at <= when
     if name in ("started_after", "started_before"):
         when = value if isinstance(value, datetime) else _parse_time(name, value)
         column = execution_plans.c.started_at

@@ -20,6 +20,7 @@ from dynflow.persistence.tables import (
     delayed_plans,
     execution_history,
     execution_plans,
+    plan_dependencies,
     steps,
 )
 
@@ -68,7 +69,7 @@ def families(connection: sa.Connection, roots: Sequence[str]) -> tuple[list[str]
 def delete(connection: sa.Connection, plan_ids: Sequence[str]) -> None:
     """Delete the plans and everything that belongs to them."""
     for chunk in _chunks(plan_ids):
-        for table in (steps, actions, execution_history, delayed_plans):
+        for table in (steps, actions, execution_history, delayed_plans, plan_dependencies):
             connection.execute(sa.delete(table).where(table.c.execution_plan_id.in_(chunk)))
         connection.execute(sa.delete(execution_plans).where(_PLAN.id.in_(chunk)))
 
