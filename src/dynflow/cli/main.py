@@ -8,6 +8,7 @@ import typer
 
 from dynflow.cli.operations import plans_app, worlds_app
 from dynflow.cli.options import DatabaseUrl, database_url
+from dynflow.cli.schedules import schedules_app
 from dynflow.cli.trigger import trigger_plan
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app.add_typer(db_app, name="db")
 plans_app.command("trigger")(trigger_plan)
 app.add_typer(plans_app, name="plans")
 app.add_typer(worlds_app, name="worlds")
+app.add_typer(schedules_app, name="schedules")
 
 
 @app.command()

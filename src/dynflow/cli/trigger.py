@@ -79,9 +79,7 @@ def trigger_plan(
     action: Annotated[str, typer.Argument(help="The action class: module.Class, or Class.")],
     args: Annotated[
         Any,
-        typer.Option(
-            parser=_json_list, metavar="JSON", help="Arguments of plan, a JSON array."
-        ),
+        typer.Option(parser=_json_list, metavar="JSON", help="Arguments of plan, a JSON array."),
     ] = "[]",
     kwargs: Annotated[
         Any,

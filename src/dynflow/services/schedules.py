@@ -6,8 +6,9 @@ schedules every ``delayed_interval`` seconds on the world's clock. For each due
 time it triggers the plan with the idempotency key ``name@due_time`` (so two worlds
 handling one due time get one plan) and moves the schedule's next due time on with
 a compare-and-set. Cron times are computed in the schedule's time zone by
-``cronsim``: across a DST change a time that does not exist is skipped and a time
-that happens twice runs once, as cron does.
+``cronsim``, as cron does across a DST change: a time that does not exist that day
+(02:30 when 02:00 jumps to 03:00) runs when the clock jumps past it, and a time that
+happens twice runs once, the first time.
 
 ``overlap="skip"`` starts no plan while the schedule's previous plan has not
 stopped (that due time is passed over); ``"allow"`` does. After downtime,
@@ -63,8 +64,7 @@ def _zone(timezone: str) -> ZoneInfo:
         return ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigurationError(
-            f"unknown time zone {timezone!r}: use an IANA name such as 'UTC' or "
-            "'Europe/Prague'"
+            f"unknown time zone {timezone!r}: use an IANA name such as 'UTC' or 'Europe/Prague'"
         ) from None
 
 
@@ -211,13 +211,19 @@ class Schedules:
         try:
             action_class = registry.lookup(schedule.action_class)
         except DynflowError as exc:
-            log.error("schedule %s cannot trigger %s: %s", schedule.name, schedule.action_class, exc)
+            log.error(
+                "schedule %s cannot trigger %s: %s", schedule.name, schedule.action_class, exc
+            )
             return 0
         last_plan, last_due, started = schedule.last_plan_id, None, 0
         for when in due:
             if schedule.overlap == "skip" and self._running(last_plan):
-                log.info("schedule %s: due time %s passed over, plan %s still runs",
-                         schedule.name, when.isoformat(), last_plan)
+                log.info(
+                    "schedule %s: due time %s passed over, plan %s still runs",
+                    schedule.name,
+                    when.isoformat(),
+                    last_plan,
+                )
                 continue
             key = f"{schedule.name}@{when.isoformat()}"
             last_plan = self.trigger(key, action_class, tuple(schedule.args), schedule.kwargs)

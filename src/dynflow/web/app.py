@@ -159,7 +159,7 @@ def create_app(
     the console answers to; others get 400. By default any host with authentication,
     and only ``localhost``, ``127.0.0.1`` and ``[::1]`` with ``NO_AUTH`` (against DNS
     rebinding)."""
-    from dynflow.web import api, pages
+    from dynflow.web import api, pages, schedules
 
     if not isinstance(max_body, int) or max_body < 1:
         raise ConfigurationError(f"max_body must be a number of bytes >= 1, got {max_body!r}")
@@ -179,7 +179,9 @@ def create_app(
     guarded = [Depends(web.guard)]
     app.include_router(pages.public_router(web))
     app.include_router(pages.router(web), dependencies=guarded)
+    app.include_router(schedules.pages(web), dependencies=guarded)
     app.include_router(api.router(web), prefix="/api", dependencies=guarded)
+    app.include_router(schedules.api(web), prefix="/api", dependencies=guarded)
 
     @app.get("/api/openapi.json", include_in_schema=False, dependencies=guarded)
     def openapi() -> dict[str, Any]:

@@ -23,7 +23,6 @@ from dynflow.persistence.sql import retention
 from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, Update
 from dynflow.persistence.sql.database import Database
 from dynflow.persistence.sql.delayed import SqlDelayedPlanStore
-from dynflow.persistence.sql.schedules import SqlScheduleStore
 from dynflow.persistence.sql.envelopes import SqlEnvelopeStore
 from dynflow.persistence.sql.locks import taken
 from dynflow.persistence.sql.mapping import (
@@ -34,6 +33,7 @@ from dynflow.persistence.sql.mapping import (
     step_from_row,
 )
 from dynflow.persistence.sql.queries import conditions, plans_query
+from dynflow.persistence.sql.schedules import SqlScheduleStore
 from dynflow.persistence.tables import (
     actions,
     coordinator_records,

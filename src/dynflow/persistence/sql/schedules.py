@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from dynflow.persistence.schedules import Schedule
 from dynflow.persistence.sql.database import Database
-from dynflow.persistence.tables import schedules
+from dynflow.persistence.tables import execution_plans, schedules
 
 
 class SqlScheduleStore:
@@ -24,9 +24,7 @@ class SqlScheduleStore:
 
     def get(self, name: str) -> Schedule | None:
         with self.db.read() as connection:
-            row = connection.execute(
-                sa.select(schedules).where(schedules.c.name == name)
-            ).first()
+            row = connection.execute(sa.select(schedules).where(schedules.c.name == name)).first()
         return None if row is None else _schedule(row._mapping)
 
     def all(self) -> list[Schedule]:
@@ -80,6 +78,17 @@ class SqlScheduleStore:
                 sa.delete(schedules).where(schedules.c.name == name)
             ).rowcount
         return bool(deleted)
+
+    def recent_plan_ids(self, name: str, limit: int) -> list[str]:
+        prefix = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "@"
+        query = (
+            sa.select(execution_plans.c.id)
+            .where(execution_plans.c.key.like(prefix + "%", escape="\\"))
+            .order_by(execution_plans.c.key.desc())
+            .limit(limit)
+        )
+        with self.db.read() as connection:
+            return list(connection.execute(query).scalars())
 
 
 def _row(schedule: Schedule) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Schedules: recurring plans by cron expression.
 
 Revision ID: 0010
-Revises: 0005
+Revises: 0007
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 from dynflow.persistence.types import JSONText, UTCDateTime, exact_string
 
 revision = "0010"
-down_revision = "0005"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
