@@ -45,6 +45,7 @@ execution_plans = sa.Table(
     sa.Index("ix_dynflow_execution_plans_result", "result"),
     sa.Index("ix_dynflow_execution_plans_label", "label"),
     sa.Index("ix_dynflow_execution_plans_started_at", "started_at"),
+    sa.Index("ix_dynflow_execution_plans_ended_at", "ended_at"),
     sa.Index("ix_dynflow_execution_plans_caller", "caller_execution_plan_id"),
     sa.Index("ux_dynflow_execution_plans_key", "key", unique=True),
     sa.Index("ix_dynflow_execution_plans_deadline_at", "deadline_at"),

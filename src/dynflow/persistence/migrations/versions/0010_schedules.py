@@ -1,4 +1,5 @@
-"""Schedules: recurring plans by cron expression.
+"""Schedules: recurring plans by cron expression; an index on plans' ended_at
+(retention deletes by it).
 
 Revision ID: 0010
 Revises: 0007
@@ -34,8 +35,10 @@ def upgrade() -> None:
         mariadb_charset="utf8mb4",
     )
     op.create_index("ix_dynflow_schedules_next_run_at", "dynflow_schedules", ["next_run_at"])
+    op.create_index("ix_dynflow_execution_plans_ended_at", "dynflow_execution_plans", ["ended_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_dynflow_execution_plans_ended_at", table_name="dynflow_execution_plans")
     op.drop_index("ix_dynflow_schedules_next_run_at", table_name="dynflow_schedules")
     op.drop_table("dynflow_schedules")
