@@ -15,6 +15,7 @@ from dynflow.execution_plan.model import ExecutionPlan, Step, StepError
 from dynflow.flows import Atom, Concurrence, Flow, Sequence
 from dynflow.persistence.delayed import DelayedPlan
 from dynflow.persistence.limits import LimitEntry
+from dynflow.persistence.schedules import Schedule
 
 
 class PlanSummary(BaseModel):
@@ -209,6 +210,25 @@ def waiting_reason(step: Step, keys: list[str]) -> str | None:
     return "waiting for limit " + (", ".join(keys) if keys else "(being requested)")
 
 
+class ScheduleView(BaseModel):
+    name: str
+    cron: str
+    timezone: str
+    action_class: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    overlap: str
+    catch_up: bool
+    paused: bool
+    next_run_at: datetime | None
+    #: the next few due times (none while paused)
+    next_runs: list[datetime]
+    last_due_at: datetime | None
+    last_plan_id: str | None
+    #: its latest plans, the newest first
+    recent_plans: list[PlanSummary]
+
+
 class ActionOutcome(BaseModel):
     """The answer to a state-changing request."""
 
@@ -349,4 +369,31 @@ def delayed_view(delayed: DelayedPlan) -> DelayedView:
         start_before=delayed.start_before,
         args=list(delayed.args),
         kwargs=dict(delayed.kwargs),
+    )
+
+
+def schedule_view(
+    schedule: Schedule, recent: list[ExecutionPlan] | None = None, upcoming: int = 3
+) -> ScheduleView:
+    from dynflow.services.schedules import next_times
+
+    times: list[datetime] = []
+    if not schedule.paused and schedule.next_run_at is not None:
+        times = [schedule.next_run_at]
+        times += next_times(schedule.cron, schedule.timezone, times[0], upcoming - 1)
+    return ScheduleView(
+        name=schedule.name,
+        cron=schedule.cron,
+        timezone=schedule.timezone,
+        action_class=schedule.action_class,
+        args=list(schedule.args),
+        kwargs=dict(schedule.kwargs),
+        overlap=schedule.overlap,
+        catch_up=schedule.catch_up,
+        paused=schedule.paused,
+        next_run_at=schedule.next_run_at,
+        next_runs=times,
+        last_due_at=schedule.last_due_at,
+        last_plan_id=schedule.last_plan_id,
+        recent_plans=[plan_summary(p) for p in recent or []],
     )

@@ -40,6 +40,7 @@ from dynflow.services.options import OptionArguments, Options, Triggered, Trigge
 from dynflow.services.planning import Planner
 from dynflow.services.ports import Ports
 from dynflow.services.retention import Retention
+from dynflow.services.schedules import Schedule, Schedules
 from dynflow.transaction import transaction_adapter
 
 #: builds a world's executor from its core and step runner (``World(executor=...)``)
@@ -133,6 +134,8 @@ class World:
         self.triggers = Triggers(ports, self.control, self.planner, self.delayed, self.finished)
         #: deletes old plans, on request and (with ``retention=``) periodically
         self.retention = Retention(ports)
+        #: recurring plans; an executor world triggers them when due
+        self.scheduler = Schedules(ports, self._keyed_trigger, runs=core is not None)
         if core is not None:
             core.on_finished, core.limits.gate.wake = self.finished, self.cluster.wake_limits
             self.observe.attach(core, runner, self.executor)
@@ -142,6 +145,7 @@ class World:
         self.liveness.start()
         self.delayed.start()
         self.retention.start()
+        self.scheduler.start()
         if self.config.executor and self.config.auto_execute:
             self.recover()
 
@@ -180,6 +184,45 @@ class World:
         """``key``, ``after``, ``priority``, ``deadline``, ``labels`` for the ``trigger``,
         ``plan`` and ``delay`` of the object returned (see dynflow.services.options)."""
         return self.triggers.options(**options)
+
+    def _keyed_trigger(
+        self, key: str, cls: type[Action], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> str:
+        return self.options(key=key).trigger(cls, *args, **kwargs).execution_plan_id
+
+    def schedule(
+        self,
+        name: str,
+        cron: str,
+        action_class: type[Action],
+        *args: Any,
+        timezone: str = "UTC",
+        overlap: str = "skip",
+        catch_up: bool = False,
+        **kwargs: Any,
+    ) -> Schedule:
+        """Create or replace the schedule ``name``: a plan of ``action_class`` at each due
+        time of the 5-field ``cron`` in ``timezone``, exactly one across all worlds
+        (see dynflow.services.schedules for ``overlap`` and ``catch_up``)."""
+        return self.scheduler.schedule(
+            name,
+            cron,
+            action_class,
+            args,
+            kwargs,
+            timezone=timezone,
+            overlap=overlap,
+            catch_up=catch_up,
+        )
+
+    def schedules(self) -> list[Schedule]:
+        """Every schedule with its ``next_run_at``; pause and resume with
+        ``world.scheduler.pause(name)`` / ``.resume(name)``."""
+        return self.scheduler.all()
+
+    def unschedule(self, name: str) -> bool:
+        """Delete the schedule ``name`` (its plans stay); False if there was none."""
+        return self.scheduler.unschedule(name)
 
     def plan_sub_plan(
         self,
@@ -282,6 +325,7 @@ class World:
             self.control.stop()
             self.delayed.stop()
             self.retention.stop()
+            self.scheduler.stop()
             handed_over: list[str] = []
             if self.executor is not None:
                 self.executor.terminate(

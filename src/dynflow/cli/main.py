@@ -8,6 +8,7 @@ import typer
 
 from dynflow.cli.operations import limits_app, plans_app, worlds_app
 from dynflow.cli.options import DatabaseUrl, database_url
+from dynflow.cli.schedules import schedules_app
 from dynflow.cli.trigger import trigger_plan
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ plans_app.command("trigger")(trigger_plan)
 app.add_typer(plans_app, name="plans")
 app.add_typer(worlds_app, name="worlds")
 app.add_typer(limits_app, name="limits")
+app.add_typer(schedules_app, name="schedules")
 
 
 @app.command()

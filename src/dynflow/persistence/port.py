@@ -15,6 +15,7 @@ from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.delayed import DelayedPlanStore
 from dynflow.persistence.limits import LimitEntry, LimitStore
+from dynflow.persistence.schedules import ScheduleStore
 from dynflow.persistence.sql.database import Database
 
 
@@ -91,6 +92,11 @@ class PersistencePort(Protocol):
         """Holders and waiters by key: holders first, then waiters in line (see
         :class:`~dynflow.persistence.limits.LimitEntry`); with ``execution_plan_id``,
         only that plan's."""
+        ...
+
+    @property
+    def schedules(self) -> ScheduleStore:
+        """Schedules: recurring plans by cron expression."""
         ...
 
     @property

@@ -45,6 +45,7 @@ execution_plans = sa.Table(
     sa.Index("ix_dynflow_execution_plans_result", "result"),
     sa.Index("ix_dynflow_execution_plans_label", "label"),
     sa.Index("ix_dynflow_execution_plans_started_at", "started_at"),
+    sa.Index("ix_dynflow_execution_plans_ended_at", "ended_at"),
     sa.Index("ix_dynflow_execution_plans_caller", "caller_execution_plan_id"),
     sa.Index("ux_dynflow_execution_plans_key", "key", unique=True),
     sa.Index("ix_dynflow_execution_plans_deadline_at", "deadline_at"),
@@ -132,6 +133,26 @@ delayed_plans = sa.Table(
     # {"action_class": dotted name, "args": [...], "kwargs": {...}}
     sa.Column("args", JSONText(), nullable=False),
     sa.Index("ix_dynflow_delayed_plans_start_at", "start_at"),
+    **MYSQL,
+)
+
+schedules = sa.Table(
+    "dynflow_schedules",
+    metadata,
+    sa.Column("name", exact_string(200), primary_key=True),
+    sa.Column("cron", sa.String(100), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("action_class", sa.String(255), nullable=False),
+    # {"args": [...], "kwargs": {...}}
+    sa.Column("args", JSONText(), nullable=False),
+    sa.Column("overlap", sa.String(10), nullable=False),
+    sa.Column("catch_up", sa.Boolean(), nullable=False),
+    sa.Column("paused", sa.Boolean(), nullable=False),
+    sa.Column("next_run_at", UTCDateTime(), nullable=False),
+    sa.Column("last_due_at", UTCDateTime(), nullable=True),
+    sa.Column("last_plan_id", UUID, nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_dynflow_schedules_next_run_at", "next_run_at"),
     **MYSQL,
 )
 

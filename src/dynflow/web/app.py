@@ -193,7 +193,7 @@ def create_app(
     and only ``localhost``, ``127.0.0.1`` and ``[::1]`` with ``NO_AUTH`` (against DNS
     rebinding). ``GET /metrics`` serves the world's Prometheus metrics (with
     ``World(metrics=True)``), behind ``auth`` unless ``metrics_auth`` is given."""
-    from dynflow.web import api, metrics, pages, plan_routes, trigger_page
+    from dynflow.web import api, metrics, pages, plan_routes, schedules, trigger_page
 
     if not isinstance(max_body, int) or max_body < 1:
         raise ConfigurationError(f"max_body must be a number of bytes >= 1, got {max_body!r}")
@@ -215,7 +215,9 @@ def create_app(
     app.include_router(pages.router(web), dependencies=guarded)
     app.include_router(plan_routes.router(web), dependencies=guarded)
     app.include_router(trigger_page.router(web), dependencies=guarded)
+    app.include_router(schedules.pages(web), dependencies=guarded)
     app.include_router(api.router(web), prefix="/api", dependencies=guarded)
+    app.include_router(schedules.api(web), prefix="/api", dependencies=guarded)
     app.include_router(
         metrics.router(web, world, None if metrics_auth is None else as_auth(metrics_auth))
     )

@@ -35,6 +35,7 @@ from dynflow.persistence.sql.mapping import (
     step_from_row,
 )
 from dynflow.persistence.sql.queries import conditions, plans_query
+from dynflow.persistence.sql.schedules import SqlScheduleStore
 from dynflow.persistence.tables import (
     actions,
     coordinator_records,
@@ -60,6 +61,8 @@ class SqlPersistence:
         self.envelopes = self._envelope_store()
         #: holders and waiters of limits (``dynflow.Limit``)
         self.limits = SqlLimitStore(self.db)
+        #: recurring plans
+        self.schedules = SqlScheduleStore(self.db)
 
     # -- hooks of the adapters ------------------------------------------------
 
