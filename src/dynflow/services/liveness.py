@@ -20,9 +20,11 @@ import os
 import socket
 import time
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from dynflow.clock import Clock, ThreadClock
+from dynflow.cluster.client_dispatcher import may_run
 from dynflow.cluster.remote import Cluster
 from dynflow.coordinator import EXECUTION_LOCK, INVALIDATION_LOCK, Coordinator, WorldRecord
 from dynflow.errors import ConfigurationError, DynflowError, LockTaken
@@ -239,6 +241,13 @@ class Liveness:
             plan = self.control.locked_plan(plan_id, RECOVERABLE, requester)
         except DynflowError:
             return False
+        if not may_run(self.config.code_version, plan.code_version):
+            # another version's: to an executor of it, or it waits for one
+            self.coordinator.release(EXECUTION_LOCK, plan_id)
+            if self.cluster.forward_execution(plan_id, requester):
+                return True
+            self._pause(plan_id)
+            return False
         log.info(
             "world %s takes over execution plan %s (%s) of dead world %s",
             self.world_id,
@@ -278,10 +287,12 @@ class Liveness:
             for world in self.coordinator.find_stale_worlds(self.config.lease)
         )
         held = {lock.id for lock in self.coordinator.find_locks(lock_class=EXECUTION_LOCK)}
-        # planned sub-plans wait for their parent, which starts them within its limit
-        candidates = self.persistence.find_plan_ids([PlanState.RUNNING])
-        candidates += self.persistence.find_plan_ids([PlanState.PLANNED], sub_plans=False)
-        candidates += self.persistence.find_plan_ids([PlanState.PAUSED], result=PlanResult.PENDING)
+        # plans of another code version wait for an executor of theirs; planned
+        # sub-plans wait for their parent, which starts them within its limit
+        find = partial(self.persistence.find_plan_ids, runnable_by=self.config.code_version)
+        candidates = find([PlanState.RUNNING])
+        candidates += find([PlanState.PLANNED], sub_plans=False)
+        candidates += find([PlanState.PAUSED], result=PlanResult.PENDING)
         for plan_id in candidates:
             if plan_id in held:
                 continue
@@ -289,6 +300,9 @@ class Liveness:
                 plan = self.control.locked_plan(plan_id, RECOVERABLE)
             except DynflowError:
                 continue  # another world took it first
+            if not may_run(self.config.code_version, plan.code_version):  # moved meanwhile
+                self.coordinator.release(EXECUTION_LOCK, plan_id)
+                continue
             log.warning("recovering execution plan %s (%s)", plan_id, plan.state)
             running = left_running(plan)
             executor.recover(plan, last_executor(plan) if running else None, running)
@@ -314,6 +328,8 @@ def register(coordinator: Coordinator, config: WorldConfig, connector_kind: str)
             "pid": os.getpid(),
             # other worlds ping it only when it can hear them
             "connector": connector_kind,
+            # executors of a code version run only plans of it (or of none)
+            "code_version": config.code_version,
             # worker threads per queue (their use is not published)
             **({"pool_sizes": dict(config.all_queues)} if config.executor else {}),
             **config.meta,
