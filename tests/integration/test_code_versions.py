@@ -64,8 +64,7 @@ def _runners(world: World, plan_id: str) -> list[str | None]:
 def _stopped(world: World, plan_id: str) -> Any:
     return eventually(
         lambda: (
-            (p := world.persistence.load_execution_plan(plan_id)).state is PlanState.STOPPED
-            and p
+            (p := world.persistence.load_execution_plan(plan_id)).state is PlanState.STOPPED and p
         ),
         timeout=TIMEOUT,
     )

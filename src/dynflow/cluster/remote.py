@@ -172,20 +172,28 @@ class Cluster:
             except DynflowError:
                 log.exception("cannot release the lock of plan %s", plan_id)
 
-    def forward_execution(self, plan_id: str, requester: dict[str, Any]) -> bool:
-        """Ask an executor world to take over a plan, on behalf of whoever asked for it
-        (so that the answer reaches the original caller)."""
+    def forward_execution(
+        self, plan_id: str, requester: dict[str, Any], avoid: frozenset[str] = frozenset()
+    ) -> bool:
+        """Ask an executor world (not one of ``avoid``: e.g. worlds found dead) to take
+        over a plan, on behalf of whoever asked for it (so that the answer reaches the
+        original caller)."""
         client = requester.get("client_world_id") or self.world_id
         request_id = requester.get("request_id") or str(uuid.uuid4())
         try:
-            self._send_execution(plan_id, client, request_id)
+            self._send_execution(plan_id, client, request_id, avoid=avoid)
         except DynflowError as exc:
             log.warning("cannot hand over plan %s: %s", plan_id, exc)
             return False
         return True
 
     def _send_execution(
-        self, plan_id: str, client: str, request_id: str, plan: ExecutionPlan | None = None
+        self,
+        plan_id: str,
+        client: str,
+        request_id: str,
+        plan: ExecutionPlan | None = None,
+        avoid: frozenset[str] = frozenset(),
     ) -> str:
         """Send request ``request_id`` of world ``client`` to execute the plan to another
         executor world serving its queues and version; the target. Raises when there is
@@ -195,7 +203,7 @@ class Cluster:
         return self.client.send_to_executor(
             lambda target: Envelope(client, target, request_id, Execution(plan_id)),
             plan_needs(plan),
-            frozenset([self.world_id]),
+            avoid | {self.world_id},
         )
 
     def pass_on(self, plan_id: str, client: str, request_id: str) -> bool:

@@ -166,7 +166,8 @@ class Liveness:
         a ping; returns how many were invalidated."""
         dead = self.coordinator.find_stale_worlds(self.config.lease)
         dead += self._silent(exclude={w.id for w in dead})
-        return sum(1 for world in dead if self.invalidate(world.id) is not None)
+        dying = frozenset(w.id for w in dead)
+        return sum(1 for world in dead if self.invalidate(world.id, dying) is not None)
 
     def _silent(self, exclude: set[str]) -> list[WorldRecord]:
         """Worlds late with their heartbeat that do not answer a ping either. Only
@@ -202,9 +203,10 @@ class Liveness:
         """The world's own heartbeat interval (this world's for records without one)."""
         return record.heartbeat_interval or self.config.heartbeat_interval
 
-    def invalidate(self, world_id: str) -> int | None:
+    def invalidate(self, world_id: str, dying: frozenset[str] = frozenset()) -> int | None:
         """Declare ``world_id`` dead and take its plans over: how many (None when
-        another world is invalidating it)."""
+        another world is invalidating it). ``dying``: other worlds found dead, about to
+        be invalidated too: none of its plans is sent there."""
         if world_id == self.world_id:
             raise ConfigurationError("a world cannot invalidate itself: terminate it")
         try:  # exactly one live world invalidates a dead one
@@ -224,16 +226,24 @@ class Liveness:
             self.coordinator.unregister_world(world_id)
             self.cluster.drop_envelopes(world_id)
             self.cluster.wake_limits(self.persistence.limits.drop_world(world_id))
-            return sum(self.take_over(lock.id, world_id, dict(lock.data)) for lock in held)
+            avoid = dying | {world_id}
+            return sum(self.take_over(lock.id, world_id, dict(lock.data), avoid) for lock in held)
         finally:
             self.coordinator.release(INVALIDATION_LOCK, world_id)
 
-    def take_over(self, plan_id: str, dead_world: str, requester: dict[str, Any]) -> bool:
-        """Run a dead world's plan here (or hand it to an executor world), answering the
-        original request so that the caller's future still resolves."""
+    def take_over(
+        self,
+        plan_id: str,
+        dead_world: str,
+        requester: dict[str, Any],
+        avoid: frozenset[str] = frozenset(),
+    ) -> bool:
+        """Run a dead world's plan here (or hand it to an executor world, not one of
+        ``avoid``), answering the original request so that the caller's future still
+        resolves."""
         executor = self.control.executor
         if executor is None:
-            if self.cluster.forward_execution(plan_id, requester):
+            if self.cluster.forward_execution(plan_id, requester, avoid):
                 return True
             self._pause(plan_id)  # no executor alive: it waits, paused
             return False
@@ -244,7 +254,7 @@ class Liveness:
         if not may_run(self.config.code_version, plan.code_version):
             # another version's: to an executor of it, or it waits for one
             self.coordinator.release(EXECUTION_LOCK, plan_id)
-            if self.cluster.forward_execution(plan_id, requester):
+            if self.cluster.forward_execution(plan_id, requester, avoid):
                 return True
             self._pause(plan_id)
             return False
@@ -282,10 +292,9 @@ class Liveness:
         planned and never started, and plans paused by a world's clean termination
         (not by a failure). Returns how many."""
         executor = self.control.require_executor()
-        count = sum(
-            self.invalidate(world.id) or 0
-            for world in self.coordinator.find_stale_worlds(self.config.lease)
-        )
+        stale = self.coordinator.find_stale_worlds(self.config.lease)
+        dying = frozenset(w.id for w in stale)
+        count = sum(self.invalidate(world.id, dying) or 0 for world in stale)
         held = {lock.id for lock in self.coordinator.find_locks(lock_class=EXECUTION_LOCK)}
         # plans of another code version wait for an executor of theirs; planned
         # sub-plans wait for their parent, which starts them within its limit
