@@ -108,7 +108,7 @@ def executor(
             log_level=log_level,
             log_format=log_format,
             metrics_port=metrics_port,
-            code_version=code_version,
+            code_version=code_version or None,
         )
     )
 
