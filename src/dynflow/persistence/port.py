@@ -199,6 +199,10 @@ class PersistencePort(Protocol):
         (one transaction); raises ``NotFound``."""
         ...
 
+    def plan_id_with_key(self, key: str) -> str | None:
+        """The id of the plan with idempotency ``key``, if any."""
+        ...
+
     def find_plan_ids(
         self,
         states: Iterable[PlanState],
