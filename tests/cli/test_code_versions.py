@@ -28,9 +28,12 @@ def test_executor_takes_its_code_version_from_the_option_or_the_environment(
     from dynflow.cli.main import app
 
     seen: list[str | None] = []
-    monkeypatch.setattr(
-        executor_cli, "serve", lambda url, **options: seen.append(options["code_version"]) or 0
-    )
+
+    def serve(url: str, **options: Any) -> int:
+        seen.append(options["code_version"])
+        return 0
+
+    monkeypatch.setattr(executor_cli, "serve", serve)
     assert runner.invoke(app, ["executor", "--code-version", "v3"]).exit_code == 0
     result = runner.invoke(app, ["executor"], env={"DYNFLOW_CODE_VERSION": "v4"})
     assert result.exit_code == 0
