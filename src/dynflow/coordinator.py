@@ -17,13 +17,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from dynflow.errors import DynflowError, LockTaken
-from dynflow.persistence.records import EXECUTION_LOCK, INVALIDATION_LOCK, WORLD
+from dynflow.persistence.records import EXECUTION_LOCK, INVALIDATION_LOCK, PLANNED_LOCK, WORLD
 from dynflow.persistence.sql.database import Database
 from dynflow.persistence.tables import coordinator_records as records
 
 __all__ = [
     "EXECUTION_LOCK",
     "INVALIDATION_LOCK",
+    "PLANNED_LOCK",
     "WORLD",
     "Coordinator",
     "LockRecord",

@@ -21,7 +21,7 @@ from dynflow.cluster.connector import Connector
 from dynflow.cluster.executor_dispatcher import ExecutorDispatcher
 from dynflow.cluster.remote import Cluster, connector_kind, connector_name, make_connector
 from dynflow.config import WorldConfig
-from dynflow.coordinator import Coordinator
+from dynflow.coordinator import PLANNED_LOCK, Coordinator
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.execution_plan.states import PlanResult
 from dynflow.executor import Executor
@@ -245,6 +245,7 @@ class World:
 
     def execute(self, execution_plan_id: str) -> Future[ExecutionPlan]:
         """Execute a planned plan, resume a paused one, or run a delayed one now."""
+        self.coordinator.release(PLANNED_LOCK, execution_plan_id)  # made here: it may run
         return self.control.execute(execution_plan_id)
 
     def resume(self, execution_plan_id: str) -> Future[ExecutionPlan]:

@@ -25,6 +25,7 @@ from dynflow import (
     StepState,
     World,
 )
+from dynflow.coordinator import PLANNED_LOCK
 from dynflow.executor.threaded import ThreadedExecutor
 from dynflow.persistence.tables import actions, coordinator_records, execution_plans, steps
 from tests.support import Gate, eventually
@@ -429,8 +430,8 @@ def test_a_starting_executor_runs_orphaned_triggers_but_not_plans_made_to_wait(
     triggered = client.trigger(Simple)
     with pytest.raises(ConfigurationError, match="no executor world is running"):
         triggered.finished.result(5)
-    history = client.persistence.load_execution_plan(waiting.id).execution_history
-    assert [entry.name for entry in history] == ["planned: waits for execute"]
+    [held] = client.coordinator.find_locks(lock_class=PLANNED_LOCK)
+    assert (held.id, held.owner_id) == (waiting.id, client.id)
 
     executor = make_world(db_url)  # auto_execute: recovers what was left
     done = eventually(
@@ -443,9 +444,13 @@ def test_a_starting_executor_runs_orphaned_triggers_but_not_plans_made_to_wait(
     assert done.result is PlanResult.SUCCESS
     assert executor.recover() == 0
     assert executor.persistence.load_execution_plan(waiting.id).state is PlanState.PLANNED
-    ran = executor.execute(waiting.id).result(10)
+    ran = client.execute(waiting.id).result(10)  # handed to the executor
     assert ran.result is PlanResult.SUCCESS
-    assert ran.execution_history[0].name == "planned: waits for execute"
+    assert [entry.name for entry in ran.execution_history] == [
+        "start execution",
+        "finish execution",
+    ]
+    assert client.coordinator.find_locks(lock_class=PLANNED_LOCK) == []
 
 
 @pytest.mark.parametrize("connector", ["database", None])  # None: direct on SQLite

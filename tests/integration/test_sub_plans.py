@@ -659,8 +659,11 @@ def test_a_starting_world_leaves_planned_children_to_their_parent(
     wait_parent_suspended(first, plan_id, LimitedParent)
     waiting = {c.id for c in children(first, plan_id, PlanState.PLANNED)}
     assert len(waiting) == 2
-    # a planned plan that is no sub-plan: a starting world does pick it up
-    lone = first.plan(Prepare)
+    # a planned plan that is no sub-plan, of a world that is gone: a starting world
+    # does pick it up (while its planning world lives, it waits for execute)
+    planner = make_world(db_url, executor=False)
+    lone = planner.plan(Prepare)
+    planner.terminate()
 
     second = make_world(db_url, auto_execute=True)
     eventually(lambda: load(second, lone.id).result is PlanResult.SUCCESS)

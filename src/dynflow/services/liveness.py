@@ -26,12 +26,17 @@ from typing import TYPE_CHECKING, Any
 from dynflow.clock import Clock, ThreadClock
 from dynflow.cluster.client_dispatcher import may_run
 from dynflow.cluster.remote import Cluster
-from dynflow.coordinator import EXECUTION_LOCK, INVALIDATION_LOCK, Coordinator, WorldRecord
+from dynflow.coordinator import (
+    EXECUTION_LOCK,
+    INVALIDATION_LOCK,
+    PLANNED_LOCK,
+    Coordinator,
+    WorldRecord,
+)
 from dynflow.errors import ConfigurationError, DynflowError, LockTaken
 from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.executor import offline
 from dynflow.services.control import RECOVERABLE, PlanControl, last_executor, left_running
-from dynflow.services.planning import WAITS_FOR_EXECUTE
 
 if TYPE_CHECKING:
     from dynflow.config import WorldConfig
@@ -296,7 +301,12 @@ class Liveness:
         stale = self.coordinator.find_stale_worlds(self.config.lease)
         dying = frozenset(w.id for w in stale)
         count = sum(self.invalidate(world.id, dying) or 0 for world in stale)
-        held = {lock.id for lock in self.coordinator.find_locks(lock_class=EXECUTION_LOCK)}
+        # a plan made with world.plan() waits for execute while its planning world lives
+        held = {
+            lock.id
+            for lock_class in (EXECUTION_LOCK, PLANNED_LOCK)
+            for lock in self.coordinator.find_locks(lock_class=lock_class)
+        }
         # plans of another code version wait for an executor of theirs; planned
         # sub-plans wait for their parent, which starts them within its limit
         find = partial(self.persistence.find_plan_ids, runnable_by=self.config.code_version)
@@ -304,7 +314,7 @@ class Liveness:
         candidates += find([PlanState.PLANNED], sub_plans=False)
         candidates += find([PlanState.PAUSED], result=PlanResult.PENDING)
         for plan_id in candidates:
-            if plan_id in held or self._waits_for_execute(plan_id):
+            if plan_id in held:
                 continue
             try:
                 plan = self.control.locked_plan(plan_id, RECOVERABLE)
@@ -318,21 +328,6 @@ class Liveness:
             executor.recover(plan, last_executor(plan) if running else None, running)
             count += 1
         return count
-
-    def _waits_for_execute(self, plan_id: str) -> bool:
-        """A plan made with ``world.plan()`` and not asked to run, by a world still
-        alive: it waits (e.g. for a review). Once that world is gone, the plan is left
-        with no owner, and the next executor runs it (``auto_execute``)."""
-        try:
-            plan = self.persistence.load_execution_plan(plan_id)
-        except DynflowError:
-            return True
-        history = plan.execution_history
-        if plan.state is not PlanState.PLANNED or not history:
-            return False
-        last = history[-1]
-        alive = {w.id for w in self.coordinator.find_worlds()}
-        return last.name == WAITS_FOR_EXECUTE and last.world_id in alive
 
 
 def register(coordinator: Coordinator, config: WorldConfig, connector_kind: str) -> None:

@@ -19,7 +19,7 @@ from dynflow.action.registry import class_name
 from dynflow.action.singleton import SINGLETON_LOCK
 from dynflow.cluster.client_dispatcher import Needs
 from dynflow.cluster.remote import plan_needs
-from dynflow.coordinator import EXECUTION_LOCK
+from dynflow.coordinator import EXECUTION_LOCK, PLANNED_LOCK
 from dynflow.errors import ConfigurationError, LockTaken, PlanningFailed
 from dynflow.execution_plan.builder import PlanBuilder
 from dynflow.execution_plan.model import ExecutionPlan, PlanAttributes, StepError
@@ -33,11 +33,6 @@ if TYPE_CHECKING:
     from dynflow.transaction import TransactionAdapter
 
 Rows = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]
-
-
-#: the history entry of a plan made with ``world.plan()``: it runs only when asked
-#: (``execute``, or approved from the console); executor worlds never pick it up
-WAITS_FOR_EXECUTE = "planned: waits for execute"
 
 
 class ExecutionRequest(Protocol):
@@ -106,6 +101,8 @@ class Planner:
         locks = builder.singleton_locks()
         if lock:
             locks.append(self.coordinator.lock_row(EXECUTION_LOCK, builder.id))
+        elif caller is None and request is None:  # world.plan(): it waits to be executed
+            locks.append(self.coordinator.lock_row(PLANNED_LOCK, builder.id))
         envelope = None
         if request is not None:
             envelope = request.envelope(builder.id, plan_needs(plan))
@@ -119,8 +116,6 @@ class Planner:
             self._conflict(builder, self._save_failed_new)
         if request is not None:
             request.saved(written)
-        if not lock and caller is None and request is None:  # world.plan(): not to run yet
-            self.persistence.record_history(plan.id, WAITS_FOR_EXECUTE, self.coordinator.world_id)
         return plan
 
     def plan_claimed(

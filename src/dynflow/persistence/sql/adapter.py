@@ -19,7 +19,7 @@ from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.persistence import migrate
 from dynflow.persistence.changes import PLAN_MUTABLE, STEP_MUTABLE, Changes
 from dynflow.persistence.limits import LimitEntry
-from dynflow.persistence.records import EXECUTION_LOCK, WORLD
+from dynflow.persistence.records import EXECUTION_LOCK, PLANNED_LOCK, WORLD
 from dynflow.persistence.sql import retention, stats
 from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, Update
 from dynflow.persistence.sql.database import Database
@@ -306,6 +306,13 @@ class SqlPersistence:
             name = f"code version {old[0] or '-'} -> {code_version or '-'}"
             entry = (execution_plan_id, datetime.now(UTC), name[:50], world_id)
             self.bulk.write(connection, change_operations(Changes(history=[entry])))
+            # moved on purpose: an executor of the new version may pick it up now
+            connection.execute(
+                sa.delete(coordinator_records).where(
+                    coordinator_records.c["class"] == PLANNED_LOCK,
+                    coordinator_records.c.id == execution_plan_id,
+                )
+            )
 
     def count_sub_plans(
         self, execution_plan_id: str, action_id: int
