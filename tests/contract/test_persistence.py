@@ -857,7 +857,8 @@ def test_a_plan_is_read_as_of_one_moment(persistence: Persistence, reader: Persi
         return plan.state, states, [entry.name for entry in plan.execution_history]
 
     before = seen(reader.load_execution_plan(plan_id))
-    assert before[0] is PlanState.PLANNED and StepState.PENDING in before[1]
+    assert before[0] is PlanState.PLANNED
+    assert StepState.PENDING in before[1]
 
     def commit() -> None:
         committed.append("done")
