@@ -41,6 +41,7 @@ def serve(
     log_level: str | None = None,
     log_format: str = "text",
     metrics_port: int | None = None,
+    auto_execute: bool = True,
 ) -> int:
     """Run until SIGTERM/SIGINT; the process exit code."""
     try:
@@ -95,6 +96,7 @@ def serve(
             validity_check_interval=validity_check_interval,
             ping_timeout=ping_timeout,
             metrics=metrics_port is not None,
+            auto_execute=auto_execute,
         )
     except DynflowError as exc:
         log.error("cannot start: %s", exc)

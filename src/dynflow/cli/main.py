@@ -79,6 +79,13 @@ def executor(
             show_default=False,
         ),
     ] = None,
+    auto_execute: Annotated[
+        bool,
+        typer.Option(
+            help="On start, run the plans no live world runs (of dead worlds, and "
+            "planned ones whose planning world is gone).",
+        ),
+    ] = True,
 ) -> None:
     """Serve as an executor world until SIGTERM/SIGINT, then terminate cleanly."""
     from dynflow.cli.executor import serve
@@ -97,6 +104,7 @@ def executor(
             log_level=log_level,
             log_format=log_format,
             metrics_port=metrics_port,
+            auto_execute=auto_execute,
         )
     )
 

@@ -29,6 +29,7 @@ from dynflow.errors import ConfigurationError, DynflowError, LockTaken
 from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.executor import offline
 from dynflow.services.control import RECOVERABLE, PlanControl, last_executor, left_running
+from dynflow.services.planning import WAITS_FOR_EXECUTE
 
 if TYPE_CHECKING:
     from dynflow.config import WorldConfig
@@ -283,7 +284,7 @@ class Liveness:
         candidates += self.persistence.find_plan_ids([PlanState.PLANNED], sub_plans=False)
         candidates += self.persistence.find_plan_ids([PlanState.PAUSED], result=PlanResult.PENDING)
         for plan_id in candidates:
-            if plan_id in held:
+            if plan_id in held or self._waits_for_execute(plan_id):
                 continue
             try:
                 plan = self.control.locked_plan(plan_id, RECOVERABLE)
@@ -294,6 +295,21 @@ class Liveness:
             executor.recover(plan, last_executor(plan) if running else None, running)
             count += 1
         return count
+
+    def _waits_for_execute(self, plan_id: str) -> bool:
+        """A plan made with ``world.plan()`` and not asked to run, by a world still
+        alive: it waits (e.g. for a review). Once that world is gone, the plan is left
+        with no owner, and the next executor runs it (``auto_execute``)."""
+        try:
+            plan = self.persistence.load_execution_plan(plan_id)
+        except DynflowError:
+            return True
+        history = plan.execution_history
+        if plan.state is not PlanState.PLANNED or not history:
+            return False
+        last = history[-1]
+        alive = {w.id for w in self.coordinator.find_worlds()}
+        return last.name == WAITS_FOR_EXECUTE and last.world_id in alive
 
 
 def register(coordinator: Coordinator, config: WorldConfig, connector_kind: str) -> None:

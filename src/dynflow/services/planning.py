@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 Rows = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]
 
 
+#: the history entry of a plan made with ``world.plan()``: it runs only when asked
+#: (``execute``, or approved from the console); executor worlds never pick it up
+WAITS_FOR_EXECUTE = "planned: waits for execute"
+
+
 class ExecutionRequest(Protocol):
     """An execution request written together with the new plan (see
     :class:`dynflow.cluster.remote.Handoff`)."""
@@ -113,6 +118,8 @@ class Planner:
             self._conflict(builder, self._save_failed_new)
         if request is not None:
             request.saved(written)
+        if not lock and caller is None and request is None:  # world.plan(): not to run yet
+            self.persistence.record_history(plan.id, WAITS_FOR_EXECUTE, self.coordinator.world_id)
         return plan
 
     def plan_claimed(
