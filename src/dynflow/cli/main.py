@@ -10,6 +10,7 @@ from dynflow.cli.operations import limits_app, plans_app, worlds_app
 from dynflow.cli.options import DatabaseUrl, database_url
 from dynflow.cli.schedules import schedules_app
 from dynflow.cli.trigger import trigger_plan
+from dynflow.cli.versions import set_code_version
 
 app = typer.Typer(
     help="pydynflow: durable workflows with plan, run and finalize phases.",
@@ -19,6 +20,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 plans_app.command("trigger")(trigger_plan)
+plans_app.command("set-code-version")(set_code_version)
 app.add_typer(plans_app, name="plans")
 app.add_typer(worlds_app, name="worlds")
 app.add_typer(limits_app, name="limits")
@@ -86,6 +88,15 @@ def executor(
             "planned ones whose planning world is gone).",
         ),
     ] = True,
+    code_version: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DYNFLOW_CODE_VERSION",
+            help="Run only plans of this code version (and those of none); default: "
+            "$DYNFLOW_CODE_VERSION, else any plan.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve as an executor world until SIGTERM/SIGINT, then terminate cleanly."""
     from dynflow.cli.executor import serve
@@ -105,6 +116,7 @@ def executor(
             log_format=log_format,
             metrics_port=metrics_port,
             auto_execute=auto_execute,
+            code_version=code_version or None,
         )
     )
 

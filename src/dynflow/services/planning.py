@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from dynflow.action.base import Action
 from dynflow.action.registry import class_name
 from dynflow.action.singleton import SINGLETON_LOCK
-from dynflow.cluster.remote import plan_queues
+from dynflow.cluster.client_dispatcher import Needs
+from dynflow.cluster.remote import plan_needs
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.errors import ConfigurationError, LockTaken, PlanningFailed
 from dynflow.execution_plan.builder import PlanBuilder
@@ -43,7 +44,7 @@ class ExecutionRequest(Protocol):
     """An execution request written together with the new plan (see
     :class:`dynflow.cluster.remote.Handoff`)."""
 
-    def envelope(self, plan_id: str, queues: frozenset[str]) -> tuple[str, str] | None: ...
+    def envelope(self, plan_id: str, needs: Needs) -> tuple[str, str] | None: ...
 
     def saved(self, written: bool) -> None: ...
 
@@ -107,7 +108,7 @@ class Planner:
             locks.append(self.coordinator.lock_row(EXECUTION_LOCK, builder.id))
         envelope = None
         if request is not None:
-            envelope = request.envelope(builder.id, plan_queues(plan))
+            envelope = request.envelope(builder.id, plan_needs(plan))
         try:
             written = self.persistence.save_new_plan(plan, locks=locks, envelope=envelope)
         except BaseException as exc:
