@@ -840,3 +840,57 @@ def test_an_action_whose_class_cannot_be_imported_loads_as_missing(
     assert len(loaded.steps) == 7
     [found] = reader.find_execution_plans({"id": plan_id})
     assert found.action(3).missing == missing.missing
+
+
+def test_a_plan_is_read_as_of_one_moment(persistence: Persistence, reader: Persistence) -> None:
+    """A commit landing while a plan is read (here: right after its row was read, before
+    its steps) shows in all of the plan or in none of it: never the row of one state
+    with the steps and history of the next (a world recovering the plan meanwhile)."""
+    from dynflow.persistence.tables import execution_history, execution_plans, steps
+
+    plan_id = store_plan(persistence)
+    world_id = str(uuid.uuid4())
+    committed: list[str] = []
+
+    def seen(plan: ExecutionPlan) -> tuple[PlanState, set[StepState], list[str]]:
+        states = {step.state for step in plan.steps.values()}
+        return plan.state, states, [entry.name for entry in plan.execution_history]
+
+    before = seen(reader.load_execution_plan(plan_id))
+    assert before[0] is PlanState.PLANNED
+    assert StepState.PENDING in before[1]
+
+    def commit() -> None:
+        committed.append("done")
+        with persistence.db.write() as writer:
+            writer.execute(
+                sa.update(execution_plans)
+                .where(execution_plans.c.id == plan_id)
+                .values(state="running")
+            )
+            writer.execute(
+                sa.update(steps).where(steps.c.execution_plan_id == plan_id).values(state="running")
+            )
+            writer.execute(
+                sa.insert(execution_history).values(
+                    execution_plan_id=plan_id, time=T0, name="start execution", world_id=world_id
+                )
+            )
+
+    def commit_meanwhile(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not committed and "dynflow_steps" in statement:
+            commit()
+
+    sa.event.listen(reader.db.reader, "before_cursor_execute", commit_meanwhile)
+    try:
+        plan = reader.load_execution_plan(plan_id)
+    finally:
+        sa.event.remove(reader.db.reader, "before_cursor_execute", commit_meanwhile)
+
+    # PostgreSQL reads a plan in one statement, on the driver: the hook does not see it
+    assert committed or reader.db.name == "postgresql"
+    if not committed:
+        commit()
+    after = (PlanState.RUNNING, {StepState.RUNNING}, ["start execution"])
+    assert seen(plan) in (before, after)
+    assert seen(reader.load_execution_plan(plan_id)) == after

@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,10 +104,12 @@ class Executors:
         terminate_timeout: float = 10.0,
         url: str | None = None,
         prefix: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> ExecutorProcess:
         """Start ``dynflow executor``; wait until its world is registered and serving.
         ``url``: the database as the executor reaches it (default: this starter's);
-        ``prefix``: a command the executor runs under (e.g. ``ip netns exec HOST``)."""
+        ``prefix``: a command the executor runs under (e.g. ``ip netns exec HOST``);
+        ``env``: variables added to its environment."""
         name = f"executor-{len(self.started) + 1}"
         stderr_path = self.directory / f"{name}.stderr"
         command = [*prefix]
@@ -122,7 +124,7 @@ class Executors:
                 stdin=subprocess.DEVNULL,
                 stdout=stderr,
                 stderr=stderr,
-                env={**os.environ, "DYNFLOW_LOG_LEVEL": "INFO"},
+                env={**os.environ, "DYNFLOW_LOG_LEVEL": "INFO", **(env or {})},
             )
         executor = ExecutorProcess(name, process, stderr_path)
         self.started.append(executor)

@@ -7,11 +7,13 @@ their output (the world that ran them) and through files named in their input
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, cast
 
 from dynflow import Action, World
+from dynflow.coordinator import Coordinator
 from dynflow.executor.threaded import ThreadedExecutor
 
 #: how long a held step waits for its gate before failing (a test never opens it later)
@@ -26,6 +28,27 @@ def _wait_for(check: Any, what: str, limit: float = HOLD_LIMIT) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} did not happen within {limit}s")
         time.sleep(0.005)  # a gate across processes: files, polled
+
+
+#: a file named by this variable holds the death notice of the executor's world: its
+#: heartbeat finds it was declared dead, and tells the world only once the file exists
+DEATH_NOTICE_GATE = "DYNFLOW_TEST_DEATH_NOTICE_GATE"
+
+
+def _hold_death_notices(gate: Path) -> None:
+    beat = Coordinator.heartbeat
+
+    def heartbeat(coordinator: Coordinator) -> bool:
+        alive = beat(coordinator)
+        if not alive:
+            _wait_for(gate.exists, f"gate {gate}")
+        return alive
+
+    setattr(Coordinator, "heartbeat", heartbeat)  # noqa: B010 (mypy: no method assignment)
+
+
+if os.environ.get(DEATH_NOTICE_GATE):
+    _hold_death_notices(Path(os.environ[DEATH_NOTICE_GATE]))
 
 
 def _touch(path: str | None) -> None:

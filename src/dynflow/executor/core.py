@@ -209,8 +209,17 @@ class ExecutorCore(Committer):
 
     def _step_done(self, done: StepDone) -> None:
         runtime = self.plans.get(done.execution_plan_id)
-        if runtime is not None and (runtime.run != done.run or timeouts.stale(runtime, done)):
-            runtime = None  # a step of a run this world dropped (Disown), or timed out
+        if runtime is None or runtime.run != done.run:
+            log.info(  # e.g. this world was declared dead meanwhile and dropped the plan
+                "world %s ignores the result of step %s of plan %s: it no longer runs "
+                "the plan as it did when the step started",
+                self.world_id,
+                done.step_id,
+                done.execution_plan_id,
+            )
+            runtime = None
+        elif timeouts.stale(runtime, done):
+            runtime = None  # a hand-out that timed out
         if runtime is None or done.step_id in runtime.abandoned:
             if runtime is not None:
                 runtime.abandoned.discard(done.step_id)

@@ -193,8 +193,9 @@ class SqlPersistence:
     # -- reading ------------------------------------------------------------
 
     def load_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
-        """The plan with its steps, actions and history; raises :class:`NotFound`."""
-        with self.db.read() as connection:
+        """The plan with its steps, actions and history, as of one moment; raises
+        :class:`NotFound`."""
+        with self.db.snapshot() as connection:
             row = connection.execute(
                 sa.select(execution_plans).where(execution_plans.c.id == execution_plan_id)
             ).one_or_none()
@@ -223,7 +224,7 @@ class SqlPersistence:
         )
 
     def _lazy_details(self, plan_id: str) -> PlanDetails:
-        with self.db.read() as connection:
+        with self.db.snapshot() as connection:
             return self._details(connection, plan_id)
 
     def find_execution_plans(

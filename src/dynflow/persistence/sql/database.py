@@ -88,6 +88,20 @@ class Database:
             yield connection
             connection.rollback()
 
+    @contextmanager
+    def snapshot(self) -> Iterator[sa.Connection]:
+        """A read whose statements all see the database as of the first one: a plan
+        read in several statements is never torn by a commit between two of them."""
+        isolation = self.dialect.snapshot_isolation
+        if isolation is None:
+            with self.read() as connection:
+                yield connection
+            return
+        with self._errors(), self.reader.connect() as connection:
+            # reset to the engine's level when the connection goes back to the pool
+            yield connection.execution_options(isolation_level=isolation)
+            connection.rollback()
+
     def now(self) -> datetime:
         """The database's clock (UTC)."""
         with self.read() as connection:

@@ -43,6 +43,10 @@ class Dialect:
     now_sql: str = "SELECT CURRENT_TIMESTAMP"
     #: the connector of worlds on this database unless configured
     default_connector: str = "database"
+    #: the isolation level of a read whose statements must all see one moment (READ
+    #: COMMITTED lets every statement see the commits made since the previous one);
+    #: None: the reader's own transactions already do (SQLite in WAL mode)
+    snapshot_isolation: str | None = "REPEATABLE READ"
 
     def create_engines(self, url: URL) -> tuple[sa.Engine, sa.Engine]:
         """(writer, reader) engines."""
@@ -151,6 +155,8 @@ class SqliteDialect(Dialect):
 
     #: a database of one process: its worlds talk in memory
     default_connector: str = "direct"
+    #: a read transaction (BEGIN) in WAL mode sees one snapshot from its first read
+    snapshot_isolation: str | None = None
 
     def create_engines(self, url: URL) -> tuple[sa.Engine, sa.Engine]:
         memory = url.database in (None, "", ":memory:") or "mode=memory" in str(url)
