@@ -128,8 +128,6 @@ def list_plans(
     as_json: AsJson = False,
 ) -> None:
     """Plans, the latest started first."""
-    from dynflow import views  # pydantic: imported when used
-
     filters: dict[str, object] = {}
     if state:
         filters["state"] = _choices(state, PlanState, "--state")
@@ -143,6 +141,8 @@ def list_plans(
         plans = persistence.find_execution_plans(filters=filters, page=page - 1, per_page=per_page)
         total = persistence.find_execution_plan_counts(filters)
     if as_json:
+        from dynflow import views  # pydantic: imported when used
+
         _print_json(
             {
                 "items": [views.plan_summary(p).model_dump(mode="json") for p in plans],
