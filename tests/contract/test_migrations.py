@@ -75,12 +75,15 @@ def table_names(database: Database) -> set[str]:
 def test_upgrade_produces_exactly_the_model(database: Database) -> None:
     assert table_names(database) == set()
     assert migrate.current_revision(database) is None
+    assert migrate.schema_revision(database) is None
 
     migrate.upgrade(database)
 
     assert differences(database) == []
     assert table_names(database) == set(metadata.tables) | {VERSION_TABLE}
     assert migrate.current_revision(database) == migrate.head_revision()
+    # what the reading commands check, without Alembic
+    assert migrate.schema_revision(database) == migrate.HEAD == migrate.head_revision()
 
 
 def test_the_comparison_sees_a_model_that_differs(database: Database) -> None:

@@ -8,6 +8,7 @@ exports.
 
 from __future__ import annotations
 
+import importlib
 import importlib.resources
 import inspect
 import re
@@ -27,12 +28,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def public_names(package: ModuleType) -> list[str]:
-    """What ``package`` defines or imports, minus underscored names and submodules."""
+    """What ``package`` defines or imports (also on first use: ``_EXPORTS``), minus
+    underscored names and submodules."""
+    lazy: dict[str, str] = getattr(package, "_EXPORTS", {})
     return sorted(
-        name
-        for name, value in vars(package).items()
-        if (not name.startswith("_") or name in EXPORTED_DUNDERS)
-        and not isinstance(value, ModuleType)
+        {
+            name
+            for name, value in vars(package).items()
+            if (not name.startswith("_") or name in EXPORTED_DUNDERS)
+            and not isinstance(value, ModuleType)
+        }
+        | set(lazy)
     )
 
 
@@ -134,3 +140,15 @@ def test_world_has_the_documented_methods(method: str) -> None:
 
 def test_in_thread_world_is_a_world() -> None:
     assert issubclass(dynflow.testing.InThreadWorld, dynflow.World)
+
+
+def test_the_root_imports_its_names_on_first_use() -> None:
+    """``dynflow`` names its exports' modules (``_EXPORTS``): each defines or imports the
+    name, and ``dir`` lists them before they are used."""
+    lazy: dict[str, str] = dynflow._EXPORTS
+    assert set(lazy) == set(dynflow.__all__) - EXPORTED_DUNDERS
+    assert set(dynflow.__all__) <= set(dir(dynflow))
+    for name, module in lazy.items():
+        assert getattr(dynflow, name) is getattr(importlib.import_module(module), name)
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        dynflow.Nothing  # noqa: B018

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +26,13 @@ SERVICE_PACKAGES = (
 )
 
 #: packages that know nothing of databases or threads
-PURE_PACKAGES = ("dynflow.flows", "dynflow.execution_plan", "dynflow.director", "dynflow.action")
+PURE_PACKAGES = (
+    "dynflow.flows",
+    "dynflow.execution_plan",
+    "dynflow.director",
+    "dynflow.readiness",
+    "dynflow.action",
+)
 
 
 def _modules() -> dict[str, Path]:
@@ -161,3 +169,16 @@ def test_no_import_cycle_among_the_engine_modules() -> None:
 def test_the_cycle_finder_finds_cycles() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycles(graph) == [["a", "b", "c"]]
+
+
+def test_the_command_line_imports_no_world_migrations_or_postgresql() -> None:
+    """``dynflow plans list`` starts fast: the package root imports its names on first
+    use, the commands import the world when they need one, Alembic is imported to
+    migrate and psycopg for PostgreSQL URLs only."""
+    code = (
+        "import sys, dynflow.cli.main\n"
+        "heavy = ['dynflow.world', 'alembic', 'psycopg', 'pydantic', 'dynflow.executor.core']\n"
+        "print([m for m in heavy if m in sys.modules])"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert found.stdout.strip() == "[]", found.stderr

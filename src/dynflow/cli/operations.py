@@ -13,20 +13,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from dynflow import views
 from dynflow.cli.options import DatabaseUrl, database_url
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.persistence import PersistencePort
-from dynflow.world import World
+
+if TYPE_CHECKING:
+    from dynflow.world import World
 
 plans_app = typer.Typer(help="List, show and steer execution plans.", no_args_is_help=True)
 worlds_app = typer.Typer(help="List, check and invalidate worlds.", no_args_is_help=True)
@@ -41,6 +42,8 @@ _STYLE = {"success": "green", "warning": "magenta", "error": "red", "cancelled":
 
 @contextmanager
 def _client(url: str | None) -> Iterator[World]:
+    from dynflow.world import World
+
     try:
         world = World(
             database_url(url),
@@ -69,8 +72,8 @@ def _reader(url: str | None) -> Iterator[PersistencePort]:
     except DynflowError as exc:
         raise _fail(exc) from None
     try:
-        revision = migrate.current_revision(persistence.db)
-        if revision != migrate.head_revision():
+        revision = migrate.schema_revision(persistence.db)
+        if revision != migrate.HEAD:
             found = "has no dynflow schema" if revision is None else f"is at {revision}"
             raise _fail(
                 f"database {persistence.url} {found}: run `dynflow db upgrade` with the same "
@@ -143,6 +146,8 @@ def list_plans(
         plans = persistence.find_execution_plans(filters=filters, page=page - 1, per_page=per_page)
         total = persistence.find_execution_plan_counts(filters)
     if as_json:
+        from dynflow import views  # pydantic: imported when used
+
         _print_json(
             {
                 "items": [views.plan_summary(p).model_dump(mode="json") for p in plans],
@@ -185,6 +190,8 @@ def _options(plan: ExecutionPlan) -> list[tuple[str, object]]:
 @plans_app.command("show")
 def show_plan(plan_id: str, url: DatabaseUrl = None, as_json: AsJson = False) -> None:
     """One plan: its steps, errors and execution history."""
+    from dynflow import views  # pydantic: imported when used
+
     with _reader(url) as persistence:
         plan = persistence.load_execution_plan(plan_id)
         if as_json:
@@ -383,6 +390,8 @@ def list_limits(
     as_json: AsJson = False,
 ) -> None:
     """Holders and waiters of every limit key: holders first, then waiters in line."""
+    from dynflow import views  # pydantic: imported when used
+
     with _reader(url) as persistence:
         entries = persistence.find_limits(key=key)
     if as_json:
@@ -408,6 +417,8 @@ def list_limits(
 @worlds_app.command("list")
 def list_worlds(url: DatabaseUrl = None, as_json: AsJson = False) -> None:
     """Registered worlds, with their role, queues, last heartbeat and plans held."""
+    from dynflow import views  # pydantic: imported when used
+
     with _reader(url) as persistence:
         reader = Coordinator(persistence.db, "dynflow-cli")  # registers nothing
         worlds = reader.find_worlds()

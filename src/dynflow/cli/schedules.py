@@ -14,8 +14,6 @@ from rich.table import Table
 
 from dynflow.cli.operations import AsJson, _console, _fail, _print_json, _reader
 from dynflow.cli.options import DatabaseUrl
-from dynflow.services.schedules import next_times
-from dynflow.views import schedule_view
 
 schedules_app = typer.Typer(
     help="List, pause, resume and delete schedules (recurring plans).", no_args_is_help=True
@@ -31,6 +29,8 @@ def _when(value: datetime | None) -> str:
 @schedules_app.command("list")
 def list_schedules(url: DatabaseUrl = None, as_json: AsJson = False) -> None:
     """Every schedule with its next due time and its last plan."""
+    from dynflow.views import schedule_view
+
     with _reader(url) as persistence:
         found = persistence.schedules.all()
         if as_json:
@@ -64,6 +64,8 @@ def pause_schedule(name: Name, url: DatabaseUrl = None) -> None:
 def resume_schedule(name: Name, url: DatabaseUrl = None) -> None:
     """Trigger the schedule's plans again, from its next due time after now (the due
     times it was paused over are not made up)."""
+    from dynflow.services.schedules import next_times
+
     with _reader(url) as persistence:
         schedule = persistence.schedules.get(name)
         if schedule is None:

@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 import typer
 
-from dynflow import views
 from dynflow.action.base import Action
 from dynflow.action.registry import lookup
 from dynflow.cli.operations import AsJson, _client, _console, _fail, _print_json, _state
@@ -102,6 +101,8 @@ def trigger_plan(
     as_json: AsJson = False,
 ) -> None:
     """Trigger a plan; print its id (and, with --wait, how it ended)."""
+    from dynflow import views  # pydantic: imported when used
+
     cls = find_action(action, imports or [])
     with _client(url) as world:
         try:

@@ -18,7 +18,7 @@ from dynflow.action.base import Rescue
 from dynflow.action.registry import class_name
 from dynflow.clock import Clock, ManualClock
 from dynflow.coordinator import EXECUTION_LOCK
-from dynflow.director import Outcome, decide
+from dynflow.director import Outcome
 from dynflow.errors import DynflowError, ExecutionError, NotFound
 from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepState
@@ -320,7 +320,7 @@ class ExecutorCore(Committer):
             if revert.active(runtime):
                 revert.advance(self, runtime)
                 return
-            decision = decide(runtime.shape, runtime.states())
+            decision = runtime.readiness.decide()
             match decision.outcome:
                 case Outcome.CONTINUE:
                     if self.terminating is not None:

@@ -49,9 +49,9 @@ _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 def active(runtime: PlanRuntime) -> bool:
     """True when the plan is reverting (or reverted)."""
-    return any(
-        s.state in (StepState.REVERTING, StepState.REVERTED) for s in runtime.steps.values()
-    ) or any(entry.name == REVERT_EXECUTION for entry in runtime.history)
+    return runtime.readiness.count(StepState.REVERTING, StepState.REVERTED) > 0 or any(
+        entry.name == REVERT_EXECUTION for entry in runtime.history
+    )
 
 
 def to_revert(runtime: PlanRuntime) -> list[Step]:

@@ -26,6 +26,7 @@ from dynflow.execution_plan.states import (
     check_step_transition,
 )
 from dynflow.persistence.changes import PLAN_MUTABLE, STEP_MUTABLE, Changes
+from dynflow.readiness import Readiness
 
 #: numbers the runs of plans in this process (see ``PlanRuntime.run``)
 _RUNS = itertools.count(1)
@@ -62,6 +63,11 @@ class PlanRuntime:
     #: this run of the plan: a worker of an earlier run of the same plan (one this
     #: world dropped when it was declared dead) may still report, and is not heard
     run: int = field(default_factory=lambda: next(_RUNS))
+    #: the director's decision, kept current by ``set_step``
+    readiness: Readiness = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.readiness = Readiness(self.shape, self.states())
 
     @classmethod
     def from_plan(cls, plan: ExecutionPlan, changes: Changes) -> PlanRuntime:
@@ -90,6 +96,7 @@ class PlanRuntime:
     def set_step(self, step: Step, state: StepState, **values: Any) -> None:
         check_step_transition(step.state, state)
         step.state = state
+        self.readiness.set(step.id, state)
         for name, value in values.items():
             setattr(step, name, value)
         row = {name: getattr(step, name) for name in STEP_MUTABLE}

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
 from dynflow.errors import ConfigurationError
-from dynflow.persistence.port import PersistencePort
-from dynflow.persistence.postgres.adapter import PostgresPersistence
 from dynflow.persistence.sql.adapter import SqlPersistence
 
+if TYPE_CHECKING:
+    from dynflow.persistence.port import PersistencePort
+    from dynflow.persistence.postgres.adapter import PostgresPersistence
+
+    #: both adapters implement the port (checked by mypy)
+    _PORTS: tuple[type[PersistencePort], ...] = (SqlPersistence, PostgresPersistence)
+
+
+def _postgres() -> type[SqlPersistence]:
+    # imported for PostgreSQL URLs only: psycopg takes a while to import
+    from dynflow.persistence.postgres.adapter import PostgresPersistence
+
+    return PostgresPersistence
+
+
 #: adapters with fast paths, by URL backend; every other database gets the generic one
-_ADAPTERS: dict[str, type[SqlPersistence]] = {"postgresql": PostgresPersistence}
-#: both adapters implement the port (checked by mypy)
-_PORTS: tuple[type[PersistencePort], ...] = (SqlPersistence, PostgresPersistence)
+_ADAPTERS = {"postgresql": _postgres}
 
 
 def adapter_class(database_url: str) -> type[SqlPersistence]:
@@ -24,7 +36,8 @@ def adapter_class(database_url: str) -> type[SqlPersistence]:
         backend = make_url(database_url).get_backend_name()
     except Exception:
         return SqlPersistence
-    return _ADAPTERS.get(backend, SqlPersistence)
+    adapter = _ADAPTERS.get(backend)
+    return SqlPersistence if adapter is None else adapter()
 
 
 def open_persistence(database_url: str, *, existing: bool = False) -> SqlPersistence:
