@@ -5,8 +5,8 @@
    on SQLite and PostgreSQL -> steps per second and the ratio.
 2. ``--waiters`` steps waiting on one limit (PostgreSQL): the time to queue them,
    the process's extra RSS, its CPU per second while they wait, and the time to
-   terminate the world with them; with ``--baseline``, first the same number of
-   plans whose one step suspends, without limits (the RSS of the plans themselves).
+   terminate the world with them. ``--baseline`` measures only the same number of
+   plans whose one step suspends without limits (the RSS of the plans themselves).
 3. Hand-over latency (PostgreSQL): ``--samples`` one-step plans on one key with
    concurrency 1, all waiting; the time from one step's end to the next one's
    start -> p50/p99 in milliseconds.
@@ -152,6 +152,9 @@ def main() -> None:
     parser.add_argument("--baseline", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.baseline:  # alone in its process: the RSS of the plans themselves
+            many_waiters(fresh_database("postgresql", Path(tmp)), args.waiters, args.seconds, False)
+            return
         for kind in () if args.skip_w1 else ("sqlite", "postgresql"):
             plain = w1(fresh_database(kind, Path(tmp)), args.plans, limited=False)
             limited = w1(fresh_database(kind, Path(tmp)), args.plans, limited=True)
@@ -165,8 +168,6 @@ def main() -> None:
             hand_over(fresh_database("postgresql", Path(tmp)), args.samples),
             flush=True,
         )
-        if args.baseline:
-            many_waiters(fresh_database("postgresql", Path(tmp)), args.waiters, args.seconds, False)
         many_waiters(fresh_database("postgresql", Path(tmp)), args.waiters, args.seconds)
 
 
