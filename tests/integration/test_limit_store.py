@@ -7,11 +7,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from dynflow import World
-from dynflow.persistence.limits import LimitKey, LimitRequest, LimitStore
+from dynflow.persistence.limits import LimitKey, LimitOutcome, LimitRequest, LimitStore
 from dynflow.persistence.sql import limits as sql_limits
 
 MakeWorld = Callable[..., World]
@@ -25,10 +26,10 @@ class Caller:
         self.world = world
         self.store: LimitStore = world.persistence.limits
 
-    def exchange(self, now: datetime = NOW, **changes: object) -> sql_limits.LimitOutcome:
+    def exchange(self, now: datetime = NOW, **changes: Any) -> LimitOutcome:
         return self.store.exchange(
             self.world.id, self.world.coordinator.registration(), now, **changes
-        )  # type: ignore[arg-type]
+        )
 
 
 def request(*keys: LimitKey) -> LimitRequest:
