@@ -13,7 +13,7 @@ import pytest
 
 from dynflow import World
 from dynflow.persistence.limits import LimitKey, LimitOutcome, LimitRequest, LimitStore
-from dynflow.persistence.sql import limits as sql_limits
+from dynflow.persistence.sql import limit_lines
 
 MakeWorld = Callable[..., World]
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -40,26 +40,31 @@ def worlds(db_url: str, make_world: MakeWorld, count: int) -> list[Caller]:
     return [Caller(make_world(db_url, executor=False)) for _ in range(count)]
 
 
-def test_a_key_with_more_room_than_one_pass_reads_is_granted_over_passes_in_order(
+def test_a_long_line_is_read_by_its_head_and_granted_over_passes_in_order(
     db_url: str, make_world: MakeWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sql_limits, "HEAD_CAP", 3)
+    monkeypatch.setattr(limit_lines, "HEAD_CAP", 3)
+    monkeypatch.setattr(limit_lines, "LONG_LINE", 4)
+    monkeypatch.setattr(limit_lines, "_LONG", set())
     (a,) = worlds(db_url, make_world, 1)
     key = LimitKey("wide", concurrency=8)
-    line = [request(key) for _ in range(10)]
-    first = a.exchange(acquire=line)
-    assert first.granted == [(r.execution_plan_id, 1) for r in line[:3]]
-    assert first.more  # the line was read in part, and all of it started
-    granted = list(first.granted)
+    line = [request(key) for _ in range(20)]
+    slot = [(r.execution_plan_id, 1) for r in line]
+    first = a.exchange(acquire=line)  # a short line so far: read whole, 8 start
+    assert first.granted == slot[:8]
+    assert "wide" in limit_lines._LONG  # from now on: its first rows only
+    released = a.exchange(release=slot[:8])
+    assert released.granted == slot[8:11]  # three read, three started: maybe more
+    assert released.more
+    granted = list(released.granted)
     while True:
         outcome = a.exchange(retry=["wide"])
         granted += outcome.granted
         if not outcome.more:
             break
-    assert granted == [(r.execution_plan_id, 1) for r in line[:8]]  # 8 at once, in order
-    assert [e.execution_plan_id for e in a.world.persistence.find_limits(key="wide")][8:] == [
-        r.execution_plan_id for r in line[8:]
-    ]
+    assert granted == slot[8:16]  # 8 at once, in order
+    waiting = [e.execution_plan_id for e in a.world.persistence.find_limits(key="wide")]
+    assert waiting[8:] == [r.execution_plan_id for r in line[16:]]
 
 
 def test_a_step_waiting_on_two_keys_is_not_passed_on_either(

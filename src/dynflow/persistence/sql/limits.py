@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,34 +34,25 @@ from dynflow.persistence.limits import (
     LimitRequest,
 )
 from dynflow.persistence.records import WORLD
+from dynflow.persistence.sql import limit_lines as lines
 from dynflow.persistence.sql.database import Database
 from dynflow.persistence.tables import coordinator_records, limit_slots, limits
 
 #: attempts of an exchange that met a key row inserted by another world meanwhile
 _ATTEMPTS = 3
-#: most waiters of one key read by one pass (more room: the next pass grants more)
-HEAD_CAP = 500
+#: limits of keys remembered (to size the look before locking)
+_SEEN_MAX = 10_000
 #: plans named by one statement when plans are released
 _CHUNK = 500
 
 Slot = tuple[str, int]  # (plan, step)
 
 
-@dataclass
-class _Request:
-    """A waiting step seen in a pass: its world and its row id on each key."""
-
-    world: str
-    rows: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def place(self) -> int:
-        return min(self.rows.values())
-
-
 class SqlLimitStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        #: the limits of keys seen (only to size the look before locking: may be stale)
+        self._seen: dict[str, dict[str, Any]] = {}
 
     # -- the exchange ---------------------------------------------------------
 
@@ -134,8 +124,11 @@ class SqlLimitStore:
         touched = {key for _, key, _ in released} | dropped | set(wanted) | set(retry)
         if not touched:
             return LimitOutcome()
-        keys = touched | _keys_ahead(connection, touched, wanted)
+        keys = touched | self._keys_ahead(connection, touched, wanted)
         known = _lock(connection, keys)
+        if len(self._seen) > _SEEN_MAX:
+            self._seen.clear()
+        self._seen.update(known)
         missing = [wanted[k] for k in sorted(set(wanted) - set(known))]
         if missing:
             connection.execute(sa.insert(limits), [_key_row(k) for k in missing])
@@ -173,6 +166,22 @@ class SqlLimitStore:
             connection.execute(sa.insert(limit_slots), rows)
         return _grant(connection, world_id, now, keys, known)
 
+    def _keys_ahead(
+        self, connection: sa.Connection, keys: set[str], wanted: dict[str, LimitKey]
+    ) -> set[str]:
+        """Every key of the first waiters on ``keys`` (granted all together or not at
+        all), read before the keys are locked (to lock them all in sorted order)."""
+        unseen = sorted(keys - set(self._seen) - set(wanted))
+        if unseen:
+            stored = connection.execute(sa.select(limits).where(limits.c.key.in_(unseen)))
+            self._seen.update({r.key: _key_row(LimitKey(**r._mapping)) for r in stored})
+        sizes = {
+            k: lines.capacity(_key_row(wanted[k]) if k in wanted else self._seen.get(k, {}))
+            for k in keys
+        }
+        _, requests = lines.read_heads(connection, sizes)
+        return {key for request in requests.values() for key in request.rows}
+
     # -- a dead world -----------------------------------------------------------
 
     def drop_world(self, world_id: str) -> set[str]:
@@ -189,7 +198,9 @@ class SqlLimitStore:
                 return set()
             known = _lock(connection, keys)
             _drop(connection, [slots.world_id == world_id], keys, known)
-            _, requests = _heads(connection, {k: _capacity(known.get(k, {})) for k in keys})
+            _, requests = lines.read_heads(
+                connection, {k: lines.capacity(known.get(k, {})) for k in keys}
+            )
             return {request.world for request in requests.values()}
 
     # -- reading ----------------------------------------------------------------
@@ -298,112 +309,6 @@ def _chunks(values: Collection[str]) -> Iterable[list[str]]:
         yield ordered[start : start + _CHUNK]
 
 
-def _union(parts: Sequence[sa.Select[Any]]) -> sa.Select[Any] | sa.CompoundSelect[Any]:
-    """Each part (ordered, limited) as a derived table, all of them in one statement."""
-    if len(parts) == 1:
-        return parts[0]
-    return sa.union_all(*(sa.select(*part.subquery().c) for part in parts))
-
-
-def _capacity(limit: dict[str, Any]) -> int:
-    """At most how many steps of a key could start at once (before counting)."""
-    bounds = [b for b in (limit.get("concurrency"), limit.get("rate")) if b is not None]
-    return max(1, min([*(int(b) for b in bounds), HEAD_CAP]))
-
-
-def _keys_ahead(connection: sa.Connection, keys: set[str], wanted: dict[str, LimitKey]) -> set[str]:
-    """Every key of the first waiters on ``keys`` (granted all together or not at all),
-    read before the keys are locked (to lock them all in sorted order)."""
-    stored = connection.execute(sa.select(limits).where(limits.c.key.in_(sorted(keys))))
-    known = {row.key: _key_row(LimitKey(**row._mapping)) for row in stored}
-    known.update({key: _key_row(limit) for key, limit in wanted.items()})
-    _, requests = _heads(connection, {k: _capacity(known.get(k, {})) for k in keys})
-    return {key for request in requests.values() for key in request.rows}
-
-
-def _heads(
-    connection: sa.Connection, sizes: dict[str, int]
-) -> tuple[dict[str, set[int]], dict[Slot, _Request]]:
-    """The first ``sizes[key]`` waiting rows of each key (row ids by key), and the
-    requests they belong to with all their waiting rows, in one statement."""
-    slots = limit_slots.c
-    parts = [
-        sa.select(slots.id, slots.key, slots.execution_plan_id, slots.step_id)
-        .where(slots.key == key, slots.state == WAITING)
-        .order_by(slots.id)
-        .limit(size)
-        for key, size in sorted(sizes.items())
-    ]
-    heads: dict[str, set[int]] = defaultdict(set)
-    requests: dict[Slot, _Request] = {}
-    if not parts:
-        return heads, requests
-    head = _union(parts).subquery()
-    query = (
-        sa.select(
-            slots.id,
-            slots.key,
-            slots.execution_plan_id,
-            slots.step_id,
-            slots.world_id,
-            head.c.key.label("head_key"),
-            head.c.id.label("head_id"),
-        )
-        .join(
-            head,
-            sa.and_(
-                slots.execution_plan_id == head.c.execution_plan_id,
-                slots.step_id == head.c.step_id,
-            ),
-        )
-        .where(slots.state == WAITING)
-    )
-    for row in connection.execute(query):
-        heads[row.head_key].add(row.head_id)
-        request = requests.setdefault((row.execution_plan_id, row.step_id), _Request(row.world_id))
-        request.rows[row.key] = row.id
-    return heads, requests
-
-
-def _counts(
-    connection: sa.Connection, keys: set[str], known: dict[str, dict[str, Any]], now: datetime
-) -> tuple[dict[str, int], dict[str, list[datetime]]]:
-    """Holders by key, and for rate-limited keys the newest starts inside the window
-    (at most ``rate``: enough to tell whether there is room, and when)."""
-    slots = limit_slots.c
-    holding: dict[str, int] = defaultdict(int)
-    query = (
-        sa.select(slots.key, sa.func.count())
-        .where(slots.key.in_(sorted(keys)), slots.state == HOLDING)
-        .group_by(slots.key)
-    )
-    for key, count in connection.execute(query):
-        holding[key] = int(count)
-    starts: dict[str, list[datetime]] = defaultdict(list)
-    parts = []
-    expired = []
-    for key in sorted(keys):
-        rate, per = known.get(key, {}).get("rate"), known.get(key, {}).get("per")
-        if per is None:
-            continue
-        window = now - timedelta(seconds=float(per))
-        expired.append(sa.and_(slots.key == key, slots.granted_at <= window))
-        if rate is not None:
-            parts.append(
-                sa.select(slots.key, slots.granted_at)
-                .where(slots.key == key, slots.state.in_((HOLDING, SPENT)))
-                .where(slots.granted_at > window)
-                .order_by(slots.granted_at.desc())
-                .limit(rate)
-            )
-    if expired:  # spent starts that left their window count no more
-        connection.execute(sa.delete(limit_slots).where(slots.state == SPENT, sa.or_(*expired)))
-    if parts:
-        for row in connection.execute(_union(parts)):
-            starts[row.key].append(row.granted_at)
-    return holding, starts
-
-
 def _grant(
     connection: sa.Connection,
     world_id: str,
@@ -413,11 +318,12 @@ def _grant(
 ) -> LimitOutcome:
     """Grant this world's first waiters on ``keys`` (locked) that may start, in order."""
     known = {key: known.get(key, {}) for key in keys}
-    holding, starts = _counts(connection, keys, known, now)
+    holding, starts = lines.read_counts(connection, keys, known, now)
     sizes = {
-        key: min(max(_room(known[key], holding[key], starts[key]), 1), HEAD_CAP) for key in keys
+        key: min(max(lines.room(known[key], holding[key], starts[key]), 1), lines.HEAD_CAP)
+        for key in keys
     }
-    heads, requests = _heads(connection, sizes)
+    heads, requests = lines.read_heads(connection, sizes)
     outcome = LimitOutcome()
     blocked: set[str] = set()
     granted_ids: list[int] = []
@@ -427,7 +333,7 @@ def _grant(
         room = all(
             request.rows[key] in heads[key]
             and key not in blocked
-            and _room(known[key], holding[key], starts[key]) > 0
+            and lines.room(known[key], holding[key], starts[key]) > 0
             for key in counted
         )
         if room and len(counted) == len(request.rows) and mine:
@@ -457,19 +363,10 @@ def _grant(
             .values(state=HOLDING, granted_at=now)
         )
         # a key's line was read only in part and all of it may have started: go on
-        outcome.more = outcome.more or any(len(heads[k]) >= HEAD_CAP for k in keys)
+        outcome.more = outcome.more or any(
+            sizes[k] == lines.HEAD_CAP and len(heads[k]) >= lines.HEAD_CAP for k in keys
+        )
     return outcome
-
-
-def _room(limit: dict[str, Any], holding: int, starts: list[datetime]) -> int:
-    """How many more steps of the key may start now."""
-    room = HEAD_CAP
-    concurrency, rate = limit.get("concurrency"), limit.get("rate")
-    if concurrency is not None:
-        room = min(room, concurrency - holding)
-    if rate is not None:
-        room = min(room, rate - len(starts))
-    return max(room, 0)
 
 
 def _rate_due(limit: dict[str, Any], starts: list[datetime]) -> datetime | None:
