@@ -41,6 +41,7 @@ from dynflow.services.planning import Planner
 from dynflow.services.ports import Ports
 from dynflow.services.retention import Retention
 from dynflow.services.schedules import Schedule, Schedules
+from dynflow.services.versions import CodeVersions
 from dynflow.transaction import transaction_adapter
 
 #: builds a world's executor from its core and step runner (``World(executor=...)``)
@@ -134,6 +135,7 @@ class World:
         self.triggers = Triggers(ports, self.control, self.planner, self.delayed, self.finished)
         #: deletes old plans, on request and (with ``retention=``) periodically
         self.retention = Retention(ports)
+        self.versions = CodeVersions(ports)
         #: recurring plans; an executor world triggers them when due
         self.scheduler = Schedules(ports, self._keyed_trigger, runs=core is not None)
         if core is not None:
@@ -278,6 +280,10 @@ class World:
         cancelling = self.control.cancel(execution_plan_id)
         self.finished.cancel_children(execution_plan_id, cancelling)
         return cancelling
+
+    def set_code_version(self, execution_plan_id: str, version: str | None) -> ExecutionPlan:
+        """Move a ``planned`` or ``paused`` plan to code ``version`` (None: any executor)."""
+        return self.versions.set_code_version(execution_plan_id, version)
 
     def schedule_step_timeout(
         self, execution_plan_id: str, step_id: int, sequence: int, seconds: float

@@ -1,9 +1,11 @@
-"""The ``dynflow`` command: demo and db upgrade."""
+"""The ``dynflow`` command: demo, db upgrade and the executor's options."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
@@ -70,3 +72,23 @@ def test_db_upgrade_explains_an_unreachable_database() -> None:
     assert result.exit_code == 1
     assert "cannot connect to database" in result.output
     assert "hunter2" not in result.output
+
+
+def test_executor_auto_execute_can_be_turned_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--no-auto-execute``: the executor world starts without running what was left."""
+    import dynflow.cli.executor as executor_cli
+
+    seen: list[dict[str, Any]] = []
+
+    def serve(url: str, **options: Any) -> int:
+        seen.append(options)
+        return 0
+
+    monkeypatch.setattr(executor_cli, "serve", serve)
+    url = f"sqlite:///{tmp_path / 'x.sqlite3'}"
+    for flags, expected in (([], True), (["--no-auto-execute"], False)):
+        result = runner.invoke(app, ["executor", "--database-url", url, *flags])
+        assert result.exit_code == 0, result.output
+        assert seen[-1]["auto_execute"] is expected

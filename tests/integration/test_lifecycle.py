@@ -418,6 +418,36 @@ def test_client_world_without_executors_says_how_to_start_one(
         client.recover()
 
 
+def test_a_starting_executor_runs_orphaned_triggers_but_not_plans_made_to_wait(
+    db_url: str, make_world: MakeWorld
+) -> None:
+    """world.plan() makes a plan that runs only when asked (e.g. after a review) while
+    the world that made it lives; a trigger that found no executor is run by the next
+    executor that starts."""
+    client = make_world(db_url, executor=False)
+    waiting = client.plan(Simple)
+    triggered = client.trigger(Simple)
+    with pytest.raises(ConfigurationError, match="no executor world is running"):
+        triggered.finished.result(5)
+    history = client.persistence.load_execution_plan(waiting.id).execution_history
+    assert [entry.name for entry in history] == ["planned: waits for execute"]
+
+    executor = make_world(db_url)  # auto_execute: recovers what was left
+    done = eventually(
+        lambda: (
+            (p := executor.persistence.load_execution_plan(triggered.execution_plan_id)).state
+            is PlanState.STOPPED
+            and p
+        )
+    )
+    assert done.result is PlanResult.SUCCESS
+    assert executor.recover() == 0
+    assert executor.persistence.load_execution_plan(waiting.id).state is PlanState.PLANNED
+    ran = executor.execute(waiting.id).result(10)
+    assert ran.result is PlanResult.SUCCESS
+    assert ran.execution_history[0].name == "planned: waits for execute"
+
+
 @pytest.mark.parametrize("connector", ["database", None])  # None: direct on SQLite
 def test_client_world_hands_plans_to_an_executor_world(
     db_url: str, make_world: MakeWorld, connector: str | None

@@ -41,6 +41,8 @@ def serve(
     log_level: str | None = None,
     log_format: str = "text",
     metrics_port: int | None = None,
+    auto_execute: bool = True,
+    code_version: str | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT; the process exit code."""
     try:
@@ -95,6 +97,8 @@ def serve(
             validity_check_interval=validity_check_interval,
             ping_timeout=ping_timeout,
             metrics=metrics_port is not None,
+            auto_execute=auto_execute,
+            code_version=code_version,
         )
     except DynflowError as exc:
         log.error("cannot start: %s", exc)
@@ -119,10 +123,11 @@ def serve(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info(
-        "executor world %s serving queues %s on %s",
+        "executor world %s serving queues %s on %s, code version %s",
         world.id,
         ", ".join(f"{name}={size}" for name, size in world.config.all_queues.items()),
         world.persistence.url,
+        world.config.code_version or "any",
     )
     while not stop.wait(1.0):
         pass

@@ -10,6 +10,7 @@ from dynflow.cli.operations import limits_app, plans_app, worlds_app
 from dynflow.cli.options import DatabaseUrl, database_url
 from dynflow.cli.schedules import schedules_app
 from dynflow.cli.trigger import trigger_plan
+from dynflow.cli.versions import set_code_version
 
 app = typer.Typer(
     help="pydynflow: durable workflows with plan, run and finalize phases.",
@@ -19,6 +20,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 plans_app.command("trigger")(trigger_plan)
+plans_app.command("set-code-version")(set_code_version)
 app.add_typer(plans_app, name="plans")
 app.add_typer(worlds_app, name="worlds")
 app.add_typer(limits_app, name="limits")
@@ -79,6 +81,22 @@ def executor(
             show_default=False,
         ),
     ] = None,
+    auto_execute: Annotated[
+        bool,
+        typer.Option(
+            help="On start, run the plans no live world runs (of dead worlds, and "
+            "planned ones whose planning world is gone).",
+        ),
+    ] = True,
+    code_version: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DYNFLOW_CODE_VERSION",
+            help="Run only plans of this code version (and those of none); default: "
+            "$DYNFLOW_CODE_VERSION, else any plan.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve as an executor world until SIGTERM/SIGINT, then terminate cleanly."""
     from dynflow.cli.executor import serve
@@ -97,6 +115,8 @@ def executor(
             log_level=log_level,
             log_format=log_format,
             metrics_port=metrics_port,
+            auto_execute=auto_execute,
+            code_version=code_version or None,
         )
     )
 

@@ -120,6 +120,9 @@ def list_plans(
     result: Annotated[list[str] | None, typer.Option(help="Only plans with this result.")] = None,
     label: Annotated[str | None, typer.Option(help="Only plans with this label.")] = None,
     key: Annotated[str | None, typer.Option(help="Only the plan with this key.")] = None,
+    code_version: Annotated[
+        str | None, typer.Option(help="Only plans of this code version.")
+    ] = None,
     page: Annotated[int, typer.Option(min=1, help="Page to show, from 1.")] = 1,
     per_page: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     as_json: AsJson = False,
@@ -134,6 +137,8 @@ def list_plans(
         filters["label"] = label
     if key:
         filters["key"] = key
+    if code_version:
+        filters["code_version"] = code_version
     with _reader(url) as persistence:
         plans = persistence.find_execution_plans(filters=filters, page=page - 1, per_page=per_page)
         total = persistence.find_execution_plan_counts(filters)
@@ -411,13 +416,14 @@ def list_worlds(url: DatabaseUrl = None, as_json: AsJson = False) -> None:
     if as_json:
         _print_json([views.world_view(w, locks, "", now).model_dump(mode="json") for w in worlds])
         return
-    table = Table("role", "queues", "heartbeat (UTC)", "host/pid", "plans", box=None)
+    table = Table("role", "queues", "version", "heartbeat (UTC)", "host/pid", "plans", box=None)
     table.add_column("id", no_wrap=True, min_width=36)
     for record in worlds:
         held = sum(1 for lock in locks if lock.owner_id == record.id)
         table.add_row(
             "executor" if record.executor else "client",
             ", ".join(record.queues),
+            str(record.meta.get("code_version") or "-"),
             f"{record.heartbeat_at:%Y-%m-%d %H:%M:%S}" if record.heartbeat_at else "",
             f"{record.meta.get('hostname', '?')}/{record.meta.get('pid', '?')}",
             str(held),

@@ -37,6 +37,36 @@ TAKE_OVER_GRACE = 60.0
 #: seconds the list of registered worlds is reused to pick executors (a request that
 #: reaches a world gone meanwhile is sent again, see ``ClientDispatcher.check``)
 WORLDS_TTL = 1.0
+#: the receiver of an execution request that waits for an executor of its code version
+WAITING = ""
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What an executor world must offer to run a plan: all of ``queues``, and the
+    plan's code ``version`` (None: any executor; an executor of version None runs
+    plans of any version)."""
+
+    queues: frozenset[str] = frozenset()
+    version: str | None = None
+
+    def served_by(self, world: WorldRecord) -> bool:
+        """True when ``world`` is an executor that may run the plan."""
+        return (
+            world.executor
+            and self.queues <= set(world.queues)
+            and may_run(world.meta.get("code_version"), self.version)
+        )
+
+
+def may_run(world_version: str | None, plan_version: str | None) -> bool:
+    """True when an executor of code version ``world_version`` may run a plan of
+    ``plan_version``: the same version, or either of them None (any)."""
+    return world_version is None or plan_version is None or world_version == plan_version
+
+
+class NoExecutorOfVersion(ConfigurationError):
+    """No live executor world runs the plan's code version (the plan waits for one)."""
 
 
 class RemoteError(DynflowError):
@@ -54,8 +84,8 @@ class _Pending:
     receiver_id: str
     request: Request
     deadline: float | None
-    #: the queues the receiver must serve (execution requests)
-    queues: frozenset[str] = frozenset()
+    #: what the receiver must offer (execution requests)
+    needs: Needs = Needs()
     #: the receiver asked for: a world id or ``ANY_EXECUTOR``
     wanted: str = ANY_EXECUTOR
     #: when its receiver was found gone (an execution may be taken over meanwhile)
@@ -81,33 +111,32 @@ class ClientDispatcher:
         request: Request,
         *,
         timeout: float | None = None,
-        queues: frozenset[str] = frozenset(),
+        needs: Needs = Needs(),
     ) -> Future[Any]:
         """Send ``request``; the future gets the ``Done`` result (``True`` for a ping).
 
         ``receiver_id`` may be ``ANY_EXECUTOR``: the next live executor world in
-        round-robin order (serving all of ``queues``). A receiver that is not a
-        registered world fails the future at once.
+        round-robin order that meets ``needs``; when none runs the plan's code version,
+        the request waits (see :meth:`check`) for one to start. A receiver that is not
+        a registered world fails the future at once.
         """
         future: Future[Any] = Future()
         deadline = None if timeout is None else time.monotonic() + timeout
-        pending = _Pending(future, receiver_id, request, deadline, queues, receiver_id)
+        pending = _Pending(future, receiver_id, request, deadline, needs, receiver_id)
         self._dispatch(str(uuid.uuid4()), pending, frozenset())
         return future
 
-    def prepare(
-        self, request: Request, queues: frozenset[str]
-    ) -> tuple[str, Envelope, Future[Any]] | None:
-        """A request to the next executor known to serve ``queues``, for the caller to
+    def prepare(self, request: Request, needs: Needs) -> tuple[str, Envelope, Future[Any]] | None:
+        """A request to the next executor known to meet ``needs``, for the caller to
         write (with other writes): (request id, envelope, future); None when no executor
         is known. If the write fails or finds the receiver gone, call :meth:`resend`
         or :meth:`forget`."""
-        candidates = self._executors(queues, frozenset(), fresh=False)
+        candidates = self._executors(needs, frozenset(), fresh=False)
         if not candidates:
             return None
         target = candidates[next(self._round_robin) % len(candidates)]
         request_id = str(uuid.uuid4())
-        pending = _Pending(Future(), target, request, None, queues, ANY_EXECUTOR)
+        pending = _Pending(Future(), target, request, None, needs, ANY_EXECUTOR)
         with self._lock:
             self._pending[request_id] = pending
         return request_id, Envelope(self.world_id, target, request_id, request), pending.future
@@ -125,9 +154,12 @@ class ClientDispatcher:
         with self._lock:
             self._pending.pop(request_id, None)
 
-    def _dispatch(self, request_id: str, pending: _Pending, avoid: frozenset[str]) -> bool:
+    def _dispatch(
+        self, request_id: str, pending: _Pending, avoid: frozenset[str], refresh: bool = True
+    ) -> bool:
         """Send a pending request (``ANY_EXECUTOR``: not to one of ``avoid``); False, and
-        the future failed, when it cannot be sent."""
+        the future failed, when it cannot be sent. An execution request for which no
+        executor of its code version runs waits, its receiver ``WAITING``."""
 
         def envelope(target: str) -> Envelope:
             pending.receiver_id = target
@@ -137,9 +169,15 @@ class ClientDispatcher:
 
         try:
             if pending.wanted == ANY_EXECUTOR:
-                self.send_to_executor(envelope, pending.queues, avoid)
+                self.send_to_executor(envelope, pending.needs, avoid, refresh)
             else:
-                self.connector.send(envelope(self._resolve(pending.wanted, pending.queues)))
+                self.connector.send(envelope(self._resolve(pending.wanted, pending.needs)))
+        except NoExecutorOfVersion as exc:
+            if pending.receiver_id != WAITING:
+                log.info("%s", exc)
+            pending.receiver_id = WAITING
+            with self._lock:
+                self._pending[request_id] = pending
         except Exception as exc:
             with self._lock:
                 self._pending.pop(request_id, None)
@@ -151,16 +189,20 @@ class ClientDispatcher:
     def send_to_executor(
         self,
         envelope: Callable[[str], Envelope],
-        queues: frozenset[str],
+        needs: Needs,
         avoid: frozenset[str] = frozenset(),
+        refresh: bool = True,
     ) -> str:
-        """Send ``envelope(target)`` to the next live executor world serving ``queues``
+        """Send ``envelope(target)`` to the next live executor world meeting ``needs``
         (round robin), to another one when the first turns out gone; the target.
 
-        Raises :class:`ConfigurationError` when no executor serves the queues.
+        Raises :class:`ConfigurationError` when no executor serves the queues
+        (:class:`NoExecutorOfVersion` when the plan has a code version and no executor
+        of that version runs). ``refresh``: read the list of worlds again when the one
+        kept has no candidate.
         """
         while True:
-            target = self._resolve(ANY_EXECUTOR, queues, avoid)
+            target = self._resolve(ANY_EXECUTOR, needs, avoid, refresh)
             try:
                 self.connector.send(envelope(target))
                 return target
@@ -178,33 +220,39 @@ class ClientDispatcher:
         return self._worlds
 
     def _resolve(
-        self, receiver_id: str, queues: frozenset[str], avoid: frozenset[str] = frozenset()
+        self,
+        receiver_id: str,
+        needs: Needs,
+        avoid: frozenset[str] = frozenset(),
+        refresh: bool = True,
     ) -> str:
         if receiver_id != ANY_EXECUTOR:  # never judged on a list that may be old
             if not any(w.id == receiver_id for w in self._registered(fresh=True)):
                 raise NotFound(f"world {receiver_id} is not registered (is it running?)")
             return receiver_id
-        candidates = self._executors(queues, avoid, fresh=False) or self._executors(
-            queues, avoid, fresh=True
-        )
+        candidates = self._executors(needs, avoid, fresh=False)
+        if not candidates and refresh:
+            candidates = self._executors(needs, avoid, fresh=True)
         if not candidates:
+            queues = needs.queues
+            serving = f" serving queues {', '.join(sorted(queues))}" if queues else ""
+            if needs.version is not None:
+                raise NoExecutorOfVersion(
+                    f"no executor world of code version {needs.version} is running{serving}:"
+                    f" the plan waits for one (`dynflow executor --code-version {needs.version}`)"
+                )
             raise ConfigurationError(
-                "no executor world is running"
-                + (f" serving queues {', '.join(sorted(queues))}" if queues else "")
-                + ": start one with `dynflow executor --database-url URL --import MODULE`"
+                f"no executor world is running{serving}: start one with "
+                "`dynflow executor --database-url URL --import MODULE`"
             )
         return candidates[next(self._round_robin) % len(candidates)]
 
-    def executors(self, queues: frozenset[str], avoid: frozenset[str]) -> list[str]:
-        """The live executor worlds serving ``queues``, but ``avoid``, as registered now."""
-        return self._executors(queues, avoid, fresh=True)
+    def executors(self, needs: Needs, avoid: frozenset[str]) -> list[str]:
+        """The live executor worlds meeting ``needs``, but ``avoid``, as registered now."""
+        return self._executors(needs, avoid, fresh=True)
 
-    def _executors(self, queues: frozenset[str], avoid: frozenset[str], fresh: bool) -> list[str]:
-        return [
-            w.id
-            for w in self._registered(fresh)
-            if w.executor and w.id not in avoid and queues <= set(w.queues)
-        ]
+    def _executors(self, needs: Needs, avoid: frozenset[str], fresh: bool) -> list[str]:
+        return [w.id for w in self._registered(fresh) if w.id not in avoid and needs.served_by(w)]
 
     def receive(self, envelope: Envelope) -> None:
         """A response arrived."""
@@ -236,7 +284,9 @@ class ClientDispatcher:
         with self._lock:
             items = list(self._pending.items())
         for request_id, pending in items:
-            if pending.deadline is not None and now > pending.deadline:
+            if pending.receiver_id == WAITING:  # an executor of its version may run now
+                self._dispatch(request_id, pending, frozenset(), refresh=False)
+            elif pending.deadline is not None and now > pending.deadline:
                 if isinstance(pending.request, Ping):
                     self._finish(request_id, result=False)
                 else:
@@ -278,7 +328,9 @@ class ClientDispatcher:
             if self._pending.pop(request_id, None) is None:
                 return True  # answered meanwhile
         gone = pending.receiver_id
-        if self._dispatch(str(uuid.uuid4()), pending, frozenset([gone])):
+        if self._dispatch(str(uuid.uuid4()), pending, frozenset([gone])) and (
+            pending.receiver_id != WAITING
+        ):
             log.warning(
                 "world %s went away before taking plan %s: sent it to world %s",
                 gone,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from dynflow import futures
 from dynflow.action.registry import class_name
 from dynflow.cluster.answers import plan_answer, plan_from_answer
-from dynflow.cluster.client_dispatcher import ClientDispatcher
+from dynflow.cluster.client_dispatcher import ClientDispatcher, Needs
 from dynflow.cluster.connector import Connector
 from dynflow.cluster.connector.database import DatabaseConnector
 from dynflow.cluster.connector.direct import DirectConnector
@@ -142,15 +142,16 @@ class Cluster:
         the database only (the direct connector hands them over in memory)."""
         return Handoff(self) if self.connector.reaches_other_processes else None
 
-    def execute(self, plan_id: str, queues: frozenset[str] | None = None) -> Future[Any]:
-        """Hand a plan to an executor world serving its queues; the future gets the
+    def execute(self, plan_id: str, needs: Needs | None = None) -> Future[Any]:
+        """Hand a plan to an executor world serving its queues and code version (when
+        none of its version runs, the request waits for one); the future gets the
         finished plan."""
-        if queues is None:
+        if needs is None:
             try:
-                queues = plan_queues(self.persistence.load_execution_plan(plan_id))
+                needs = plan_needs(self.persistence.load_execution_plan(plan_id))
             except DynflowError as exc:
                 return futures.failed(exc)
-        done = self.client.request(ANY_EXECUTOR, Execution(plan_id), queues=queues)
+        done = self.client.request(ANY_EXECUTOR, Execution(plan_id), needs=needs)
         return self._finished(plan_id, done)
 
     def _finished(self, plan_id: str, done: Future[Any]) -> Future[Any]:
@@ -171,29 +172,38 @@ class Cluster:
             except DynflowError:
                 log.exception("cannot release the lock of plan %s", plan_id)
 
-    def forward_execution(self, plan_id: str, requester: dict[str, Any]) -> bool:
-        """Ask an executor world to take over a plan, on behalf of whoever asked for it
-        (so that the answer reaches the original caller)."""
+    def forward_execution(
+        self, plan_id: str, requester: dict[str, Any], avoid: frozenset[str] = frozenset()
+    ) -> bool:
+        """Ask an executor world (not one of ``avoid``: e.g. worlds found dead) to take
+        over a plan, on behalf of whoever asked for it (so that the answer reaches the
+        original caller)."""
         client = requester.get("client_world_id") or self.world_id
         request_id = requester.get("request_id") or str(uuid.uuid4())
         try:
-            self._send_execution(plan_id, client, request_id)
+            self._send_execution(plan_id, client, request_id, avoid=avoid)
         except DynflowError as exc:
             log.warning("cannot hand over plan %s: %s", plan_id, exc)
             return False
         return True
 
     def _send_execution(
-        self, plan_id: str, client: str, request_id: str, plan: ExecutionPlan | None = None
+        self,
+        plan_id: str,
+        client: str,
+        request_id: str,
+        plan: ExecutionPlan | None = None,
+        avoid: frozenset[str] = frozenset(),
     ) -> str:
         """Send request ``request_id`` of world ``client`` to execute the plan to another
-        executor world serving its queues; the target. Raises when there is none."""
+        executor world serving its queues and version; the target. Raises when there is
+        none."""
         if plan is None:
             plan = self.persistence.load_execution_plan(plan_id)
         return self.client.send_to_executor(
             lambda target: Envelope(client, target, request_id, Execution(plan_id)),
-            plan_queues(plan),
-            frozenset([self.world_id]),
+            plan_needs(plan),
+            avoid | {self.world_id},
         )
 
     def pass_on(self, plan_id: str, client: str, request_id: str) -> bool:
@@ -241,7 +251,7 @@ class Cluster:
             return  # fenced off: another world owns it
         requester = dict(locks[0].data)
         plan = self.persistence.load_execution_plan(plan_id)
-        if not self.client.executors(plan_queues(plan), frozenset([self.world_id])):
+        if not self.client.executors(plan_needs(plan), frozenset([self.world_id])):
             log.info("no other executor world for plan %s: it waits, paused", plan_id)
             self._answer(requester, Done(plan_answer(plan)))
             return
@@ -354,16 +364,16 @@ class Handoff:
 
     def __init__(self, cluster: Cluster) -> None:
         self._cluster = cluster
-        self._plan: tuple[str, frozenset[str]] | None = None
+        self._plan: tuple[str, Needs] | None = None
         self._request: tuple[str, Envelope, Future[Any]] | None = None
         #: the finished plan, once it is saved
         self.future: Future[Any] | None = None
 
-    def envelope(self, plan_id: str, queues: frozenset[str]) -> tuple[str, str] | None:
+    def envelope(self, plan_id: str, needs: Needs) -> tuple[str, str] | None:
         """(receiver id, text) of the request to write with the plan; None when no
         executor is known (then it is sent after the plan is saved)."""
-        self._plan = (plan_id, queues)
-        self._request = self._cluster.client.prepare(Execution(plan_id), queues)
+        self._plan = (plan_id, needs)
+        self._request = self._cluster.client.prepare(Execution(plan_id), needs)
         if self._request is None:
             return None
         envelope = self._request[1]
@@ -372,9 +382,9 @@ class Handoff:
     def saved(self, written: bool) -> None:
         """The plan and its lock are saved, the request with them if ``written``."""
         assert self._plan is not None
-        plan_id, queues = self._plan
+        plan_id, needs = self._plan
         if self._request is None:
-            self.future = self._cluster.execute(plan_id, queues)
+            self.future = self._cluster.execute(plan_id, needs)
             return
         request_id, _, done = self._request
         if not written:  # the executor left since the list was read
@@ -390,3 +400,8 @@ class Handoff:
 def plan_queues(plan: ExecutionPlan) -> frozenset[str]:
     """The queues an executor needs to run the plan's steps."""
     return frozenset(s.queue for s in plan.steps.values() if s.phase is not Phase.PLAN)
+
+
+def plan_needs(plan: ExecutionPlan) -> Needs:
+    """What an executor needs to run the plan: its queues and its code version."""
+    return Needs(plan_queues(plan), plan.code_version)

@@ -111,9 +111,12 @@ class DelayedPlanStore(Protocol):
         """Raises :class:`~dynflow.errors.NotFound` once the plan was processed."""
         ...
 
-    def find_due(self, now: datetime, limit: int) -> list[DelayedPlan]:
+    def find_due(
+        self, now: datetime, limit: int, runnable_by: str | None = None
+    ) -> list[DelayedPlan]:
         """Up to ``limit`` plans due by ``now`` whose prerequisites all stopped (or are
-        gone), the highest priority first, then the oldest."""
+        gone), the highest priority first, then the oldest; ``runnable_by``: only those
+        of that code version or of none."""
         ...
 
     def find(self, page: int | None = None, per_page: int | None = None) -> list[DelayedPlan]: ...

@@ -192,6 +192,13 @@ class PersistencePort(Protocol):
         """Add an entry to the plan's execution history, stamped now (UTC)."""
         ...
 
+    def set_code_version(
+        self, execution_plan_id: str, code_version: str | None, world_id: str | None
+    ) -> None:
+        """Move the plan to ``code_version``, with a history entry saying from which
+        (one transaction); raises ``NotFound``."""
+        ...
+
     def plan_id_with_key(self, key: str) -> str | None:
         """The id of the plan with idempotency ``key``, if any."""
         ...
@@ -202,7 +209,12 @@ class PersistencePort(Protocol):
         *,
         sub_plans: bool = True,
         result: PlanResult | None = None,
-    ) -> list[str]: ...
+        runnable_by: str | None = None,
+    ) -> list[str]:
+        """Ids of plans in ``states`` (and ``result``); ``sub_plans=False`` leaves out
+        plans with a caller; ``runnable_by``: only the plans an executor of that code
+        version runs (of that version or of none)."""
+        ...
 
     def delete_old_plans(
         self,

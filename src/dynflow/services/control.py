@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 from dynflow import futures
 from dynflow.action.base import Action
 from dynflow.action.registry import class_name
-from dynflow.cluster.client_dispatcher import RemoteError
+from dynflow.cluster.client_dispatcher import RemoteError, may_run
 from dynflow.cluster.connector.messages import CancelPlan as CancelRequest
 from dynflow.cluster.connector.messages import Event as EventRequest
 from dynflow.cluster.connector.messages import Halt as HaltRequest
-from dynflow.cluster.remote import Cluster, plan_queues
+from dynflow.cluster.remote import Cluster, plan_needs
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.errors import (
     ConfigurationError,
@@ -38,6 +38,7 @@ from dynflow.execution_plan.model import ExecutionPlan, PlanAttributes
 from dynflow.execution_plan.states import PlanResult, PlanState, StepState
 from dynflow.executor import Executor, offline
 from dynflow.serialization import check_size, to_json_value
+from dynflow.services import versions
 
 if TYPE_CHECKING:
     from dynflow.services.delayed import DelayedPlans
@@ -88,6 +89,7 @@ class PlanControl:
         inline: bool = False,
     ) -> None:
         self.world_id = ports.world_id
+        self.code_version = ports.config.code_version  # its executor runs only these plans
         self.persistence = ports.persistence
         self.coordinator = ports.coordinator
         self.clock = ports.clock
@@ -159,7 +161,7 @@ class PlanControl:
                 action_class, args, kwargs, lock=True, request=handoff, attributes=attributes
             )
             if handoff is None:
-                return plan.id, self.cluster.execute(plan.id, plan_queues(plan))
+                return plan.id, self.cluster.execute(plan.id, plan_needs(plan))
             assert handoff.future is not None
             return plan.id, handoff.future
         plan = self.planner.plan(action_class, args, kwargs, lock=True, attributes=attributes)
@@ -187,7 +189,7 @@ class PlanControl:
             plan = self.locked_plan(plan_id, (PlanState.PLANNED,))
         except DynflowError as exc:
             return futures.failed(exc)
-        return self.cluster.execute(plan_id, plan_queues(plan))
+        return self.cluster.execute(plan_id, plan_needs(plan))
 
     def _execute(self, plan_id: str, allowed: tuple[PlanState, ...]) -> Future[ExecutionPlan]:
         try:
@@ -196,8 +198,8 @@ class PlanControl:
             plan = self.locked_plan(plan_id, allowed)
         except DynflowError as exc:
             return futures.failed(exc)
-        if self.executor is None:  # a client world: the lock goes with it to an executor
-            return self.cluster.execute(plan_id)
+        if self.executor is None or not may_run(self.code_version, plan.code_version):
+            return self.cluster.execute(plan_id)  # the lock goes with it to an executor
         if left_running(plan):  # paused after its executor died, before recovery
             return self.executor.recover(plan, last_executor(plan), True)
         return self.executor.execute(plan)
@@ -217,6 +219,9 @@ class PlanControl:
                 plan_id, client_world_id, self.world_id, requester, reply
             )
             plan = self.locked_plan(plan_id, RECOVERABLE, requester, (moved, plan))
+            if not may_run(self.code_version, plan.code_version):  # sent here by mistake
+                self.coordinator.release(EXECUTION_LOCK, plan_id)
+                raise versions.not_here(plan, self.world_id, self.code_version)
         except DynflowError as exc:
             return futures.failed(exc), answered
         if left_running(plan):  # its executor died: recover it here

@@ -26,6 +26,7 @@ from dynflow.action import registry
 from dynflow.action.base import Action
 from dynflow.action.registry import class_name
 from dynflow.clock import aware_utc
+from dynflow.cluster.client_dispatcher import may_run
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.errors import (
     ConfigurationError,
@@ -78,6 +79,8 @@ class DelayedPlans:
         self.executor = executor
         self.clock = ports.clock
         self.interval = ports.config.delayed_interval
+        #: this world's code version: it takes up only the plans of it (or of none)
+        self.code_version = ports.config.code_version
         self.on_finished = on_finished
         self._lock = threading.RLock()  # one look at a time; stop() waits for it
         self._stopped = False
@@ -160,7 +163,8 @@ class DelayedPlans:
             if self._stopped or self.executor is None:
                 return 0, False
             now = self.clock.utcnow()
-            due = self.store.find_due(max(now, until) if until else now, BATCH)
+            when = max(now, until) if until else now
+            due = self.store.find_due(when, BATCH, self.code_version)
             count = 0
             for delayed in due:
                 if self._stopped:
@@ -214,6 +218,8 @@ class DelayedPlans:
 
     def _take_up(self, delayed: DelayedPlan) -> int:
         plan_id = delayed.execution_plan_id
+        if not may_run(self.code_version, delayed.attributes.code_version):
+            return 0  # an executor of its version takes it up
         late = delayed.start_before is not None and self.clock.utcnow() > delayed.start_before
         found = self.store.prerequisites(plan_id)
         if any(state not in (None, PlanState.STOPPED) for _, state, _ in found):
@@ -251,6 +257,12 @@ class DelayedPlans:
         try:
             executor = self._executor()
             delayed = self.store.load(execution_plan_id)
+            if not may_run(self.code_version, delayed.attributes.code_version):
+                raise ExecutionError(
+                    f"execution plan {execution_plan_id} is of code version "
+                    f"{delayed.attributes.code_version}: run it from an executor world of "
+                    f"that version (this one is {self.code_version})"
+                )
             self._claim(execution_plan_id, planning=True, verb="run")
         except DynflowError as exc:
             return futures.failed(exc)

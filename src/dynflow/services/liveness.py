@@ -20,15 +20,18 @@ import os
 import socket
 import time
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from dynflow.clock import Clock, ThreadClock
+from dynflow.cluster.client_dispatcher import may_run
 from dynflow.cluster.remote import Cluster
 from dynflow.coordinator import EXECUTION_LOCK, INVALIDATION_LOCK, Coordinator, WorldRecord
 from dynflow.errors import ConfigurationError, DynflowError, LockTaken
 from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.executor import offline
 from dynflow.services.control import RECOVERABLE, PlanControl, last_executor, left_running
+from dynflow.services.planning import WAITS_FOR_EXECUTE
 
 if TYPE_CHECKING:
     from dynflow.config import WorldConfig
@@ -164,7 +167,8 @@ class Liveness:
         a ping; returns how many were invalidated."""
         dead = self.coordinator.find_stale_worlds(self.config.lease)
         dead += self._silent(exclude={w.id for w in dead})
-        return sum(1 for world in dead if self.invalidate(world.id) is not None)
+        dying = frozenset(w.id for w in dead)
+        return sum(1 for world in dead if self.invalidate(world.id, dying) is not None)
 
     def _silent(self, exclude: set[str]) -> list[WorldRecord]:
         """Worlds late with their heartbeat that do not answer a ping either. Only
@@ -200,9 +204,10 @@ class Liveness:
         """The world's own heartbeat interval (this world's for records without one)."""
         return record.heartbeat_interval or self.config.heartbeat_interval
 
-    def invalidate(self, world_id: str) -> int | None:
+    def invalidate(self, world_id: str, dying: frozenset[str] = frozenset()) -> int | None:
         """Declare ``world_id`` dead and take its plans over: how many (None when
-        another world is invalidating it)."""
+        another world is invalidating it). ``dying``: other worlds found dead, about to
+        be invalidated too: none of its plans is sent there."""
         if world_id == self.world_id:
             raise ConfigurationError("a world cannot invalidate itself: terminate it")
         try:  # exactly one live world invalidates a dead one
@@ -222,22 +227,37 @@ class Liveness:
             self.coordinator.unregister_world(world_id)
             self.cluster.drop_envelopes(world_id)
             self.cluster.wake_limits(self.persistence.limits.drop_world(world_id))
-            return sum(self.take_over(lock.id, world_id, dict(lock.data)) for lock in held)
+            avoid = dying | {world_id}
+            return sum(self.take_over(lock.id, world_id, dict(lock.data), avoid) for lock in held)
         finally:
             self.coordinator.release(INVALIDATION_LOCK, world_id)
 
-    def take_over(self, plan_id: str, dead_world: str, requester: dict[str, Any]) -> bool:
-        """Run a dead world's plan here (or hand it to an executor world), answering the
-        original request so that the caller's future still resolves."""
+    def take_over(
+        self,
+        plan_id: str,
+        dead_world: str,
+        requester: dict[str, Any],
+        avoid: frozenset[str] = frozenset(),
+    ) -> bool:
+        """Run a dead world's plan here (or hand it to an executor world, not one of
+        ``avoid``), answering the original request so that the caller's future still
+        resolves."""
         executor = self.control.executor
         if executor is None:
-            if self.cluster.forward_execution(plan_id, requester):
+            if self.cluster.forward_execution(plan_id, requester, avoid):
                 return True
             self._pause(plan_id)  # no executor alive: it waits, paused
             return False
         try:
             plan = self.control.locked_plan(plan_id, RECOVERABLE, requester)
         except DynflowError:
+            return False
+        if not may_run(self.config.code_version, plan.code_version):
+            # another version's: to an executor of it, or it waits for one
+            self.coordinator.release(EXECUTION_LOCK, plan_id)
+            if self.cluster.forward_execution(plan_id, requester, avoid):
+                return True
+            self._pause(plan_id)
             return False
         log.info(
             "world %s takes over execution plan %s (%s) of dead world %s",
@@ -273,27 +293,46 @@ class Liveness:
         planned and never started, and plans paused by a world's clean termination
         (not by a failure). Returns how many."""
         executor = self.control.require_executor()
-        count = sum(
-            self.invalidate(world.id) or 0
-            for world in self.coordinator.find_stale_worlds(self.config.lease)
-        )
+        stale = self.coordinator.find_stale_worlds(self.config.lease)
+        dying = frozenset(w.id for w in stale)
+        count = sum(self.invalidate(world.id, dying) or 0 for world in stale)
         held = {lock.id for lock in self.coordinator.find_locks(lock_class=EXECUTION_LOCK)}
-        # planned sub-plans wait for their parent, which starts them within its limit
-        candidates = self.persistence.find_plan_ids([PlanState.RUNNING])
-        candidates += self.persistence.find_plan_ids([PlanState.PLANNED], sub_plans=False)
-        candidates += self.persistence.find_plan_ids([PlanState.PAUSED], result=PlanResult.PENDING)
+        # plans of another code version wait for an executor of theirs; planned
+        # sub-plans wait for their parent, which starts them within its limit
+        find = partial(self.persistence.find_plan_ids, runnable_by=self.config.code_version)
+        candidates = find([PlanState.RUNNING])
+        candidates += find([PlanState.PLANNED], sub_plans=False)
+        candidates += find([PlanState.PAUSED], result=PlanResult.PENDING)
         for plan_id in candidates:
-            if plan_id in held:
+            if plan_id in held or self._waits_for_execute(plan_id):
                 continue
             try:
                 plan = self.control.locked_plan(plan_id, RECOVERABLE)
             except DynflowError:
                 continue  # another world took it first
+            if not may_run(self.config.code_version, plan.code_version):  # moved meanwhile
+                self.coordinator.release(EXECUTION_LOCK, plan_id)
+                continue
             log.warning("recovering execution plan %s (%s)", plan_id, plan.state)
             running = left_running(plan)
             executor.recover(plan, last_executor(plan) if running else None, running)
             count += 1
         return count
+
+    def _waits_for_execute(self, plan_id: str) -> bool:
+        """A plan made with ``world.plan()`` and not asked to run, by a world still
+        alive: it waits (e.g. for a review). Once that world is gone, the plan is left
+        with no owner, and the next executor runs it (``auto_execute``)."""
+        try:
+            plan = self.persistence.load_execution_plan(plan_id)
+        except DynflowError:
+            return True
+        history = plan.execution_history
+        if plan.state is not PlanState.PLANNED or not history:
+            return False
+        last = history[-1]
+        alive = {w.id for w in self.coordinator.find_worlds()}
+        return last.name == WAITS_FOR_EXECUTE and last.world_id in alive
 
 
 def register(coordinator: Coordinator, config: WorldConfig, connector_kind: str) -> None:
@@ -314,6 +353,8 @@ def register(coordinator: Coordinator, config: WorldConfig, connector_kind: str)
             "pid": os.getpid(),
             # other worlds ping it only when it can hear them
             "connector": connector_kind,
+            # executors of a code version run only plans of it (or of none)
+            "code_version": config.code_version,
             # worker threads per queue (their use is not published)
             **({"pool_sizes": dict(config.all_queues)} if config.executor else {}),
             **config.meta,

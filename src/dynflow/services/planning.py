@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from dynflow.action.base import Action
 from dynflow.action.registry import class_name
 from dynflow.action.singleton import SINGLETON_LOCK
-from dynflow.cluster.remote import plan_queues
+from dynflow.cluster.client_dispatcher import Needs
+from dynflow.cluster.remote import plan_needs
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.errors import ConfigurationError, LockTaken, PlanningFailed
 from dynflow.execution_plan.builder import PlanBuilder
@@ -34,11 +35,16 @@ if TYPE_CHECKING:
 Rows = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]
 
 
+#: the history entry of a plan made with ``world.plan()``: it runs only when asked
+#: (``execute``, or approved from the console); executor worlds never pick it up
+WAITS_FOR_EXECUTE = "planned: waits for execute"
+
+
 class ExecutionRequest(Protocol):
     """An execution request written together with the new plan (see
     :class:`dynflow.cluster.remote.Handoff`)."""
 
-    def envelope(self, plan_id: str, queues: frozenset[str]) -> tuple[str, str] | None: ...
+    def envelope(self, plan_id: str, needs: Needs) -> tuple[str, str] | None: ...
 
     def saved(self, written: bool) -> None: ...
 
@@ -102,7 +108,7 @@ class Planner:
             locks.append(self.coordinator.lock_row(EXECUTION_LOCK, builder.id))
         envelope = None
         if request is not None:
-            envelope = request.envelope(builder.id, plan_queues(plan))
+            envelope = request.envelope(builder.id, plan_needs(plan))
         try:
             written = self.persistence.save_new_plan(plan, locks=locks, envelope=envelope)
         except BaseException as exc:
@@ -113,6 +119,8 @@ class Planner:
             self._conflict(builder, self._save_failed_new)
         if request is not None:
             request.saved(written)
+        if not lock and caller is None and request is None:  # world.plan(): not to run yet
+            self.persistence.record_history(plan.id, WAITS_FOR_EXECUTE, self.coordinator.world_id)
         return plan
 
     def plan_claimed(

@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from dynflow.execution_plan.states import PlanState
+from dynflow.services.versions import waiting_for
 from dynflow.views import waiting_reason
 from dynflow.web import plan_view, stream
 
@@ -64,6 +65,8 @@ def render_plan(
             if entry.state == "waiting":
                 waits.setdefault(entry.step_id, []).append(entry.key)
     after, waited_by = web.console.world.delayed.after(plan.id)
+    worlds = web.console.world.coordinator.find_worlds() if plan.code_version else []
+    version_wait = waiting_for(plan, worlds)
     reasons = {
         sid: reason
         for sid, s in plan.steps.items()
@@ -80,6 +83,7 @@ def render_plan(
         plan_states=PLAN_STATES,
         state_filter=state,
         waiting_reasons=reasons,
+        version_wait=version_wait,
         after=after,
         waited_by=waited_by,
         message=message,

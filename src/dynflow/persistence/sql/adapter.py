@@ -34,7 +34,7 @@ from dynflow.persistence.sql.mapping import (
     plan_rows,
     step_from_row,
 )
-from dynflow.persistence.sql.queries import conditions, plans_query
+from dynflow.persistence.sql.queries import conditions, plans_query, runnable
 from dynflow.persistence.sql.schedules import SqlScheduleStore
 from dynflow.persistence.tables import (
     actions,
@@ -291,6 +291,22 @@ class SqlPersistence:
         entry = (execution_plan_id, datetime.now(UTC), name[:50], world_id)
         self.apply(Changes(history=[entry]))
 
+    def set_code_version(
+        self, execution_plan_id: str, code_version: str | None, world_id: str | None
+    ) -> None:
+        column = execution_plans.c.code_version
+        plan = execution_plans.c.id == execution_plan_id
+        with self.db.write() as connection:
+            old = connection.execute(sa.select(column).where(plan)).one_or_none()
+            if old is None:
+                raise NotFound(f"execution plan {execution_plan_id} not found")
+            connection.execute(
+                sa.update(execution_plans).where(plan).values(code_version=code_version)
+            )
+            name = f"code version {old[0] or '-'} -> {code_version or '-'}"
+            entry = (execution_plan_id, datetime.now(UTC), name[:50], world_id)
+            self.bulk.write(connection, change_operations(Changes(history=[entry])))
+
     def count_sub_plans(
         self, execution_plan_id: str, action_id: int
     ) -> dict[tuple[PlanState, PlanResult], int]:
@@ -321,14 +337,17 @@ class SqlPersistence:
         *,
         sub_plans: bool = True,
         result: PlanResult | None = None,
+        runnable_by: str | None = None,
     ) -> list[str]:
         """Ids of plans in ``states`` (and ``result``); ``sub_plans=False`` leaves out
-        plans with a caller."""
+        plans with a caller; ``runnable_by``: only those of that code version or none."""
         query = sa.select(execution_plans.c.id).where(
             execution_plans.c.state.in_([str(s) for s in states])
         )
         if result is not None:
             query = query.where(execution_plans.c.result == str(result))
+        if runnable_by is not None:
+            query = query.where(runnable(runnable_by))
         if not sub_plans:
             query = query.where(execution_plans.c.caller_execution_plan_id.is_(None))
         with self.db.read() as connection:

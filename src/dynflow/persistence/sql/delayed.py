@@ -16,6 +16,7 @@ from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, 
 from dynflow.persistence.sql.database import Database
 from dynflow.persistence.sql.locks import lock_taken, taken
 from dynflow.persistence.sql.mapping import ATTRIBUTE_COLUMNS, plan_rows
+from dynflow.persistence.sql.queries import runnable
 from dynflow.persistence.tables import (
     actions,
     coordinator_records,
@@ -165,9 +166,12 @@ class SqlDelayedPlanStore:
             raise NotFound(f"execution plan {plan_id} is not a delayed plan waiting to start")
         return _delayed(row._mapping)
 
-    def find_due(self, now: datetime, limit: int) -> list[DelayedPlan]:
+    def find_due(
+        self, now: datetime, limit: int, runnable_by: str | None = None
+    ) -> list[DelayedPlan]:
         """Up to ``limit`` delayed plans whose ``start_at`` is not after ``now`` and whose
-        prerequisites stopped, the highest priority first, then the oldest."""
+        prerequisites stopped, the highest priority first, then the oldest (``runnable_by``:
+        of that code version or of none)."""
         prerequisite = execution_plans.alias("prerequisite")
         waiting = (
             sa.select(_DEPS.execution_plan_id)
@@ -180,6 +184,7 @@ class SqlDelayedPlanStore:
         query = (
             _select()
             .where(delayed_plans.c.start_at <= now, ~waiting.exists())
+            .where(*([] if runnable_by is None else [runnable(runnable_by)]))
             .order_by(
                 execution_plans.c.priority.desc(),
                 delayed_plans.c.start_at,

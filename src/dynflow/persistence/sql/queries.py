@@ -92,6 +92,12 @@ def conditions(filters: Mapping[str, Any] | None) -> list[sa.ColumnElement[bool]
     return found
 
 
+def runnable(code_version: str) -> sa.ColumnElement[bool]:
+    """Plans an executor of ``code_version`` runs: of that version, or of none."""
+    column = execution_plans.c.code_version
+    return sa.or_(column == code_version, column.is_(None))
+
+
 def _special_condition(name: str, value: Any) -> sa.ColumnElement[bool] | None:
     """Filters beyond equality: entry action class, label text, start time range."""
     if name == "action_class":
