@@ -61,3 +61,17 @@ class Stamped(Action):
             return
         started = time.perf_counter()
         Stamped.stamps.append((started, time.perf_counter()))
+
+
+class Parked(Action):
+    """Stamped without its limit: one step that suspends (a baseline of plans held)."""
+
+    parked: ClassVar[list[str]] = []
+
+    def plan(self, key: str, suspend: bool = True) -> None:
+        self.plan_self(key=key)
+
+    def run(self, event: Any = None) -> None:
+        if event is None:
+            Parked.parked.append(self.input["key"])
+            self.suspend()

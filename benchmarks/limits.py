@@ -3,13 +3,16 @@
 1. W1 (``--plans`` plans of 10 sequential no-op steps) plain, and with every step
    under ``Limit("k{n}", concurrency=1)`` over 100 distinct keys, in the same run,
    on SQLite and PostgreSQL -> steps per second and the ratio.
-2. ``--waiters`` steps waiting on one limit (PostgreSQL): the process's extra RSS,
-   and its CPU per second while they wait.
+2. ``--waiters`` steps waiting on one limit (PostgreSQL): the time to queue them,
+   the process's extra RSS, its CPU per second while they wait, and the time to
+   terminate the world with them. ``--baseline`` measures only the same number of
+   plans whose one step suspends without limits (the RSS of the plans themselves).
 3. Hand-over latency (PostgreSQL): ``--samples`` one-step plans on one key with
    concurrency 1, all waiting; the time from one step's end to the next one's
    start -> p50/p99 in milliseconds.
 
-Usage: ``python benchmarks/limits.py [--plans N] [--waiters N] [--samples N]``.
+Usage: ``python benchmarks/limits.py [--plans N] [--waiters N] [--samples N]
+[--seconds S] [--skip-w1] [--baseline]``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from bench_actions import STEPS, Stamped, TenLimited, TenSteps
+from bench_actions import STEPS, Parked, Stamped, TenLimited, TenSteps
 from run import PG_SERVER
 
 from dynflow import World
@@ -74,7 +77,9 @@ def waiting(world: World, key: str) -> int:
         return int(connection.execute(query).scalar_one())
 
 
-def many_waiters(url: str, count: int, seconds: float) -> dict[str, Any]:
+def many_waiters(url: str, count: int, seconds: float, limited: bool = True) -> dict[str, Any]:
+    """``count`` plans whose step waits for the key "one" (held by another step); or,
+    not ``limited``, whose step suspends without a limit."""
     with World(url, pool_size=5, terminate_timeout=1800) as world:
         holder = world.trigger(Stamped, "one", True)
         while not any(
@@ -82,26 +87,29 @@ def many_waiters(url: str, count: int, seconds: float) -> dict[str, Any]:
             for s in world.persistence.load_execution_plan(holder.execution_plan_id).steps.values()
         ):
             time.sleep(0.05)
+        Parked.parked.clear()
         before = rss_mb()
         started = time.perf_counter()
         for _ in range(count):
-            world.trigger(Stamped, "one")
-        while waiting(world, "one") < count:
+            world.trigger(Stamped if limited else Parked, "one")
+        while (waiting(world, "one") if limited else len(Parked.parked)) < count:
             time.sleep(0.5)
         queued = time.perf_counter() - started
-        print(f"{count} waiting after {queued:.1f} s", flush=True)
+        label = "waiting" if limited else "suspended (no limits)"
+        print(f"{count} {label} after {queued:.1f} s", flush=True)
         time.sleep(2)
         after = rss_mb()
         cpu = time.process_time()
         time.sleep(seconds)
         cpu_share = (time.process_time() - cpu) / seconds
         result = {
-            "waiters": count,
+            "limited": limited,
+            "plans": count,
             "seconds_to_queue": round(queued, 1),
             "extra_rss_mb": round(after - before, 1),
             "cpu_share_of_a_core": round(cpu_share, 4),
         }
-        print("waiting:", result, flush=True)  # before terminating 10,001 plans
+        print(f"{label}:", result, flush=True)  # before terminating count + 1 plans
         started = time.perf_counter()
     print(f"terminating with them: {time.perf_counter() - started:.1f} s", flush=True)
     return result
@@ -141,8 +149,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--skip-w1", action="store_true")
+    parser.add_argument("--baseline", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.baseline:  # alone in its process: the RSS of the plans themselves
+            many_waiters(fresh_database("postgresql", Path(tmp)), args.waiters, args.seconds, False)
+            return
         for kind in () if args.skip_w1 else ("sqlite", "postgresql"):
             plain = w1(fresh_database(kind, Path(tmp)), args.plans, limited=False)
             limited = w1(fresh_database(kind, Path(tmp)), args.plans, limited=True)

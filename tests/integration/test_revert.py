@@ -598,6 +598,64 @@ def test_a_failing_child_revert_fails_the_parents_revert(
     assert box.runs[f"revert:{middle}"] == 2
 
 
+class ParentOfTwo(Action):
+    def plan(self, key: str) -> None:
+        self.plan_action(UndoChildren, key, 2)
+
+
+def test_a_parent_reverts_its_children_without_holding_a_worker(
+    db_url: str, make_world: MakeWorld, box: Box
+) -> None:
+    # one worker: a parent's revert that waited for its children in it would never end
+    world = make_world(db_url, pool_size=1)
+    done = world.trigger(ParentOfTwo, box.key).finished.result(TIMEOUT)
+    assert (done.state, done.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
+    latest_first = _children_latest_first(world, done.id)
+
+    reverted = world.revert(done.id).result(TIMEOUT)
+
+    assert (reverted.state, reverted.result) == (PlanState.STOPPED, PlanResult.REVERTED)
+    assert box.reverted == latest_first
+    assert {s.state for s in reverted.steps.values() if s.phase == "run"} == {StepState.REVERTED}
+
+
+def test_a_failing_child_revert_on_one_worker_pauses_the_parent_and_resume_ends_it(
+    db_url: str, make_world: MakeWorld, box: Box
+) -> None:
+    world = make_world(db_url, pool_size=1)
+    done = world.trigger(ParentOfTwo, box.key).finished.result(TIMEOUT)
+    latest, first = _children_latest_first(world, done.id)
+    box.revert_fails[first] = 1
+
+    paused = world.revert(done.id).result(TIMEOUT)
+
+    assert (paused.state, paused.result) == (PlanState.PAUSED, PlanResult.ERROR)
+    (step,) = [s for s in paused.steps.values() if s.phase == "run"]
+    assert step.state is StepState.REVERTING
+    assert step.error is not None
+    assert "the revert of sub-plan" in step.error.message
+    assert box.reverted == [latest]
+
+    resumed = world.resume(done.id).result(TIMEOUT)
+    assert (resumed.state, resumed.result) == (PlanState.STOPPED, PlanResult.REVERTED)
+    assert box.reverted == [latest, first]
+    assert (box.runs[f"revert:{latest}"], box.runs[f"revert:{first}"]) == (1, 2)
+
+
+def test_an_in_thread_world_reverts_a_parent_with_children(box: Box) -> None:
+    with InThreadWorld() as world:
+        done = world.trigger(ParentTree, box.key).finished.result(5)
+        assert (done.state, done.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
+        latest_first = _children_latest_first(world, done.id)
+        box.revert_fails[latest_first[1]] = 1
+        paused = world.revert(done.id).result(5)
+        assert (paused.state, paused.result) == (PlanState.PAUSED, PlanResult.ERROR)
+        reverted = world.resume(done.id).result(5)
+        assert (reverted.state, reverted.result) == (PlanState.STOPPED, PlanResult.REVERTED)
+    assert box.reverted == [latest_first[0], *latest_first[1:], "before"]
+    assert box.runs[f"revert:{latest_first[1]}"] == 2
+
+
 # -- cancel reaches a step waiting for its retry ---------------------------------------
 
 

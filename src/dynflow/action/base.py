@@ -259,17 +259,23 @@ class Action:
     def revert(self) -> None:
         """Undo what ``run`` did (``world.revert``, ``Rescue.REVERT``). Override it; it
         may run more than once (a retry, a recovery), so make it idempotent. An action
-        that does not override it has nothing to undo: its step stays ``success``."""
+        that does not override it has nothing to undo: its step stays ``success``.
+
+        It may ``suspend()`` too: it is then called again as ``revert(event)`` with
+        each event delivered to its step (the step stays ``reverting``)."""
 
     def suspend(self, callback: Callable[[SuspendedAction], Any] | None = None) -> NoReturn:
-        """End this run call; the step waits, ``suspended``, for an event.
+        """End this run (or revert) call; the step waits, ``suspended``, for an event
+        (a revert's step stays ``reverting``, and its next call is ``revert(event)``).
 
         ``callback`` receives a ``SuspendedAction`` (plan id, step id,
         ``.event(payload)``) once the step can take events: register the
         webhook or hand the ids to whoever will answer there.
         """
-        if self._context.phase is not Phase.RUN:
-            raise DynflowError(f"{type(self).__name__}: suspend() is only valid in run()")
+        if self._context.phase not in (Phase.RUN, Phase.REVERT):
+            raise DynflowError(
+                f"{type(self).__name__}: suspend() is only valid in run() and revert()"
+            )
         raise Suspend(callback)
 
     def plan_event(self, payload: Any = None, delay: float = 0.0) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, NoReturn
 
 from dynflow.action.cancellable import Cancellable
 from dynflow.action.events import EVENT_KEY, is_engine_event
@@ -56,9 +56,10 @@ class WithSubPlans(Cancellable):
 
     Reverting the parent (``world.revert``) reverts its children that ended ``success``
     or ``warning``, one at a time, the latest to end first, each with ``world.revert``
-    (on any executor); the parent's revert waits for each in its worker, and fails if
-    a child's revert fails (that child is left ``paused``: a resume of the parent
-    retries it; children already reverted are not reverted again).
+    (on any executor). The parent's revert starts a child's revert and suspends (it
+    holds no worker), woken when the child stops or pauses; it fails if a child's
+    revert fails (that child is left ``paused``: a resume of the parent retries it;
+    children already reverted are not reverted again).
 
     For very many children define ``total_count()`` and ``batch(start, size)``
     (returning the sub-plans ``start`` to ``start + size``) instead: children are
@@ -135,22 +136,44 @@ class WithSubPlans(Cancellable):
 
     # -- the revert phase -------------------------------------------------------------
 
-    def revert(self) -> None:
+    def revert(self, event: Any = None) -> None:
+        """Revert the children one at a time; suspended while one's revert is under way.
+
+        Called afresh (``event`` None: the revert begins, is resumed or recovered) it
+        retries a child whose revert failed; woken by a child's end, such a failure
+        fails this revert."""
+        if event is not None and not is_engine_event(event, SUB_PLAN_FINISHED):
+            raise DynflowError(f"{type(self).__name__} got an unexpected event {event!r}")
+        paused = [c for c in self._children(PlanState.PAUSED) if _reverting(c)]
+        if self._children(PlanState.RUNNING) or any(
+            c.result is PlanResult.PENDING
+            for c in paused  # marked, not started yet
+        ):
+            self.suspend()  # a child's revert is under way: its end wakes this step
+        failed = [c for c in paused if c.result is not PlanResult.PENDING]
+        if event is not None and failed:
+            self._revert_failed(failed[0])
         children = [
             child
             for child in self._children(PlanState.STOPPED)
             if child.result in (PlanResult.SUCCESS, PlanResult.WARNING)
         ]
-        children += [c for c in self._children(PlanState.PAUSED) if _reverting(c)]
+        children += failed
         # a child whose revert failed (ended_at cleared) was the latest: it goes first
         children.sort(key=lambda c: c.ended_at or _LATEST, reverse=True)
         for child in children:
-            reverted = self.world.revert(child.id).result()
+            started = self.world.revert(child.id)
+            if not started.done():
+                self.suspend()  # woken when the child stops or pauses
+            reverted = started.result()  # nothing to revert, or it ended already
             if reverted.result is not PlanResult.REVERTED:
-                raise SubPlansFailed(
-                    f"the revert of sub-plan {child.id} failed ({reverted.state}/"
-                    f"{reverted.result}): resume this plan to retry it"
-                )
+                self._revert_failed(reverted)
+
+    def _revert_failed(self, child: Any) -> NoReturn:
+        raise SubPlansFailed(
+            f"the revert of sub-plan {child.id} failed ({child.state}/{child.result}): "
+            "resume this plan to retry it"
+        )
 
     def _limit(self) -> int | None:
         limit: int | None = self.input.get("concurrency_limit", self.concurrency_limit)

@@ -229,7 +229,7 @@ class ExecutorCore(Committer):
         if done.output != runtime.actions[step.action_id].output:
             runtime.set_output(step.action_id, done.output)
         if step.state is StepState.REVERTING:
-            revert.done(runtime, step, done)
+            revert.done(self, runtime, step, done)
             self._advance(runtime)
             return
         if done.state is StepState.SUSPENDED:
@@ -276,7 +276,9 @@ class ExecutorCore(Committer):
                 event, NotFound(f"execution plan {runtime.id} has no step {event.step_id}")
             )
             return
-        if step.state not in (StepState.SUSPENDED, StepState.RUNNING):
+        if step.state not in (StepState.SUSPENDED, StepState.RUNNING) and not revert.takes_events(
+            runtime, step
+        ):
             self._refuse(
                 event,
                 ExecutionError(
@@ -292,6 +294,9 @@ class ExecutorCore(Committer):
     def _deliver_next(self, runtime: PlanRuntime, step_id: int) -> None:
         """Hand the oldest waiting event to its step if the step is suspended."""
         waiting = runtime.events.get(step_id)
+        if waiting and runtime.steps[step_id].state is StepState.REVERTING:
+            revert.deliver_next(self, runtime, step_id)  # a revert that suspended
+            return
         if not waiting or runtime.steps[step_id].state is not StepState.SUSPENDED:
             return
         if self.terminating is not None:

@@ -191,6 +191,8 @@ class LimitGate:
                 self.post(LimitGranted(*slot))
         if outcome.wake:
             self.wake(outcome.wake)
+        if outcome.more and (outcome.granted or not retry):  # a retry that got nowhere: the sweep
+            self._submit(("retry", None))
         for key, due in outcome.due.items():
             self._arm(key, due)
 

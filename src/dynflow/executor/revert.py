@@ -18,13 +18,19 @@ of an action being reverted goes ``success -> reverting -> reverted``.
   again, ``skip`` gives it up (the step ends ``skipped``) and resume goes on with
   the others. A step left ``reverting`` by an executor that died or was halted
   runs its revert again: ``revert`` must be idempotent.
+- A ``revert`` may suspend (``WithSubPlans`` waits so for its children's reverts):
+  its step stays ``reverting`` and holds no worker; each event delivered to it runs
+  ``revert(event)`` again, until it returns or fails. The suspension lives in this
+  executor only: the next executor of the plan (resume, hand-over, recovery) calls
+  ``revert()`` afresh, which must find out again where it stands.
 - Once nothing is left to revert the plan ends ``stopped``/``reverted``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from dynflow.action.registry import class_name
 from dynflow.errors import ExecutionError
@@ -33,6 +39,7 @@ from dynflow.execution_plan.states import Phase, PlanResult, PlanState, StepStat
 from dynflow.executor import policy
 from dynflow.executor.runtime import PlanRuntime, now
 from dynflow.executor.work import StepDone, Work
+from dynflow.futures import resolve
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -95,6 +102,12 @@ def advance(core: ExecutorCore, runtime: PlanRuntime) -> None:
     current = next((s for s in runtime.steps.values() if s.state is StepState.REVERTING), None)
     if current is not None and current.id in runtime.reverting:
         return
+    if current is not None and current.id in runtime.suspended_reverts:
+        if core.terminating is None:
+            return  # an event wakes it
+        core._drop_events(runtime, current.id, f"world {core.world_id} is terminating")
+        core._pause(runtime, PlanResult.PENDING)  # the next executor calls revert() again
+        return
     if current is not None and current.error is not None:
         core._pause(runtime, PlanResult.ERROR)
         return
@@ -111,7 +124,7 @@ def advance(core: ExecutorCore, runtime: PlanRuntime) -> None:
     _dispatch(core, runtime, current)
 
 
-def _dispatch(core: ExecutorCore, runtime: PlanRuntime, step: Step) -> None:
+def _dispatch(core: ExecutorCore, runtime: PlanRuntime, step: Step, event: Any = None) -> bool:
     if step.queue not in core.queues:
         error = ExecutionError(
             f"queue {step.queue!r} is not served by world {core.world_id}: "
@@ -119,7 +132,7 @@ def _dispatch(core: ExecutorCore, runtime: PlanRuntime, step: Step) -> None:
         )
         runtime.set_step(step, StepState.REVERTING, error=StepError.from_exception(error))
         core._pause(runtime, PlanResult.ERROR)
-        return
+        return False
     action = runtime.actions[step.action_id]
     runtime.reverting.add(step.id)
     core._dispatched(
@@ -132,16 +145,47 @@ def _dispatch(core: ExecutorCore, runtime: PlanRuntime, step: Step) -> None:
             queue=step.queue,
             input=action.input,
             output=dict(action.output),
+            event=event,
             sequence=runtime.next_sequence(step.id),
             run=runtime.run,
         )
     )
+    return True
 
 
-def done(runtime: PlanRuntime, step: Step, report: StepDone) -> None:
-    """A worker's report of a revert: the step is ``reverted``, or its revert failed."""
+def takes_events(runtime: PlanRuntime, step: Step) -> bool:
+    """An event for a ``reverting`` step is taken while its revert runs (delivered
+    once it suspends) or waits suspended."""
+    return step.id in runtime.reverting or step.id in runtime.suspended_reverts
+
+
+def deliver_next(core: ExecutorCore, runtime: PlanRuntime, step_id: int) -> None:
+    """Hand the oldest event waiting for a suspended revert to it: ``revert(event)``."""
+    waiting = runtime.events.get(step_id)
+    if not waiting or step_id not in runtime.suspended_reverts:
+        return  # still running: delivered when it suspends
+    if core.terminating is not None:
+        core._drop_events(runtime, step_id, f"world {core.world_id} is terminating")
+        return
+    event = waiting.popleft()
+    runtime.suspended_reverts.discard(step_id)
+    if _dispatch(core, runtime, runtime.steps[step_id], event.payload):
+        core._later(partial(resolve, event.future, True), runtime.id)
+    else:
+        core._refuse(event, ExecutionError(str(runtime.steps[step_id].error)))
+
+
+def done(core: ExecutorCore, runtime: PlanRuntime, step: Step, report: StepDone) -> None:
+    """A worker's report of a revert: the step is ``reverted``, its revert failed, or it
+    suspended (it waits for an event: one already here is handed to it at once)."""
     runtime.reverting.discard(step.id)
     execution_time = step.execution_time + report.execution_time
+    if report.state is StepState.SUSPENDED:
+        runtime.set_step(step, StepState.REVERTING, execution_time=execution_time)
+        runtime.suspended_reverts.add(step.id)
+        deliver_next(core, runtime, step.id)
+        return
+    core._drop_events(runtime, step.id, f"the revert of step {step.id} ended")
     if report.state is StepState.SUCCESS:
         runtime.set_step(step, StepState.REVERTED, error=None, execution_time=execution_time)
         return

@@ -183,11 +183,12 @@ class StepRunner:
             args: tuple[Any, ...] = (work.event,) if work.event is not None else ()
             return call_chain(chain, action, "run_phase", phase, *args)
         if work.phase is Phase.REVERT:
+            event: tuple[Any, ...] = (work.event,) if work.event is not None else ()
             return call_chain(
                 chain,
                 action,
                 "revert_phase",
-                lambda: call_chain(chain, action, "revert", action.revert),
+                lambda: call_chain(chain, action, "revert", action.revert, *event),
             )
         return call_chain(
             chain,

@@ -58,6 +58,8 @@ class PlanRuntime:
     events: dict[int, deque[Any]] = field(default_factory=dict)
     #: steps whose ``revert`` a worker runs now (see :mod:`dynflow.executor.revert`)
     reverting: set[int] = field(default_factory=set)
+    #: steps whose ``revert`` suspended: it waits here for an event (no worker held)
+    suspended_reverts: set[int] = field(default_factory=set)
     #: how many times each step was handed to a worker here
     sequences: dict[int, int] = field(default_factory=dict)
     #: this run of the plan: a worker of an earlier run of the same plan (one this

@@ -48,6 +48,8 @@ class LimitOutcome:
     wake: set[str] = field(default_factory=set)
     #: key -> when its rate window frees a start (keys this world waits for)
     due: dict[str, datetime] = field(default_factory=dict)
+    #: a pass of this world's own may grant more (asked again at once)
+    more: bool = False
     #: this world is no longer registered under the registration given: nothing written
     fenced: bool = False
 

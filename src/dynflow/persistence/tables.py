@@ -188,7 +188,7 @@ limit_slots = sa.Table(
     sa.Column("state", sa.String(10), nullable=False),
     sa.Column("requested_at", UTCDateTime(), nullable=False),
     sa.Column("granted_at", UTCDateTime(), nullable=True),
-    sa.Index("ix_dynflow_limit_slots_key", "key", "state"),
+    sa.Index("ix_dynflow_limit_slots_line", "key", "state", "id"),
     sa.Index("ix_dynflow_limit_slots_world", "world_id"),
     sa.Index("ix_dynflow_limit_slots_plan", "execution_plan_id"),
     **MYSQL,
