@@ -20,6 +20,7 @@ from dynflow import (
     NotFound,
     PlanResult,
     PlanState,
+    StepState,
     Triggered,
     World,
 )
@@ -73,6 +74,17 @@ class Failing(Note):
 
 class Stubborn(Cancellable, Gated):
     """Cancellable, but its run never suspends to take the cancel: halted at the end."""
+
+
+class Patient(Cancellable, Note):
+    """Waits for an event; its cancel() stops it (the step ends cancelled)."""
+
+    def run(self, event: Any = None) -> None:
+        if event is None:
+            self.suspend()
+
+    def cancel(self) -> None:
+        self.output["cancelled"] = True
 
 
 @pytest.fixture
@@ -316,6 +328,29 @@ def test_a_plan_past_its_deadline_is_cancelled_then_halted(
     assert halted.execution_history[-1].name == "deadline exceeded"
     [error] = halted.errors
     assert error.message == "deadline exceeded"
+
+
+def test_a_plan_its_deadline_cancels_ends_error_with_the_deadline_in_its_history(
+    db_url: str, make_world: MakeWorld, tag: str
+) -> None:
+    clock = ManualClock()
+    world = make_world(db_url, clock=clock)
+    triggered = world.options(deadline=30).trigger(Patient, "a", tag=tag)
+    plan_id = triggered.execution_plan_id
+    eventually(lambda: load(world, plan_id).steps[2].state is StepState.SUSPENDED)
+    clock.advance(30)  # cancel: the suspended step takes it and ends cancelled
+    plan = triggered.finished.result(TIMEOUT)
+    assert (plan.state, plan.result) == (PlanState.STOPPED, PlanResult.ERROR)
+    assert plan.steps[2].state is StepState.CANCELLED
+    assert plan.entry_action.output == {"cancelled": True}
+    names = [entry.name for entry in plan.execution_history]
+    assert "deadline exceeded" in names
+    assert names[-1] == "finish execution"
+    plain = world.trigger(Patient, "b", tag=tag)  # a cancel without a deadline
+    eventually(lambda: load(world, plain.execution_plan_id).steps[2].state is StepState.SUSPENDED)
+    [delivered] = world.cancel(plain.execution_plan_id)
+    assert delivered.result(TIMEOUT) is True
+    assert plain.finished.result(TIMEOUT).result is PlanResult.CANCELLED
 
 
 def test_idle_plans_past_their_deadline_are_halted(

@@ -21,7 +21,7 @@ from dynflow.action.events import CANCEL
 from dynflow.errors import ExecutionError
 from dynflow.execution_plan.states import StepState
 from dynflow.executor import limits, policy
-from dynflow.executor.messages import DeliverEvent
+from dynflow.executor.messages import DEADLINE_EXCEEDED, DeliverEvent
 from dynflow.executor.runtime import now
 from dynflow.futures import resolve
 
@@ -31,13 +31,19 @@ if TYPE_CHECKING:
 _CANCELLABLE = (StepState.RUNNING, StepState.SUSPENDED, StepState.WAITING)
 
 
-def cancel(core: ExecutorCore, plan_id: str, reply: Future[list[Future[Any]]]) -> None:
+def cancel(
+    core: ExecutorCore, plan_id: str, reply: Future[list[Future[Any]]], deadline: bool = False
+) -> None:
     """Send the cancel to the plan's cancellable steps; ``reply`` gets one future per
-    step, resolved once the step has it."""
+    step, resolved once the step has it. ``deadline``: the plan's deadline passed (it is
+    recorded, and the plan ends ``error`` even if the cancel stops it)."""
     runtime = core.plans.get(plan_id)
     if runtime is None:
         core._fail(reply, ExecutionError(f"execution plan {plan_id} is not running here"))
         return
+    if deadline and not runtime.past_deadline:
+        runtime.past_deadline = True
+        runtime.record(DEADLINE_EXCEEDED, core.world_id)
     futures: list[Future[Any]] = []
     for step in runtime.steps.values():
         if step.state not in _CANCELLABLE:

@@ -120,8 +120,8 @@ class ExecutorCore(Committer):
                 limits.granted(self, message)
             case RetryLimits():
                 self.limits.gate.poke()
-            case CancelSteps(plan_id, reply):
-                cancel.cancel(self, plan_id, reply)
+            case CancelSteps(plan_id, reply, deadline):
+                cancel.cancel(self, plan_id, reply, deadline)
             case RevertPlan(plan_id, future):
                 revert.mark(self, plan_id, future)
             case Adopt(plan, future):
@@ -329,8 +329,13 @@ class ExecutorCore(Committer):
                     if self._rescue(runtime):
                         continue
                     return
-                case Outcome.CANCELLED:
-                    self._stop(runtime, PlanResult.CANCELLED, "finish execution")
+                case Outcome.CANCELLED:  # by the plan's deadline: it failed
+                    late = runtime.past_deadline
+                    self._stop(
+                        runtime,
+                        PlanResult.ERROR if late else PlanResult.CANCELLED,
+                        "finish execution",
+                    )
                     return
                 case Outcome.STUCK:
                     runtime.record("stuck: no step can run", self.world_id)

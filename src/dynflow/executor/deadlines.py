@@ -2,10 +2,12 @@
 
 When an executor starts a plan with a ``deadline_at`` (triggering, resuming,
 recovering or taking it over), it arms a timer on the world's clock for that time.
-Then the plan's running and suspended cancellable steps get ``cancel()``; if the
-plan has not stopped :data:`GRACE` seconds later (at once when no step could take
-the cancel), it is halted: ``stopped``/``error``, its history ends with
-:data:`DEADLINE_EXCEEDED` and the steps it stopped carry that error. A timer of a
+Then "deadline exceeded" goes into its history and the plan's running, suspended
+and waiting cancellable steps get ``cancel()``; a plan the cancel stops ends
+``stopped``/``error`` (not ``cancelled``). If the plan has not stopped
+:data:`GRACE` seconds later (at once when no step could take the cancel), it is
+halted: ``stopped``/``error``, its history ends with :data:`DEADLINE_EXCEEDED` and
+the steps it stopped carry that error. A timer of a
 plan that left this executor meanwhile does nothing: the next executor arms its own.
 Plans past their deadline that no executor runs (``scheduled``, ``planned``,
 ``paused``) are halted by :mod:`dynflow.services.deadlines`.
@@ -17,14 +19,14 @@ from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from dynflow.executor.messages import CancelSteps, HaltPlan
+from dynflow.executor.messages import DEADLINE_EXCEEDED, CancelSteps, HaltPlan
 from dynflow.executor.runtime import PlanRuntime
+
+__all__ = ["DEADLINE_EXCEEDED", "GRACE", "arm"]
 
 if TYPE_CHECKING:
     from dynflow.executor.core import ExecutorCore
 
-#: the history entry and the error of a plan halted at its deadline
-DEADLINE_EXCEEDED = "deadline exceeded"
 #: seconds a plan past its deadline gets to stop once its steps have the cancel event
 GRACE = 5.0
 
@@ -46,7 +48,7 @@ def arm(core: ExecutorCore, runtime: PlanRuntime) -> None:
 def _due(core: ExecutorCore, plan_id: str) -> None:
     reply: Future[list[Future[Any]]] = Future()
     reply.add_done_callback(partial(_cancelling, core, plan_id))
-    core.post(CancelSteps(plan_id, reply))
+    core.post(CancelSteps(plan_id, reply, deadline=True))
 
 
 def _cancelling(core: ExecutorCore, plan_id: str, reply: Future[list[Future[Any]]]) -> None:

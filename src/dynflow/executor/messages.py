@@ -10,6 +10,9 @@ from typing import Any
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.executor.work import Progress, StepDone
 
+#: the history entry and the error of a plan whose deadline passed
+DEADLINE_EXCEEDED = "deadline exceeded"
+
 
 @dataclass(frozen=True)
 class Start:
@@ -104,10 +107,12 @@ class RetryDue:
 
 @dataclass(frozen=True)
 class CancelSteps:
-    """Send the cancel event to every running or suspended cancellable step of a plan."""
+    """Send the cancel event to every running or suspended cancellable step of a plan
+    (``deadline``: because the plan's deadline passed)."""
 
     execution_plan_id: str
     reply: Future[list[Future[Any]]]
+    deadline: bool = False
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ class PlanRuntime:
     futures: list[Future[ExecutionPlan]] = field(default_factory=list)
     #: steps whose result must be ignored when it arrives (halted, abandoned)
     abandoned: set[int] = field(default_factory=set)
+    #: its deadline passed here: a plan that ends cancelled then ends ``error``
+    past_deadline: bool = False
     #: events waiting for their step to suspend, per step, in arrival order
     events: dict[int, deque[Any]] = field(default_factory=dict)
     #: steps whose ``revert`` a worker runs now (see :mod:`dynflow.executor.revert`)

@@ -192,6 +192,10 @@ class PersistencePort(Protocol):
         """Add an entry to the plan's execution history, stamped now (UTC)."""
         ...
 
+    def plan_id_with_key(self, key: str) -> str | None:
+        """The id of the plan with idempotency ``key``, if any."""
+        ...
+
     def find_plan_ids(
         self,
         states: Iterable[PlanState],

@@ -228,10 +228,10 @@ class Options:
         prerequisites.check_exist(t.persistence, self.options.after)
         if self.options.key is None:
             return None
-        found = t.persistence.find_execution_plans(filters={"key": self.options.key})
-        if not found:
+        found = t.persistence.plan_id_with_key(self.options.key)
+        if found is None:
             return None
-        return self._taken(KeyTaken(self.options.key, found[0].id))
+        return self._taken(KeyTaken(self.options.key, found))
 
     def _taken(self, taken: KeyTaken) -> str:
         """The key names an existing plan: it is the answer, unless it cannot be (the

@@ -44,6 +44,8 @@ from dynflow.persistence.tables import (
     steps,
 )
 
+_BY_KEY = sa.select(execution_plans.c.id).where(execution_plans.c.key == sa.bindparam("key"))
+
 
 class SqlPersistence:
     """Durable state of execution plans; one instance per world.
@@ -331,6 +333,12 @@ class SqlPersistence:
             query = query.where(execution_plans.c.caller_execution_plan_id.is_(None))
         with self.db.read() as connection:
             return list(connection.execute(query).scalars())
+
+    def plan_id_with_key(self, key: str) -> str | None:
+        """The id of the plan with idempotency ``key``, if any (one indexed lookup)."""
+        with self.db.read() as connection:
+            found = connection.execute(_BY_KEY, {"key": key}).scalar_one_or_none()
+        return None if found is None else str(found)
 
     def delete_old_plans(
         self,
