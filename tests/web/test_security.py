@@ -366,3 +366,65 @@ def test_allowed_hosts_names_the_hosts_a_console_answers_to(
     assert with_token.get("/api/plans", headers=bearer).status_code == 200
     anywhere = make_client(console_world, allowed_hosts=["*"])
     assert anywhere.get("/", headers={"Host": "whatever.test"}).status_code == 200
+
+
+# -- guessing credentials --------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_repeated_wrong_tokens_from_one_address_are_slowed_down(
+    console_world: World, make_client: MakeClient
+) -> None:
+    attacker = make_client(console_world, TokenAuth(TOKEN))
+    clock = FakeClock()
+    throttle = attacker.app.state.web.throttle  # type: ignore[attr-defined]
+    throttle.clock = clock
+    wrong = {"Authorization": "Bearer wrong-token-guess"}
+    statuses = [attacker.get("/api/plans", headers=wrong).status_code for _ in range(6)]
+    assert statuses == [401] * 6  # five free failures; the sixth blocks for 1 s
+    blocked = attacker.get("/api/plans", headers=wrong)
+    assert blocked.status_code == 429
+    assert blocked.headers["retry-after"] == "1"
+    right = {"Authorization": f"Bearer {TOKEN}"}
+    assert attacker.get("/api/plans", headers=right).status_code == 429  # not even checked
+    clock.now += 1.5
+    assert attacker.get("/api/plans", headers=wrong).status_code == 401
+    second = attacker.get("/api/plans", headers=wrong)
+    assert second.status_code == 429
+    assert second.headers["retry-after"] == "2"  # each block twice the one before
+    clock.now += 4.5
+    assert attacker.get("/api/plans", headers=right).status_code == 200  # clears it
+    assert attacker.get("/api/plans", headers=wrong).status_code == 401
+
+    # the operator on another machine is not locked out by the attacker
+    operator = TestClient(attacker.app, base_url=ORIGIN, client=("10.0.0.7", 40000))
+    for _ in range(20):
+        attacker.get("/api/plans", headers=wrong)
+    assert attacker.get("/api/plans", headers=right).status_code == 429
+    assert operator.get("/api/plans", headers=right).status_code == 200
+    # a browser's first request without credentials is no guess
+    assert all(operator.get("/api/plans").status_code == 401 for _ in range(10))
+    assert operator.get("/api/plans", headers=right).status_code == 200
+
+
+def test_wrong_tokens_in_the_login_form_are_slowed_down(
+    console_world: World, make_client: MakeClient
+) -> None:
+    client = make_client(console_world, TokenAuth(TOKEN))
+    throttle = client.app.state.web.throttle  # type: ignore[attr-defined]
+    throttle.clock = FakeClock()
+    token = csrf_token(client, "/login")
+    for _ in range(6):
+        page = client.post("/login", data={"csrf_token": token, "token": "guess-guess"})
+        assert page.status_code == 401
+    blocked = client.post("/login", data={"csrf_token": token, "token": TOKEN})
+    assert blocked.status_code == 429
+    assert "too many failed attempts" in blocked.text
+    assert int(blocked.headers["retry-after"]) >= 1

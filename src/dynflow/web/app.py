@@ -40,6 +40,7 @@ from dynflow.web.auth import (
 from dynflow.web.console import Console, NotAvailable
 from dynflow.web.hosts import LOOPBACK, HostCheck, allowed
 from dynflow.web.inbound import DEFAULT_MAX_BODY, BodyLimit, Triggers
+from dynflow.web.throttle import Throttle, TooManyAttempts, client_address
 
 if TYPE_CHECKING:
     from dynflow.world import World
@@ -102,6 +103,8 @@ class Web:
         self.templates.filters["duration"] = duration
         #: the action classes HTTP clients may trigger
         self.triggers = Triggers(())
+        #: failed authentications per client address
+        self.throttle = Throttle()
 
     def csrf_token(self, request: Request) -> str:
         cookie = getattr(request.state, "csrf_cookie", None) or new_csrf_cookie()
@@ -122,9 +125,18 @@ class Web:
         return HTMLResponse(html, status_code=status_code)
 
     async def guard(self, request: Request) -> None:
-        """Authentication, then the CSRF and same-origin checks of a POST."""
+        """Authentication (guesses slowed down per address), then the CSRF and
+        same-origin checks of a POST."""
+        address = client_address(request)
+        presented = "authorization" in request.headers
+        if presented:
+            self.throttle.check(address)
         if not self.auth.authenticate(request, self.sessions):
+            if presented:
+                self.throttle.failed(address)
             raise NotAuthenticated()
+        if presented:
+            self.throttle.succeeded(address)
         if request.method not in SAFE_METHODS and bearer_token(request) is None:
             await self.check_csrf(request)
 
@@ -278,6 +290,12 @@ def _install_handlers(app: FastAPI, web: Web) -> None:
             request, "error.html", 401, status=401, error="authentication required"
         )
         response.headers.update(headers)
+        return response
+
+    @app.exception_handler(TooManyAttempts)
+    async def too_many(request: Request, exc: TooManyAttempts) -> Response:
+        response = error(request, 429, str(exc))
+        response.headers["Retry-After"] = f"{exc.retry_after:.0f}"
         return response
 
     @app.exception_handler(Forbidden)

@@ -18,9 +18,11 @@ from dynflow.views import ActionOutcome, BulkOutcome
 from dynflow.web.auth import SESSION_COOKIE, SESSION_MAX_AGE
 from dynflow.web.console import BULK, DEFAULT_PER_PAGE, MAX_LABEL, SORTS, NotAvailable
 from dynflow.web.plan_routes import render_plan
+from dynflow.web.throttle import client_address
 
 if TYPE_CHECKING:
     from dynflow.web.app import Web
+
 
 PLAN_STATES = [str(s) for s in PlanState]
 PLAN_RESULTS = [str(r) for r in PlanResult]
@@ -86,9 +88,13 @@ def public_router(web: Web) -> APIRouter:
         if not web.auth.login_form:
             raise HTTPException(404, "this console has no login form")
         await web.check_csrf(request)
+        address = client_address(request)
+        web.throttle.check(address)
         token = (await request.form()).get("token")
         if not isinstance(token, str) or not web.auth.check_login(token):
+            web.throttle.failed(address)
             return web.render(request, "login.html", 401, error="wrong token")
+        web.throttle.succeeded(address)
         base = request.scope.get("root_path", "")
         response = RedirectResponse(f"{base}/", status_code=303)
         response.set_cookie(
