@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from dynflow.execution_plan.states import PlanState
+from dynflow.execution_plan.states import PlanState, StepState
 from dynflow.services.versions import waiting_for
 from dynflow.views import waiting_reason
 from dynflow.web import plan_view, stream
@@ -18,19 +18,7 @@ from dynflow.web import plan_view, stream
 if TYPE_CHECKING:
     from dynflow.web.app import Web
 
-STEP_STATES = (
-    "pending",
-    "running",
-    "success",
-    "suspended",
-    "waiting",
-    "skipping",
-    "skipped",
-    "error",
-    "cancelled",
-    "reverting",
-    "reverted",
-)
+STEP_STATES = tuple(str(s) for s in StepState)
 PLAN_STATES = tuple(str(s) for s in PlanState)
 MAX_PAGE = 1_000_000
 
