@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from dynflow import World
+from prometheus_client.parser import text_string_to_metric_families
+
+from dynflow import Action, PlanResult, PlanState, World
 from dynflow.web import NO_AUTH, TokenAuth
 from tests.web.conftest import MakeClient
 
@@ -50,3 +53,38 @@ def test_metrics_off_is_a_404_that_says_how(
     answer = client.get("/metrics")
     assert answer.status_code == 404
     assert "World(metrics=True)" in answer.json()["detail"]
+
+
+class Fine(Action):
+    def run(self, event: Any = None) -> None:
+        pass
+
+
+class Broken(Action):
+    def run(self, event: Any = None) -> None:
+        raise RuntimeError("broken")
+
+
+def test_scraped_metrics_parse_and_count_what_happened(
+    sqlite_url: str, make_world: Callable[..., World], make_client: MakeClient
+) -> None:
+    world = make_world(sqlite_url, metrics=True)
+    assert world.trigger(Fine).finished.result(10).result is PlanResult.SUCCESS
+    assert world.trigger(Fine).finished.result(10).result is PlanResult.SUCCESS
+    assert world.trigger(Broken).finished.result(10).state is PlanState.PAUSED
+    client = make_client(world, auth=TokenAuth(TOKEN))
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
+
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    fine, broken = Fine.class_name(), Broken.class_name()
+    assert samples[("dynflow_steps_total", (("action", fine), ("result", "success")))] == 2
+    assert samples[("dynflow_steps_total", (("action", broken), ("result", "error")))] == 1
+    assert samples[("dynflow_plans_finished_total", (("result", "success"),))] == 2
+    assert samples[("dynflow_plans", (("state", "paused"),))] == 1
+    assert samples[("dynflow_plans", (("state", "stopped"),))] == 2
+    durations = samples[("dynflow_step_duration_seconds_count", (("action", fine),))]
+    assert durations == 2
