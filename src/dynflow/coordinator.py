@@ -256,8 +256,12 @@ class Coordinator:
         return locks[0].owner_id if locks else None
 
     def find_locks(self, **filters: Any) -> list[LockRecord]:
-        """Locks matching ``lock_class``/``class``, ``id`` and ``owner_id`` filters."""
+        """Locks matching ``lock_class``/``class``, ``id`` and ``owner_id`` filters. The
+        hold of a world on the plans it planned (``PLANNED_LOCK``) is bookkeeping, not a
+        lock anyone waits for: listed only when asked for by its class."""
         query = sa.select(records).where(records.c["class"] != WORLD)
+        if "class" not in filters and "lock_class" not in filters:
+            query = query.where(records.c["class"] != PLANNED_LOCK)
         for name, value in filters.items():
             column = records.c["class"] if name in ("class", "lock_class") else records.c[name]
             query = query.where(column == value)
