@@ -40,7 +40,18 @@ STATE_PRIORITY = (
     "skipped",
     "success",
 )
-LEGEND = ("pending", "running", "suspended", "waiting", "success", "skipped", "error", "cancelled")
+LEGEND = (
+    "pending",
+    "running",
+    "suspended",
+    "waiting",
+    "success",
+    "skipped",
+    "error",
+    "cancelled",
+    "reverting",
+    "reverted",
+)
 
 
 @dataclass
