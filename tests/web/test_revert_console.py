@@ -30,7 +30,7 @@ def test_the_revert_button_asks_first_and_reverts(console_world: World, client: 
     assert message(html) == f"ok: execution plan {plan_id} reverted"
     assert "badge result-reverted" in html
     assert 'class="swatch state-reverted"' in html  # the graph's legend, and its colour
-    assert 'node state-reverted' in html
+    assert "node state-reverted" in html
     steps = client.get(f"/plans/{plan_id}", params={"tab": "steps"}).text
     assert "badge state-reverted" in steps
     history = client.get(f"/plans/{plan_id}", params={"tab": "history"}).text
