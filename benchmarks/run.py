@@ -10,13 +10,16 @@ runs after a warm-up -> p50/p99 in milliseconds.
 Each runs on a fresh SQLite file and a fresh PostgreSQL database; DBOS runs the
 same workloads on the same database kind in the same run (from its own virtual
 environment, ``benchmarks/.venv-dbos``, created on first use with ``pip install
-dbos``). Usage: ``python benchmarks/run.py [--plans N] [--samples N] [--no-dbos]``.
+dbos``). ``DYNFLOW_BENCH_DATABASE`` and ``DYNFLOW_BENCH_DBOS_DATABASE`` name the
+PostgreSQL databases (dropped and created).
+Usage: ``python benchmarks/run.py [--plans N] [--samples N] [--no-dbos]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -37,6 +40,10 @@ from dynflow.persistence.sql.database import Database
 HERE = Path(__file__).parent
 DBOS_VENV = HERE / ".venv-dbos"
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/"
+#: the PostgreSQL databases the benchmarks drop and create (several checkouts on one
+#: server: give each its own names)
+PG_DATABASE = os.environ.get("DYNFLOW_BENCH_DATABASE", "dynflow_bench")
+DBOS_DATABASE = os.environ.get("DYNFLOW_BENCH_DBOS_DATABASE", "dbos_bench")
 
 
 def fresh_database(kind: str, tmp: Path) -> str:
@@ -45,10 +52,10 @@ def fresh_database(kind: str, tmp: Path) -> str:
         return f"sqlite:///{path}"
     admin = sa.create_engine(PG_SERVER + "postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(sa.text('DROP DATABASE IF EXISTS "dynflow_bench" WITH (FORCE)'))
-        connection.execute(sa.text('CREATE DATABASE "dynflow_bench"'))
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)'))
+        connection.execute(sa.text(f'CREATE DATABASE "{PG_DATABASE}"'))
     admin.dispose()
-    return PG_SERVER + "dynflow_bench"
+    return PG_SERVER + PG_DATABASE
 
 
 def count_commits(world: World) -> list[int]:
@@ -128,7 +135,7 @@ def dbos(
         url = f"sqlite:///{tmp / f'dbos-{time.monotonic_ns()}.sqlite'}"
         extra = ["--sqlite-wal"]  # DBOS's best SQLite setting (its default is rollback journal)
     else:
-        url = "postgresql://postgres@127.0.0.1:5432/dbos_bench"
+        url = f"postgresql://postgres@127.0.0.1:5432/{DBOS_DATABASE}"
         extra = []
     command = [
         str(python),

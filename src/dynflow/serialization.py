@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+import orjson
+
 from dynflow.errors import NotSerializable, ValueTooLarge
 
 JSON = Any
@@ -55,16 +57,37 @@ def to_json_value(
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+#: a number orjson would read as a float (it reads integers of up to 64 bits only)
+_LONG_NUMBER = re.compile(r"\d{19}")
+_LONG_NUMBER_BYTES = re.compile(rb"\d{19}")
 
 
 def dumps(value: JSON) -> str:
     """Compact JSON text that every database stores as it is: NUL is escaped (as JSON
     escapes every control character), and so are lone surrogates, which UTF-8 cannot
-    encode. (One shared encoder: building one per call is costly.)"""
+    encode; other characters stay as they are.
+
+    orjson writes it; what orjson refuses (lone surrogates, integers over 64 bits,
+    keys that are not strings) goes to the standard library's encoder, which also
+    raises the errors (``TypeError``, ``ValueError``) of values that are not JSON.
+    """
+    try:
+        return orjson.dumps(value, option=_ORJSON_OPTIONS, default=_refuse).decode()
+    except TypeError:
+        pass
     text = _ENCODER.encode(value)
     if text.isascii():
         return text
     return _SURROGATE.sub(_escape, text)
+
+
+#: datetimes and dataclasses are not JSON: they go to ``_refuse`` (then the standard
+#: library says so), not to orjson's own conversions
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -97,8 +120,21 @@ def storable_text(text: str) -> str:
     return _UNSTORABLE.sub("\ufffd", text)
 
 
-def loads(text: str | None) -> JSON:
-    return None if text is None else json.loads(text)
+def loads(text: str | bytes | None) -> JSON:
+    """The value of a JSON text (``ValueError`` if it is not JSON).
+
+    orjson reads it, unless it may hold an integer of over 64 bits (orjson would make
+    it a float) or orjson refuses it (e.g. an escaped lone surrogate): then the
+    standard library does."""
+    if text is None:
+        return None
+    long = _LONG_NUMBER if isinstance(text, str) else _LONG_NUMBER_BYTES
+    if long.search(text) is not None:  # type: ignore[arg-type]
+        return json.loads(text)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def freeze(value: JSON) -> Any:

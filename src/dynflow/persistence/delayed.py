@@ -71,6 +71,10 @@ class DelayedPlanStore(Protocol):
         """The scheduled plans that wait for ``plan_id``."""
         ...
 
+    def dependents_of(self, plan_ids: Sequence[str]) -> list[str]:
+        """The scheduled plans that wait for any of ``plan_ids`` (one query)."""
+        ...
+
     def ancestors(self, plan_ids: Sequence[str]) -> set[str]:
         """``plan_ids`` and every plan they wait for, directly or not."""
         ...

@@ -85,6 +85,10 @@ class DelayedPlans:
         self._lock = threading.RLock()  # one look at a time; stop() waits for it
         self._stopped = False
         self._timer: Timer | None = None
+        self._wake_lock = threading.Lock()
+        #: plans stopped, whose waiting plans ``wake`` has not looked up yet
+        self._woken: list[str] = []
+        self._waking = False
         #: more checks made at every look (e.g. plans past their deadline)
         self.periodic: list[Callable[[], object]] = []
 
@@ -192,10 +196,32 @@ class DelayedPlans:
 
     def wake(self, stopped_plan_id: str) -> None:
         """A plan stopped: start the plans that waited for it (``after``) and are due,
-        each looked up by id (not by the look over every delayed plan)."""
+        each looked up by id (not by the look over every delayed plan).
+
+        Plans that stop while a look is under way are looked up together by the
+        thread making it, right after (one query for many stopped plans)."""
         if self.executor is None or self._stopped:
             return
-        for plan_id in self.store.dependents(stopped_plan_id):
+        with self._wake_lock:
+            self._woken.append(stopped_plan_id)
+            if self._waking:
+                return
+            self._waking = True
+        try:
+            while True:
+                with self._wake_lock:
+                    stopped, self._woken = self._woken, []
+                    if not stopped:
+                        self._waking = False
+                        return
+                self._wake(stopped)
+        except BaseException:
+            with self._wake_lock:
+                self._waking = False
+            raise
+
+    def _wake(self, stopped: list[str]) -> None:
+        for plan_id in self.store.dependents_of(stopped):
             try:
                 delayed = self.store.load(plan_id)
             except NotFound:  # taken up meanwhile

@@ -8,9 +8,10 @@ malformed envelope (receivers log it and drop it).
 
 from __future__ import annotations
 
-import json
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, TypeAlias
+
+from dynflow.serialization import dumps, loads
 
 #: receiver id meaning "any live executor world" (resolved round-robin by the sender)
 ANY_EXECUTOR = "AnyExecutor"
@@ -133,21 +134,20 @@ def encode(envelope: Envelope) -> str:
     # fields hold JSON values already: no deep copy (``asdict`` would copy a whole plan)
     fields_ = {f.name: getattr(envelope.message, f.name) for f in fields(envelope.message)}
     message = {"type": type(envelope.message).__name__, **fields_}
-    return json.dumps(
+    return dumps(
         {
             "sender_id": envelope.sender_id,
             "receiver_id": envelope.receiver_id,
             "request_id": envelope.request_id,
             "message": message,
-        },
-        separators=(",", ":"),
+        }
     )
 
 
 def decode(text: str | bytes) -> Envelope:
     """Parse and validate one envelope; ``ValueError`` says what is wrong."""
     try:
-        data = json.loads(text)
+        data = loads(text)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"envelope is not JSON: {exc}") from None
     if not isinstance(data, dict):

@@ -29,6 +29,15 @@ from dynflow.persistence.tables import (
 _DEPS = plan_dependencies.c
 
 
+#: the scheduled plans waiting for any of the plans ``ids`` (built once: it runs for
+#: every plan that stops)
+_DEPENDENTS = (
+    sa.select(_DEPS.execution_plan_id)
+    .where(_DEPS.after_plan_id.in_(sa.bindparam("ids", expanding=True)))
+    .where(_DEPS.execution_plan_id.in_(sa.select(delayed_plans.c.execution_plan_id)))
+)
+
+
 class _NotClaimable(Exception):
     """Rolls the claim's transaction back."""
 
@@ -217,12 +226,14 @@ class SqlDelayedPlanStore:
         return [(a, None if s is None else PlanState(s), result) for a, s, result in rows]
 
     def dependents(self, plan_id: str) -> list[str]:
-        query = sa.select(_DEPS.execution_plan_id).where(_DEPS.after_plan_id == plan_id)
-        query = query.where(
-            _DEPS.execution_plan_id.in_(sa.select(delayed_plans.c.execution_plan_id))
-        )
+        return self.dependents_of([plan_id])
+
+    def dependents_of(self, plan_ids: Sequence[str]) -> list[str]:
+        if not plan_ids:
+            return []
         with self.db.read() as connection:
-            return list(connection.execute(query).scalars())
+            rows = connection.execute(_DEPENDENTS, {"ids": sorted(set(plan_ids))}).scalars()
+            return list(dict.fromkeys(rows))
 
     def ancestors(self, plan_ids: Sequence[str]) -> set[str]:
         found = set(plan_ids)
