@@ -167,7 +167,8 @@ class Committer:
         events = [] if runtime is None else [e for q in runtime.events.values() for e in q]
         try:
             changes = Changes()
-            paused = PlanRuntime.from_plan(self.persistence.load_execution_plan(plan_id), changes)
+            loaded = self.persistence.load_execution_plan(plan_id)
+            paused = PlanRuntime.from_plan(loaded, changes, copy=False)
             _fail_interrupted(paused, error, {step for _, step in dropped.steps})
             paused.set_state(PlanState.PAUSED, PlanResult.ERROR, real_time=paused.wall_time(now()))
             paused.record("pause execution", self.world_id)
@@ -265,9 +266,11 @@ class Committer:
         self._later(partial(reject, future, error))
 
     def _let_go(self, runtime: PlanRuntime) -> ExecutionPlan:
-        """Resolve the plan's futures with it once committed (rejected if fenced off)."""
+        """Resolve the plan's futures with it once committed (rejected if fenced off).
+        The runtime is out of ``plans`` (and ``adopted``) for good: nothing changes it
+        any more, so its read model is made of its own steps and actions."""
         self._out.plans[runtime.id] = runtime
-        snapshot = runtime.snapshot()
+        snapshot = runtime.final()
         for future in runtime.futures:
             self._later(partial(resolve, future, snapshot), runtime.id)
         return snapshot

@@ -170,7 +170,7 @@ class ExecutorCore(Committer):
             )
             self.changes.released_locks.append((EXECUTION_LOCK, plan.id, self.world_id))
             return
-        runtime = PlanRuntime.from_plan(plan, self.changes)
+        runtime = PlanRuntime.from_plan(plan, self.changes, copy=False)  # handed over
         self.plans[plan.id] = runtime
         runtime.futures.append(future)
         if recovering:

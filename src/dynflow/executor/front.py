@@ -32,6 +32,8 @@ class ExecutorFront:
         raise NotImplementedError
 
     def execute(self, plan: ExecutionPlan) -> Future[ExecutionPlan]:
+        """Run ``plan``, handed over: the executor changes it in place from now on
+        (give it a plan nobody else reads, e.g. one just loaded or planned)."""
         future: Future[ExecutionPlan] = Future()
         self.observe.plan_starting(plan, future)
         self.post(Start(plan, future))
@@ -40,6 +42,7 @@ class ExecutorFront:
     def recover(
         self, plan: ExecutionPlan, dead_world: str | None, recovering: bool
     ) -> Future[ExecutionPlan]:
+        """Like :meth:`execute`, for a plan a dead world left (``plan`` is handed over)."""
         future: Future[ExecutionPlan] = Future()
         self.observe.plan_starting(plan, future)
         self.post(Start(plan, future, dead_world, recovering))

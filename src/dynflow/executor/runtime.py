@@ -72,12 +72,21 @@ class PlanRuntime:
         self.readiness = Readiness(self.shape, self.states())
 
     @classmethod
-    def from_plan(cls, plan: ExecutionPlan, changes: Changes) -> PlanRuntime:
+    def from_plan(cls, plan: ExecutionPlan, changes: Changes, *, copy: bool = True) -> PlanRuntime:
+        """The runtime of ``plan``: its plan row is ``plan`` itself; its steps and
+        actions are copies, unless ``copy`` is False (the caller hands the plan over
+        and never reads it again: the runtime changes its steps and actions in place)."""
+        if copy:
+            steps = {sid: replace(step) for sid, step in plan.steps.items()}
+            actions = {a.id: replace(a) for a in plan.actions}
+        else:
+            steps = dict(plan.steps)
+            actions = {a.id: a for a in plan.actions}
         return cls(
             plan=plan,
             shape=shape_of(plan),
-            steps={sid: replace(step) for sid, step in plan.steps.items()},
-            actions={a.id: replace(a) for a in plan.actions},
+            steps=steps,
+            actions=actions,
             history=list(plan.execution_history),
             changes=changes,
         )
@@ -141,6 +150,16 @@ class PlanRuntime:
         if self.plan.started_at is None:
             return self.plan.real_time
         return (until - self.plan.started_at).total_seconds()
+
+    def final(self) -> ExecutionPlan:
+        """The read model of a plan the executor let go of: made of the runtime's own
+        steps and actions, not copies (nothing changes them any more)."""
+        return replace(
+            self.plan,
+            _details=PlanDetails(
+                steps=self.steps, actions=list(self.actions.values()), history=self.history
+            ),
+        )
 
     def snapshot(self) -> ExecutionPlan:
         """An independent read model of the plan as it is now."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import sqlalchemy as sa
+
 from dynflow.errors import NotFound
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.persistence.changes import Changes
@@ -36,11 +38,15 @@ class PostgresPersistence(SqlPersistence):
         return PostgresEnvelopeStore(self.db)
 
     def _insert(self, operations: Sequence[Operation], envelope: tuple[str, str] | None) -> bool:
-        """The plan, its envelope and the receiver's wake-up in one statement."""
-        if envelope is None:
-            return super()._insert(operations, envelope)
-        with self.db.write_statement() as connection:
-            return self.bulk.write_and_send(connection, operations, envelope, channel(envelope[0]))
+        """The plan, its envelope and the receiver's wake-up in one statement, straight
+        on the driver."""
+        try:
+            if envelope is None:
+                self.bulk.run(self.db, operations)
+                return False
+            return self.bulk.write_and_send(self.db, operations, envelope, channel(envelope[0]))
+        except self.db.driver_integrity_errors as exc:  # a key or lock taken: the caller says which
+            raise sa.exc.IntegrityError(None, None, exc) from exc
 
     def _apply_fenced(
         self, changes: Changes, owner: str, registration: str, plan_ids: set[str]

@@ -47,6 +47,13 @@ class PostgresBulkWriter(BulkWriter):
             parameters, wrapped = _documents(operations)
             connection.execute(_statement(_shapes(operations, wrapped)), parameters)
 
+    def run(self, db: Database, operations: Sequence[Operation]) -> None:
+        """``write``, autocommitted straight on the driver (see ``Database.run``)."""
+        operations = [op for op in operations if op.rows]
+        if operations:
+            parameters, wrapped = _documents(operations)
+            db.run(_statement(_shapes(operations, wrapped)), parameters)
+
     def write_fenced(self, db: Database, operations: Sequence[Operation], fence: Fence) -> set[str]:
         """Run the operations in one statement that first share-locks the execution
         locks ``fence.owner`` holds among ``fence.plan_ids`` (so that nobody can take
@@ -65,19 +72,19 @@ class PostgresBulkWriter(BulkWriter):
 
     def write_and_send(
         self,
-        connection: sa.Connection,
+        db: Database,
         operations: Sequence[Operation],
         envelope: tuple[str, str],
         channel: str,
     ) -> bool:
         """Run the operations and write one envelope (receiver id, text) only for a
-        registered receiver, with a NOTIFY on ``channel``, in one statement; True when
-        it was written."""
+        registered receiver, with a NOTIFY on ``channel``, in one statement straight on
+        the driver; True when it was written."""
         operations = [op for op in operations if op.rows]
         parameters, wrapped = _documents(operations)
         parameters |= {"e_receiver": envelope[0], "e_data": envelope[1], "e_channel": channel}
         statement = _send_statement(_shapes(operations, wrapped))
-        return bool(connection.execute(statement, parameters).all())
+        return bool(db.run(statement, parameters))
 
 
 #: kind, table, keys, columns, fence column, JSON columns carried as strings

@@ -22,8 +22,9 @@ try:  # the driver's connection errors, for statements run on it directly
 
     _DRIVER_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
     _DATA_ERRORS: tuple[type[Exception], ...] = (psycopg.DataError,)
+    _INTEGRITY_ERRORS: tuple[type[Exception], ...] = (psycopg.IntegrityError,)
 except ImportError:  # pragma: no cover - PostgreSQL support is an extra
-    _DRIVER_ERRORS = _DATA_ERRORS = ()
+    _DRIVER_ERRORS = _DATA_ERRORS = _INTEGRITY_ERRORS = ()
 
 
 @functools.cache
@@ -36,6 +37,8 @@ def _driver_sql(statement: sa.TextClause) -> str:
 class PostgresDatabase(Database):
     driver_errors = _DRIVER_ERRORS
     driver_data_errors = _DATA_ERRORS
+    #: a unique key or constraint refused the statement (e.g. a plan's key is taken)
+    driver_integrity_errors = _INTEGRITY_ERRORS
 
     @contextmanager
     def write_statement(self) -> Iterator[sa.Connection]:

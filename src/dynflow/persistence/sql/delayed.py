@@ -25,6 +25,7 @@ from dynflow.persistence.tables import (
     plan_dependencies,
     steps,
 )
+from dynflow.serialization import dumps
 
 _DEPS = plan_dependencies.c
 
@@ -35,6 +36,12 @@ _DEPENDENTS = (
     sa.select(_DEPS.execution_plan_id)
     .where(_DEPS.after_plan_id.in_(sa.bindparam("ids", expanding=True)))
     .where(_DEPS.execution_plan_id.in_(sa.select(delayed_plans.c.execution_plan_id)))
+)
+
+_PG_DEPENDENTS = sa.text(
+    f"SELECT d.execution_plan_id FROM {plan_dependencies.name} AS d "
+    "WHERE d.after_plan_id IN (SELECT value FROM json_array_elements_text(CAST(:ids AS json))) "
+    f"AND d.execution_plan_id IN (SELECT execution_plan_id FROM {delayed_plans.name})"
 )
 
 
@@ -231,9 +238,13 @@ class SqlDelayedPlanStore:
     def dependents_of(self, plan_ids: Sequence[str]) -> list[str]:
         if not plan_ids:
             return []
-        with self.db.read() as connection:
-            rows = connection.execute(_DEPENDENTS, {"ids": sorted(set(plan_ids))}).scalars()
-            return list(dict.fromkeys(rows))
+        if self.db.name == "postgresql":  # straight on the driver: it runs for every stop
+            found = [r[0] for r in self.db.run(_PG_DEPENDENTS, {"ids": dumps(sorted(plan_ids))})]
+        else:
+            with self.db.read() as connection:
+                ids = {"ids": sorted(set(plan_ids))}
+                found = list(connection.execute(_DEPENDENTS, ids).scalars())
+        return list(dict.fromkeys(found))
 
     def ancestors(self, plan_ids: Sequence[str]) -> set[str]:
         found = set(plan_ids)
