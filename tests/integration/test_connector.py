@@ -139,29 +139,49 @@ class Fails(Action):
         raise ValueError("failed on purpose")
 
 
-@pytest.mark.parametrize("size", [0, 100_000])
-def test_the_finished_plan_comes_in_the_answer_unless_it_is_big(
-    db_url: str, make_world: MakeWorld, monkeypatch: pytest.MonkeyPatch, size: int
+@pytest.mark.parametrize(("size", "limit"), [(0, None), (100_000, None), (0, 10)])
+def test_the_finished_plans_row_comes_in_the_answer_its_details_are_read_when_asked(
+    db_url: str,
+    make_world: MakeWorld,
+    monkeypatch: pytest.MonkeyPatch,
+    size: int,
+    limit: int | None,
 ) -> None:
+    """The answer carries the plan's row (state, result, times), whatever its outputs
+    weigh; its steps, actions and history are read on first access. A plan whose row
+    is over the answer limit is read whole instead."""
+    if limit is not None:
+        monkeypatch.setattr("dynflow.cluster.answers.PLAN_ANSWER_LIMIT", limit)
     client = _client(db_url, make_world)
     executor = make_world(db_url, connector="database")
     reads: list[str] = []
-    original = client.persistence.find_execution_plan
+    loads: list[str] = []
+    find, load = client.persistence.find_execution_plan, client.persistence.load_execution_plan
 
-    def spy(plan_id: str) -> ExecutionPlan:
+    def spy_find(plan_id: str) -> ExecutionPlan:
         reads.append(plan_id)
-        return original(plan_id)
+        return find(plan_id)
 
-    monkeypatch.setattr(client.persistence, "find_execution_plan", spy)
+    def spy_load(plan_id: str) -> ExecutionPlan:
+        loads.append(plan_id)
+        return load(plan_id)
+
+    monkeypatch.setattr(client.persistence, "find_execution_plan", spy_find)
+    monkeypatch.setattr(client.persistence, "load_execution_plan", spy_load)
 
     plan = client.trigger(Fails, size=size).finished.result(TIMEOUT)
 
     assert (plan.state, plan.result) == (PlanState.PAUSED, PlanResult.ERROR)
+    if limit is not None:  # a big row: the plan is read whole
+        assert reads == [plan.id]
+    else:
+        assert (reads, loads) == ([], [])  # nothing read for the state and result
     assert plan.errors[0].message == "failed on purpose"
     assert plan.execution_history[-1].world_id == executor.id
+    if limit is None:
+        assert loads == [plan.id]  # the details, read once
     # exactly what the database holds, timings, errors and outputs included
-    assert_same_plan(plan, client.persistence.load_execution_plan(plan.id))
-    assert reads == ([] if size == 0 else [plan.id])  # a big plan is read instead
+    assert_same_plan(plan, load(plan.id))
 
 
 class OnlyOne(Singleton, Action):

@@ -194,9 +194,10 @@ def test_a_plan_executed_by_two_clients_at_once_runs_once(
     assert isinstance(lock.data["request_id"], str)
     gate.touch()
     (accepted,) = [f for f in futures if f is not refused]
-    answer = accepted.result(TIMEOUT)  # the finished plan, whole
+    answer = accepted.result(TIMEOUT)  # the finished plan's row
     assert answer["id"] == plan.id
-    assert answer["document"]["plan"]["state"] == "stopped"
+    assert answer["plan"]["id"] == plan.id
+    assert (answer["plan"]["state"], answer["plan"]["result"]) == ("stopped", "success")
 
     finished = one.persistence.load_execution_plan(plan.id)
     assert (finished.state, finished.result) == (PlanState.STOPPED, PlanResult.SUCCESS)

@@ -143,10 +143,11 @@ def test_a_callers_future_resolves_after_its_executor_died(
         db_url, auto_execute=False, validity_check_interval=0, connector="database"
     )
     assert rescuer.invalidate(dead) == 1
-    answer = future.result(timeout=10)  # the plan, finished in the rescuer
+    answer = future.result(timeout=10)  # the plan's row, finished in the rescuer
     assert answer["id"] == plan_id
-    assert answer["document"]["plan"]["result"] == "success"
-    assert answer["document"]["history"][-1]["world_id"] == rescuer.id
+    assert answer["plan"]["result"] == "success"
+    finished = client.persistence.load_execution_plan(plan_id)
+    assert finished.execution_history[-1].world_id == rescuer.id
 
 
 def test_a_zombie_executor_writes_nothing_once_its_lock_is_gone(

@@ -38,7 +38,7 @@ from dynflow.cluster.connector.messages import (
 from dynflow.cluster.connector.outbox import Outbox
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.errors import DynflowError, PlanInTransit
-from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.execution_plan.model import ExecutionPlan, PlanDetails
 from dynflow.execution_plan.states import Phase
 
 if TYPE_CHECKING:
@@ -159,9 +159,14 @@ class Cluster:
         return futures.then(done, lambda answer: self._finished_plan(plan_id, answer))
 
     def _finished_plan(self, plan_id: str, answer: Any) -> ExecutionPlan:
-        """The plan the executor answered with, or read when the answer has no plan."""
-        plan = plan_from_answer(plan_id, answer)
+        """The plan the executor answered with (its details read on first access), or
+        read when the answer has no plan."""
+        plan = plan_from_answer(plan_id, answer, lambda: self._details(plan_id))
         return plan if plan is not None else self.persistence.find_execution_plan(plan_id)
+
+    def _details(self, plan_id: str) -> PlanDetails:
+        plan = self.persistence.load_execution_plan(plan_id)
+        return PlanDetails(plan.steps, plan.actions, plan.execution_history)
 
     def _handed_over(self, plan_id: str, request: Future[Any]) -> None:
         """A failed hand-over leaves no lock of this world behind: the plan waits for

@@ -21,6 +21,7 @@ from dynflow.persistence.sql.mapping import (
     action_from_row,
     history_from_row,
     plan_from_row,
+    plan_row,
     plan_rows,
     step_from_row,
 )
@@ -84,6 +85,17 @@ def plan_from_json(document: dict[str, Any]) -> ExecutionPlan:
     """The plan of a document made by :func:`plan_to_json` (freshly parsed: it is
     converted in place)."""
     return document_from_json(document).to_plan()
+
+
+def plan_row_to_json(plan: ExecutionPlan) -> dict[str, Any]:
+    """The plan's own row as JSON values (the ``"plan"`` of its document)."""
+    return _stamped(execution_plans, plan_row(plan))
+
+
+def plan_row_from_json(row: dict[str, Any]) -> ExecutionPlan:
+    """The plan of a row made by :func:`plan_row_to_json` (freshly parsed: it is
+    converted in place), without its details: the caller attaches them."""
+    return plan_from_row(_convert(execution_plans, row))
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -21,13 +21,18 @@ ATTRIBUTE_COLUMNS = ("key", "code_version", "priority", "deadline_at", "labels")
 
 def plan_rows(plan: ExecutionPlan) -> tuple[Row, list[Row], list[Row]]:
     """(plan row, action rows, step rows) of a plan to insert."""
+    return plan_row(plan), action_rows(plan), step_rows(plan)
+
+
+def plan_row(plan: ExecutionPlan) -> Row:
+    """The plan's own row, without its steps, actions and history."""
     data: Row = {
         "run_flow": None if plan.run_flow is None else to_json(plan.run_flow),
         "finalize_flow": list(plan.finalize_flow),
     }
     if plan.trace_context:  # written once, with the rest of ``data``
         data["trace_context"] = dict(plan.trace_context)
-    row = {
+    return {
         "id": plan.id,
         "label": plan.label[:LABEL_LENGTH],
         "state": str(plan.state),
@@ -45,7 +50,10 @@ def plan_rows(plan: ExecutionPlan) -> tuple[Row, list[Row], list[Row]]:
         "deadline_at": plan.deadline_at,
         "labels": plan.labels or None,
     }
-    actions = [
+
+
+def action_rows(plan: ExecutionPlan) -> list[Row]:
+    return [
         {
             "execution_plan_id": plan.id,
             "id": a.id,
@@ -60,7 +68,10 @@ def plan_rows(plan: ExecutionPlan) -> tuple[Row, list[Row], list[Row]]:
         }
         for a in plan.actions
     ]
-    steps = [
+
+
+def step_rows(plan: ExecutionPlan) -> list[Row]:
+    return [
         {
             "execution_plan_id": plan.id,
             "id": s.id,
@@ -82,7 +93,6 @@ def plan_rows(plan: ExecutionPlan) -> tuple[Row, list[Row], list[Row]]:
         }
         for s in plan.steps.values()
     ]
-    return row, actions, steps
 
 
 def plan_from_row(row: Mapping[Any, Any]) -> ExecutionPlan:
