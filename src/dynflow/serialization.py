@@ -57,9 +57,11 @@ def to_json_value(
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-#: a number orjson would read as a float (it reads integers of up to 64 bits only)
-_LONG_NUMBER = re.compile(r"\d{19}")
-_LONG_NUMBER_BYTES = re.compile(rb"\d{19}")
+#: an integer orjson may read as a float (it reads integers of up to 64 bits only): 19
+#: digits or more, not part of a fraction or followed by one (digits in strings match
+#: too, and go to the slower reader: no harm)
+_LONG_NUMBER = re.compile(r"(?<![\d.])\d{19,}(?![\d.eE])")
+_LONG_NUMBER_BYTES = re.compile(rb"(?<![\d.])\d{19,}(?![\d.eE])")
 
 
 def dumps(value: JSON) -> str:

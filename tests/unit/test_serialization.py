@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -92,6 +93,60 @@ def test_dumps_and_loads_round_trip() -> None:
     assert loads(dumps(value)) == value
     assert "wéb-1" in dumps(value)
     assert loads(None) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"text": "é ü 中 \u2028", "nul": "a\x00b", "control": "\n\t\x1f"},
+        {"big": 2**70, "negative": -(2**64), "exact": 12345678901234567890},
+        {"float": 0.00012345678901234567, "large": 1e16, "tiny": 5e-324, "zero": -0.0},
+        {"nested": [[[{"deep": [1, [2, [3]]]}]]], "empty": [{}, []]},
+        "lone \ud800 and \udfff",
+    ],
+)
+def test_dumps_writes_what_the_standard_library_writes_and_loads_reads_it_back(
+    value: Any,
+) -> None:
+    """Non-ASCII text stays as it is; NUL and control characters are escaped; integers
+    of any size and every float come back exactly; lone surrogates become escapes."""
+    text = dumps(value)
+    assert json.loads(text) == json.loads(_stdlib(value))
+    assert loads(text) == value
+    assert loads(text.encode()) == value
+    assert "\x00" not in text
+    if isinstance(value, dict) and "text" in value:
+        assert "é ü 中" in text
+
+
+def _stdlib(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"when": datetime(2026, 1, 1, tzinfo=UTC)},
+        {"view": MappingProxyType({"a": 1})},
+        {"thing": object()},
+        {"set": {1, 2}},
+    ],
+)
+def test_dumps_refuses_what_the_standard_library_refuses_with_its_message(value: Any) -> None:
+    with pytest.raises(TypeError) as expected:
+        _stdlib(value)
+    with pytest.raises(TypeError) as refused:
+        dumps(value)
+    assert str(refused.value) == str(expected.value)
+
+
+def test_dumps_writes_non_string_keys_as_the_standard_library_does() -> None:
+    assert dumps({1: "a", None: "b"}) == _stdlib({1: "a", None: "b"})
+
+
+def test_loads_refuses_text_that_is_not_json() -> None:
+    with pytest.raises(ValueError, match="line 1 column 2"):
+        loads("{oops")
 
 
 # -- freeze --------------------------------------------------------------------------------
