@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from dynflow.persistence.records import EXECUTION_LOCK, WORLD
@@ -91,6 +92,7 @@ class PostgresBulkWriter(BulkWriter):
 _Shape = tuple[str, sa.Table, tuple[str, ...], tuple[str, ...], str | None, bool]
 #: what ``json_to_recordset`` cannot turn into text, as JSON escapes it
 _UNTEXTABLE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+_UNTEXTABLE_BYTES = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 
 #: the owner's locks among the plans, while its record is the writing registration
 #: (the record is read, not locked: heartbeats would wait for every commit)
@@ -201,19 +203,31 @@ def _value(table: sa.Table, column: str, strings: bool) -> str:
 
 def _document(op: Operation) -> tuple[str, bool]:
     """The rows as one JSON text; True when its JSON columns are strings."""
+    try:  # the rows as they are: orjson asks ``_stamp`` for each datetime
+        document = orjson.dumps(op.rows, default=_stamp, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    except TypeError:  # e.g. a lone surrogate, which orjson refuses: as below
+        document = None
+    if document is not None and _UNTEXTABLE_BYTES.search(document) is None:
+        return document.decode(), False
     columns = tuple(op.rows[0])
     stamps = _timestamp_columns(op.table, columns)
     rows = [dict(row) for row in op.rows]  # copies: the callers' rows stay as they are
     for row in rows:
         for name in stamps:
             row[name] = _timestamp(row[name])
-    document = dumps(rows)
-    if _UNTEXTABLE.search(document) is None:  # a false alarm ("\\u0000") costs nothing
-        return document, False
+    text = dumps(rows)
+    if _UNTEXTABLE.search(text) is None:  # a false alarm ("\\u0000") costs nothing
+        return text, False
     for row in rows:
         for name in _json_columns(op.table, columns):
             row[name] = None if row[name] is None else dumps(row[name])
     return dumps(rows), True
+
+
+def _stamp(value: Any) -> str | None:
+    if isinstance(value, datetime):
+        return _timestamp(value)
+    raise TypeError
 
 
 @functools.cache
