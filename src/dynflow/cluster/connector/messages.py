@@ -36,6 +36,7 @@ class Event:
 @dataclass(frozen=True)
 class Halt:
     execution_plan_id: str
+    why: str | None = None  # the reason written into the plan's history (e.g. a deadline)
 
 
 @dataclass(frozen=True)
