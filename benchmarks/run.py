@@ -65,14 +65,19 @@ def count_commits(world: World) -> list[int]:
     # write_statement opens a write() of its own unless the database autocommits it
     autocommits = type(db).write_statement is not Database.write_statement
     names = ["write", "write_statement"] if autocommits else ["write"]
-    for name in names:
-        original = getattr(db, name)
+    targets: list[tuple[Any, str]] = [(db, name) for name in names]
+    # PostgreSQL: the executor's fenced writes and the plans' inserts are single
+    # statements straight on the driver, outside write() and write_statement()
+    bulk = getattr(world.persistence, "bulk", None)
+    targets += [(bulk, name) for name in ("run", "write_fenced") if hasattr(bulk, name)]
+    for target, name in targets:
+        original = getattr(target, name)
 
-        def counted(original: Any = original) -> Any:
+        def counted(*args: Any, original: Any = original) -> Any:
             counter[0] += 1
-            return original()
+            return original(*args)
 
-        setattr(db, name, counted)
+        setattr(target, name, counted)
     return counter
 
 
