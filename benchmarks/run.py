@@ -85,6 +85,7 @@ def w1(url: str, plans: int, starters: int) -> dict[str, Any]:
     with World(url, pool_size=5) as world:
         world.trigger(TenSteps).finished.result(60)  # warm-up
         commits = count_commits(world)
+        cpu = time.process_time()
         started = time.perf_counter()
         with ThreadPoolExecutor(starters) as pool:
             triggered = list(pool.map(lambda _: world.trigger(TenSteps), range(plans)))
@@ -92,6 +93,7 @@ def w1(url: str, plans: int, starters: int) -> dict[str, Any]:
             plan = t.finished.result(600)
             assert plan.result == "success", plan
         seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu
     steps = plans * STEPS
     return {
         "plans": plans,
@@ -100,6 +102,8 @@ def w1(url: str, plans: int, starters: int) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "steps_per_s": round(steps / seconds, 1),
         "commits_per_step": round(commits[0] / steps, 3),
+        # CPU time of this process (planning, executor, workers, driver) per step
+        "cpu_ms_per_step": round(cpu * 1000 / steps, 4),
     }
 
 
@@ -183,13 +187,17 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     when = f"{datetime.now(UTC):%Y-%m-%d} {platform.machine()} Python {platform.python_version()}"
     print(f"\n{when}")
-    print("| db | W1 starters | pydynflow steps/s | commits/step | DBOS steps/s | ratio |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| db | W1 starters | pydynflow steps/s | commits/step | CPU ms/step | DBOS steps/s "
+        "| DBOS CPU ms/step | ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in (r for r in rows if "w1" in r):
         d = r.get("dbos_w1", {})
         print(
             f"| {r['db']} | {r['starters']} | {r['w1']['steps_per_s']} | "
-            f"{r['w1']['commits_per_step']} | {d.get('steps_per_s', '-')} | "
+            f"{r['w1']['commits_per_step']} | {r['w1']['cpu_ms_per_step']} | "
+            f"{d.get('steps_per_s', '-')} | {d.get('cpu_ms_per_step', '-')} | "
             f"{r.get('w1_ratio', '-')} |"
         )
     print("\n| db | W3 pydynflow p50 / p99 ms | DBOS p50 / p99 ms |")
