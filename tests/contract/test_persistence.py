@@ -27,6 +27,7 @@ from dynflow import (
 )
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
 from dynflow.execution_plan.builder import PlanBuilder
+from dynflow.execution_plan.shape import shape_of
 from dynflow.persistence import Persistence, open_persistence
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.sql.adapter import SqlPersistence
@@ -894,3 +895,32 @@ def test_a_plan_is_read_as_of_one_moment(persistence: Persistence, reader: Persi
     after = (PlanState.RUNNING, {StepState.RUNNING}, ["start execution"])
     assert seen(plan) in (before, after)
     assert seen(reader.load_execution_plan(plan_id)) == after
+
+
+def test_the_output_references_are_kept_after_the_steps_ran(
+    any_db_url: str, make_world: MakeWorld, reader: Persistence
+) -> None:
+    world = make_world(any_db_url)
+    finished = world.trigger(Deploy).finished.result(10)
+    assert finished.result is PlanResult.SUCCESS
+
+    loaded = reader.load_execution_plan(finished.id)
+
+    # the input holds the resolved value now, the stored map still has the reference
+    assert loaded.entry_action.input == {"greeting": "hello web"}
+    # the entry action's run step reads the first Greet's output
+    entry, web, _ = (a.run_step_id for a in loaded.actions)
+    assert loaded.requires == {entry: frozenset({web})}
+    assert shape_of(loaded).requires == {entry: frozenset({web})}
+
+
+def test_a_plan_stored_without_its_references_reads_them_from_the_inputs(
+    persistence: Persistence, reader: Persistence
+) -> None:
+    plan_id = store_plan(persistence, Deploy, False, requires=None)
+
+    loaded = reader.load_execution_plan(plan_id)
+
+    assert loaded.requires is None
+    entry, web, _ = (a.run_step_id for a in loaded.actions)
+    assert shape_of(loaded).requires == {entry: frozenset({web})}

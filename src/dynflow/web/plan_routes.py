@@ -137,6 +137,17 @@ def router(web: Web) -> APIRouter:
             expand=(expand or [])[:50],
         )
 
+    @router.get("/plans/{plan_id}/timeline", response_class=HTMLResponse)
+    def timeline(
+        request: Request, plan_id: str, page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1
+    ) -> Response:
+        """The Timeline tab's content alone (the page redraws it with this as steps
+        change)."""
+        plan = persistence.load_execution_plan(plan_id)
+        here = f"{request.scope.get('root_path', '')}/plans/{plan.id}"
+        view = plan_view.build(plan, here, tab="timeline", page=page)
+        return web.render(request, "plan_timeline.html", view=view)
+
     @router.get("/plans/{plan_id}/actions/{action_id}/{which}")
     def value(plan_id: str, action_id: int, which: Literal["input", "output"]) -> Response:
         """The whole input or output of one action, as JSON (the page shows it cut)."""
