@@ -15,6 +15,7 @@ from tests.browser.axe import violations
 from tests.browser.conftest import Console, log_in, screenshot
 from tests.support import suspended_step
 from tests.web.actions import FAILING, Flaky, Waiting
+from tests.web.plan_actions import Big
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Plans:
     paused: str
     planned: str
     suspended: str
+    grouped: str
 
 
 @pytest.fixture
@@ -37,7 +39,8 @@ def plans(console: Console) -> Iterator[Plans]:
     waiting = world.trigger(Waiting)
     suspended_step(world, waiting.execution_plan_id)
     world.delay(Flaky, 3600, key="tomorrow")
-    yield Plans(paused.id, planned.id, waiting.execution_plan_id)
+    grouped = world.plan(Big, 20)  # its graph: one group node
+    yield Plans(paused.id, planned.id, waiting.execution_plan_id, grouped.id)
     FAILING.discard(key)
     world.halt(waiting.execution_plan_id).result(10)
 
@@ -59,10 +62,18 @@ def _pages(console: Console, plans: Plans) -> dict[str, str]:
         "plan-paused": f"/plans/{plans.paused}",
         "plan-review": f"/plans/{plans.planned}",
         "plan-suspended": f"/plans/{plans.suspended}",
+        "plan-grouped": f"/plans/{plans.grouped}",
+        "plan-grouped-open": f"/plans/{plans.grouped}?expand=r{grouped_first(console, plans)}",
         "worlds": "/worlds",
         "delayed": "/delayed",
         "trigger": "/trigger",
     }
+
+
+def grouped_first(console: Console, plans: Plans) -> int:
+    """The first run step of the grouped plan (its group's id is "r" and it)."""
+    plan = console.world.persistence.load_execution_plan(plans.grouped)
+    return min(s.id for s in plan.steps.values() if str(s.phase) == "run")
 
 
 def _fits(page: Page) -> bool:

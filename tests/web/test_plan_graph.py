@@ -106,3 +106,19 @@ def test_reference_edges_stay_after_the_steps_ran(console_world: World, client: 
     html = client.get(f"/plans/{plan.id}").text
     assert [state for state, _, _ in NODE.findall(html)] == ["success"] * 3
     assert ("ref", f"s{first}", f"s{second}") in EDGE.findall(html)
+
+
+def test_the_timeline_alone_is_the_tabs_content(console_world: World, client: TestClient) -> None:
+    plan = console_world.trigger(Refs).finished.result(timeout=10)
+    whole = client.get(f"/plans/{plan.id}", params={"tab": "timeline"}).text
+    alone = client.get(f"/plans/{plan.id}/timeline")
+    assert alone.status_code == 200
+    assert alone.headers["content-type"].startswith("text/html")
+    assert "{#" not in alone.text
+    assert "<html" not in alone.text
+    start = whole.index('<div class="timeline-tab"')
+    assert alone.text.strip() == whole[start : start + len(alone.text.strip())]
+    assert f'data-timeline="/plans/{plan.id}/timeline?page=1"' in alone.text
+    assert alone.text.count('<g class="row"') == len(plan.steps)
+    assert client.get("/plans/nope/timeline").status_code == 404
+    assert client.get(f"/plans/{plan.id}/timeline", params={"page": 0}).status_code == 400

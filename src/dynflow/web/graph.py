@@ -297,6 +297,10 @@ def _group_node(node: Node, group: Group, steps: Mapping[int, Step], link: str) 
         f'<text x="{node.x + 8:.0f}" y="{node.y + 16:.0f}">&#215; {group.branches} '
         f"{escape(_clip(group.label, 16))}</text>"
     ]
+    out.append(
+        f'<rect class="track" x="{node.x + 7.5:.1f}" y="{node.y + 25.5:.1f}" '
+        f'width="{NODE_W - 15}" height="9"/>'
+    )
     x = node.x + 8
     total = sum(counts.values()) or 1
     for name in LEGEND:

@@ -75,7 +75,7 @@ function drawGroup(group) {
   const title = element.querySelector("title");
   if (title) title.textContent = `${element.dataset.head} (${summary})`;
   element.querySelectorAll("rect.bar").forEach((bar) => bar.remove());
-  const box = element.querySelector("rect:not(.stack):not(.bar)");
+  const box = element.querySelector("rect:not(.stack):not(.bar):not(.track)");
   let x = Number(box.getAttribute("x")) + 8;
   const y = Number(box.getAttribute("y")) + 26;
   const room = Number(box.getAttribute("width")) - 16;
