@@ -11,9 +11,12 @@ it is the server's time, without the test client's. Prints p50/p99 in millisecon
 
 With ``--plan-page`` it measures the plan page instead (SQLite, no PostgreSQL needed):
 plans of about 1,000 and 10,000 steps (planned, not run), every tab of ``GET
-/plans/{id}``, server time p50/p99 and the size of the HTML.
+/plans/{id}``, server time p50/p99 and the size of the HTML. With ``--plan-graph``, only
+the graph's drawing (``graph.layout`` and ``graph.svg``) of the same plans, in process
+(no database): median of 7.
 
-Usage: ``python benchmarks/console.py [--plans N] [--requests N] [--keep] [--plan-page]``.
+Usage: ``python benchmarks/console.py [--plans N] [--requests N] [--keep] [--plan-page]
+[--plan-graph]``.
 """
 
 from __future__ import annotations
@@ -198,13 +201,37 @@ def plan_page(requests: int) -> None:
         world.terminate()
 
 
+def plan_graph() -> None:
+    from dynflow import PlanResult, PlanState
+    from dynflow.execution_plan.builder import PlanBuilder
+    from dynflow.web import graph
+
+    print(f"{platform.node()}, graph drawing in process, median of 7")
+    print(f"{'steps':>6} {'ms':>8} {'SVG KB':>8}")
+    for groups in (50, 500):
+        builder = PlanBuilder(None)  # type: ignore[arg-type]
+        builder.build(BenchBig, (groups,), {})
+        plan = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
+        times = []
+        for _ in range(7):
+            started = time.perf_counter()
+            drawn = graph.svg(plan, graph.layout(plan), "/plans/x?tab=graph")
+            times.append(time.perf_counter() - started)
+        ms = statistics.median(times) * 1000
+        print(f"{len(plan.steps):6} {ms:8.1f} {len(drawn) / 1024:8.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--plans", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--plan-page", action="store_true", help="measure the plan page")
+    parser.add_argument("--plan-graph", action="store_true", help="measure the graph drawing")
     args = parser.parse_args()
+    if args.plan_graph:
+        plan_graph()
+        return
     if args.plan_page:
         plan_page(min(args.requests, 20))
         return
