@@ -39,7 +39,7 @@ def plans(console: Console) -> Iterator[Plans]:
     waiting = world.trigger(Waiting)
     suspended_step(world, waiting.execution_plan_id)
     world.delay(Flaky, 3600, key="tomorrow")
-    grouped = world.plan(Big, 20)  # its graph: one group node
+    grouped = world.plan(Big, 13)  # its graph: one group node
     yield Plans(paused.id, planned.id, waiting.execution_plan_id, grouped.id)
     FAILING.discard(key)
     world.halt(waiting.execution_plan_id).result(10)
@@ -63,17 +63,10 @@ def _pages(console: Console, plans: Plans) -> dict[str, str]:
         "plan-review": f"/plans/{plans.planned}",
         "plan-suspended": f"/plans/{plans.suspended}",
         "plan-grouped": f"/plans/{plans.grouped}",
-        "plan-grouped-open": f"/plans/{plans.grouped}?expand=r{grouped_first(console, plans)}",
         "worlds": "/worlds",
         "delayed": "/delayed",
         "trigger": "/trigger",
     }
-
-
-def grouped_first(console: Console, plans: Plans) -> int:
-    """The first run step of the grouped plan (its group's id is "r" and it)."""
-    plan = console.world.persistence.load_execution_plan(plans.grouped)
-    return min(s.id for s in plan.steps.values() if str(s.phase) == "run")
 
 
 def _fits(page: Page) -> bool:
