@@ -36,6 +36,7 @@ from dynflow.services.control import PlanControl
 from dynflow.services.delayed import DelayedPlans
 from dynflow.services.finished import FinishedPlans
 from dynflow.services.liveness import Liveness, register
+from dynflow.services.maintenance import Maintenance
 from dynflow.services.options import OptionArguments, Options, Triggered, Triggers
 from dynflow.services.planning import Planner
 from dynflow.services.ports import Ports
@@ -135,6 +136,8 @@ class World:
         self.triggers = Triggers(ports, self.control, self.planner, self.delayed, self.finished)
         #: deletes old plans, on request and (with ``retention=``) periodically
         self.retention = Retention(ports)
+        #: vacuums and analyzes the engine's tables when the database is behind
+        self.maintenance = Maintenance(ports)
         self.versions = CodeVersions(ports)
         #: recurring plans; an executor world triggers them when due
         self.scheduler = Schedules(ports, self._keyed_trigger, runs=core is not None)
@@ -147,6 +150,7 @@ class World:
         self.liveness.start()
         self.delayed.start()
         self.retention.start()
+        self.maintenance.start()
         self.scheduler.start()
         if self.config.executor and self.config.auto_execute:
             self.recover()
@@ -332,6 +336,7 @@ class World:
             self.control.stop()
             self.delayed.stop()
             self.retention.stop()
+            self.maintenance.stop()
             self.scheduler.stop()
             handed_over: list[str] = []
             if self.executor is not None:

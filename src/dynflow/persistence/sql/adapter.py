@@ -367,6 +367,10 @@ class SqlPersistence:
             found = connection.execute(_BY_KEY, {"key": key}).scalar_one_or_none()
         return None if found is None else str(found)
 
+    def maintain(self) -> list[str]:
+        """Nothing here: SQLite and InnoDB keep their tables up by themselves."""
+        return []
+
     def delete_old_plans(
         self,
         before: datetime,
