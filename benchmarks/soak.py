@@ -28,7 +28,6 @@ import resource
 import signal
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -199,6 +198,8 @@ class Monitor:
         self.database = database
         self.backend_cpu: dict[int, float] = {}
         self.server_cpu: dict[int, float] = {}
+        self.executor_cpu: dict[int, float] = {}
+        self.scans = (0, 0)
         self._pg_total()
         self.python = self._python_cpu([])
 
@@ -212,15 +213,19 @@ class Monitor:
         return used
 
     def _python_cpu(self, executors: list[subprocess.Popen[bytes]]) -> float:
+        """CPU seconds of this process and of every executor so far (an executor that
+        exited counts with its last reading)."""
         own = resource.getrusage(resource.RUSAGE_SELF)
-        reaped = resource.getrusage(resource.RUSAGE_CHILDREN)  # executors that exited
-        cpu = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
-        return cpu + sum(cpu_seconds(p.pid) for p in executors if p.poll() is None)
+        for process in executors:
+            self.executor_cpu[process.pid] = max(
+                cpu_seconds(process.pid), self.executor_cpu.get(process.pid, 0.0)
+            )
+        return own.ru_utime + own.ru_stime + sum(self.executor_cpu.values())
 
     def sample(self, executors: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
         db = {"d": self.database}
         with self.engine.connect() as connection:
-            states = dict(
+            states: dict[str, int] = dict(
                 connection.execute(
                     sa.text(
                         "SELECT coalesce(state, '?'), count(*) FROM pg_stat_activity "
@@ -234,7 +239,9 @@ class Monitor:
                     sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), db
                 ).scalars()
             )
-        sizes, dead = self.tables()
+        sizes, dead, scans = self.tables()
+        rows_read = scans[0] - self.scans[0], scans[1] - self.scans[1]
+        self.scans = scans
         backend = 0.0
         for pid in pids:
             now = cpu_seconds(pid)
@@ -248,6 +255,9 @@ class Monitor:
                 "postgres_all": round(pg_total, 1),
                 "python": round(python - self.python, 1),
             },
+            # rows the database walked over for the engine: by sequential scans, by
+            # index scans (index entries, dead ones included)
+            "rows_read": {"seq": rows_read[0], "index": rows_read[1]},
             "table_mb": sizes,
             "dead_tuples": dead,
             "load": round(os.getloadavg()[0], 2),
@@ -255,14 +265,17 @@ class Monitor:
         self.python = python
         return out
 
-    def tables(self) -> tuple[dict[str, float], dict[str, int]]:
+    def tables(self) -> tuple[dict[str, float], dict[str, int], tuple[int, int]]:
         engine = sa.create_engine(self.engine.url.set(database=self.database))
         try:
             with engine.connect() as connection:
                 rows = connection.execute(
                     sa.text(
-                        "SELECT relname, pg_total_relation_size(relid), n_dead_tup "
-                        "FROM pg_stat_user_tables WHERE relname LIKE 'dynflow%' ORDER BY 1"
+                        "SELECT relname, pg_total_relation_size(relid), n_dead_tup, "
+                        "coalesce(seq_tup_read, 0), coalesce(idx_tup_fetch, 0), "
+                        "(SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes i "
+                        "WHERE i.relid = t.relid) "
+                        "FROM pg_stat_user_tables t WHERE relname LIKE 'dynflow%' ORDER BY 1"
                     )
                 ).all()
         finally:
@@ -270,7 +283,8 @@ class Monitor:
         short = {r[0].removeprefix("dynflow_"): r for r in rows}
         sizes = {k: round(r[1] / 2**20, 2) for k, r in short.items() if r[1] > 64 * 1024}
         dead = {k: int(r[2]) for k, r in short.items() if r[2]}
-        return sizes, dead
+        scans = sum(int(r[3]) for r in rows), sum(int(r[5]) for r in rows)
+        return sizes, dead, scans
 
     def close(self) -> None:
         self.engine.dispose()
@@ -325,12 +339,15 @@ def main() -> None:
             def report() -> None:
                 minute = 0
                 while not stopping.wait(max(started + (minute + 1) * 60 - time.monotonic(), 0)):
-                    line = {"minute": minute + 1, "latency": load.minute(minute)}
+                    line: dict[str, Any] = {"minute": minute + 1, "latency": load.minute(minute)}
                     line["rss_mb"] = {
                         "client": rss_mb(os.getpid()),
                         **{f"executor_{p.pid}": rss_mb(p.pid) for p in executors},
                     }
                     line.update(monitor.sample(executors))
+                    plans = sum(k["n"] for k in line["latency"].values())
+                    read = line["rows_read"]["seq"] + line["rows_read"]["index"]
+                    line["rows_read_per_plan"] = round(read / plans) if plans else None
                     print(json.dumps(line), flush=True)
                     minute += 1
 
@@ -368,4 +385,4 @@ def summary(load: Load, minutes: float) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
