@@ -31,6 +31,7 @@ from dynflow.executor.threaded import ThreadedExecutor
 from dynflow.middleware import MiddlewareStack
 from dynflow.observe import Observability
 from dynflow.persistence import PersistencePort, open_persistence
+from dynflow.persistence.sql.database import idle_in_transaction_for
 from dynflow.services import reverting
 from dynflow.services.control import PlanControl
 from dynflow.services.delayed import DelayedPlans
@@ -84,7 +85,12 @@ class World:
         self.id = world_id or str(uuid.uuid4())
         self.middleware = MiddlewareStack()
         self.transactions = transaction_adapter(self.config.transaction_adapter)
-        self.persistence = persistence or open_persistence(self.config.database_url)
+        # a session of this world idle inside a transaction (a stopped process) ends
+        # before long: its row locks do not block the world that invalidates it
+        self.persistence = persistence or open_persistence(
+            self.config.database_url,
+            idle_in_transaction=idle_in_transaction_for(self.config.lease),
+        )
         self.coordinator = Coordinator(self.persistence.db, self.id)
         self.clock: Clock = self.config.clock or ThreadClock()
         self._terminated = False

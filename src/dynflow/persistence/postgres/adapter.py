@@ -26,8 +26,8 @@ class PostgresPersistence(SqlPersistence):
     db: PostgresDatabase
     bulk: PostgresBulkWriter
 
-    def _open(self, database_url: str) -> PostgresDatabase:
-        return PostgresDatabase(database_url)
+    def _open(self, database_url: str, idle_in_transaction: float | None) -> PostgresDatabase:
+        return PostgresDatabase(database_url, idle_in_transaction=idle_in_transaction)
 
     def _bulk_writer(self) -> PostgresBulkWriter:
         return PostgresBulkWriter()
