@@ -107,7 +107,7 @@ class Load:
         self.started = started
         self.latencies: dict[tuple[int, str], list[float]] = defaultdict(list)
         self.failed: dict[str, int] = defaultdict(int)
-        self.finished: list[Future[Any]] = []
+        self.running: set[Future[Any]] = set()
         self._lock = threading.Lock()
         self._events = ThreadPoolExecutor(8, thread_name_prefix="soak-event")
         self._triggers = ThreadPoolExecutor(4, thread_name_prefix="soak-trigger")
@@ -142,13 +142,15 @@ class Load:
         def done(future: Future[Any]) -> None:
             ok = future.exception() is None and future.result().result == "success"
             with self._lock:
+                self.running.discard(future)
                 if ok:
                     self.latencies[(minute, kind)].append((time.monotonic() - began) * 1000)
                 else:
                     self.failed[kind] += 1
 
+        with self._lock:  # kept only while running: a finished plan is let go
+            self.running.add(triggered.finished)
         triggered.finished.add_done_callback(done)
-        self.finished.append(triggered.finished)
 
     def _send_event(self, triggered: Any) -> None:
         # step 2: the run step of the plan's only action (step 1 is its plan step)
@@ -184,7 +186,9 @@ class Load:
         """Wait for the plans still running (the last minute's latencies)."""
         self._triggers.shutdown(wait=True)
         deadline = time.monotonic() + seconds
-        for future in self.finished:
+        with self._lock:
+            running = list(self.running)
+        for future in running:
             with contextlib.suppress(Exception):  # counted as failed by its callback
                 future.result(max(deadline - time.monotonic(), 0))
         self._events.shutdown(wait=True)
