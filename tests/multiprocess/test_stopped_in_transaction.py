@@ -131,3 +131,18 @@ def test_invalidation_gives_up_on_rows_another_session_holds_locked(
         assert dead.id not in {w.id for w in survivor.coordinator.find_worlds()}
     finally:
         holder.dispose()
+
+
+def test_a_worlds_sessions_end_idle_in_a_transaction_after_half_its_lease(
+    url: str, make_world: MakeWorld
+) -> None:
+    world = make_world(url, executor=False, lease=16.0, maintenance_interval=0)
+    postgres = url.startswith("postgresql")
+    query = (
+        "SELECT current_setting('idle_in_transaction_session_timeout')"
+        if postgres
+        else "SELECT @@session.idle_transaction_timeout"
+    )
+    with world.persistence.db.read() as connection:
+        value = connection.execute(sa.text(query)).scalar_one()
+    assert str(value) == ("8s" if postgres else "8")
