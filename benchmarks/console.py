@@ -38,6 +38,11 @@ from dynflow.web import NO_AUTH, create_app
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/"
 DATABASE = "dynflow_bench_console"
 BATCH = 5_000
+#: the plans list's sort columns (the console's SORTS)
+SORT_COLUMNS = ("started_at", "ended_at", "label", "state", "result", "duration")
+#: the deepest page of 25 the console pages to (its MAX_DEPTH: the first 10,000 plans)
+DEEPEST = 400
+STARTED_AFTER = (datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S")
 LABELS = [f"Acme::Action{n:02d}" for n in range(20)]
 #: (state, result, weight)
 MIX = [
@@ -59,21 +64,50 @@ ASGI = Callable[
 ]
 
 
-def fresh_database() -> str:
+def database_url(name: str) -> str:
+    return sa.make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
+
+
+def fresh_database(name: str) -> str:
     url = sa.make_url(PG_SERVER)
     admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-        connection.execute(sa.text(f'CREATE DATABASE "{DATABASE}"'))
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    return url.set(database=DATABASE).render_as_string(hide_password=False)
+    return database_url(name)
 
 
-def drop_database() -> None:
+def filled(name: str) -> int:
+    """How many plans the database ``name`` holds (0 when it does not exist)."""
     url = sa.make_url(PG_SERVER)
     admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+        exists = connection.execute(
+            sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+        ).scalar()
+    admin.dispose()
+    if not exists:
+        return 0
+    engine = sa.create_engine(database_url(name))
+    try:
+        with engine.connect() as connection:
+            if not sa.inspect(connection).has_table(execution_plans.name):
+                return 0
+            return int(
+                connection.execute(
+                    sa.select(sa.func.count()).select_from(execution_plans)
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def drop_database(name: str) -> None:
+    url = sa.make_url(PG_SERVER)
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
 
 
@@ -116,7 +150,9 @@ def fill(url: str, plans: int) -> float:
     with engine.begin() as connection:
         for offset in range(0, plans, BATCH):
             connection.execute(execution_plans.insert(), plan_rows(min(BATCH, plans - offset), rng))
-        connection.execute(sa.text(f"ANALYZE {execution_plans.name}"))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        # as autovacuum would: statistics, and the visibility map of index-only scans
+        connection.execute(sa.text(f"VACUUM (ANALYZE) {execution_plans.name}"))
     engine.dispose()
     return time.perf_counter() - started
 
@@ -198,50 +234,89 @@ def plan_page(requests: int) -> None:
         world.terminate()
 
 
+def list_cases(plans: int) -> list[tuple[str, str]]:
+    """The plans list's cases: filters, every sort column both ways, deep pages."""
+    deep = min(DEEPEST, plans // 25)
+    cases = [
+        ("GET /", "/"),
+        ("GET / deep page", f"/?page={deep}"),
+        ("GET / state=paused", "/?state=paused"),
+        ("GET / result=error&label=…", f"/?result=error&label={LABELS[3]}"),
+        ("GET / text=Action1", "/?text=Action1"),
+        ("GET / started_after=…", f"/?started_after={STARTED_AFTER}"),
+        ("GET /api/plans", "/api/plans"),
+        ("GET /api/plans per_page=100", "/api/plans?per_page=100"),
+        ("GET /api/plans deep page", f"/api/plans?page={deep}"),
+        ("GET /api/plans per_page=100 deep page", "/api/plans?per_page=100&page=100"),
+        ("GET /api/plans state=stopped&result=success", "/api/plans?state=stopped&result=success"),
+        ("GET /api/plans state=running deep", "/api/plans?state=running&page=40"),
+        ("GET /api/plans label=…", f"/api/plans?label={LABELS[7]}"),
+    ]
+    for sort in SORT_COLUMNS:
+        for desc in ("true", "false"):
+            way = "desc" if desc == "true" else "asc"
+            cases.append(
+                (f"GET /api/plans sort={sort} {way}", f"/api/plans?sort={sort}&desc={desc}")
+            )
+            cases.append(
+                (
+                    f"GET / sort={sort} {way} state=paused",
+                    f"/?sort={sort}&desc={desc}&state=paused",
+                )
+            )
+            cases.append(
+                (
+                    f"GET /api/plans sort={sort} {way} label=…",
+                    f"/api/plans?sort={sort}&desc={desc}&label={LABELS[5]}",
+                )
+            )
+        cases.append(
+            (f"GET /api/plans sort={sort} deep page", f"/api/plans?sort={sort}&page={deep}")
+        )
+    return cases
+
+
+def plans_list(args: argparse.Namespace) -> None:
+    if args.reuse and filled(args.database) == args.plans:
+        url = database_url(args.database)
+        world = World(url, executor=False)
+        print(f"reusing {args.database} ({args.plans} plans)")
+    else:
+        url = fresh_database(args.database)
+        world = World(url, executor=False)
+        seconds = fill(url, args.plans)
+        print(f"inserted {args.plans} plans in {seconds:.1f}s ({args.plans / seconds:,.0f}/s)")
+    try:
+        timed = Timed(create_app(world, auth=NO_AUTH))
+        cases = [c for c in list_cases(args.plans) if not args.only or args.only in c[0]]
+        print(f"{platform.node()}, PostgreSQL, {args.plans} plans, {args.requests} requests each")
+        print(f"{'request':52} {'p50 ms':>8} {'p99 ms':>8}")
+        with TestClient(timed, base_url="http://localhost") as client:
+            for name, path in cases:
+                p50, p99 = measure(client, timed, path, args.requests)
+                print(f"{name:52} {p50:8.1f} {p99:8.1f}", flush=True)
+    finally:
+        world.terminate()
+        if not args.keep:
+            drop_database(args.database)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--plans", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--database", default=DATABASE, help="PostgreSQL database to fill")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--reuse", action="store_true", help="use the database as it is if it has --plans plans"
+    )
+    parser.add_argument("--only", default="", help="only the cases whose name contains this")
     parser.add_argument("--plan-page", action="store_true", help="measure the plan page")
     args = parser.parse_args()
     if args.plan_page:
         plan_page(min(args.requests, 20))
         return
-
-    url = fresh_database()
-    world = World(url, executor=False)
-    try:
-        seconds = fill(url, args.plans)
-        print(f"inserted {args.plans} plans in {seconds:.1f}s ({args.plans / seconds:,.0f}/s)")
-        timed = Timed(create_app(world, auth=NO_AUTH))
-        deep = args.plans // 25 // 2  # the middle of the list at 25 per page
-        cases = [
-            ("GET /", "/"),
-            ("GET / deep page", f"/?page={deep}"),
-            ("GET / state=paused", "/?state=paused"),
-            ("GET / result=error&label=…", f"/?result=error&label={LABELS[3]}"),
-            ("GET /api/plans", "/api/plans"),
-            ("GET /api/plans per_page=100", "/api/plans?per_page=100"),
-            ("GET /api/plans deep page", f"/api/plans?page={deep}"),
-            ("GET /api/plans last page", f"/api/plans?page={2 * deep}"),
-            (
-                "GET /api/plans state=stopped&result=success",
-                "/api/plans?state=stopped&result=success",
-            ),
-            ("GET /api/plans state=running deep", "/api/plans?state=running&page=40"),
-            ("GET /api/plans label=…", f"/api/plans?label={LABELS[7]}"),
-        ]
-        print(f"{platform.node()}, PostgreSQL, {args.plans} plans, {args.requests} requests each")
-        print(f"{'request':48} {'p50 ms':>8} {'p99 ms':>8}")
-        with TestClient(timed) as client:
-            for name, path in cases:
-                p50, p99 = measure(client, timed, path, args.requests)
-                print(f"{name:48} {p50:8.1f} {p99:8.1f}")
-    finally:
-        world.terminate()
-        if not args.keep:
-            drop_database()
+    plans_list(args)
 
 
 if __name__ == "__main__":

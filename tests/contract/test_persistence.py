@@ -31,7 +31,7 @@ from dynflow.persistence import Persistence, open_persistence
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.sql.adapter import SqlPersistence
 from dynflow.persistence.tables import actions as actions_table
-from dynflow.persistence.tables import envelopes
+from dynflow.persistence.tables import envelopes, execution_plans
 from dynflow.serialization import ref_marker
 
 MakeWorld = Callable[..., World]
@@ -532,11 +532,16 @@ def test_find_execution_plans_orders_the_same_on_every_database(
     assert order(order_by="started_at", desc=True) == order()
     not_ended = by_id("parent", "warned", "broken", "waiting")
     assert order(order_by="ended_at", desc=False) == ["failed", "ok", *not_ended]
-    assert order(order_by="ended_at", desc=True) == [*not_ended, "ok", "failed"]
-    # ties are broken by id, ascending, whatever the direction
+    # ties are broken by id in the same direction (an index on (column, id) serves both)
+    assert order(order_by="ended_at", desc=True) == [*reversed(not_ended), "ok", "failed"]
     stopped = by_id("ok", "warned", "failed")
     assert order(order_by="state", desc=False) == ["broken", "waiting", "parent", *stopped]
-    assert order(order_by="state", desc=True) == [*stopped, "parent", "waiting", "broken"]
+    assert order(order_by="state", desc=True) == [
+        *reversed(stopped),
+        "parent",
+        "waiting",
+        "broken",
+    ]
     assert order(order_by="result", desc=False) == [
         *by_id("broken", "failed"),
         *by_id("parent", "waiting"),
@@ -550,11 +555,56 @@ def test_find_execution_plans_orders_the_same_on_every_database(
     ]
     assert order(order_by="label", desc=True) == [
         "parent",
-        *by_id("broken", "waiting"),
-        *by_id("ok", "warned", "failed"),
+        *reversed(by_id("broken", "waiting")),
+        *reversed(by_id("ok", "warned", "failed")),
     ]
+    # the stored duration (a running plan's is stored when it stops or pauses)
+    with persistence.db.write() as connection:
+        for name, seconds in (("ok", 3.0), ("failed", 1.0), ("warned", 2.0)):
+            connection.execute(
+                sa.update(execution_plans)
+                .where(execution_plans.c.id == catalogue[name])
+                .values(real_time=seconds)
+            )
+    done = {"state": "stopped"}
+    durations = {
+        n: p.real_time
+        for n, p in zip(order(filters=done), persistence.find_execution_plans(done), strict=True)
+    }
+    by_duration = order(order_by="real_time", desc=False, filters=done)
+    assert by_duration == ["failed", "warned", "ok"]
+    assert [durations[n] for n in by_duration] == [1.0, 2.0, 3.0]
+    assert order(order_by="real_time", desc=True, filters=done) == list(reversed(by_duration))
+    everything = order(order_by="real_time", desc=False)
+    assert order(order_by="real_time", desc=True) == list(reversed(everything))
     assert order(order_by="id", desc=False) == by_id(*catalogue)
     assert order(order_by="id", desc=True) == list(reversed(by_id(*catalogue)))
+
+
+def test_counts_by_state_stop_at_the_cap(
+    persistence: Persistence, catalogue: dict[str, str]
+) -> None:
+    exact = persistence.find_execution_plan_counts_by_state()
+    assert exact[PlanState.STOPPED] == 3
+    assert persistence.find_execution_plan_counts_by_state(cap=10) == exact
+    capped = persistence.find_execution_plan_counts_by_state(cap=1)
+    assert capped == {state: min(n, 2) for state, n in exact.items()}  # 2: more than 1
+    filtered = persistence.find_execution_plan_counts_by_state({"result": "success"}, cap=1)
+    assert filtered[PlanState.STOPPED] == 1
+    assert sum(filtered.values()) == 1
+
+
+def test_load_plan_steps_reads_many_plans_with_their_steps(
+    persistence: Persistence, catalogue: dict[str, str]
+) -> None:
+    wanted = [catalogue["broken"], catalogue["ok"], str(uuid.uuid4()), catalogue["ok"]]
+    found = persistence.load_plan_steps(wanted)
+    assert set(found) == {catalogue["broken"], catalogue["ok"]}
+    for plan_id, plan in found.items():
+        full = persistence.load_execution_plan(plan_id)
+        assert (plan.state, plan.result, plan.progress) == (full.state, full.result, full.progress)
+        assert plan.steps == full.steps
+        assert plan.actions == []
 
 
 def test_find_execution_plans_pages(persistence: Persistence, catalogue: dict[str, str]) -> None:

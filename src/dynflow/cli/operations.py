@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 from enum import StrEnum
@@ -427,13 +427,15 @@ def list_worlds(url: DatabaseUrl = None, as_json: AsJson = False) -> None:
     if as_json:
         _print_json([views.world_view(w, locks, "", now).model_dump(mode="json") for w in worlds])
         return
-    table = Table("role", "queues", "version", "heartbeat (UTC)", "host/pid", "plans", box=None)
+    table = Table(
+        "role", "queues (busy/workers)", "version", "heartbeat (UTC)", "host/pid", "plans", box=None
+    )
     table.add_column("id", no_wrap=True, min_width=36)
     for record in worlds:
         held = sum(1 for lock in locks if lock.owner_id == record.id)
         table.add_row(
             "executor" if record.executor else "client",
-            ", ".join(record.queues),
+            ", ".join(_queue_use(record.queues, record.meta)),
             str(record.meta.get("code_version") or "-"),
             f"{record.heartbeat_at:%Y-%m-%d %H:%M:%S}" if record.heartbeat_at else "",
             f"{record.meta.get('hostname', '?')}/{record.meta.get('pid', '?')}",
@@ -441,6 +443,23 @@ def list_worlds(url: DatabaseUrl = None, as_json: AsJson = False) -> None:
             record.id,
         )
     _console().print(table)
+
+
+def _queue_use(queues: Iterable[str], meta: Mapping[str, Any]) -> list[str]:
+    """Each queue with its pool's use at the last heartbeat: ``default 1/5``."""
+    sizes = meta.get("pool_sizes")
+    busy = meta.get("pool_busy")
+    sizes = sizes if isinstance(sizes, dict) else {}
+    busy = busy if isinstance(busy, dict) else {}
+    shown = []
+    for queue in queues:
+        if queue in sizes and queue in busy:
+            shown.append(f"{queue} {busy[queue]}/{sizes[queue]}")
+        elif queue in sizes:
+            shown.append(f"{queue} ({sizes[queue]})")
+        else:
+            shown.append(queue)
+    return shown
 
 
 @worlds_app.command("check")

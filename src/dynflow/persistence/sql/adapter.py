@@ -34,7 +34,12 @@ from dynflow.persistence.sql.mapping import (
     plan_rows,
     step_from_row,
 )
-from dynflow.persistence.sql.queries import conditions, plans_query, runnable
+from dynflow.persistence.sql.queries import (
+    capped_counts_query,
+    conditions,
+    plans_query,
+    runnable,
+)
 from dynflow.persistence.sql.schedules import SqlScheduleStore
 from dynflow.persistence.tables import (
     actions,
@@ -44,6 +49,8 @@ from dynflow.persistence.tables import (
     steps,
 )
 
+#: plans read per query by load_plan_steps
+WATCH_BATCH = 500
 _BY_KEY = sa.select(execution_plans.c.id).where(execution_plans.c.key == sa.bindparam("key"))
 
 
@@ -246,6 +253,33 @@ class SqlPersistence:
             plans.append(plan)
         return plans
 
+    def load_plan_steps(self, execution_plan_ids: Sequence[str]) -> dict[str, ExecutionPlan]:
+        """The plans of these ids that exist, with their steps, in two queries per 500
+        plans, for watching many plans at once: their actions and history are left
+        out (empty)."""
+        found: dict[str, ExecutionPlan] = {}
+        unique = list(dict.fromkeys(execution_plan_ids))
+        with self.db.snapshot() as connection:
+            for start in range(0, len(unique), WATCH_BATCH):
+                batch = unique[start : start + WATCH_BATCH]
+                rows = connection.execute(
+                    sa.select(execution_plans).where(execution_plans.c.id.in_(batch))
+                )
+                details: dict[str, PlanDetails] = {}
+                for row in rows:
+                    plan = plan_from_row(row._mapping)
+                    plan._details = details[plan.id] = PlanDetails({}, [], [])
+                    found[plan.id] = plan
+                step_rows = connection.execute(
+                    sa.select(steps)
+                    .where(steps.c.execution_plan_id.in_(list(details)))
+                    .order_by(steps.c.execution_plan_id, steps.c.id)
+                )
+                for step_row in step_rows:
+                    step = step_from_row(step_row._mapping)
+                    details[str(step_row.execution_plan_id)].steps[step.id] = step
+        return found
+
     def find_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
         """The plan's row now, its steps, actions and history on first access (one query
         instead of four); raises :class:`NotFound`."""
@@ -255,9 +289,14 @@ class SqlPersistence:
         return found[0]
 
     def find_execution_plan_counts_by_state(
-        self, filters: Mapping[str, Any] | None = None
+        self, filters: Mapping[str, Any] | None = None, cap: int | None = None
     ) -> dict[PlanState, int]:
-        """How many plans matching ``filters`` are in each state (one query)."""
+        """How many plans matching ``filters`` are in each state (one query). With
+        ``cap``, a count stops at ``cap + 1``: more than ``cap`` means "at least"."""
+        if cap is not None:
+            with self.db.read() as connection:
+                row = connection.execute(capped_counts_query(filters, cap)).one()
+            return {state: int(row._mapping[str(state)]) for state in PlanState}
         query = (
             sa.select(execution_plans.c.state, sa.func.count())
             .where(*conditions(filters))

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from dynflow.errors import ConfigurationError
+from dynflow.execution_plan.states import PlanState
 from dynflow.persistence.sql.dialects import Dialect
 from dynflow.persistence.tables import actions, execution_plans
 
@@ -32,6 +33,7 @@ PLAN_ORDER = {
     "id": execution_plans.c.id,
     "priority": execution_plans.c.priority,
     "deadline_at": execution_plans.c.deadline_at,
+    "real_time": execution_plans.c.real_time,
 }
 SPECIAL_FILTERS = (
     "action_class",
@@ -56,12 +58,33 @@ def plans_query(
             f"cannot order plans by {order_by!r}: use one of {', '.join(PLAN_ORDER)}"
         )
     query = sa.select(execution_plans).where(*conditions(filters))
-    query = query.order_by(*ordering(dialect, PLAN_ORDER[order_by], desc), execution_plans.c.id)
+    # ties broken by id in the same direction: an index on (column, id) reads a page
+    # in order, forwards or backwards
+    tie_break = execution_plans.c.id.desc() if desc else execution_plans.c.id.asc()
+    query = query.order_by(*ordering(dialect, PLAN_ORDER[order_by], desc), tie_break)
     if per_page is not None:
         if per_page <= 0 or (page is not None and page < 0):
             raise ConfigurationError("page must be >= 0 and per_page > 0")
         query = query.limit(per_page).offset((page or 0) * per_page)
     return query
+
+
+def capped_counts_query(filters: Mapping[str, Any] | None, cap: int) -> sa.Select[Any]:
+    """One row: for each plan state, how many plans in it match ``filters``, counting
+    no further than ``cap + 1`` (each count reads at most that many index entries)."""
+    counts = []
+    for state in PlanState:
+        matching = (
+            sa.select(sa.literal(1).label("one"))
+            .select_from(execution_plans)
+            .where(execution_plans.c.state == str(state), *conditions(filters))
+            .limit(cap + 1)
+            .subquery()
+        )
+        counts.append(
+            sa.select(sa.func.count()).select_from(matching).scalar_subquery().label(str(state))
+        )
+    return sa.select(*counts)
 
 
 def ordering(dialect: Dialect, column: sa.Column[Any], desc: bool) -> list[sa.ColumnElement[Any]]:
