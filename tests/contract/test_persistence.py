@@ -532,32 +532,20 @@ def test_find_execution_plans_orders_the_same_on_every_database(
     assert order(order_by="started_at", desc=True) == order()
     not_ended = by_id("parent", "warned", "broken", "waiting")
     assert order(order_by="ended_at", desc=False) == ["failed", "ok", *not_ended]
-    # ties are broken by id in the same direction (an index on (column, id) serves both)
+    # ties are broken in the same direction: by id; by the start time first when
+    # sorting by state, result or label
     assert order(order_by="ended_at", desc=True) == [*reversed(not_ended), "ok", "failed"]
-    stopped = by_id("ok", "warned", "failed")
-    assert order(order_by="state", desc=False) == ["broken", "waiting", "parent", *stopped]
-    assert order(order_by="state", desc=True) == [
-        *reversed(stopped),
-        "parent",
-        "waiting",
-        "broken",
-    ]
-    assert order(order_by="result", desc=False) == [
-        *by_id("broken", "failed"),
-        *by_id("parent", "waiting"),
-        "ok",
-        "warned",
-    ]
-    assert order(order_by="label", desc=False) == [
-        *by_id("ok", "warned", "failed"),
-        *by_id("broken", "waiting"),
-        "parent",
-    ]
-    assert order(order_by="label", desc=True) == [
-        "parent",
-        *reversed(by_id("broken", "waiting")),
-        *reversed(by_id("ok", "warned", "failed")),
-    ]
+    by_state = ["broken", "waiting", "parent", "ok", "warned", "failed"]
+    assert order(order_by="state", desc=False) == by_state
+    assert order(order_by="state", desc=True) == list(reversed(by_state))
+    by_result = ["broken", "failed", "parent", "waiting", "ok", "warned"]
+    assert order(order_by="result", desc=False) == by_result
+    assert order(order_by="result", desc=True) == list(reversed(by_result))
+    by_label = ["ok", "warned", "failed", "broken", "waiting", "parent"]
+    assert order(order_by="label", desc=False) == by_label
+    assert order(order_by="label", desc=True) == list(reversed(by_label))
+    assert order(order_by="id", desc=False) == by_id(*catalogue)
+    assert order(order_by="id", desc=True) == list(reversed(by_id(*catalogue)))
     # the stored duration (a running plan's is stored when it stops or pauses)
     with persistence.db.write() as connection:
         for name, seconds in (("ok", 3.0), ("failed", 1.0), ("warned", 2.0)):
@@ -577,8 +565,6 @@ def test_find_execution_plans_orders_the_same_on_every_database(
     assert order(order_by="real_time", desc=True, filters=done) == list(reversed(by_duration))
     everything = order(order_by="real_time", desc=False)
     assert order(order_by="real_time", desc=True) == list(reversed(everything))
-    assert order(order_by="id", desc=False) == by_id(*catalogue)
-    assert order(order_by="id", desc=True) == list(reversed(by_id(*catalogue)))
 
 
 def test_counts_by_state_stop_at_the_cap(
@@ -592,6 +578,13 @@ def test_counts_by_state_stop_at_the_cap(
     filtered = persistence.find_execution_plan_counts_by_state({"result": "success"}, cap=1)
     assert filtered[PlanState.STOPPED] == 1
     assert sum(filtered.values()) == 1
+    # limit: at most that many plans read, then grouped
+    assert persistence.find_execution_plan_counts_by_state(limit=100) == exact
+    partial = persistence.find_execution_plan_counts_by_state(limit=4)
+    assert sum(partial.values()) == 4
+    assert all(partial[state] <= n for state, n in exact.items())
+    errors = persistence.find_execution_plan_counts_by_state({"result": "error"}, limit=100)
+    assert sum(errors.values()) == 2
 
 
 def test_load_plan_steps_reads_many_plans_with_their_steps(

@@ -178,3 +178,8 @@ def test_counts_stop_at_the_cap_and_pages_stop_at_the_depth(
     exact = client.get("/api/plans", params={"per_page": 1}).json()
     assert (exact["total"], exact["total_capped"], exact["capped"]) == (4, False, [])
     assert exact["pages"] == 2  # still at most MAX_DEPTH plans deep
+    # under filters: one pass over at most FILTERED_COUNT plans
+    assert client.get("/api/plans", params={"text": "p"}).json()["total"] == 4
+    monkeypatch.setattr(console, "FILTERED_COUNT", 3)
+    partial = client.get("/api/plans", params={"text": "p", "per_page": 1}).json()
+    assert (partial["total"], partial["total_capped"], partial["capped"]) == (3, True, ["stopped"])

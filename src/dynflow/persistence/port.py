@@ -170,10 +170,14 @@ class PersistencePort(Protocol):
         ...
 
     def find_execution_plan_counts_by_state(
-        self, filters: Mapping[str, Any] | None = None, cap: int | None = None
+        self,
+        filters: Mapping[str, Any] | None = None,
+        cap: int | None = None,
+        limit: int | None = None,
     ) -> dict[PlanState, int]:
         """Plans matching ``filters`` in each state; with ``cap``, a count stops at
-        ``cap + 1`` (more than ``cap``: at least that many)."""
+        ``cap + 1`` (more than ``cap``: at least that many); with ``limit``, at most
+        that many plans are read (counts adding up to it are lower bounds)."""
         ...
 
     def find_execution_plan_counts(self, filters: Mapping[str, Any] | None = None) -> int: ...

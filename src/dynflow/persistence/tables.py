@@ -41,13 +41,14 @@ execution_plans = sa.Table(
     sa.Column("priority", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("deadline_at", UTCDateTime(), nullable=True),
     sa.Column("labels", JSONText(), nullable=True),
-    # the plans list's sort columns, each with the id that breaks its ties
-    sa.Index("ix_dynflow_execution_plans_state_id", "state", "id"),
-    sa.Index("ix_dynflow_execution_plans_result_id", "result", "id"),
-    sa.Index("ix_dynflow_execution_plans_label_id", "label", "id"),
+    # the plans list's orders (see migration 0010): a time column and the id that
+    # breaks its ties; state, result or label, then the start time and the id
     sa.Index("ix_dynflow_execution_plans_started_at_id", "started_at", "id"),
     sa.Index("ix_dynflow_execution_plans_ended_at_id", "ended_at", "id"),
     sa.Index("ix_dynflow_execution_plans_real_time_id", "real_time", "id"),
+    sa.Index("ix_dynflow_execution_plans_state_started", "state", "started_at", "id"),
+    sa.Index("ix_dynflow_execution_plans_result_started", "result", "started_at", "id"),
+    sa.Index("ix_dynflow_execution_plans_label_started", "label", "started_at", "id"),
     sa.Index("ix_dynflow_execution_plans_caller", "caller_execution_plan_id"),
     sa.Index("ux_dynflow_execution_plans_key", "key", unique=True),
     sa.Index("ix_dynflow_execution_plans_deadline_at", "deadline_at"),

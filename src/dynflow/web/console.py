@@ -51,6 +51,9 @@ DEFAULT_PER_PAGE = 25
 #: counts of the plans list stop here: over millions of plans an exact count per state
 #: would read them all ("10000+" is shown instead)
 COUNT_CAP = 10_000
+#: under filters, the counts read at most this many matching plans (then every count
+#: is a lower bound)
+FILTERED_COUNT = 50_000
 #: the plans list pages through the first this many plans of a list (a deeper OFFSET
 #: reads every plan before it): narrow the filters to see further
 MAX_DEPTH = 10_000
@@ -127,10 +130,17 @@ class Console:
         if state is not None:
             filters["state"] = str(state)
         persistence = self.world.persistence
-        by_state = persistence.find_execution_plan_counts_by_state(others, cap=COUNT_CAP)
-        capped = [str(s) for s, n in by_state.items() if n > COUNT_CAP]
+        if others:  # one pass over (at most FILTERED_COUNT of) the matching plans
+            by_state = persistence.find_execution_plan_counts_by_state(others, limit=FILTERED_COUNT)
+            partial = sum(by_state.values()) >= FILTERED_COUNT
+            capped = [str(s) for s, n in by_state.items() if n > COUNT_CAP or (partial and n)]
+        else:  # the index of each state, read no further than the cap
+            by_state = persistence.find_execution_plan_counts_by_state(cap=COUNT_CAP)
+            capped = [str(s) for s, n in by_state.items() if n > COUNT_CAP]
         counts = {str(s): min(n, COUNT_CAP) for s, n in by_state.items()}
         total = counts[str(state)] if state is not None else sum(counts.values())
+        total_capped = bool(capped) if state is None else str(state) in capped
+        pages = min(max(1, math.ceil(total / per_page)), deepest)
         found = persistence.find_execution_plans(
             filters, order_by=SORTS[sort], desc=desc, page=page - 1, per_page=per_page
         )
@@ -138,10 +148,10 @@ class Console:
         return PlanList(
             items=[plan_summary(p, classes.get(p.id)) for p in found],
             total=total,
-            total_capped=bool(capped) if state is None else str(state) in capped,
+            total_capped=total_capped,
             page=page,
             per_page=per_page,
-            pages=min(max(1, math.ceil(total / per_page)), deepest),
+            pages=deepest if total_capped else pages,
             counts=counts,
             capped=capped,
         )

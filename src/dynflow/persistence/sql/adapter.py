@@ -289,19 +289,24 @@ class SqlPersistence:
         return found[0]
 
     def find_execution_plan_counts_by_state(
-        self, filters: Mapping[str, Any] | None = None, cap: int | None = None
+        self,
+        filters: Mapping[str, Any] | None = None,
+        cap: int | None = None,
+        limit: int | None = None,
     ) -> dict[PlanState, int]:
         """How many plans matching ``filters`` are in each state (one query). With
-        ``cap``, a count stops at ``cap + 1``: more than ``cap`` means "at least"."""
+        ``cap``, a count stops at ``cap + 1``: more than ``cap`` means "at least".
+        With ``limit``, at most that many matching plans are read: counts adding up
+        to ``limit`` are lower bounds."""
         if cap is not None:
             with self.db.read() as connection:
                 row = connection.execute(capped_counts_query(filters, cap)).one()
             return {state: int(row._mapping[str(state)]) for state in PlanState}
-        query = (
-            sa.select(execution_plans.c.state, sa.func.count())
-            .where(*conditions(filters))
-            .group_by(execution_plans.c.state)
-        )
+        matching = sa.select(execution_plans.c.state).where(*conditions(filters))
+        if limit is not None:
+            matching = matching.limit(limit)
+        found = matching.subquery()
+        query = sa.select(found.c.state, sa.func.count()).group_by(found.c.state)
         with self.db.read() as connection:
             rows = connection.execute(query).all()
         counts = dict.fromkeys(PlanState, 0)

@@ -35,6 +35,8 @@ PLAN_ORDER = {
     "deadline_at": execution_plans.c.deadline_at,
     "real_time": execution_plans.c.real_time,
 }
+#: orders whose ties are broken by the start time before the id
+BY_START_TIME = frozenset({"state", "result", "label"})
 SPECIAL_FILTERS = (
     "action_class",
     "label_contains",
@@ -58,10 +60,13 @@ def plans_query(
             f"cannot order plans by {order_by!r}: use one of {', '.join(PLAN_ORDER)}"
         )
     query = sa.select(execution_plans).where(*conditions(filters))
-    # ties broken by id in the same direction: an index on (column, id) reads a page
-    # in order, forwards or backwards
-    tie_break = execution_plans.c.id.desc() if desc else execution_plans.c.id.asc()
-    query = query.order_by(*ordering(dialect, PLAN_ORDER[order_by], desc), tie_break)
+    # ties broken in the same direction (by the start time for a column of few values,
+    # then by id), so that an index on those columns reads a page in order either way
+    order = ordering(dialect, PLAN_ORDER[order_by], desc)
+    if order_by in BY_START_TIME:
+        order += ordering(dialect, execution_plans.c.started_at, desc)
+    order.append(execution_plans.c.id.desc() if desc else execution_plans.c.id.asc())
+    query = query.order_by(*order)
     if per_page is not None:
         if per_page <= 0 or (page is not None and page < 0):
             raise ConfigurationError("page must be >= 0 and per_page > 0")

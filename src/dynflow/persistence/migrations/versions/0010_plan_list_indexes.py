@@ -1,8 +1,15 @@
-"""The plans list over millions of plans: each column it sorts by is indexed together
-with the plan id (the tie-break of its order), so that a page is read in order from
-an index whatever the column and direction, and so is a capped count per state.
-These indexes replace the ones on the column alone (their first column serves the
-same equality filters); the duration (``real_time``) gets one.
+"""The plans list over millions of plans: a page is read in order from an index
+whatever the sort column and direction, and so is a page under an equality filter on
+state, result or label in the default order (the latest started first).
+
+- (started_at, id), (ended_at, id), (real_time, id): each time column with the plan
+  id that breaks its ties;
+- (state, started_at, id), (result, started_at, id), (label, started_at, id): the
+  plans of one state (result, label) in start order, which is also the order of a
+  list sorted by that column (its ties broken by start time, then id).
+
+They replace the indexes on the column alone (their first column serves the same
+equality filters).
 
 Revision ID: 0010
 Revises: 0009
@@ -16,19 +23,28 @@ branch_labels = None
 depends_on = None
 
 TABLE = "dynflow_execution_plans"
-#: the column alone, replaced by (column, id)
+#: new index -> its columns
+INDEXES = {
+    f"ix_{TABLE}_started_at_id": ["started_at", "id"],
+    f"ix_{TABLE}_ended_at_id": ["ended_at", "id"],
+    f"ix_{TABLE}_real_time_id": ["real_time", "id"],
+    f"ix_{TABLE}_state_started": ["state", "started_at", "id"],
+    f"ix_{TABLE}_result_started": ["result", "started_at", "id"],
+    f"ix_{TABLE}_label_started": ["label", "started_at", "id"],
+}
+#: the columns whose index alone they replace
 REPLACED = ("state", "result", "label", "started_at", "ended_at")
 
 
 def upgrade() -> None:
+    for name, columns in INDEXES.items():
+        op.create_index(name, TABLE, columns)
     for column in REPLACED:
-        op.create_index(f"ix_{TABLE}_{column}_id", TABLE, [column, "id"])
         op.drop_index(f"ix_{TABLE}_{column}", table_name=TABLE)
-    op.create_index(f"ix_{TABLE}_real_time_id", TABLE, ["real_time", "id"])
 
 
 def downgrade() -> None:
-    op.drop_index(f"ix_{TABLE}_real_time_id", table_name=TABLE)
     for column in REPLACED:
         op.create_index(f"ix_{TABLE}_{column}", TABLE, [column])
-        op.drop_index(f"ix_{TABLE}_{column}_id", table_name=TABLE)
+    for name in INDEXES:
+        op.drop_index(name, table_name=TABLE)
