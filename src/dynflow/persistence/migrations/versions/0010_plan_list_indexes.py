@@ -6,7 +6,11 @@ state, result or label in the default order (the latest started first).
   id that breaks its ties;
 - (state, started_at, id), (result, started_at, id), (label, started_at, id): the
   plans of one state (result, label) in start order, which is also the order of a
-  list sorted by that column (its ties broken by start time, then id).
+  list sorted by that column (its ties broken by start time, then id);
+- (state, ended_at, id), (state, real_time, id): the plans of one state by end or
+  duration. Without them the database reads such a page from the (ended_at, id)
+  index, expecting the state's plans spread over it, while those of a live state
+  all wait at its end (not ended yet): it would read every other plan first.
 
 They replace the indexes on the column alone (their first column serves the same
 equality filters).
@@ -31,6 +35,8 @@ INDEXES = {
     f"ix_{TABLE}_state_started": ["state", "started_at", "id"],
     f"ix_{TABLE}_result_started": ["result", "started_at", "id"],
     f"ix_{TABLE}_label_started": ["label", "started_at", "id"],
+    f"ix_{TABLE}_state_ended": ["state", "ended_at", "id"],
+    f"ix_{TABLE}_state_real_time": ["state", "real_time", "id"],
 }
 #: the columns whose index alone they replace
 REPLACED = ("state", "result", "label", "started_at", "ended_at")
