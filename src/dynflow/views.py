@@ -45,9 +45,9 @@ class PlanList(BaseModel):
     per_page: int
     #: pages to go through (only the first 10,000 plans of a list are paged through)
     pages: int
-    #: plans in each state, under the other filters (counted up to 10,000)
+    #: plans in each state, under the other filters (counting stops at 10,000)
     counts: dict[str, int]
-    #: the states with more plans than their count says (over 10,000)
+    #: the states whose count is a lower bound (counting stopped)
     capped: list[str] = []
 
 

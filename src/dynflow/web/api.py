@@ -67,8 +67,9 @@ def router(web: Web) -> APIRouter:
         ] = DEFAULT_PER_PAGE,
     ) -> PlanList:
         """Plans (by default the latest started first), with the number in each state.
-        Counts stop at 10,000 (``capped`` names the states with more, ``total_capped``
-        says the total is a lower bound); pages go through the first 10,000 plans of a
+        Counting stops at 10,000 (``capped`` names the states whose count is a lower
+        bound, ``total_capped`` says the total is one); pages go through the first
+        10,000 plans of a
         list (deeper: 400, narrow the filters). ``sort``: ``duration`` is the time the
         plan ran (0 until it stops or pauses); ties are broken by id."""
         return console.plans(

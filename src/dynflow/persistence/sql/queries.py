@@ -67,11 +67,23 @@ def plans_query(
         order += ordering(dialect, execution_plans.c.started_at, desc)
     order.append(execution_plans.c.id.desc() if desc else execution_plans.c.id.asc())
     query = query.order_by(*order)
-    if per_page is not None:
-        if per_page <= 0 or (page is not None and page < 0):
-            raise ConfigurationError("page must be >= 0 and per_page > 0")
-        query = query.limit(per_page).offset((page or 0) * per_page)
-    return query
+    if per_page is None:
+        return query
+    if per_page <= 0 or (page is not None and page < 0):
+        raise ConfigurationError("page must be >= 0 and per_page > 0")
+    if not page:
+        return query.limit(per_page)
+    # a deeper page: the ids skipped over are read from the index alone (when it holds
+    # the filtered and sorted columns), and only the page's rows from the table
+    ids = (
+        sa.select(execution_plans.c.id)
+        .where(*conditions(filters))
+        .order_by(*order)
+        .limit(per_page)
+        .offset(page * per_page)
+        .subquery("page_ids")
+    )
+    return sa.select(execution_plans).join(ids, ids.c.id == execution_plans.c.id).order_by(*order)
 
 
 def capped_counts_query(filters: Mapping[str, Any] | None, cap: int) -> sa.Select[Any]:
