@@ -53,7 +53,7 @@ DEFAULT_PER_PAGE = 25
 COUNT_CAP = 10_000
 #: under filters, the counts read at most this many matching plans (then every count
 #: is a lower bound)
-FILTERED_COUNT = 10_000
+FILTERED_COUNT = 2_000
 #: the plans list pages through the first this many plans of a list (a deeper OFFSET
 #: reads every plan before it): narrow the filters to see further
 MAX_DEPTH = 10_000
