@@ -51,6 +51,8 @@ execution_plans = sa.Table(
     sa.Index("ix_dynflow_execution_plans_label_started", "label", "started_at", "id"),
     sa.Index("ix_dynflow_execution_plans_state_ended", "state", "ended_at", "id"),
     sa.Index("ix_dynflow_execution_plans_state_real_time", "state", "real_time", "id"),
+    sa.Index("ix_dynflow_execution_plans_state_result", "state", "result", "started_at", "id"),
+    sa.Index("ix_dynflow_execution_plans_state_label", "state", "label", "started_at", "id"),
     sa.Index("ix_dynflow_execution_plans_caller", "caller_execution_plan_id"),
     sa.Index("ux_dynflow_execution_plans_key", "key", unique=True),
     sa.Index("ix_dynflow_execution_plans_deadline_at", "deadline_at"),

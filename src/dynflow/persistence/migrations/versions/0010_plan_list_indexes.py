@@ -7,10 +7,12 @@ state, result or label in the default order (the latest started first).
 - (state, started_at, id), (result, started_at, id), (label, started_at, id): the
   plans of one state (result, label) in start order, which is also the order of a
   list sorted by that column (its ties broken by start time, then id);
-- (state, ended_at, id), (state, real_time, id): the plans of one state by end or
-  duration. Without them the database reads such a page from the (ended_at, id)
-  index, expecting the state's plans spread over it, while those of a live state
-  all wait at its end (not ended yet): it would read every other plan first.
+- (state, ended_at, id), (state, real_time, id), (state, result, started_at, id),
+  (state, label, started_at, id): the plans of one state (a link of the list's
+  counts) in any other order. Without them the database reads such a page from
+  the index of the sort column, expecting the state's plans spread over it, while
+  those of a live state all sit in one corner (not ended, result pending): it
+  would read most other plans first.
 
 They replace the indexes on the column alone (their first column serves the same
 equality filters).
@@ -37,6 +39,8 @@ INDEXES = {
     f"ix_{TABLE}_label_started": ["label", "started_at", "id"],
     f"ix_{TABLE}_state_ended": ["state", "ended_at", "id"],
     f"ix_{TABLE}_state_real_time": ["state", "real_time", "id"],
+    f"ix_{TABLE}_state_result": ["state", "result", "started_at", "id"],
+    f"ix_{TABLE}_state_label": ["state", "label", "started_at", "id"],
 }
 #: the columns whose index alone they replace
 REPLACED = ("state", "result", "label", "started_at", "ended_at")
