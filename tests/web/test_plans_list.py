@@ -183,3 +183,9 @@ def test_counts_stop_at_the_cap_and_pages_stop_at_the_depth(
     monkeypatch.setattr(console, "FILTERED_COUNT", 3)
     partial = client.get("/api/plans", params={"text": "p", "per_page": 1}).json()
     assert (partial["total"], partial["total_capped"], partial["capped"]) == (3, True, ["stopped"])
+    # a label (result, start time) filter alone: counted from each state's index
+    by_label = client.get("/api/plans", params={"label": "Deploy web-1"}).json()
+    assert (by_label["total"], by_label["total_capped"]) == (2, False)
+    monkeypatch.setattr(console, "COUNT_CAP", 1)
+    by_label = client.get("/api/plans", params={"label": "Deploy web-1"}).json()
+    assert (by_label["total"], by_label["capped"]) == (1, ["stopped"])

@@ -51,8 +51,18 @@ DEFAULT_PER_PAGE = 25
 #: counts of the plans list stop here: over millions of plans an exact count per state
 #: would read them all ("10000+" is shown instead)
 COUNT_CAP = 10_000
-#: under filters, the counts read at most this many matching plans (then every count
-#: is a lower bound)
+#: the filters (besides the state) under which each state's count is read from an
+#: index alone, (state, label|result|started_at, ...), up to COUNT_CAP
+INDEXED_COUNTS = (
+    set(),
+    {"label"},
+    {"result"},
+    {"started_after"},
+    {"started_before"},
+    {"started_after", "started_before"},
+)
+#: under other filters, the counts read at most this many matching plans (then every
+#: count is a lower bound)
 FILTERED_COUNT = 2_000
 #: the plans list pages through the first this many plans of a list (a deeper OFFSET
 #: reads every plan before it): narrow the filters to see further
@@ -130,13 +140,13 @@ class Console:
         if state is not None:
             filters["state"] = str(state)
         persistence = self.world.persistence
-        if others:  # one pass over (at most FILTERED_COUNT of) the matching plans
+        if set(others) in INDEXED_COUNTS:  # each state's index entries, up to the cap
+            by_state = persistence.find_execution_plan_counts_by_state(others, cap=COUNT_CAP)
+            capped = [str(s) for s, n in by_state.items() if n > COUNT_CAP]
+        else:  # one pass over (at most FILTERED_COUNT of) the matching plans
             by_state = persistence.find_execution_plan_counts_by_state(others, limit=FILTERED_COUNT)
             partial = sum(by_state.values()) >= FILTERED_COUNT
             capped = [str(s) for s, n in by_state.items() if n > COUNT_CAP or (partial and n)]
-        else:  # the index of each state, read no further than the cap
-            by_state = persistence.find_execution_plan_counts_by_state(cap=COUNT_CAP)
-            capped = [str(s) for s, n in by_state.items() if n > COUNT_CAP]
         counts = {str(s): min(n, COUNT_CAP) for s, n in by_state.items()}
         total = counts[str(state)] if state is not None else sum(counts.values())
         total_capped = bool(capped) if state is None else str(state) in capped
