@@ -260,6 +260,7 @@ def list_cases(plans: int) -> list[tuple[str, str]]:
     """The plans list's cases: filters, every sort column both ways, deep pages."""
     deep = min(DEEPEST, plans // 25)
     cases = [
+        ("GET /api/limits (reads no plan: the floor)", "/api/limits"),
         ("GET /", "/"),
         ("GET / deep page", f"/?page={deep}"),
         ("GET / state=paused", "/?state=paused"),
