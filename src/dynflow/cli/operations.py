@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from enum import StrEnum
@@ -27,6 +27,7 @@ from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.persistence import PersistencePort
 
 if TYPE_CHECKING:
+    from dynflow.views import WorldView
     from dynflow.world import World
 
 plans_app = typer.Typer(help="List, show and steer execution plans.", no_args_is_help=True)
@@ -447,7 +448,7 @@ def list_worlds(url: DatabaseUrl = None, as_json: AsJson = False) -> None:
         held = sum(1 for lock in locks if lock.owner_id == record.id)
         table.add_row(
             "executor" if record.executor else "client",
-            ", ".join(_queue_use(record.queues, record.meta)),
+            ", ".join(_queue_use(views.world_view(record, locks, "", now))),
             str(record.meta.get("code_version") or "-"),
             f"{record.heartbeat_at:%Y-%m-%d %H:%M:%S}" if record.heartbeat_at else "",
             f"{record.meta.get('hostname', '?')}/{record.meta.get('pid', '?')}",
@@ -457,21 +458,10 @@ def list_worlds(url: DatabaseUrl = None, as_json: AsJson = False) -> None:
     _console().print(table)
 
 
-def _queue_use(queues: Iterable[str], meta: Mapping[str, Any]) -> list[str]:
+def _queue_use(world: WorldView) -> list[str]:
     """Each queue with its pool's use at the last heartbeat: ``default 1/5``."""
-    sizes = meta.get("pool_sizes")
-    busy = meta.get("pool_busy")
-    sizes = sizes if isinstance(sizes, dict) else {}
-    busy = busy if isinstance(busy, dict) else {}
-    shown = []
-    for queue in queues:
-        if queue in sizes and queue in busy:
-            shown.append(f"{queue} {busy[queue]}/{sizes[queue]}")
-        elif queue in sizes:
-            shown.append(f"{queue} ({sizes[queue]})")
-        else:
-            shown.append(queue)
-    return shown
+    sizes, busy = world.pool_sizes, world.pool_busy
+    return [f"{q} {busy[q]}/{sizes[q]}" if q in sizes and q in busy else q for q in world.queues]
 
 
 @worlds_app.command("check")
