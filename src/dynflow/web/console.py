@@ -53,13 +53,13 @@ DEFAULT_PER_PAGE = 25
 COUNT_CAP = 10_000
 #: the filters (besides the state) under which each state's count is read from an
 #: index alone, (state, label|result|started_at, ...), up to COUNT_CAP
-INDEXED_COUNTS = (
-    set(),
-    {"label"},
-    {"result"},
-    {"started_after"},
-    {"started_before"},
-    {"started_after", "started_before"},
+INDEXED_COUNTS: tuple[frozenset[str], ...] = (
+    frozenset(),
+    frozenset({"label"}),
+    frozenset({"result"}),
+    frozenset({"started_after"}),
+    frozenset({"started_before"}),
+    frozenset({"started_after", "started_before"}),
 )
 #: under other filters, the counts read at most this many matching plans (then every
 #: count is a lower bound)
@@ -140,7 +140,7 @@ class Console:
         if state is not None:
             filters["state"] = str(state)
         persistence = self.world.persistence
-        if set(others) in INDEXED_COUNTS:  # each state's index entries, up to the cap
+        if frozenset(others) in INDEXED_COUNTS:  # each state's index entries, up to the cap
             by_state = persistence.find_execution_plan_counts_by_state(others, cap=COUNT_CAP)
             capped = [str(s) for s, n in by_state.items() if n > COUNT_CAP]
         else:  # one pass over (at most FILTERED_COUNT of) the matching plans

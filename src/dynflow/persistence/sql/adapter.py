@@ -20,7 +20,7 @@ from dynflow.persistence import migrate
 from dynflow.persistence.changes import PLAN_MUTABLE, STEP_MUTABLE, Changes
 from dynflow.persistence.limits import LimitEntry
 from dynflow.persistence.records import EXECUTION_LOCK, PLANNED_LOCK, WORLD
-from dynflow.persistence.sql import retention, stats
+from dynflow.persistence.sql import live, retention, stats
 from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, Update
 from dynflow.persistence.sql.database import IDLE_IN_TRANSACTION, Database
 from dynflow.persistence.sql.delayed import SqlDelayedPlanStore
@@ -49,8 +49,6 @@ from dynflow.persistence.tables import (
     steps,
 )
 
-#: plans read per query by load_plan_steps
-WATCH_BATCH = 500
 _BY_KEY = sa.select(execution_plans.c.id).where(execution_plans.c.key == sa.bindparam("key"))
 
 
@@ -256,31 +254,7 @@ class SqlPersistence:
         return plans
 
     def load_plan_steps(self, execution_plan_ids: Sequence[str]) -> dict[str, ExecutionPlan]:
-        """The plans of these ids that exist, with their steps, in two queries per 500
-        plans, for watching many plans at once: their actions and history are left
-        out (empty)."""
-        found: dict[str, ExecutionPlan] = {}
-        unique = list(dict.fromkeys(execution_plan_ids))
-        with self.db.snapshot() as connection:
-            for start in range(0, len(unique), WATCH_BATCH):
-                batch = unique[start : start + WATCH_BATCH]
-                rows = connection.execute(
-                    sa.select(execution_plans).where(execution_plans.c.id.in_(batch))
-                )
-                details: dict[str, PlanDetails] = {}
-                for row in rows:
-                    plan = plan_from_row(row._mapping)
-                    plan._details = details[plan.id] = PlanDetails({}, [], [])
-                    found[plan.id] = plan
-                step_rows = connection.execute(
-                    sa.select(steps)
-                    .where(steps.c.execution_plan_id.in_(list(details)))
-                    .order_by(steps.c.execution_plan_id, steps.c.id)
-                )
-                for step_row in step_rows:
-                    step = step_from_row(step_row._mapping)
-                    details[str(step_row.execution_plan_id)].steps[step.id] = step
-        return found
+        return live.load_plan_steps(self.db, execution_plan_ids)
 
     def find_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
         """The plan's row now, its steps, actions and history on first access (one query
