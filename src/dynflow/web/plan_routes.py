@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
+from dynflow.errors import NotFound
 from dynflow.execution_plan.states import PlanState, StepState
 from dynflow.services.versions import waiting_for
 from dynflow.views import waiting_reason
@@ -163,11 +164,15 @@ def router(web: Web) -> APIRouter:
             json.dumps(chosen, default=str, ensure_ascii=False), media_type="application/json"
         )
 
+    watcher = stream.Watcher(persistence.load_plan_steps)
+
     @router.get("/plans/{plan_id}/events")
     def events(plan_id: str) -> Response:
-        persistence.load_execution_plan(plan_id)  # 404 before the stream starts
+        first = watcher.first(plan_id)
+        if first is None:  # 404 before the stream starts
+            raise NotFound(f"execution plan {plan_id} not found")
         return StreamingResponse(
-            stream.events(lambda: persistence.load_execution_plan(plan_id)),
+            watcher.events(plan_id, first),
             media_type="text/event-stream",
             headers={"X-Accel-Buffering": "no"},
         )

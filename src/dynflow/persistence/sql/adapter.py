@@ -20,7 +20,7 @@ from dynflow.persistence import migrate
 from dynflow.persistence.changes import PLAN_MUTABLE, STEP_MUTABLE, Changes
 from dynflow.persistence.limits import LimitEntry
 from dynflow.persistence.records import EXECUTION_LOCK, PLANNED_LOCK, WORLD
-from dynflow.persistence.sql import retention, stats
+from dynflow.persistence.sql import live, retention, stats
 from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, Update
 from dynflow.persistence.sql.database import IDLE_IN_TRANSACTION, Database
 from dynflow.persistence.sql.delayed import SqlDelayedPlanStore
@@ -34,7 +34,12 @@ from dynflow.persistence.sql.mapping import (
     plan_rows,
     step_from_row,
 )
-from dynflow.persistence.sql.queries import conditions, plans_query, runnable
+from dynflow.persistence.sql.queries import (
+    capped_counts_query,
+    conditions,
+    plans_query,
+    runnable,
+)
 from dynflow.persistence.sql.schedules import SqlScheduleStore
 from dynflow.persistence.tables import (
     actions,
@@ -248,6 +253,9 @@ class SqlPersistence:
             plans.append(plan)
         return plans
 
+    def load_plan_steps(self, execution_plan_ids: Sequence[str]) -> dict[str, ExecutionPlan]:
+        return live.load_plan_steps(self.db, execution_plan_ids)
+
     def find_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
         """The plan's row now, its steps, actions and history on first access (one query
         instead of four); raises :class:`NotFound`."""
@@ -257,14 +265,24 @@ class SqlPersistence:
         return found[0]
 
     def find_execution_plan_counts_by_state(
-        self, filters: Mapping[str, Any] | None = None
+        self,
+        filters: Mapping[str, Any] | None = None,
+        cap: int | None = None,
+        limit: int | None = None,
     ) -> dict[PlanState, int]:
-        """How many plans matching ``filters`` are in each state (one query)."""
-        query = (
-            sa.select(execution_plans.c.state, sa.func.count())
-            .where(*conditions(filters))
-            .group_by(execution_plans.c.state)
-        )
+        """How many plans matching ``filters`` are in each state (one query). With
+        ``cap``, a count stops at ``cap + 1``: more than ``cap`` means "at least".
+        With ``limit``, at most that many matching plans are read: counts adding up
+        to ``limit`` are lower bounds."""
+        if cap is not None:
+            with self.db.read() as connection:
+                row = connection.execute(capped_counts_query(filters, cap)).one()
+            return {state: int(row._mapping[str(state)]) for state in PlanState}
+        matching = sa.select(execution_plans.c.state).where(*conditions(filters))
+        if limit is not None:
+            matching = matching.limit(limit)
+        found = matching.subquery()
+        query = sa.select(found.c.state, sa.func.count()).group_by(found.c.state)
         with self.db.read() as connection:
             rows = connection.execute(query).all()
         counts = dict.fromkeys(PlanState, 0)
