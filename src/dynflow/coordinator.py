@@ -132,10 +132,11 @@ class Coordinator:
         """The database's clock (UTC): leases are judged by it, not by each host's clock."""
         return self.db.now()
 
-    def heartbeat(self) -> bool:
+    def heartbeat(self, meta: Mapping[str, Any] | None = None) -> bool:
         """Renew this world's lease, stamped with the database's clock; False when the
         world's record is gone (another world declared it dead) or is another
-        registration's."""
+        registration's. ``meta``: entries to put into its record's meta (replacing
+        those of the same name), e.g. how busy its worker pools are."""
         stamp = self.database_now()
         with self.db.write() as connection:
             row = connection.execute(
@@ -146,6 +147,8 @@ class Coordinator:
             if row is None or (row.data or {}).get("token") != self.token:
                 return False
             data = dict(row.data) | {"heartbeat_at": stamp.isoformat()}
+            if meta:
+                data["meta"] = dict(data.get("meta") or {}) | dict(meta)
             connection.execute(
                 sa.update(records)
                 .where(records.c["class"] == WORLD, records.c.id == self.world_id)
@@ -153,10 +156,14 @@ class Coordinator:
             )
         return True
 
-    def unregister_world(self, world_id: str | None = None) -> None:
-        """Delete a world's record and every lock it holds."""
+    def unregister_world(
+        self, world_id: str | None = None, *, lock_wait: float | None = None
+    ) -> None:
+        """Delete a world's record and every lock it holds. ``lock_wait``: fail
+        (:class:`PersistenceError`) rather than wait longer for rows another session
+        holds locked (a process stopped inside a transaction)."""
         target = world_id or self.world_id
-        with self.db.write() as connection:
+        with self.db.write(lock_wait=lock_wait) as connection:
             connection.execute(
                 sa.delete(records).where(
                     sa.or_(

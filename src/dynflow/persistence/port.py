@@ -164,9 +164,21 @@ class PersistencePort(Protocol):
 
     def find_execution_plan(self, execution_plan_id: str) -> ExecutionPlan: ...
 
+    def load_plan_steps(self, execution_plan_ids: Sequence[str]) -> dict[str, ExecutionPlan]:
+        """The plans of these ids that exist, with their steps but without their
+        actions and history, in a few queries whatever their number (live views)."""
+        ...
+
     def find_execution_plan_counts_by_state(
-        self, filters: Mapping[str, Any] | None = None
-    ) -> dict[PlanState, int]: ...
+        self,
+        filters: Mapping[str, Any] | None = None,
+        cap: int | None = None,
+        limit: int | None = None,
+    ) -> dict[PlanState, int]:
+        """Plans matching ``filters`` in each state; with ``cap``, a count stops at
+        ``cap + 1`` (more than ``cap``: at least that many); with ``limit``, at most
+        that many plans are read (counts adding up to it are lower bounds)."""
+        ...
 
     def find_execution_plan_counts(self, filters: Mapping[str, Any] | None = None) -> int: ...
 
@@ -214,6 +226,12 @@ class PersistencePort(Protocol):
         """Ids of plans in ``states`` (and ``result``); ``sub_plans=False`` leaves out
         plans with a caller; ``runnable_by``: only the plans an executor of that code
         version runs (of that version or of none)."""
+        ...
+
+    def maintain(self) -> list[str]:
+        """Upkeep of the database's own that the engine's tables need now (statistics,
+        dead rows) and that it may be behind with; the tables it did (none where the
+        database keeps up by itself)."""
         ...
 
     def delete_old_plans(

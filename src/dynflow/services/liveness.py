@@ -33,7 +33,7 @@ from dynflow.coordinator import (
     Coordinator,
     WorldRecord,
 )
-from dynflow.errors import ConfigurationError, DynflowError, LockTaken
+from dynflow.errors import ConfigurationError, DynflowError, LockTaken, PersistenceError
 from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.executor import offline
 from dynflow.services.control import RECOVERABLE, PlanControl, last_executor, left_running
@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 
 #: seconds a world declared dead waits for its executor to drop its plans
 DISOWN_TIMEOUT = 30.0
+#: seconds invalidation waits for the rows of a dead world that another session holds
+#: locked (its process stopped inside a transaction) before it gives up until the next
+#: check; the database ends such a session after half the world's lease
+INVALIDATION_LOCK_WAIT = 2.0
 
 
 def detection_bound(config: WorldConfig, lease: float | None = None) -> float:
@@ -121,13 +125,15 @@ class Liveness:
     def _beat(self) -> None:
         if self._stopped:
             return
-        if self.control.executor is not None and not self.control.executor.alive():
+        executor = self.control.executor
+        if executor is not None and not executor.alive():
             # never a live heartbeat over a dead executor: the lease runs out and
             # another world invalidates this one and takes its plans over
             log.critical("the executor of world %s died: no more heartbeats", self.world_id)
             return
         try:
-            if not self.coordinator.heartbeat():
+            use = executor.pool_use() if executor is not None else None
+            if not self.coordinator.heartbeat({"pool_busy": use} if use else None):
                 self._declared_dead()
         except DynflowError as exc:
             log.error("heartbeat of world %s failed: %s", self.world_id, exc)
@@ -229,7 +235,13 @@ class Liveness:
                 len(held),
                 extra={"world_id": world_id, "invalidated_by": self.world_id},
             )
-            self.coordinator.unregister_world(world_id)
+            try:
+                self.coordinator.unregister_world(world_id, lock_wait=INVALIDATION_LOCK_WAIT)
+            except PersistenceError as exc:
+                # its process stopped inside a transaction: the database ends that
+                # session (idle_in_transaction) before long; the next check retries
+                log.warning("cannot invalidate world %s yet: %s", world_id, exc)
+                return None
             self.cluster.drop_envelopes(world_id)
             self.cluster.wake_limits(self.persistence.limits.drop_world(world_id))
             avoid = dying | {world_id}
@@ -350,8 +362,16 @@ def register(coordinator: Coordinator, config: WorldConfig, connector_kind: str)
             "connector": connector_kind,
             # executors of a code version run only plans of it (or of none)
             "code_version": config.code_version,
-            # worker threads per queue (their use is not published)
-            **({"pool_sizes": dict(config.all_queues)} if config.executor else {}),
+            # worker threads per queue; "pool_busy" (those running a step, per
+            # queue) is renewed at each heartbeat
+            **(
+                {
+                    "pool_sizes": dict(config.all_queues),
+                    "pool_busy": dict.fromkeys(config.all_queues, 0),
+                }
+                if config.executor
+                else {}
+            ),
             **config.meta,
         },
     )

@@ -20,9 +20,9 @@ from dynflow.persistence import migrate
 from dynflow.persistence.changes import PLAN_MUTABLE, STEP_MUTABLE, Changes
 from dynflow.persistence.limits import LimitEntry
 from dynflow.persistence.records import EXECUTION_LOCK, PLANNED_LOCK, WORLD
-from dynflow.persistence.sql import retention, stats
+from dynflow.persistence.sql import live, retention, stats
 from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, Update
-from dynflow.persistence.sql.database import Database
+from dynflow.persistence.sql.database import IDLE_IN_TRANSACTION, Database
 from dynflow.persistence.sql.delayed import SqlDelayedPlanStore
 from dynflow.persistence.sql.envelopes import SqlEnvelopeStore
 from dynflow.persistence.sql.limits import SqlLimitStore
@@ -34,7 +34,12 @@ from dynflow.persistence.sql.mapping import (
     plan_rows,
     step_from_row,
 )
-from dynflow.persistence.sql.queries import conditions, plans_query, runnable
+from dynflow.persistence.sql.queries import (
+    capped_counts_query,
+    conditions,
+    plans_query,
+    runnable,
+)
 from dynflow.persistence.sql.schedules import SqlScheduleStore
 from dynflow.persistence.tables import (
     actions,
@@ -54,8 +59,10 @@ class SqlPersistence:
     adapter for the URL's database.
     """
 
-    def __init__(self, database_url: str) -> None:
-        self.db = self._open(database_url)
+    def __init__(
+        self, database_url: str, *, idle_in_transaction: float | None = IDLE_IN_TRANSACTION
+    ) -> None:
+        self.db = self._open(database_url, idle_in_transaction)
         self.bulk = self._bulk_writer()
         #: delayed plans: scheduled plans and when to plan them
         self.delayed = SqlDelayedPlanStore(self.db, self.bulk)
@@ -68,8 +75,8 @@ class SqlPersistence:
 
     # -- hooks of the adapters ------------------------------------------------
 
-    def _open(self, database_url: str) -> Database:
-        return Database(database_url)
+    def _open(self, database_url: str, idle_in_transaction: float | None) -> Database:
+        return Database(database_url, idle_in_transaction=idle_in_transaction)
 
     def _bulk_writer(self) -> BulkWriter:
         return BulkWriter()
@@ -246,6 +253,9 @@ class SqlPersistence:
             plans.append(plan)
         return plans
 
+    def load_plan_steps(self, execution_plan_ids: Sequence[str]) -> dict[str, ExecutionPlan]:
+        return live.load_plan_steps(self.db, execution_plan_ids)
+
     def find_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
         """The plan's row now, its steps, actions and history on first access (one query
         instead of four); raises :class:`NotFound`."""
@@ -255,14 +265,24 @@ class SqlPersistence:
         return found[0]
 
     def find_execution_plan_counts_by_state(
-        self, filters: Mapping[str, Any] | None = None
+        self,
+        filters: Mapping[str, Any] | None = None,
+        cap: int | None = None,
+        limit: int | None = None,
     ) -> dict[PlanState, int]:
-        """How many plans matching ``filters`` are in each state (one query)."""
-        query = (
-            sa.select(execution_plans.c.state, sa.func.count())
-            .where(*conditions(filters))
-            .group_by(execution_plans.c.state)
-        )
+        """How many plans matching ``filters`` are in each state (one query). With
+        ``cap``, a count stops at ``cap + 1``: more than ``cap`` means "at least".
+        With ``limit``, at most that many matching plans are read: counts adding up
+        to ``limit`` are lower bounds."""
+        if cap is not None:
+            with self.db.read() as connection:
+                row = connection.execute(capped_counts_query(filters, cap)).one()
+            return {state: int(row._mapping[str(state)]) for state in PlanState}
+        matching = sa.select(execution_plans.c.state).where(*conditions(filters))
+        if limit is not None:
+            matching = matching.limit(limit)
+        found = matching.subquery()
+        query = sa.select(found.c.state, sa.func.count()).group_by(found.c.state)
         with self.db.read() as connection:
             rows = connection.execute(query).all()
         counts = dict.fromkeys(PlanState, 0)
@@ -366,6 +386,10 @@ class SqlPersistence:
         with self.db.read() as connection:
             found = connection.execute(_BY_KEY, {"key": key}).scalar_one_or_none()
         return None if found is None else str(found)
+
+    def maintain(self) -> list[str]:
+        """Nothing here: SQLite and InnoDB keep their tables up by themselves."""
+        return []
 
     def delete_old_plans(
         self,

@@ -40,7 +40,7 @@ _DEPENDENTS = (
 
 _PG_DEPENDENTS = sa.text(
     f"SELECT d.execution_plan_id FROM {plan_dependencies.name} AS d "
-    "WHERE d.after_plan_id IN (SELECT value FROM json_array_elements_text(CAST(:ids AS json))) "
+    "WHERE d.after_plan_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:ids AS json)))) "
     f"AND d.execution_plan_id IN (SELECT execution_plan_id FROM {delayed_plans.name})"
 )
 
