@@ -113,6 +113,31 @@ class SqlPersistence:
         except sa.exc.IntegrityError:
             raise taken(self.db, plan, locks) from None
 
+    def save_new_plans(
+        self, plans: Sequence[ExecutionPlan], *, locks: Sequence[Mapping[str, Any]] = ()
+    ) -> None:
+        """Insert many freshly planned plans with the ``locks`` they take, in one write
+        (one statement per table; one statement on PostgreSQL). Raises
+        :class:`~dynflow.errors.LockTaken` (writing nothing) when a lock is held."""
+        if not plans:
+            return
+        plan_list, action_list, step_list = [], [], []
+        for plan in plans:
+            row, action_rows, step_rows = plan_rows(plan)
+            plan_list.append(row)
+            action_list += action_rows
+            step_list += step_rows
+        operations: list[Operation] = [
+            Insert(execution_plans, plan_list),
+            Insert(actions, action_list),
+            Insert(steps, step_list),
+            Insert(coordinator_records, locks),
+        ]
+        try:
+            self._insert(operations, None)
+        except sa.exc.IntegrityError:
+            raise taken(self.db, plans[0], locks) from None
+
     def _insert(self, operations: Sequence[Operation], envelope: tuple[str, str] | None) -> bool:
         """Write a new plan's rows and its envelope in one transaction."""
         with self.db.write_statement() as connection:
@@ -191,6 +216,16 @@ class SqlPersistence:
         return bool(result.rowcount), None, False
 
     # -- reading ------------------------------------------------------------
+
+    def load_execution_plans(self, execution_plan_ids: Sequence[str]) -> list[ExecutionPlan]:
+        """The plans found among these ids (each read as of one moment)."""
+        found = []
+        for plan_id in execution_plan_ids:
+            try:
+                found.append(self.load_execution_plan(plan_id))
+            except NotFound:
+                continue
+        return found
 
     def load_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
         """The plan with its steps, actions and history, as of one moment; raises
@@ -330,6 +365,30 @@ class SqlPersistence:
         with self.db.read() as connection:
             rows = connection.execute(query).all()
         return {(PlanState(state), PlanResult(result)): int(n) for state, result, n in rows}
+
+    def sub_plans_to_start(
+        self, execution_plan_id: str, action_id: int, limit: int | None
+    ) -> tuple[int, list[str]]:
+        """(how many planned sub-plans of that action are being started: they hold their
+        execution lock; the ids of up to ``limit`` others, in id order)."""
+        lock = sa.exists().where(
+            coordinator_records.c["class"] == EXECUTION_LOCK,
+            coordinator_records.c.id == execution_plans.c.id,
+        )
+        planned = sa.and_(
+            execution_plans.c.caller_execution_plan_id == execution_plan_id,
+            execution_plans.c.caller_action_id == action_id,
+            execution_plans.c.state == str(PlanState.PLANNED),
+        )
+        starting = sa.select(sa.func.count()).select_from(execution_plans).where(planned, lock)
+        waiting = sa.select(execution_plans.c.id).where(planned, ~lock)
+        waiting = waiting.order_by(execution_plans.c.id)
+        if limit is not None:
+            waiting = waiting.limit(limit)
+        with self.db.read() as connection:
+            count = int(connection.execute(starting).scalar_one())
+            ids = list(connection.execute(waiting).scalars()) if limit != 0 else []
+        return count, ids
 
     def run_step_id(self, execution_plan_id: str, action_id: int) -> int | None:
         query = sa.select(actions.c.run_step_id).where(
