@@ -186,7 +186,7 @@ class PersistencePort(Protocol):
         self, execution_plan_id: str, action_id: int, limit: int | None
     ) -> tuple[int, list[str]]:
         """(how many planned sub-plans of that action are being started: they hold their
-        execution lock; the ids of up to ``limit`` others, in id order)."""
+        execution lock; the ids of up to ``limit`` others)."""
         ...
 
     def count_sub_plans(

@@ -46,7 +46,14 @@ execution_plans = sa.Table(
     sa.Index("ix_dynflow_execution_plans_label", "label"),
     sa.Index("ix_dynflow_execution_plans_started_at", "started_at"),
     sa.Index("ix_dynflow_execution_plans_ended_at", "ended_at"),
-    sa.Index("ix_dynflow_execution_plans_caller", "caller_execution_plan_id"),
+    # a parent's children by state: its counts and the planned ones to start
+    sa.Index(
+        "ix_dynflow_execution_plans_caller_state",
+        "caller_execution_plan_id",
+        "caller_action_id",
+        "state",
+        "result",
+    ),
     sa.Index("ux_dynflow_execution_plans_key", "key", unique=True),
     sa.Index("ix_dynflow_execution_plans_deadline_at", "deadline_at"),
     **MYSQL,

@@ -370,7 +370,7 @@ class SqlPersistence:
         self, execution_plan_id: str, action_id: int, limit: int | None
     ) -> tuple[int, list[str]]:
         """(how many planned sub-plans of that action are being started: they hold their
-        execution lock; the ids of up to ``limit`` others, in id order)."""
+        execution lock; the ids of up to ``limit`` others)."""
         lock = sa.exists().where(
             coordinator_records.c["class"] == EXECUTION_LOCK,
             coordinator_records.c.id == execution_plans.c.id,
@@ -381,8 +381,8 @@ class SqlPersistence:
             execution_plans.c.state == str(PlanState.PLANNED),
         )
         starting = sa.select(sa.func.count()).select_from(execution_plans).where(planned, lock)
+        # in no order: read from the index a few at a time, not sorted whole
         waiting = sa.select(execution_plans.c.id).where(planned, ~lock)
-        waiting = waiting.order_by(execution_plans.c.id)
         if limit is not None:
             waiting = waiting.limit(limit)
         with self.db.read() as connection:
