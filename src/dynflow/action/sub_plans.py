@@ -42,10 +42,11 @@ class WithSubPlans(Cancellable):
     """Mixin: ``create_sub_plans()`` triggers child plans; the step waits for them all.
 
     ``create_sub_plans()`` returns (or yields) the sub-plans made with
-    ``self.trigger(ActionClass, *args, **kwargs)``. They are planned at once and
-    started up to ``concurrency_limit`` at a time (class attribute, or the
-    ``concurrency_limit`` input); the step suspends until every child has
-    stopped or paused. Its output gets ``total_count``, ``success_count``,
+    ``self.trigger(ActionClass, *args, **kwargs)``. They are planned at once (saved
+    ``batch_size`` at a time, one write per batch) and started up to
+    ``concurrency_limit`` at a time (class attribute, or the ``concurrency_limit``
+    input), those startable at each wake-up together; the step suspends until every
+    child has stopped or paused. Its output gets ``total_count``, ``success_count``,
     ``warning_count`` (children that ended ``warning``: the parent plan then ends
     ``warning`` too), ``failed_count`` and ``pending_count``; it fails if any child
     failed, and a resume re-runs only the failed (paused) children.
