@@ -34,7 +34,12 @@ from dynflow.persistence.sql.mapping import (
     plan_rows,
     step_from_row,
 )
-from dynflow.persistence.sql.queries import conditions, plans_query, runnable
+from dynflow.persistence.sql.queries import (
+    conditions,
+    plans_query,
+    runnable,
+    sub_plans_to_start,
+)
 from dynflow.persistence.sql.schedules import SqlScheduleStore
 from dynflow.persistence.tables import (
     actions,
@@ -116,9 +121,8 @@ class SqlPersistence:
     def save_new_plans(
         self, plans: Sequence[ExecutionPlan], *, locks: Sequence[Mapping[str, Any]] = ()
     ) -> None:
-        """Insert many freshly planned plans with the ``locks`` they take, in one write
-        (one statement per table; one statement on PostgreSQL). Raises
-        :class:`~dynflow.errors.LockTaken` (writing nothing) when a lock is held."""
+        """Insert new plans with the ``locks`` they take in one write (one statement per
+        table, one on PostgreSQL); :class:`LockTaken`, nothing written, if one is held."""
         if not plans:
             return
         plan_list, action_list, step_list = [], [], []
@@ -369,22 +373,8 @@ class SqlPersistence:
     def sub_plans_to_start(
         self, execution_plan_id: str, action_id: int, limit: int | None
     ) -> tuple[int, list[str]]:
-        """(how many planned sub-plans of that action are being started: they hold their
-        execution lock; the ids of up to ``limit`` others)."""
-        lock = sa.exists().where(
-            coordinator_records.c["class"] == EXECUTION_LOCK,
-            coordinator_records.c.id == execution_plans.c.id,
-        )
-        planned = sa.and_(
-            execution_plans.c.caller_execution_plan_id == execution_plan_id,
-            execution_plans.c.caller_action_id == action_id,
-            execution_plans.c.state == str(PlanState.PLANNED),
-        )
-        starting = sa.select(sa.func.count()).select_from(execution_plans).where(planned, lock)
-        # in no order: read from the index a few at a time, not sorted whole
-        waiting = sa.select(execution_plans.c.id).where(planned, ~lock)
-        if limit is not None:
-            waiting = waiting.limit(limit)
+        """(planned sub-plans being started: locked; ids of up to ``limit`` others)."""
+        starting, waiting = sub_plans_to_start(execution_plan_id, action_id, limit)
         with self.db.read() as connection:
             count = int(connection.execute(starting).scalar_one())
             ids = list(connection.execute(waiting).scalars()) if limit != 0 else []
