@@ -306,3 +306,40 @@ def test_json_output_is_one_document_and_nothing_else(db_url: str, make_world: M
     missing = invoke(db_url, "plans", "show", "no-such-plan", "--json")
     assert missing.exit_code == 1
     assert missing.stdout == ""  # the one-line message goes to standard error
+
+
+def test_reading_commands_work_on_a_read_only_database_like_a_replica(
+    tmp_path: Any, make_world: MakeWorld
+) -> None:
+    """What operations/scaling.md promises: the reading commands can be pointed at a
+    read replica; here a PostgreSQL database whose every transaction is read-only."""
+    server_url("postgresql")  # skips (or fails in CI) when the server is unreachable
+    name = f"dynflow_replica_{os.getpid()}"
+    url = _ensure_database(POSTGRES_SERVER, name, fresh=True)
+    try:
+        world = make_world(url)
+        plan = world.trigger(FailsOnce).finished.result(10)
+        world.terminate()
+        admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as connection:
+                connection.execute(
+                    sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+                )
+        finally:
+            admin.dispose()
+        for args in (
+            ["plans", "list"],
+            ["plans", "show", plan.id],
+            ["worlds", "list"],
+            ["limits", "list"],
+            ["schedules", "list"],
+        ):
+            result = invoke(url, *args)
+            assert result.exit_code == 0, (args, result.output)
+        assert plan.id in invoke(url, "plans", "list").output
+        refused = invoke(url, "plans", "resume", plan.id)  # a command that writes
+        assert refused.exit_code != 0
+        assert "read-only" in refused.output
+    finally:
+        _drop_database(POSTGRES_SERVER, name)

@@ -41,6 +41,11 @@ class FailsOnce(Note):
         super().run(event)
 
 
+class Undoable(Note):
+    def revert(self) -> None:
+        self.output["undone"] = True
+
+
 class Gated(Note):
     def run(self, event: Any = None) -> None:
         GATES[self.input["tag"]].pass_through()
@@ -152,6 +157,18 @@ def test_an_executor_routes_a_plan_of_another_version_to_an_executor_of_it(
     new = make_world(db_url, code_version="v2", auto_execute=False)
     assert executing.result(TIMEOUT).result is PlanResult.SUCCESS
     assert _runners(new, plan_id) == [new.id]
+
+
+def test_an_executor_of_another_version_hands_a_revert_to_an_executor_of_the_plans(
+    db_url: str, make_world: MakeWorld, tag: str
+) -> None:
+    new = make_world(db_url, code_version="v2")
+    done = new.trigger(Undoable, tag).finished.result(TIMEOUT)
+    assert done.result is PlanResult.SUCCESS
+    old = make_world(db_url, code_version="v1")
+    reverted = old.revert(done.id).result(TIMEOUT)
+    assert (reverted.state, reverted.result) == (PlanState.STOPPED, PlanResult.REVERTED)
+    assert _runners(old, done.id) == [new.id, new.id]
 
 
 def test_an_executor_starting_picks_up_the_planned_plans_of_its_version(

@@ -26,8 +26,9 @@ from dynflow import (
 )
 from dynflow.clock import ManualClock
 from dynflow.executor.deadlines import GRACE
+from dynflow.executor.messages import DEADLINE_EXCEEDED
 from dynflow.executor.threaded import ThreadedExecutor
-from tests.support import Gate, eventually
+from tests.support import Gate, eventually, suspended_step
 
 MakeWorld = Callable[..., World]
 TIMEOUT = 20
@@ -328,6 +329,20 @@ def test_a_plan_past_its_deadline_is_cancelled_then_halted(
     assert halted.execution_history[-1].name == "deadline exceeded"
     [error] = halted.errors
     assert error.message == "deadline exceeded"
+
+
+def test_a_halt_for_a_deadline_sent_to_the_executing_world_keeps_its_reason(
+    db_url: str, make_world: MakeWorld, tag: str
+) -> None:
+    executor = make_world(db_url)
+    client = make_world(db_url, executor=False)
+    triggered = client.trigger(Patient, "a", tag=tag)
+    plan_id = triggered.execution_plan_id
+    suspended_step(executor, plan_id, timeout=TIMEOUT)
+    halted = client.control.halt(plan_id, DEADLINE_EXCEEDED).result(TIMEOUT)
+    assert (halted.state, halted.result) == (PlanState.STOPPED, PlanResult.ERROR)
+    assert halted.execution_history[-1].name == "deadline exceeded"
+    assert [e.world_id for e in halted.execution_history[-1:]] == [executor.id]
 
 
 def test_a_plan_its_deadline_cancels_ends_error_with_the_deadline_in_its_history(

@@ -54,12 +54,24 @@ def _client(url: str | None) -> Iterator[World]:
         )
     except DynflowError as exc:
         raise _fail(exc) from None
+    except Exception as exc:
+        raise _database_refused(exc) from None
     try:
         yield world
     except DynflowError as exc:
         raise _fail(exc) from None
     finally:
         world.terminate()
+
+
+def _database_refused(exc: Exception) -> Exception:
+    """A driver's error (e.g. a read-only replica refusing a write) as a one-line
+    message; anything else as it was."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        return _fail(f"the database refused: {str(exc.orig).strip()}")
+    return exc
 
 
 @contextmanager

@@ -72,8 +72,8 @@ class ExecutorDispatcher:
                     self._respond(envelope, Failed(str(exc), class_name(type(exc))))
                 else:
                     self._respond(envelope, Done(sent))
-            case Halt(plan_id):
-                self._when_done(envelope, self.control.halt(plan_id), lambda plan: plan.id)
+            case Halt(plan_id, why):
+                self._when_done(envelope, self.control.halt(plan_id, why), lambda plan: plan.id)
             case LimitsFreed():  # one way: no answer
                 self.control.limits_freed()
             case other:

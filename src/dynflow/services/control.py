@@ -269,7 +269,7 @@ class PlanControl:
                 assert self.executor is not None
                 return self.executor.halt(plan_id, why)
             case Owner(world_id):
-                request = self.cluster.request(world_id, HaltRequest(plan_id))
+                request = self.cluster.request(world_id, HaltRequest(plan_id, why))
                 return futures.then(
                     request, lambda _: self.persistence.load_execution_plan(plan_id)
                 )

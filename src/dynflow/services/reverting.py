@@ -13,6 +13,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from dynflow import futures
+from dynflow.cluster.client_dispatcher import may_run
 from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.errors import DynflowError, ExecutionError
 from dynflow.execution_plan.model import ExecutionPlan
@@ -56,6 +57,8 @@ def revert(control: PlanControl, plan_id: str) -> Future[ExecutionPlan]:
         raise
     if marked.state is PlanState.STOPPED:  # nothing to revert: its lock went with it
         return futures.resolved(marked)
-    if control.executor is None:  # a client world: the lock goes with it to an executor
+    if control.executor is None or not may_run(control.code_version, marked.code_version):
+        # a client world, or an executor of another code version: the lock goes with
+        # the plan to an executor that may run it
         return control.cluster.execute(plan_id)
     return control.executor.execute(marked)

@@ -35,6 +35,7 @@ class Event:
 @dataclass(frozen=True)
 class Halt:
     execution_plan_id: str
+    why: str | None = None  # the reason written into the plan's history (e.g. a deadline)
 
 
 @dataclass(frozen=True)
