@@ -20,7 +20,7 @@ from dynflow.persistence import migrate
 from dynflow.persistence.changes import PLAN_MUTABLE, STEP_MUTABLE, Changes
 from dynflow.persistence.limits import LimitEntry
 from dynflow.persistence.records import EXECUTION_LOCK, PLANNED_LOCK, WORLD
-from dynflow.persistence.sql import retention, stats
+from dynflow.persistence.sql import loading, retention, stats
 from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, Update
 from dynflow.persistence.sql.database import Database
 from dynflow.persistence.sql.delayed import SqlDelayedPlanStore
@@ -222,14 +222,9 @@ class SqlPersistence:
     # -- reading ------------------------------------------------------------
 
     def load_execution_plans(self, execution_plan_ids: Sequence[str]) -> list[ExecutionPlan]:
-        """The plans found among these ids (each read as of one moment)."""
-        found = []
-        for plan_id in execution_plan_ids:
-            try:
-                found.append(self.load_execution_plan(plan_id))
-            except NotFound:
-                continue
-        return found
+        """The plans found among these ids, read together as of one moment."""
+        with self.db.snapshot() as connection:
+            return loading.load_plans(connection, execution_plan_ids)
 
     def load_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
         """The plan with its steps, actions and history, as of one moment; raises
