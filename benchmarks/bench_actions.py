@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
-from dynflow import Action, Limit
+from dynflow import Action, Limit, WithSubPlans
 
 STEPS = 10
 
@@ -75,3 +75,21 @@ class Parked(Action):
         if event is None:
             Parked.parked.append(self.input["key"])
             self.suspend()
+
+
+class WaitEvent(Action):
+    """One step that suspends until it gets an event."""
+
+    def run(self, event: Any = None) -> None:
+        if event is None:
+            self.suspend()
+
+
+class FewChildren(WithSubPlans, Action):
+    """A parent of ``children`` sub-plans of one no-op step."""
+
+    def plan(self, children: int = 3) -> None:
+        self.plan_self(children=children)
+
+    def create_sub_plans(self) -> list[Any]:
+        return [self.trigger(OneStep) for _ in range(self.input["children"])]

@@ -61,6 +61,10 @@ class WorldConfig:
     retention: timedelta | None = None
     #: seconds between two periodic cleans (with ``retention``)
     retention_interval: float = 3600.0
+    #: seconds between two looks (one world at a time) at the engine's tables for the
+    #: upkeep the database is behind with: PostgreSQL's VACUUM and ANALYZE of those
+    #: that changed a lot since (with autovacuum off, or behind); 0: never
+    maintenance_interval: float = 30.0
     #: Prometheus metrics (extra ``metrics``): False: none; True: in a registry of this
     #: world's own (``world.observe.metrics.registry``); or the CollectorRegistry to use
     metrics: Any = False
@@ -116,7 +120,7 @@ class WorldConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not value > 0:
                 raise ConfigurationError(f"{name} must be > 0 seconds, got {value!r}")
-        for name in ("validity_check_interval", "terminate_timeout"):
+        for name in ("validity_check_interval", "terminate_timeout", "maintenance_interval"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or value < 0:
                 raise ConfigurationError(f"{name} must be >= 0 seconds, got {value!r}")

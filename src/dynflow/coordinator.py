@@ -154,10 +154,14 @@ class Coordinator:
             )
         return True
 
-    def unregister_world(self, world_id: str | None = None) -> None:
-        """Delete a world's record and every lock it holds."""
+    def unregister_world(
+        self, world_id: str | None = None, *, lock_wait: float | None = None
+    ) -> None:
+        """Delete a world's record and every lock it holds. ``lock_wait``: fail
+        (:class:`PersistenceError`) rather than wait longer for rows another session
+        holds locked (a process stopped inside a transaction)."""
         target = world_id or self.world_id
-        with self.db.write() as connection:
+        with self.db.write(lock_wait=lock_wait) as connection:
             connection.execute(
                 sa.delete(records).where(
                     sa.or_(

@@ -32,11 +32,13 @@ from dynflow.executor.threaded import ThreadedExecutor
 from dynflow.middleware import MiddlewareStack
 from dynflow.observe import Observability
 from dynflow.persistence import PersistencePort, open_persistence
+from dynflow.persistence.sql.database import idle_in_transaction_for
 from dynflow.services import handout, reverting
 from dynflow.services.control import PlanControl
 from dynflow.services.delayed import DelayedPlans
 from dynflow.services.finished import FinishedPlans
 from dynflow.services.liveness import Liveness, register
+from dynflow.services.maintenance import Maintenance
 from dynflow.services.options import OptionArguments, Options, Triggered, Triggers
 from dynflow.services.planning import BuiltPlan, Planner
 from dynflow.services.ports import Ports
@@ -84,7 +86,12 @@ class World:
         self.id = world_id or str(uuid.uuid4())
         self.middleware = MiddlewareStack()
         self.transactions = transaction_adapter(self.config.transaction_adapter)
-        self.persistence = persistence or open_persistence(self.config.database_url)
+        # a session of this world idle inside a transaction (a stopped process) ends
+        # before long: its row locks do not block the world that invalidates it
+        self.persistence = persistence or open_persistence(
+            self.config.database_url,
+            idle_in_transaction=idle_in_transaction_for(self.config.lease),
+        )
         self.coordinator = Coordinator(self.persistence.db, self.id)
         self.clock: Clock = self.config.clock or ThreadClock()
         self._terminated = False
@@ -136,6 +143,8 @@ class World:
         self.triggers = Triggers(ports, self.control, self.planner, self.delayed, self.finished)
         #: deletes old plans, on request and (with ``retention=``) periodically
         self.retention = Retention(ports)
+        #: vacuums and analyzes the engine's tables when the database is behind
+        self.maintenance = Maintenance(ports)
         self.versions = CodeVersions(ports)
         #: recurring plans; an executor world triggers them when due
         self.scheduler = Schedules(ports, self._keyed_trigger, runs=core is not None)
@@ -148,6 +157,7 @@ class World:
         self.liveness.start()
         self.delayed.start()
         self.retention.start()
+        self.maintenance.start()
         self.scheduler.start()
         if self.config.executor and self.config.auto_execute:
             self.recover()
@@ -353,6 +363,7 @@ class World:
             self.control.stop()
             self.delayed.stop()
             self.retention.stop()
+            self.maintenance.stop()
             self.scheduler.stop()
             handed_over: list[str] = []
             if self.executor is not None:

@@ -9,6 +9,7 @@ from sqlalchemy.engine import make_url
 
 from dynflow.errors import ConfigurationError
 from dynflow.persistence.sql.adapter import SqlPersistence
+from dynflow.persistence.sql.database import IDLE_IN_TRANSACTION
 
 if TYPE_CHECKING:
     from dynflow.persistence.port import PersistencePort
@@ -40,13 +41,20 @@ def adapter_class(database_url: str) -> type[SqlPersistence]:
     return SqlPersistence if adapter is None else adapter()
 
 
-def open_persistence(database_url: str, *, existing: bool = False) -> SqlPersistence:
+def open_persistence(
+    database_url: str,
+    *,
+    existing: bool = False,
+    idle_in_transaction: float | None = IDLE_IN_TRANSACTION,
+) -> SqlPersistence:
     """The persistence of the database at ``database_url``: PostgreSQL's adapter for
     ``postgresql`` URLs, the generic SQLAlchemy one otherwise. ``existing``: refuse a
-    SQLite file that does not exist rather than create an empty one (for readers)."""
+    SQLite file that does not exist rather than create an empty one (for readers).
+    ``idle_in_transaction``: seconds after which PostgreSQL (and MariaDB) end a session
+    of this persistence left idle inside a transaction, its locks with it (None: never)."""
     if existing:
         _check_exists(database_url)
-    return adapter_class(database_url)(database_url)
+    return adapter_class(database_url)(database_url, idle_in_transaction=idle_in_transaction)
 
 
 def _check_exists(database_url: str) -> None:

@@ -235,6 +235,12 @@ class PersistencePort(Protocol):
         version runs (of that version or of none)."""
         ...
 
+    def maintain(self) -> list[str]:
+        """Upkeep of the database's own that the engine's tables need now (statistics,
+        dead rows) and that it may be behind with; the tables it did (none where the
+        database keeps up by itself)."""
+        ...
+
     def delete_old_plans(
         self,
         before: datetime,

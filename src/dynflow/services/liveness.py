@@ -33,7 +33,7 @@ from dynflow.coordinator import (
     Coordinator,
     WorldRecord,
 )
-from dynflow.errors import ConfigurationError, DynflowError, LockTaken
+from dynflow.errors import ConfigurationError, DynflowError, LockTaken, PersistenceError
 from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.executor import offline
 from dynflow.services.control import RECOVERABLE, PlanControl, last_executor, left_running
@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 
 #: seconds a world declared dead waits for its executor to drop its plans
 DISOWN_TIMEOUT = 30.0
+#: seconds invalidation waits for the rows of a dead world that another session holds
+#: locked (its process stopped inside a transaction) before it gives up until the next
+#: check; the database ends such a session after half the world's lease
+INVALIDATION_LOCK_WAIT = 2.0
 
 
 def detection_bound(config: WorldConfig, lease: float | None = None) -> float:
@@ -229,7 +233,13 @@ class Liveness:
                 len(held),
                 extra={"world_id": world_id, "invalidated_by": self.world_id},
             )
-            self.coordinator.unregister_world(world_id)
+            try:
+                self.coordinator.unregister_world(world_id, lock_wait=INVALIDATION_LOCK_WAIT)
+            except PersistenceError as exc:
+                # its process stopped inside a transaction: the database ends that
+                # session (idle_in_transaction) before long; the next check retries
+                log.warning("cannot invalidate world %s yet: %s", world_id, exc)
+                return None
             self.cluster.drop_envelopes(world_id)
             self.cluster.wake_limits(self.persistence.limits.drop_world(world_id))
             avoid = dying | {world_id}

@@ -14,7 +14,7 @@ from typing import Any
 from dynflow.errors import NotFound
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.persistence.changes import Changes
-from dynflow.persistence.postgres import documents
+from dynflow.persistence.postgres import documents, maintenance
 from dynflow.persistence.postgres.bulk import Fence, PostgresBulkWriter
 from dynflow.persistence.postgres.database import PostgresDatabase
 from dynflow.persistence.postgres.envelopes import PostgresEnvelopeStore, channel
@@ -26,8 +26,8 @@ class PostgresPersistence(SqlPersistence):
     db: PostgresDatabase
     bulk: PostgresBulkWriter
 
-    def _open(self, database_url: str) -> PostgresDatabase:
-        return PostgresDatabase(database_url)
+    def _open(self, database_url: str, idle_in_transaction: float | None) -> PostgresDatabase:
+        return PostgresDatabase(database_url, idle_in_transaction=idle_in_transaction)
 
     def _bulk_writer(self) -> PostgresBulkWriter:
         return PostgresBulkWriter()
@@ -80,3 +80,8 @@ class PostgresPersistence(SqlPersistence):
     def find_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
         """Loaded whole: one statement either way."""
         return self.load_execution_plan(execution_plan_id)
+
+    def maintain(self) -> list[str]:
+        """Vacuum and analyze the engine's tables that changed a lot since (autovacuum
+        may be off, or behind)."""
+        return maintenance.maintain(self.db)

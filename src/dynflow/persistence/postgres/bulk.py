@@ -86,11 +86,12 @@ _Shape = tuple[str, sa.Table, tuple[str, ...], tuple[str, ...], str | None, bool
 _UNTEXTABLE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 #: the owner's locks among the plans, while its record is the writing registration
-#: (the record is read, not locked: heartbeats would wait for every commit)
+#: (the record is read, not locked: heartbeats would wait for every commit); the ids as
+#: an array: one primary-key lookup each, never a walk over every execution lock
 _OWNED = (
     f"owned AS (SELECT id FROM {coordinator_records.name} WHERE class = '{EXECUTION_LOCK}' "
-    "AND owner_id = :fence_owner AND id IN "
-    "(SELECT value FROM json_array_elements_text(CAST(:fence_ids AS json))) "
+    "AND owner_id = :fence_owner AND id = "
+    "ANY(ARRAY(SELECT json_array_elements_text(CAST(:fence_ids AS json)))) "
     f"AND EXISTS (SELECT 1 FROM {coordinator_records.name} AS w WHERE w.class = '{WORLD}' "
     "AND w.id = :fence_owner AND CAST(w.data AS json) ->> 'token' = :fence_token) FOR SHARE)"
 )

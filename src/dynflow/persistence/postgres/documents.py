@@ -87,7 +87,9 @@ def _document() -> str:
 def _statement() -> sa.TextClause:
     return sa.text(
         f"SELECT {_document()} FROM {execution_plans.name} AS p "
-        "WHERE p.id IN (SELECT value FROM json_array_elements_text(CAST(:ids AS json)))"
+        # = ANY of an array, not IN a set-returning function: a lookup of the primary key
+        # per id whatever the planner thinks of the table's size
+        "WHERE p.id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:ids AS json))))"
     )
 
 

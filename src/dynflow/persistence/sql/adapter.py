@@ -22,7 +22,7 @@ from dynflow.persistence.limits import LimitEntry
 from dynflow.persistence.records import EXECUTION_LOCK, PLANNED_LOCK, WORLD
 from dynflow.persistence.sql import loading, retention, stats
 from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, Update
-from dynflow.persistence.sql.database import Database
+from dynflow.persistence.sql.database import IDLE_IN_TRANSACTION, Database
 from dynflow.persistence.sql.delayed import SqlDelayedPlanStore
 from dynflow.persistence.sql.envelopes import SqlEnvelopeStore
 from dynflow.persistence.sql.limits import SqlLimitStore
@@ -59,8 +59,10 @@ class SqlPersistence:
     adapter for the URL's database.
     """
 
-    def __init__(self, database_url: str) -> None:
-        self.db = self._open(database_url)
+    def __init__(
+        self, database_url: str, *, idle_in_transaction: float | None = IDLE_IN_TRANSACTION
+    ) -> None:
+        self.db = self._open(database_url, idle_in_transaction)
         self.bulk = self._bulk_writer()
         #: delayed plans: scheduled plans and when to plan them
         self.delayed = SqlDelayedPlanStore(self.db, self.bulk)
@@ -73,8 +75,8 @@ class SqlPersistence:
 
     # -- hooks of the adapters ------------------------------------------------
 
-    def _open(self, database_url: str) -> Database:
-        return Database(database_url)
+    def _open(self, database_url: str, idle_in_transaction: float | None) -> Database:
+        return Database(database_url, idle_in_transaction=idle_in_transaction)
 
     def _bulk_writer(self) -> BulkWriter:
         return BulkWriter()
@@ -372,8 +374,7 @@ class SqlPersistence:
         starting, waiting = sub_plans_to_start(execution_plan_id, action_id, limit)
         with self.db.read() as connection:
             count = int(connection.execute(starting).scalar_one())
-            ids = list(connection.execute(waiting).scalars()) if limit != 0 else []
-        return count, ids
+            return count, (list(connection.execute(waiting).scalars()) if limit != 0 else [])
 
     def run_step_id(self, execution_plan_id: str, action_id: int) -> int | None:
         query = sa.select(actions.c.run_step_id).where(
@@ -410,6 +411,10 @@ class SqlPersistence:
         with self.db.read() as connection:
             found = connection.execute(_BY_KEY, {"key": key}).scalar_one_or_none()
         return None if found is None else str(found)
+
+    def maintain(self) -> list[str]:
+        """Nothing here: SQLite and InnoDB keep their tables up by themselves."""
+        return []
 
     def delete_old_plans(
         self,

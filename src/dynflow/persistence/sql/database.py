@@ -21,9 +21,23 @@ from sqlalchemy.engine import make_url
 from dynflow.errors import ConfigurationError, DataRefused, PersistenceError
 from dynflow.persistence.sql.dialects import dialect_for, safe_url
 
-__all__ = ["Database", "Row", "safe_url"]
+__all__ = ["IDLE_IN_TRANSACTION", "Database", "Row", "idle_in_transaction_for", "safe_url"]
 
 Row = tuple[Any, ...]
+
+#: seconds after which PostgreSQL (and MariaDB) end a session of the engine left idle
+#: inside a transaction, releasing its locks: a process stopped between a write and its
+#: commit holds no lock longer (a world: :func:`idle_in_transaction_for` its lease)
+IDLE_IN_TRANSACTION = 7.5
+#: never shorter: a busy process may well pause a few seconds inside a transaction
+MIN_IDLE_IN_TRANSACTION = 5.0
+
+
+def idle_in_transaction_for(lease: float) -> float:
+    """The idle-in-transaction timeout of a world's sessions: half its lease (its locks
+    are gone before other worlds may declare it dead), at least
+    :data:`MIN_IDLE_IN_TRANSACTION`."""
+    return max(lease / 2, MIN_IDLE_IN_TRANSACTION)
 
 
 class Database:
@@ -34,7 +48,9 @@ class Database:
     #: the driver's errors for a value the database refuses (see ``run``)
     driver_data_errors: tuple[type[Exception], ...] = ()
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self, url: str, *, idle_in_transaction: float | None = IDLE_IN_TRANSACTION
+    ) -> None:
         try:
             self.url = make_url(url)
         except Exception as exc:
@@ -44,7 +60,7 @@ class Database:
             ) from None
         self.dialect = dialect_for(self.url)
         try:
-            self.writer, self.reader = self.dialect.create_engines(self.url)
+            self.writer, self.reader = self.dialect.create_engines(self.url, idle_in_transaction)
         except Exception as exc:  # e.g. the DBAPI driver is not installed
             raise ConfigurationError(f"cannot use database {safe_url(self.url)}: {exc}") from exc
         self._write_lock = threading.RLock() if self.dialect.single_writer else None
@@ -55,10 +71,16 @@ class Database:
         return self.dialect.name
 
     @contextmanager
-    def write(self) -> Iterator[sa.Connection]:
-        """A write transaction, committed on exit."""
+    def write(self, lock_wait: float | None = None) -> Iterator[sa.Connection]:
+        """A write transaction, committed on exit. ``lock_wait``: its statements wait at
+        most that many seconds for a row lock another session holds, then fail
+        (:class:`PersistenceError`), where the database has such a setting."""
         with self._locked(), self._errors(), self.writer.begin() as connection:
-            yield connection
+            if lock_wait is None:
+                yield connection
+            else:
+                with self.dialect.lock_wait(connection, lock_wait):
+                    yield connection
 
     @contextmanager
     def migration_lock(self) -> Iterator[None]:

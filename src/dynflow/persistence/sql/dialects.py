@@ -6,6 +6,7 @@ of testing which database they talk to. ``dialect_for`` picks one by URL scheme.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -48,8 +49,12 @@ class Dialect:
     #: None: the reader's own transactions already do (SQLite in WAL mode)
     snapshot_isolation: str | None = "REPEATABLE READ"
 
-    def create_engines(self, url: URL) -> tuple[sa.Engine, sa.Engine]:
-        """(writer, reader) engines."""
+    def create_engines(
+        self, url: URL, idle_in_transaction: float | None = None
+    ) -> tuple[sa.Engine, sa.Engine]:
+        """(writer, reader) engines. ``idle_in_transaction``: seconds after which the
+        database ends a session left idle inside a transaction (its locks with it),
+        where the database can."""
         engine = sa.create_engine(
             url,
             isolation_level="READ COMMITTED",
@@ -57,7 +62,32 @@ class Dialect:
             max_overflow=20,
             pool_recycle=3600,
         )
+        if idle_in_transaction is not None:
+            seconds = idle_in_transaction
+
+            @event.listens_for(engine, "connect")
+            def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                try:
+                    for statement in self.session_settings(dbapi_connection, seconds):
+                        cursor.execute(statement)
+                finally:
+                    cursor.close()
+                dbapi_connection.commit()
+
         return engine, engine
+
+    def session_settings(self, dbapi_connection: Any, idle_in_transaction: float) -> list[str]:
+        """Statements run on every new connection: end the session when it stays idle
+        inside a transaction longer than ``idle_in_transaction`` seconds."""
+        return []
+
+    @contextmanager
+    def lock_wait(self, connection: sa.Connection, seconds: float) -> Iterator[None]:
+        """Inside a transaction on ``connection``: its statements wait at most ``seconds``
+        for a row lock held by another session, then fail (nothing where the database
+        has no such setting)."""
+        yield
 
     @contextmanager
     def migration_lock(self, engine: sa.Engine) -> Iterator[None]:
@@ -109,6 +139,16 @@ def _session_lock(engine: sa.Engine, take: str, release: str) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class PostgresDialect(Dialect):
+    def session_settings(self, dbapi_connection: Any, idle_in_transaction: float) -> list[str]:
+        milliseconds = max(int(idle_in_transaction * 1000), 1)
+        return [f"SET idle_in_transaction_session_timeout = {milliseconds}"]
+
+    @contextmanager
+    def lock_wait(self, connection: sa.Connection, seconds: float) -> Iterator[None]:
+        # until the transaction ends
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {max(int(seconds * 1000), 1)}")
+        yield
+
     @contextmanager
     def migration_lock(self, engine: sa.Engine) -> Iterator[None]:
         key = _MIGRATION_LOCK_KEY
@@ -123,6 +163,24 @@ class PostgresDialect(Dialect):
 @dataclass(frozen=True)
 class MysqlDialect(Dialect):
     now_sql: str = "SELECT UTC_TIMESTAMP(6)"
+
+    def session_settings(self, dbapi_connection: Any, idle_in_transaction: float) -> list[str]:
+        # MariaDB only: MySQL has no such setting
+        if "mariadb" not in str(dbapi_connection.get_server_info()).lower():
+            return []
+        return [f"SET SESSION idle_transaction_timeout = {max(math.ceil(idle_in_transaction), 1)}"]
+
+    @contextmanager
+    def lock_wait(self, connection: sa.Connection, seconds: float) -> Iterator[None]:
+        # a session setting (whole seconds): back to the server's once done
+        connection.exec_driver_sql(
+            f"SET SESSION innodb_lock_wait_timeout = {max(math.ceil(seconds), 1)}"
+        )
+        try:
+            yield
+        finally:
+            if not connection.invalidated:
+                connection.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = DEFAULT")
 
     def minute(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
         return sa.func.date_format(column, "%Y-%m-%d %H:%i")
@@ -158,7 +216,9 @@ class SqliteDialect(Dialect):
     #: a read transaction (BEGIN) in WAL mode sees one snapshot from its first read
     snapshot_isolation: str | None = None
 
-    def create_engines(self, url: URL) -> tuple[sa.Engine, sa.Engine]:
+    def create_engines(
+        self, url: URL, idle_in_transaction: float | None = None
+    ) -> tuple[sa.Engine, sa.Engine]:
         memory = url.database in (None, "", ":memory:") or "mode=memory" in str(url)
         args: dict[str, Any] = {
             "check_same_thread": False,
