@@ -133,10 +133,11 @@ class Coordinator:
         """The database's clock (UTC): leases are judged by it, not by each host's clock."""
         return self.db.now()
 
-    def heartbeat(self) -> bool:
+    def heartbeat(self, meta: Mapping[str, Any] | None = None) -> bool:
         """Renew this world's lease, stamped with the database's clock; False when the
         world's record is gone (another world declared it dead) or is another
-        registration's."""
+        registration's. ``meta``: entries to put into its record's meta (replacing
+        those of the same name), e.g. how busy its worker pools are."""
         stamp = self.database_now()
         with self.db.write() as connection:
             row = connection.execute(
@@ -147,6 +148,8 @@ class Coordinator:
             if row is None or (row.data or {}).get("token") != self.token:
                 return False
             data = dict(row.data) | {"heartbeat_at": stamp.isoformat()}
+            if meta:
+                data["meta"] = dict(data.get("meta") or {}) | dict(meta)
             connection.execute(
                 sa.update(records)
                 .where(records.c["class"] == WORLD, records.c.id == self.world_id)

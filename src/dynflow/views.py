@@ -38,12 +38,17 @@ class PlanSummary(BaseModel):
 
 class PlanList(BaseModel):
     items: list[PlanSummary]
+    #: plans matching the filters; at least this many when ``total_capped``
     total: int
+    total_capped: bool = False
     page: int
     per_page: int
+    #: pages to go through (only the first 10,000 plans of a list are paged through)
     pages: int
-    #: plans in each state, under the other filters
+    #: plans in each state, under the other filters (counting stops at 10,000)
     counts: dict[str, int]
+    #: the states whose count is a lower bound (counting stopped)
+    capped: list[str] = []
 
 
 class ErrorView(BaseModel):
@@ -124,6 +129,8 @@ class WorldView(BaseModel):
     lease: float | None = None
     #: worker threads per queue, when the world published them
     pool_sizes: dict[str, int] = {}
+    #: worker threads running a step, per queue, at the world's last heartbeat
+    pool_busy: dict[str, int] = {}
     #: the version of the code the world runs, when it says
     code_version: str | None = None
 
@@ -344,10 +351,12 @@ def world_view(
     if now is not None and record.heartbeat_at is not None:
         age = round(max((now - record.heartbeat_at).total_seconds(), 0.0), 1)
     sizes = record.meta.get("pool_sizes")
+    busy = record.meta.get("pool_busy")
     version = getattr(record, "code_version", None) or record.meta.get("code_version")
     return WorldView(
         lease=record.lease,
         pool_sizes=dict(sizes) if isinstance(sizes, dict) else {},
+        pool_busy=dict(busy) if isinstance(busy, dict) else {},
         code_version=None if version is None else str(version),
         id=record.id,
         executor=record.executor,

@@ -15,6 +15,7 @@ from tests.browser.axe import violations
 from tests.browser.conftest import Console, log_in, screenshot
 from tests.support import suspended_step
 from tests.web.actions import FAILING, Flaky, Waiting
+from tests.web.plan_actions import Big
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Plans:
     paused: str
     planned: str
     suspended: str
+    grouped: str
 
 
 @pytest.fixture
@@ -37,7 +39,8 @@ def plans(console: Console) -> Iterator[Plans]:
     waiting = world.trigger(Waiting)
     suspended_step(world, waiting.execution_plan_id)
     world.delay(Flaky, 3600, key="tomorrow")
-    yield Plans(paused.id, planned.id, waiting.execution_plan_id)
+    grouped = world.plan(Big, 13)  # its graph: one group node
+    yield Plans(paused.id, planned.id, waiting.execution_plan_id, grouped.id)
     FAILING.discard(key)
     world.halt(waiting.execution_plan_id).result(10)
 
@@ -59,6 +62,7 @@ def _pages(console: Console, plans: Plans) -> dict[str, str]:
         "plan-paused": f"/plans/{plans.paused}",
         "plan-review": f"/plans/{plans.planned}",
         "plan-suspended": f"/plans/{plans.suspended}",
+        "plan-grouped": f"/plans/{plans.grouped}",
         "worlds": "/worlds",
         "delayed": "/delayed",
         "trigger": "/trigger",

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 
 from playwright.sync_api import Dialog, Page, expect
 
-from dynflow import PlanResult, PlanState
+from dynflow import PlanResult, PlanState, World
 from tests.browser.actions import WIDE, Wide
 from tests.browser.conftest import TOKEN, Console, artifact, log_in, screenshot
-from tests.web.actions import FAILING, Flaky
+from tests.support import Gate, eventually
+from tests.web.actions import FAILING, GATES, Blocking, Flaky
 
 #: the console's colours (console.css) as the browser computes them
 GREEN = "rgb(191, 232, 191)"
@@ -118,3 +120,27 @@ def test_a_plan_of_fifty_steps_is_drawn_as_ten_nodes_and_a_group_that_expands(
     expect(panel).to_be_in_viewport()
     screenshot(page, "graph-expanded-with-panel")
     page.locator(".graph-view").screenshot(path=artifact("fifty-steps"))
+
+
+def test_the_worlds_page_shows_the_busy_workers_of_each_pool(
+    page: Page, console: Console, make_world: Callable[..., World]
+) -> None:
+    gate = GATES["browser-pool"] = Gate()
+    url = str(console.world.persistence.url)
+    executor = make_world(url, pool_size=2, queues={"slow": 1}, heartbeat_interval=0.1, lease=5)
+    triggered = executor.trigger(Blocking, key="browser-pool")
+    try:
+        assert gate.entered.wait(10)
+        log_in(page, console)
+        row = page.locator(f"#world-{executor.id}")
+
+        def busy_shown() -> bool:
+            page.goto(f"{console.url}/worlds")
+            return "default (1/2), slow (0/1)" in row.inner_text()
+
+        eventually(busy_shown)
+        expect(page.get_by_role("columnheader", name="Queues (busy/workers)")).to_be_visible()
+        screenshot(page, "worlds-pool-use")
+    finally:
+        gate.open()
+    assert triggered.finished.result(10).result is PlanResult.SUCCESS

@@ -11,7 +11,7 @@ from dynflow import PlanResult, PlanState
 from tests.browser.conftest import Console, log_in, screenshot
 from tests.support import suspended_step
 from tests.web.actions import FAILING, Flaky, Waiting
-from tests.web.plan_actions import FAILING_N, Fan, Refs
+from tests.web.plan_actions import FAILING_N, Fan, Refs, WaitThenFan
 
 
 def test_a_running_plan_updates_in_place_without_reloading(page: Page, console: Console) -> None:
@@ -81,3 +81,67 @@ def test_the_error_summary_timeline_and_graph_look_right(page: Page, console: Co
     page.get_by_role("link", name="Steps").click()
     expect(page.locator("tr.step-row")).to_have_count(len(fan.steps))
     screenshot(page, "steps-tab")
+
+
+def _waiting_steps(console: Console, plan_id: str) -> list[int]:
+    plan = console.world.persistence.load_execution_plan(plan_id)
+    return sorted(
+        s.id
+        for s in plan.steps.values()
+        if str(s.phase) == "run" and s.action_class.endswith("Waiting")
+    )
+
+
+def test_live_updates_redraw_the_timeline_and_recount_the_groups(
+    page: Page, console: Console
+) -> None:
+    triggered = console.world.trigger(WaitThenFan, 14)
+    plan_id = triggered.execution_plan_id
+    head = suspended_step(console.world, plan_id)
+    head_id, *fan = _waiting_steps(console, plan_id)
+    assert head == head_id
+
+    log_in(page, console)
+    # the timeline: the fan's steps have not started, then rows appear for them
+    page.goto(f"{console.url}/plans/{plan_id}?tab=timeline")
+    rows = page.locator("svg.timeline .row")
+    started = rows.count()
+    head_bar = page.locator(f'svg.timeline .row[data-step="{head}"] .bar')
+    expect(head_bar).to_have_class("bar state-suspended")
+    expect(page.locator('[data-live="status"]')).to_have_text("live")
+    page.evaluate("window.stillTheSamePage = true")
+    assert console.world.event(plan_id, head, "go").result(timeout=10)
+    expect(rows).to_have_count(started + 14)
+    expect(head_bar).to_have_class("bar state-success")
+    expect(page.locator(f'svg.timeline .row[data-step="{fan[0]}"] .bar')).to_have_class(
+        "bar state-suspended"
+    )
+    assert page.evaluate("window.stillTheSamePage") is True
+    screenshot(page, "live-timeline")
+
+    # the graph: the fan is one group node, whose counts follow its steps
+    page.goto(f"{console.url}/plans/{plan_id}")
+    group = page.locator(f'svg.graph .node.group[data-group="g{fan[0]}"]')
+    expect(group).to_have_attribute("data-counts", "14 suspended")
+    expect(page.locator('[data-live="status"]')).to_have_text("live")
+    page.evaluate("window.stillTheSamePage = true")
+    for step_id in fan[:3]:
+        assert console.world.event(plan_id, step_id, "go").result(timeout=10)
+    expect(group).to_have_attribute("data-counts", "3 success, 11 suspended")
+    expect(group.locator("title")).to_have_text(
+        "14 alike branches (Waiting): 14 steps (3 success, 11 suspended)"
+    )
+    expect(group).to_have_class("node group state-suspended")
+    expect(group.locator(".bar.state-success")).to_have_count(1)
+    widths = group.locator(".bar").evaluate_all(
+        "bars => bars.map(b => Number(b.getAttribute('width')))"
+    )
+    assert [round(w) for w in widths] == [round(154 * 11 / 14), round(154 * 3 / 14)]
+    assert page.evaluate("window.stillTheSamePage") is True
+    page.locator(".graph-view").screenshot(path=screenshot(page, "live-group-counts"))
+
+    for step_id in fan[3:]:
+        assert console.world.event(plan_id, step_id, "go").result(timeout=10)
+    assert triggered.finished.result(timeout=10).result is PlanResult.SUCCESS
+    expect(group).to_have_attribute("data-counts", "14 success")
+    expect(group).to_have_class("node group state-success")

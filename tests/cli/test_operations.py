@@ -161,11 +161,15 @@ def test_errors_are_reported_without_a_traceback(db_url: str, make_world: MakeWo
 
 
 def test_worlds_list_check_and_invalidate(db_url: str, make_world: MakeWorld) -> None:
-    executor = make_world(db_url, connector="database")
+    executor = make_world(db_url, connector="database", pool_size=3)
     listed = invoke(db_url, "worlds", "list")
     assert listed.exit_code == 0, listed.output
     assert executor.id in listed.output
     assert "executor" in listed.output
+    assert "default 0/3" in listed.output  # busy/size at its last heartbeat
+    as_json = json.loads(invoke(db_url, "worlds", "list", "--json").stdout)
+    mine = next(w for w in as_json if w["id"] == executor.id)
+    assert (mine["pool_busy"], mine["pool_sizes"]) == ({"default": 0}, {"default": 3})
 
     pinged = invoke(db_url, "worlds", "check", executor.id)
     assert pinged.exit_code == 0, pinged.output

@@ -27,11 +27,12 @@ from dynflow import (
 )
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
 from dynflow.execution_plan.builder import PlanBuilder
+from dynflow.execution_plan.shape import shape_of
 from dynflow.persistence import Persistence, open_persistence
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.sql.adapter import SqlPersistence
 from dynflow.persistence.tables import actions as actions_table
-from dynflow.persistence.tables import envelopes
+from dynflow.persistence.tables import envelopes, execution_plans
 from dynflow.serialization import ref_marker
 
 MakeWorld = Callable[..., World]
@@ -532,29 +533,72 @@ def test_find_execution_plans_orders_the_same_on_every_database(
     assert order(order_by="started_at", desc=True) == order()
     not_ended = by_id("parent", "warned", "broken", "waiting")
     assert order(order_by="ended_at", desc=False) == ["failed", "ok", *not_ended]
-    assert order(order_by="ended_at", desc=True) == [*not_ended, "ok", "failed"]
-    # ties are broken by id, ascending, whatever the direction
-    stopped = by_id("ok", "warned", "failed")
-    assert order(order_by="state", desc=False) == ["broken", "waiting", "parent", *stopped]
-    assert order(order_by="state", desc=True) == [*stopped, "parent", "waiting", "broken"]
-    assert order(order_by="result", desc=False) == [
-        *by_id("broken", "failed"),
-        *by_id("parent", "waiting"),
-        "ok",
-        "warned",
-    ]
-    assert order(order_by="label", desc=False) == [
-        *by_id("ok", "warned", "failed"),
-        *by_id("broken", "waiting"),
-        "parent",
-    ]
-    assert order(order_by="label", desc=True) == [
-        "parent",
-        *by_id("broken", "waiting"),
-        *by_id("ok", "warned", "failed"),
-    ]
+    # ties are broken in the same direction: by id; by the start time first when
+    # sorting by state, result or label
+    assert order(order_by="ended_at", desc=True) == [*reversed(not_ended), "ok", "failed"]
+    by_state = ["broken", "waiting", "parent", "ok", "warned", "failed"]
+    assert order(order_by="state", desc=False) == by_state
+    assert order(order_by="state", desc=True) == list(reversed(by_state))
+    by_result = ["broken", "failed", "parent", "waiting", "ok", "warned"]
+    assert order(order_by="result", desc=False) == by_result
+    assert order(order_by="result", desc=True) == list(reversed(by_result))
+    by_label = ["ok", "warned", "failed", "broken", "waiting", "parent"]
+    assert order(order_by="label", desc=False) == by_label
+    assert order(order_by="label", desc=True) == list(reversed(by_label))
     assert order(order_by="id", desc=False) == by_id(*catalogue)
     assert order(order_by="id", desc=True) == list(reversed(by_id(*catalogue)))
+    # the stored duration (a running plan's is stored when it stops or pauses)
+    with persistence.db.write() as connection:
+        for name, seconds in (("ok", 3.0), ("failed", 1.0), ("warned", 2.0)):
+            connection.execute(
+                sa.update(execution_plans)
+                .where(execution_plans.c.id == catalogue[name])
+                .values(real_time=seconds)
+            )
+    done = {"state": "stopped"}
+    durations = {
+        n: p.real_time
+        for n, p in zip(order(filters=done), persistence.find_execution_plans(done), strict=True)
+    }
+    by_duration = order(order_by="real_time", desc=False, filters=done)
+    assert by_duration == ["failed", "warned", "ok"]
+    assert [durations[n] for n in by_duration] == [1.0, 2.0, 3.0]
+    assert order(order_by="real_time", desc=True, filters=done) == list(reversed(by_duration))
+    everything = order(order_by="real_time", desc=False)
+    assert order(order_by="real_time", desc=True) == list(reversed(everything))
+
+
+def test_counts_by_state_stop_at_the_cap(
+    persistence: Persistence, catalogue: dict[str, str]
+) -> None:
+    exact = persistence.find_execution_plan_counts_by_state()
+    assert exact[PlanState.STOPPED] == 3
+    assert persistence.find_execution_plan_counts_by_state(cap=10) == exact
+    capped = persistence.find_execution_plan_counts_by_state(cap=1)
+    assert capped == {state: min(n, 2) for state, n in exact.items()}  # 2: more than 1
+    filtered = persistence.find_execution_plan_counts_by_state({"result": "success"}, cap=1)
+    assert filtered[PlanState.STOPPED] == 1
+    assert sum(filtered.values()) == 1
+    # limit: at most that many plans read, then grouped
+    assert persistence.find_execution_plan_counts_by_state(limit=100) == exact
+    partial = persistence.find_execution_plan_counts_by_state(limit=4)
+    assert sum(partial.values()) == 4
+    assert all(partial[state] <= n for state, n in exact.items())
+    errors = persistence.find_execution_plan_counts_by_state({"result": "error"}, limit=100)
+    assert sum(errors.values()) == 2
+
+
+def test_load_plan_steps_reads_many_plans_with_their_steps(
+    persistence: Persistence, catalogue: dict[str, str]
+) -> None:
+    wanted = [catalogue["broken"], catalogue["ok"], str(uuid.uuid4()), catalogue["ok"]]
+    found = persistence.load_plan_steps(wanted)
+    assert set(found) == {catalogue["broken"], catalogue["ok"]}
+    for plan_id, plan in found.items():
+        full = persistence.load_execution_plan(plan_id)
+        assert (plan.state, plan.result, plan.progress) == (full.state, full.result, full.progress)
+        assert plan.steps == full.steps
+        assert plan.actions == []
 
 
 def test_find_execution_plans_pages(persistence: Persistence, catalogue: dict[str, str]) -> None:
@@ -894,3 +938,32 @@ def test_a_plan_is_read_as_of_one_moment(persistence: Persistence, reader: Persi
     after = (PlanState.RUNNING, {StepState.RUNNING}, ["start execution"])
     assert seen(plan) in (before, after)
     assert seen(reader.load_execution_plan(plan_id)) == after
+
+
+def test_the_output_references_are_kept_after_the_steps_ran(
+    any_db_url: str, make_world: MakeWorld, reader: Persistence
+) -> None:
+    world = make_world(any_db_url)
+    finished = world.trigger(Deploy).finished.result(10)
+    assert finished.result is PlanResult.SUCCESS
+
+    loaded = reader.load_execution_plan(finished.id)
+
+    # the input holds the resolved value now, the stored map still has the reference
+    assert loaded.entry_action.input == {"greeting": "hello web"}
+    # the entry action's run step reads the first Greet's output
+    entry, web, _ = (a.run_step_id for a in loaded.actions)
+    assert loaded.requires == {entry: frozenset({web})}
+    assert shape_of(loaded).requires == {entry: frozenset({web})}
+
+
+def test_a_plan_stored_without_its_references_reads_them_from_the_inputs(
+    persistence: Persistence, reader: Persistence
+) -> None:
+    plan_id = store_plan(persistence, Deploy, False, requires=None)
+
+    loaded = reader.load_execution_plan(plan_id)
+
+    assert loaded.requires is None
+    entry, web, _ = (a.run_step_id for a in loaded.actions)
+    assert shape_of(loaded).requires == {entry: frozenset({web})}

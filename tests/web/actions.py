@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dynflow import Action, Cancellable, Retry
+from tests.support import Gate
 
 #: payloads a hostile action could put in its label, input, output and error
 XSS = "<script>alert('xss')</script>"
@@ -55,6 +56,17 @@ class Waiting(Cancellable, Action):
         if event is None:
             self.suspend()
         self.output["event"] = event
+
+
+#: gates Blocking steps wait at, by their key
+GATES: dict[str, Gate] = {}
+
+
+class Blocking(Action):
+    """Holds its worker thread until the test opens its gate."""
+
+    def run(self, event: Any = None) -> None:
+        GATES[self.input["key"]].pass_through()
 
 
 class Retried(Action):

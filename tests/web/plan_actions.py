@@ -7,6 +7,7 @@ from typing import Any
 
 from dynflow import Action, WithSubPlans
 from dynflow.action.sub_plans import SubPlan
+from tests.web.actions import Waiting
 
 #: values of ``n`` whose Leaf fails (and so pauses its plan)
 FAILING_N: set[str] = set()
@@ -49,7 +50,7 @@ class Fan(Action):
 
 
 class Big(Action):
-    """A sequence of ``groups`` concurrences of ten leaves (none grouped on the graph)."""
+    """A sequence of ``groups`` alike concurrences of ten leaves."""
 
     def plan(self, groups: int, payload: str = "") -> None:
         with self.sequence():
@@ -66,3 +67,14 @@ class Parent(WithSubPlans, Action):
     def create_sub_plans(self) -> Iterator[SubPlan]:
         for n in range(self.input["count"]):
             yield self.trigger(Leaf, n=f"{self.input['prefix']}-{n}")
+
+
+class WaitThenFan(Action):
+    """A Waiting step, then a concurrence of ``count`` Waiting steps (a group node)."""
+
+    def plan(self, count: int) -> None:
+        with self.sequence():
+            self.plan_action(Waiting, n="head")
+            with self.concurrence():
+                for n in range(count):
+                    self.plan_action(Waiting, n=n)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from starlette.testclient import TestClient
 
 from dynflow import World
-from tests.support import suspended_step
-from tests.web.actions import Waiting
+from tests.support import Gate, eventually, suspended_step
+from tests.web.actions import GATES, Blocking, Waiting
 from tests.web.conftest import MakeClient, csrf_token
 
 
@@ -57,17 +57,46 @@ def test_worlds_page_shows_pools_heartbeat_lease_and_plans_held(
     suspended_step(other, triggered.execution_plan_id)
     html = client.get("/worlds").text
     row = html.split(f'<tr id="world-{other.id}">', 1)[1].split("</tr>", 1)[0]
-    assert "default (3), slow (2)" in row
+    assert 'default <span class="pool">(0/3)</span>, slow <span class="pool">(0/2)</span>' in row
     assert '<span class="held-count">1</span>' in row
     assert triggered.execution_plan_id[:8] in row
     assert "s ago" in row
     assert "(lease " in row
-    assert "executors do not publish how many are busy" in html
     api = client.get("/api/worlds").json()
     mine = next(w for w in api if w["id"] == other.id)
     assert mine["pool_sizes"] == {"default": 3, "slow": 2}
     assert mine["plans_held"] == [triggered.execution_plan_id]
     other.halt(triggered.execution_plan_id).result(10)
+
+
+def test_worlds_page_shows_busy_workers_per_queue_at_each_heartbeat(
+    client: TestClient, sqlite_url: str, make_world: Callable[..., World]
+) -> None:
+    gate = GATES["pool"] = Gate()
+    other = make_world(sqlite_url, pool_size=3, queues={"slow": 2}, heartbeat_interval=0.1, lease=5)
+
+    def row() -> str:
+        html = client.get("/worlds").text
+        return html.split(f'<tr id="world-{other.id}">', 1)[1].split("</tr>", 1)[0]
+
+    def showing(text: str) -> str | None:
+        found = row()
+        return found if f'<span class="pool">{text}</span>' in found else None
+
+    try:
+        triggered = other.trigger(Blocking, key="pool")
+        assert gate.entered.wait(10)
+        busy = eventually(lambda: showing("(1/3)"))
+        assert '<span class="pool">(1/3)</span>' in busy
+        assert '<span class="pool">(0/2)</span>' in busy
+        mine = next(w for w in client.get("/api/worlds").json() if w["id"] == other.id)
+        assert mine["pool_busy"] == {"default": 1, "slow": 0}
+        assert mine["pool_sizes"] == {"default": 3, "slow": 2}
+    finally:
+        gate.open()
+    assert triggered.finished.result(10).result == "success"
+    idle = eventually(lambda: showing("(0/3)"))
+    assert '<span class="pool">(0/2)</span>' in idle
 
 
 def test_the_plan_page_of_a_client_world_console_reviews_too(

@@ -6,9 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from dynflow import Action, World
+from dynflow.persistence.tables import execution_plans
+from dynflow.web import console
 
 
 class Deploy(Action):
@@ -132,3 +136,56 @@ def test_the_filter_form_takes_a_browser_time_without_zone_as_utc(
     bad = client.get("/", params={"started_after": "yesterday"})
     assert bad.status_code == 400
     assert "YYYY-MM-DD" in bad.text
+
+
+def test_sorting_by_duration_in_the_list_and_the_api(
+    client: TestClient, console_world: World
+) -> None:
+    deploy, backup = _plans(console_world)
+    with console_world.persistence.db.write() as connection:
+        for plan_id, seconds in ((deploy, 30.0), (backup, 5.0)):
+            connection.execute(
+                sa.update(execution_plans)
+                .where(execution_plans.c.id == plan_id)
+                .values(real_time=seconds)
+            )
+    assert _ids(client, sort="duration", desc="false") == [backup, deploy]
+    assert _ids(client, sort="duration", desc="true") == [deploy, backup]
+    page = client.get("/", params={"sort": "duration", "desc": "true"}).text
+    assert page.index("Deploy web-1") < page.index("Nightly backup")
+    assert "&sort=duration&desc=false" in page  # the header sorts the other way next
+
+
+def test_counts_stop_at_the_cap_and_pages_stop_at_the_depth(
+    client: TestClient, console_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _plans(console_world)
+    _plans(console_world)  # four stopped plans
+    monkeypatch.setattr(console, "COUNT_CAP", 2)
+    monkeypatch.setattr(console, "MAX_DEPTH", 2)
+    listing = client.get("/api/plans", params={"per_page": 1}).json()
+    assert listing["counts"]["stopped"] == 2
+    assert listing["capped"] == ["stopped"]
+    assert (listing["total"], listing["total_capped"], listing["pages"]) == (2, True, 2)
+    assert client.get("/api/plans", params={"per_page": 1, "page": 2}).status_code == 200
+    deep = client.get("/api/plans", params={"per_page": 1, "page": 3})
+    assert deep.status_code == 400
+    assert "narrow the filters" in deep.text
+    html = client.get("/", params={"per_page": 1}).text
+    assert "2+ plan(s), page 1 of 2" in html
+    assert "2+</a>" in html  # the stopped count
+    monkeypatch.setattr(console, "COUNT_CAP", 10)
+    exact = client.get("/api/plans", params={"per_page": 1}).json()
+    assert (exact["total"], exact["total_capped"], exact["capped"]) == (4, False, [])
+    assert exact["pages"] == 2  # still at most MAX_DEPTH plans deep
+    # under filters: one pass over at most FILTERED_COUNT plans
+    assert client.get("/api/plans", params={"text": "p"}).json()["total"] == 4
+    monkeypatch.setattr(console, "FILTERED_COUNT", 3)
+    partial = client.get("/api/plans", params={"text": "p", "per_page": 1}).json()
+    assert (partial["total"], partial["total_capped"], partial["capped"]) == (3, True, ["stopped"])
+    # a label (result, start time) filter alone: counted from each state's index
+    by_label = client.get("/api/plans", params={"label": "Deploy web-1"}).json()
+    assert (by_label["total"], by_label["total_capped"]) == (2, False)
+    monkeypatch.setattr(console, "COUNT_CAP", 1)
+    by_label = client.get("/api/plans", params={"label": "Deploy web-1"}).json()
+    assert (by_label["total"], by_label["capped"]) == (1, ["stopped"])

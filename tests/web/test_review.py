@@ -13,10 +13,11 @@ from typer.testing import CliRunner
 
 from dynflow import PlanResult, PlanState, World
 from dynflow.cli.main import app
-from dynflow.web import BasicAuth, TokenAuth
+from dynflow.web import BasicAuth, TokenAuth, plan_view
 from tests.support import eventually
 from tests.web.actions import Flaky
 from tests.web.conftest import MakeClient, csrf_token
+from tests.web.plan_actions import Big
 
 
 def _history(world: World, plan_id: str) -> list[str]:
@@ -123,3 +124,15 @@ def test_cli_execute_and_reject(
     again = runner.invoke(app, ["plans", "execute", rejected.id, "--database-url", db_url])
     assert again.exit_code == 1
     assert "not planned" in again.output
+
+
+def test_the_review_of_a_big_plan_lists_the_first_inputs_and_counts_the_rest(
+    console_world: World, client: TestClient
+) -> None:
+    plan = console_world.plan(Big, 20)  # 200 actions with a run step
+    page = client.get(f"/plans/{plan.id}").text
+    review = page.split('<section class="review"', 1)[1].split("</section>", 1)[0]
+    assert review.count("<li>") == plan_view.REVIEW_SHOWN
+    assert '<code>{"n": "0-0", "payload": ""}</code>' in review
+    assert f"and {200 - plan_view.REVIEW_SHOWN} more action(s)" in review
+    assert f'href="/plans/{plan.id}?tab=actions">Actions tab</a>' in review

@@ -28,7 +28,9 @@ def basic(user: str, password: str) -> dict[str, str]:
 # -- authentication ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/", "/worlds", "/delayed", "/plans/x", "/api/plans"])
+@pytest.mark.parametrize(
+    "path", ["/", "/worlds", "/delayed", "/plans/x", "/plans/x/timeline", "/api/plans"]
+)
 def test_basic_auth_refuses_requests_without_valid_credentials(
     console_world: World, make_client: MakeClient, path: str
 ) -> None:
@@ -221,6 +223,8 @@ def test_markup_in_labels_input_output_and_errors_is_escaped_on_every_page(
     for tab in ("timeline", "steps", "actions", "history", "sub-plans"):
         pages[f"/plans?tab={tab}"] = client.get(f"/plans/{plan.id}", params={"tab": tab})
     pages["/plans?step"] = client.get(f"/plans/{plan.id}", params={"step": run_step})
+    pages["/plans/timeline"] = client.get(f"/plans/{plan.id}/timeline")
+    assert f'data-step="{run_step}"' in pages["/plans/timeline"].text
     # the page's own drawings, the only SVG elements allowed
     own_svg = ('<svg class="graph" ', '<svg class="timeline" ', '<svg class="sub-counts" ')
     for name, page in pages.items():

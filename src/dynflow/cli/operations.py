@@ -27,6 +27,7 @@ from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.persistence import PersistencePort
 
 if TYPE_CHECKING:
+    from dynflow.views import WorldView
     from dynflow.world import World
 
 plans_app = typer.Typer(help="List, show and steer execution plans.", no_args_is_help=True)
@@ -439,13 +440,15 @@ def list_worlds(url: DatabaseUrl = None, as_json: AsJson = False) -> None:
     if as_json:
         _print_json([views.world_view(w, locks, "", now).model_dump(mode="json") for w in worlds])
         return
-    table = Table("role", "queues", "version", "heartbeat (UTC)", "host/pid", "plans", box=None)
+    table = Table(
+        "role", "queues (busy/workers)", "version", "heartbeat (UTC)", "host/pid", "plans", box=None
+    )
     table.add_column("id", no_wrap=True, min_width=36)
     for record in worlds:
         held = sum(1 for lock in locks if lock.owner_id == record.id)
         table.add_row(
             "executor" if record.executor else "client",
-            ", ".join(record.queues),
+            ", ".join(_queue_use(views.world_view(record, locks, "", now))),
             str(record.meta.get("code_version") or "-"),
             f"{record.heartbeat_at:%Y-%m-%d %H:%M:%S}" if record.heartbeat_at else "",
             f"{record.meta.get('hostname', '?')}/{record.meta.get('pid', '?')}",
@@ -453,6 +456,12 @@ def list_worlds(url: DatabaseUrl = None, as_json: AsJson = False) -> None:
             record.id,
         )
     _console().print(table)
+
+
+def _queue_use(world: WorldView) -> list[str]:
+    """Each queue with its pool's use at the last heartbeat: ``default 1/5``."""
+    sizes, busy = world.pool_sizes, world.pool_busy
+    return [f"{q} {busy[q]}/{sizes[q]}" if q in sizes and q in busy else q for q in world.queues]
 
 
 @worlds_app.command("check")

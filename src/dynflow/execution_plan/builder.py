@@ -330,6 +330,7 @@ class PlanBuilder:
             run_flow=self.run_flow,
             finalize_flow=tuple(self.finalize_steps),
             trace_context=self.trace_context,
+            requires=dict(self.requires),
         )
         self.attributes.apply(plan)
         actions = [

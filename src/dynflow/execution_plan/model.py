@@ -126,6 +126,10 @@ class ExecutionPlan:
     deadline_at: datetime | None = None
     #: the labels it was triggered with (str -> str)
     labels: dict[str, str] = field(default_factory=dict)
+    #: run step id -> the run step ids whose output its input references, as planned
+    #: (kept when the step runs and its input is resolved); None for a plan stored
+    #: without it, whose references are read from the actions' inputs
+    requires: dict[int, frozenset[int]] | None = None
     _details: Callable[[], PlanDetails] | PlanDetails | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

@@ -9,7 +9,9 @@ from dynflow.flows import Concurrence
 
 
 def shape_of(plan: ExecutionPlan) -> PlanShape:
-    requires = requires_from_inputs(
-        {a.id: a.input for a in plan.actions}, {a.id: a.run_step_id for a in plan.actions}
-    )
+    requires = plan.requires
+    if requires is None:  # stored without it: the references still in the inputs
+        requires = requires_from_inputs(
+            {a.id: a.input for a in plan.actions}, {a.id: a.run_step_id for a in plan.actions}
+        )
     return PlanShape(plan.run_flow or Concurrence(), tuple(plan.finalize_flow), requires)

@@ -50,3 +50,7 @@ class Executor(Protocol):
     def alive(self) -> bool:
         """False once a part of it died (see :meth:`ThreadedExecutor.alive`)."""
         ...
+
+    def pool_use(self) -> dict[str, int]:
+        """Workers running a step now, per queue (empty without worker pools)."""
+        ...

@@ -50,6 +50,10 @@ class ExecutorFront:
         self.post(HaltPlan(execution_plan_id, future, why))
         return future
 
+    def pool_use(self) -> dict[str, int]:
+        """Workers running a step now, per queue: none without worker pools."""
+        return {}
+
     def limits_freed(self) -> None:
         self.post(RetryLimits())
 

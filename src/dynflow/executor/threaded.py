@@ -166,6 +166,10 @@ class ThreadedExecutor(ExecutorFront):
     def post(self, message: Message) -> None:
         self._inbox.put(message)
 
+    def pool_use(self) -> dict[str, int]:
+        """Workers running a step now, per queue (a gauge: read without locks)."""
+        return {name: pool.busy() for name, pool in self.pools.items()}
+
     def terminate(self, timeout: float | None) -> None:
         done: Future[None] = Future()
         self.post(Terminate(done))

@@ -176,9 +176,21 @@ class PersistencePort(Protocol):
 
     def find_execution_plan(self, execution_plan_id: str) -> ExecutionPlan: ...
 
+    def load_plan_steps(self, execution_plan_ids: Sequence[str]) -> dict[str, ExecutionPlan]:
+        """The plans of these ids that exist, with their steps but without their
+        actions and history, in a few queries whatever their number (live views)."""
+        ...
+
     def find_execution_plan_counts_by_state(
-        self, filters: Mapping[str, Any] | None = None
-    ) -> dict[PlanState, int]: ...
+        self,
+        filters: Mapping[str, Any] | None = None,
+        cap: int | None = None,
+        limit: int | None = None,
+    ) -> dict[PlanState, int]:
+        """Plans matching ``filters`` in each state; with ``cap``, a count stops at
+        ``cap + 1`` (more than ``cap``: at least that many); with ``limit``, at most
+        that many plans are read (counts adding up to it are lower bounds)."""
+        ...
 
     def find_execution_plan_counts(self, filters: Mapping[str, Any] | None = None) -> int: ...
 

@@ -41,11 +41,18 @@ execution_plans = sa.Table(
     sa.Column("priority", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("deadline_at", UTCDateTime(), nullable=True),
     sa.Column("labels", JSONText(), nullable=True),
-    sa.Index("ix_dynflow_execution_plans_state", "state"),
-    sa.Index("ix_dynflow_execution_plans_result", "result"),
-    sa.Index("ix_dynflow_execution_plans_label", "label"),
-    sa.Index("ix_dynflow_execution_plans_started_at", "started_at"),
-    sa.Index("ix_dynflow_execution_plans_ended_at", "ended_at"),
+    # the plans list's orders (see migration 0010): a time column and the id that
+    # breaks its ties; state, result or label, then the start time and the id
+    sa.Index("ix_dynflow_execution_plans_started_at_id", "started_at", "id"),
+    sa.Index("ix_dynflow_execution_plans_ended_at_id", "ended_at", "id"),
+    sa.Index("ix_dynflow_execution_plans_real_time_id", "real_time", "id"),
+    sa.Index("ix_dynflow_execution_plans_state_started", "state", "started_at", "id"),
+    sa.Index("ix_dynflow_execution_plans_result_started", "result", "started_at", "id"),
+    sa.Index("ix_dynflow_execution_plans_label_started", "label", "started_at", "id"),
+    sa.Index("ix_dynflow_execution_plans_state_ended", "state", "ended_at", "id"),
+    sa.Index("ix_dynflow_execution_plans_state_real_time", "state", "real_time", "id"),
+    sa.Index("ix_dynflow_execution_plans_state_result", "state", "result", "started_at", "id"),
+    sa.Index("ix_dynflow_execution_plans_state_label", "state", "label", "started_at", "id"),
     # a parent's children by state: its counts and the planned ones to start
     sa.Index(
         "ix_dynflow_execution_plans_caller_state",

@@ -125,13 +125,15 @@ class Liveness:
     def _beat(self) -> None:
         if self._stopped:
             return
-        if self.control.executor is not None and not self.control.executor.alive():
+        executor = self.control.executor
+        if executor is not None and not executor.alive():
             # never a live heartbeat over a dead executor: the lease runs out and
             # another world invalidates this one and takes its plans over
             log.critical("the executor of world %s died: no more heartbeats", self.world_id)
             return
         try:
-            if not self.coordinator.heartbeat():
+            use = executor.pool_use() if executor is not None else None
+            if not self.coordinator.heartbeat({"pool_busy": use} if use else None):
                 self._declared_dead()
         except DynflowError as exc:
             log.error("heartbeat of world %s failed: %s", self.world_id, exc)
@@ -360,8 +362,16 @@ def register(coordinator: Coordinator, config: WorldConfig, connector_kind: str)
             "connector": connector_kind,
             # executors of a code version run only plans of it (or of none)
             "code_version": config.code_version,
-            # worker threads per queue (their use is not published)
-            **({"pool_sizes": dict(config.all_queues)} if config.executor else {}),
+            # worker threads per queue; "pool_busy" (those running a step, per
+            # queue) is renewed at each heartbeat
+            **(
+                {
+                    "pool_sizes": dict(config.all_queues),
+                    "pool_busy": dict.fromkeys(config.all_queues, 0),
+                }
+                if config.executor
+                else {}
+            ),
             **config.meta,
         },
     )

@@ -35,7 +35,7 @@ COMMAND_ERRORS: dict[int | str, dict[str, str]] = {
 }
 
 
-Sort = Literal["started_at", "ended_at", "label", "state", "result"]
+Sort = Literal["started_at", "ended_at", "label", "state", "result", "duration"]
 
 
 def router(web: Web) -> APIRouter:
@@ -66,7 +66,12 @@ def router(web: Web) -> APIRouter:
             int, Query(ge=1, description="plans per page, at most 100 (larger values get 100)")
         ] = DEFAULT_PER_PAGE,
     ) -> PlanList:
-        """Plans (by default the latest started first), with the number in each state."""
+        """Plans (by default the latest started first), with the number in each state.
+        Counting stops at 10,000 (``capped`` names the states whose count is a lower
+        bound, ``total_capped`` says the total is one); pages go through the first
+        10,000 plans of a
+        list (deeper: 400, narrow the filters). ``sort``: ``duration`` is the time the
+        plan ran (0 until it stops or pauses); ties are broken by id."""
         return console.plans(
             state=state,
             result=result,

@@ -37,7 +37,7 @@ from dynflow.web.auth import (
     new_csrf_cookie,
     same_origin,
 )
-from dynflow.web.console import Console, NotAvailable
+from dynflow.web.console import Console, NotAvailable, PageTooDeep
 from dynflow.web.hosts import LOOPBACK, HostCheck, allowed
 from dynflow.web.inbound import DEFAULT_MAX_BODY, BodyLimit, Triggers
 from dynflow.web.throttle import Throttle, TooManyAttempts, client_address
@@ -305,6 +305,10 @@ def _install_handlers(app: FastAPI, web: Web) -> None:
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> Response:
         return error(request, 404, str(exc))
+
+    @app.exception_handler(PageTooDeep)
+    async def too_deep(request: Request, exc: PageTooDeep) -> Response:
+        return error(request, 400, str(exc))
 
     @app.exception_handler(NotAvailable)
     async def not_available(request: Request, exc: NotAvailable) -> Response:

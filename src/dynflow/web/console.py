@@ -38,9 +38,35 @@ if TYPE_CHECKING:
     from dynflow.world import World
 
 MAX_PER_PAGE = 100
-#: columns the plans list may be sorted by
-SORTS = ("started_at", "ended_at", "label", "state", "result")
+#: what the plans list may be sorted by -> the plan column
+SORTS = {
+    "started_at": "started_at",
+    "ended_at": "ended_at",
+    "label": "label",
+    "state": "state",
+    "result": "result",
+    "duration": "real_time",
+}
 DEFAULT_PER_PAGE = 25
+#: counts of the plans list stop here: over millions of plans an exact count per state
+#: would read them all ("10000+" is shown instead)
+COUNT_CAP = 10_000
+#: the filters (besides the state) under which each state's count is read from an
+#: index alone, (state, label|result|started_at, ...), up to COUNT_CAP
+INDEXED_COUNTS: tuple[frozenset[str], ...] = (
+    frozenset(),
+    frozenset({"label"}),
+    frozenset({"result"}),
+    frozenset({"started_after"}),
+    frozenset({"started_before"}),
+    frozenset({"started_after", "started_before"}),
+)
+#: under other filters, the counts read at most this many matching plans (then every
+#: count is a lower bound)
+FILTERED_COUNT = 2_000
+#: the plans list pages through the first this many plans of a list (a deeper OFFSET
+#: reads every plan before it): narrow the filters to see further
+MAX_DEPTH = 10_000
 #: the longest label a filter may name
 MAX_LABEL = 255
 
@@ -54,6 +80,10 @@ BULK = {
 
 class NotAvailable(DynflowError):
     """The world offers no such operation (yet)."""
+
+
+class PageTooDeep(DynflowError):
+    """A page of the plans list past :data:`MAX_DEPTH` plans."""
 
 
 class Console:
@@ -87,6 +117,12 @@ class Console:
             raise DynflowError(f"cannot sort plans by {sort!r}: use one of {', '.join(SORTS)}")
         per_page = max(1, min(per_page, MAX_PER_PAGE))
         page = max(1, page)
+        deepest = max(1, MAX_DEPTH // per_page)
+        if page > deepest:
+            raise PageTooDeep(
+                f"page {page} is past the first {MAX_DEPTH} plans of this list (page "
+                f"{deepest} at {per_page} per page): narrow the filters, e.g. started_before"
+            )
         others: dict[str, Any] = {
             name: value
             for name, value in (
@@ -104,19 +140,30 @@ class Console:
         if state is not None:
             filters["state"] = str(state)
         persistence = self.world.persistence
-        by_state = persistence.find_execution_plan_counts_by_state(others)
-        total = by_state[state] if state is not None else sum(by_state.values())
+        if frozenset(others) in INDEXED_COUNTS:  # each state's index entries, up to the cap
+            by_state = persistence.find_execution_plan_counts_by_state(others, cap=COUNT_CAP)
+            capped = [str(s) for s, n in by_state.items() if n > COUNT_CAP]
+        else:  # one pass over (at most FILTERED_COUNT of) the matching plans
+            by_state = persistence.find_execution_plan_counts_by_state(others, limit=FILTERED_COUNT)
+            partial = sum(by_state.values()) >= FILTERED_COUNT
+            capped = [str(s) for s, n in by_state.items() if n > COUNT_CAP or (partial and n)]
+        counts = {str(s): min(n, COUNT_CAP) for s, n in by_state.items()}
+        total = counts[str(state)] if state is not None else sum(counts.values())
+        total_capped = bool(capped) if state is None else str(state) in capped
+        pages = min(max(1, math.ceil(total / per_page)), deepest)
         found = persistence.find_execution_plans(
-            filters, order_by=sort, desc=desc, page=page - 1, per_page=per_page
+            filters, order_by=SORTS[sort], desc=desc, page=page - 1, per_page=per_page
         )
         classes = persistence.entry_action_classes([p.id for p in found])
         return PlanList(
             items=[plan_summary(p, classes.get(p.id)) for p in found],
             total=total,
+            total_capped=total_capped,
             page=page,
             per_page=per_page,
-            pages=max(1, math.ceil(total / per_page)),
-            counts={str(s): n for s, n in by_state.items()},
+            pages=deepest if total_capped else pages,
+            counts=counts,
+            capped=capped,
         )
 
     def plan(self, plan_id: str) -> PlanDetail:

@@ -3,9 +3,9 @@
 A sequence lays its parts out left to right, a concurrence stacks its branches. Edges
 join the exits of one part of a sequence to the entries of the next (through a small
 join point when both sides have several), and dashed edges show output references
-(a step that waits for another's output). Large concurrences are grouped: more than
-:data:`GROUP_MIN` branches of the same shape are drawn as one group node ("x 200")
-that a link expands; long runs of the same action in a sequence are grouped alike.
+(a step that waits for another's output). Alike branches of a concurrence and alike
+parts in a row of a sequence are grouped (:mod:`dynflow.web.graph_groups`): a group node
+("x 200") shows its steps' state counts and a link expands it.
 """
 
 from __future__ import annotations
@@ -20,10 +20,20 @@ from markupsafe import Markup, escape
 
 from dynflow.execution_plan.model import ExecutionPlan, Step
 from dynflow.execution_plan.shape import shape_of
-from dynflow.flows import Atom, Concurrence, Flow, Sequence, step_ids
+from dynflow.web.graph_groups import (
+    GROUP_MIN,
+    Conc,
+    Group,
+    Leaf,
+    Seq,
+    Tree,
+    group_tree,
+    member_ranges,
+    short,
+)
 
-#: more branches than this of the same shape are drawn as one group node
-GROUP_MIN = 12
+__all__ = ["GROUP_MIN", "group_tree", "layout", "short", "svg"]
+
 NODE_W, NODE_H = 170, 40
 GAP_X, GAP_Y = 44, 12
 JOIN_R = 5
@@ -32,10 +42,12 @@ PAD = 12
 STATE_PRIORITY = (
     "error",
     "running",
+    "reverting",
     "suspended",
     "waiting",
     "skipping",
     "cancelled",
+    "reverted",
     "pending",
     "skipped",
     "success",
@@ -55,32 +67,6 @@ LEGEND = (
 
 
 @dataclass
-class Leaf:
-    step_id: int
-
-
-@dataclass
-class Group:
-    id: str
-    step_ids: list[int]
-    branches: int
-    label: str
-
-
-@dataclass
-class Seq:
-    parts: list[Tree]
-
-
-@dataclass
-class Conc:
-    parts: list[Tree]
-
-
-Tree = Leaf | Group | Seq | Conc
-
-
-@dataclass
 class Node:
     id: str
     kind: str  # "step", "group" or "join"
@@ -97,98 +83,6 @@ class Layout:
     width: float = 0.0
     height: float = 0.0
     groups: list[Group] = field(default_factory=list)
-
-
-def short(action_class: str) -> str:
-    return action_class.rsplit(".", 1)[-1]
-
-
-def _signature(flow: Flow, steps: Mapping[int, Step]) -> tuple[object, ...]:
-    match flow:
-        case Atom(step_id):
-            return (steps[step_id].action_class,) if step_id in steps else ("?",)
-        case Sequence(parts):
-            return ("seq", *(_signature(p, steps) for p in parts))
-        case Concurrence(parts):
-            return ("conc", *(_signature(p, steps) for p in parts))
-    raise TypeError(flow)  # pragma: no cover
-
-
-def group_tree(flow: Flow, steps: Mapping[int, Step], expanded: Collection[str] = ()) -> Tree:
-    """The flow with its large repetitions replaced by :class:`Group` nodes."""
-    match flow:
-        case Atom(step_id):
-            return Leaf(step_id)
-        case Sequence(parts):
-            return Seq(
-                _group_runs([group_tree(p, steps, expanded) for p in parts], steps, expanded)
-            )
-        case Concurrence(parts):
-            return Conc(_group_branches(parts, steps, expanded))
-    raise TypeError(flow)  # pragma: no cover
-
-
-def _group_branches(
-    parts: list[Flow], steps: Mapping[int, Step], expanded: Collection[str]
-) -> list[Tree]:
-    buckets: dict[tuple[object, ...], list[Flow]] = {}
-    for part in parts:
-        buckets.setdefault(_signature(part, steps), []).append(part)
-    drawn: list[Tree] = []
-    done: set[tuple[object, ...]] = set()
-    for part in parts:
-        sig = _signature(part, steps)
-        members = buckets[sig]
-        first = next(step_ids(members[0]), 0)
-        group_id = f"g{first}"
-        if len(members) > GROUP_MIN and group_id not in expanded:
-            if sig not in done:
-                done.add(sig)
-                ids = [i for m in members for i in step_ids(m)]
-                label = _group_label(ids, steps)
-                drawn.append(Group(group_id, ids, len(members), label))
-            continue
-        drawn.append(group_tree(part, steps, expanded))
-    return drawn
-
-
-def _group_runs(
-    parts: list[Tree], steps: Mapping[int, Step], expanded: Collection[str]
-) -> list[Tree]:
-    """Runs of more than GROUP_MIN single steps of the same action become one group."""
-    drawn: list[Tree] = []
-    run: list[Leaf] = []
-
-    def flush() -> None:
-        group_id = f"r{run[0].step_id}" if run else ""
-        if len(run) > GROUP_MIN and group_id not in expanded:
-            ids = [leaf.step_id for leaf in run]
-            drawn.append(Group(group_id, ids, len(run), _group_label(ids, steps)))
-        else:
-            drawn.extend(run)
-        run.clear()
-
-    for part in parts:
-        if isinstance(part, Leaf) and run and _cls(part, steps) == _cls(run[0], steps):
-            run.append(part)
-            continue
-        flush()
-        if isinstance(part, Leaf):
-            run.append(part)
-        else:
-            drawn.append(part)
-    flush()
-    return drawn
-
-
-def _cls(leaf: Leaf, steps: Mapping[int, Step]) -> str:
-    step = steps.get(leaf.step_id)
-    return step.action_class if step else "?"
-
-
-def _group_label(ids: list[int], steps: Mapping[int, Step]) -> str:
-    names = Counter(short(steps[i].action_class) for i in ids if i in steps)
-    return ", ".join(name for name, _ in names.most_common(2))
 
 
 def _entries(tree: Tree) -> int:
@@ -336,7 +230,8 @@ def svg(plan: ExecutionPlan, drawn: Layout, link: str, expanded: Collection[str]
     out = [
         f'<svg class="graph" xmlns="http://www.w3.org/2000/svg" width="{drawn.width:.0f}" '
         f'height="{drawn.height:.0f}" viewBox="0 0 {drawn.width:.0f} {drawn.height:.0f}" '
-        'role="group" aria-label="run flow graph">',
+        f'role="group" aria-label="run flow graph" data-legend="{" ".join(LEGEND)}" '
+        f'data-priority="{" ".join(STATE_PRIORITY)}">',
         '<g class="edges">',
     ]
     for source, target, kind in drawn.edges:
@@ -390,18 +285,22 @@ def _step_node(node: Node, step: Step | None, link: str) -> str:
 def _group_node(node: Node, group: Group, steps: Mapping[int, Step], link: str) -> str:
     state, counts = group_state(group.step_ids, steps)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    title = escape(
-        f"{group.branches} \u00d7 {group.label}: {len(group.step_ids)} steps ({summary})"
-    )
+    # the page's script recounts the states of data-members as they change
     out = [
         f'<a href="{escape(link)}&amp;expand={group.id}" class="node-link">'
-        f'<g class="node group state-{state}" data-group="{group.id}"><title>{title}</title>'
+        f'<g class="node group state-{state}" data-group="{group.id}" '
+        f'data-members="{member_ranges(group.step_ids)}" data-head="{escape(group.head)}" '
+        f'data-counts="{summary}"><title>{escape(group.head)} ({summary})</title>'
         f'<rect class="stack" x="{node.x + 4:.0f}" y="{node.y - 4:.0f}" width="{NODE_W}" '
         f'height="{NODE_H}" rx="5"/>'
         f'<rect x="{node.x:.0f}" y="{node.y:.0f}" width="{NODE_W}" height="{NODE_H}" rx="5"/>'
         f'<text x="{node.x + 8:.0f}" y="{node.y + 16:.0f}">&#215; {group.branches} '
         f"{escape(_clip(group.label, 16))}</text>"
     ]
+    out.append(
+        f'<rect class="track" x="{node.x + 7.5:.1f}" y="{node.y + 25.5:.1f}" '
+        f'width="{NODE_W - 15}" height="9"/>'
+    )
     x = node.x + 8
     total = sum(counts.values()) or 1
     for name in LEGEND:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
+from dynflow.errors import NotFound
 from dynflow.execution_plan.states import PlanState, StepState
 from dynflow.services.versions import waiting_for
 from dynflow.views import waiting_reason
@@ -137,6 +138,17 @@ def router(web: Web) -> APIRouter:
             expand=(expand or [])[:50],
         )
 
+    @router.get("/plans/{plan_id}/timeline", response_class=HTMLResponse)
+    def timeline(
+        request: Request, plan_id: str, page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1
+    ) -> Response:
+        """The Timeline tab's content alone (the page redraws it with this as steps
+        change)."""
+        plan = persistence.load_execution_plan(plan_id)
+        here = f"{request.scope.get('root_path', '')}/plans/{plan.id}"
+        view = plan_view.build(plan, here, tab="timeline", page=page)
+        return web.render(request, "plan_timeline.html", view=view)
+
     @router.get("/plans/{plan_id}/actions/{action_id}/{which}")
     def value(plan_id: str, action_id: int, which: Literal["input", "output"]) -> Response:
         """The whole input or output of one action, as JSON (the page shows it cut)."""
@@ -152,11 +164,15 @@ def router(web: Web) -> APIRouter:
             json.dumps(chosen, default=str, ensure_ascii=False), media_type="application/json"
         )
 
+    watcher = stream.Watcher(persistence.load_plan_steps)
+
     @router.get("/plans/{plan_id}/events")
     def events(plan_id: str) -> Response:
-        persistence.load_execution_plan(plan_id)  # 404 before the stream starts
+        first = watcher.first(plan_id)
+        if first is None:  # 404 before the stream starts
+            raise NotFound(f"execution plan {plan_id} not found")
         return StreamingResponse(
-            stream.events(lambda: persistence.load_execution_plan(plan_id)),
+            watcher.events(plan_id, first),
             media_type="text/event-stream",
             headers={"X-Accel-Buffering": "no"},
         )

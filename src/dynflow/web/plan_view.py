@@ -47,6 +47,8 @@ ACTIONS_PER_PAGE = 50
 SUB_PLANS_PER_PAGE = 25
 #: failed steps listed in full in the error summary (the rest are counted)
 ERRORS_SHOWN = 20
+#: actions whose input the review of a planned plan lists (the rest: the Actions tab)
+REVIEW_SHOWN = 100
 
 
 @dataclass
@@ -144,6 +146,9 @@ class PlanPage:
     failed_total: int
     panel: Panel | None
     content: dict[str, Any] = field(default_factory=dict)
+    #: a planned plan's review: the first actions with a run step, and how many more
+    review: list[ActionRecord] = field(default_factory=list)
+    review_more: int = 0
 
     def link(self, **query: Any) -> str:
         """A link to this page with ``query`` (empty values dropped)."""
@@ -186,6 +191,10 @@ def build(
         failed_total=len(failed_steps),
         panel=_panel(plan, here, step_id, retries),
     )
+    if plan.state is PlanState.PLANNED:
+        runnable = [a for a in plan.actions if a.run_step_id is not None]
+        view.review = runnable[:REVIEW_SHOWN]
+        view.review_more = len(runnable) - len(view.review)
     now = datetime.now(UTC)
     keep_step = {"step": step_id} if step_id is not None else {}
     if view.tab == "graph":

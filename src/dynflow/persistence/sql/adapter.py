@@ -20,7 +20,7 @@ from dynflow.persistence import migrate
 from dynflow.persistence.changes import PLAN_MUTABLE, STEP_MUTABLE, Changes
 from dynflow.persistence.limits import LimitEntry
 from dynflow.persistence.records import EXECUTION_LOCK, PLANNED_LOCK, WORLD
-from dynflow.persistence.sql import loading, retention, stats
+from dynflow.persistence.sql import live, loading, retention, stats
 from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, Update
 from dynflow.persistence.sql.database import IDLE_IN_TRANSACTION, Database
 from dynflow.persistence.sql.delayed import SqlDelayedPlanStore
@@ -35,6 +35,7 @@ from dynflow.persistence.sql.mapping import (
     step_from_row,
 )
 from dynflow.persistence.sql.queries import (
+    capped_counts_query,
     conditions,
     plans_query,
     runnable,
@@ -125,22 +126,9 @@ class SqlPersistence:
     ) -> None:
         """Insert new plans with the ``locks`` they take in one write (one statement per
         table, one on PostgreSQL); :class:`LockTaken`, nothing written, if one is held."""
-        if not plans:
-            return
-        plan_list, action_list, step_list = [], [], []
-        for plan in plans:
-            row, action_rows, step_rows = plan_rows(plan)
-            plan_list.append(row)
-            action_list += action_rows
-            step_list += step_rows
-        operations: list[Operation] = [
-            Insert(execution_plans, plan_list),
-            Insert(actions, action_list),
-            Insert(steps, step_list),
-            Insert(coordinator_records, locks),
-        ]
         try:
-            self._insert(operations, None)
+            if plans:
+                self._insert(loading.new_plans_operations(plans, locks), None)
         except sa.exc.IntegrityError:
             raise taken(self.db, plans[0], locks) from None
 
@@ -224,8 +212,7 @@ class SqlPersistence:
     # -- reading ------------------------------------------------------------
 
     def load_execution_plans(self, execution_plan_ids: Sequence[str]) -> list[ExecutionPlan]:
-        """The plans found among these ids, read together as of one moment."""
-        with self.db.snapshot() as connection:
+        with self.db.snapshot() as connection:  # together, as of one moment
             return loading.load_plans(connection, execution_plan_ids)
 
     def load_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
@@ -282,6 +269,9 @@ class SqlPersistence:
             plans.append(plan)
         return plans
 
+    def load_plan_steps(self, execution_plan_ids: Sequence[str]) -> dict[str, ExecutionPlan]:
+        return live.load_plan_steps(self.db, execution_plan_ids)
+
     def find_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
         """The plan's row now, its steps, actions and history on first access (one query
         instead of four); raises :class:`NotFound`."""
@@ -291,14 +281,24 @@ class SqlPersistence:
         return found[0]
 
     def find_execution_plan_counts_by_state(
-        self, filters: Mapping[str, Any] | None = None
+        self,
+        filters: Mapping[str, Any] | None = None,
+        cap: int | None = None,
+        limit: int | None = None,
     ) -> dict[PlanState, int]:
-        """How many plans matching ``filters`` are in each state (one query)."""
-        query = (
-            sa.select(execution_plans.c.state, sa.func.count())
-            .where(*conditions(filters))
-            .group_by(execution_plans.c.state)
-        )
+        """How many plans matching ``filters`` are in each state (one query). With
+        ``cap``, a count stops at ``cap + 1``: more than ``cap`` means "at least".
+        With ``limit``, at most that many matching plans are read: counts adding up
+        to ``limit`` are lower bounds."""
+        if cap is not None:
+            with self.db.read() as connection:
+                row = connection.execute(capped_counts_query(filters, cap)).one()
+            return {state: int(row._mapping[str(state)]) for state in PlanState}
+        matching = sa.select(execution_plans.c.state).where(*conditions(filters))
+        if limit is not None:
+            matching = matching.limit(limit)
+        found = matching.subquery()
+        query = sa.select(found.c.state, sa.func.count()).group_by(found.c.state)
         with self.db.read() as connection:
             rows = connection.execute(query).all()
         counts = dict.fromkeys(PlanState, 0)

@@ -1,22 +1,30 @@
 """Many whole plans read together: four queries for them all, not four for each
-(the sub-plans a parent starts at once)."""
+(the sub-plans a parent starts at once); and many new plans written together."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from dynflow.execution_plan.model import ExecutionPlan, PlanDetails
+from dynflow.persistence.sql.bulk import Insert, Operation
 from dynflow.persistence.sql.mapping import (
     action_from_row,
     history_from_row,
     plan_from_row,
+    plan_rows,
     step_from_row,
 )
-from dynflow.persistence.tables import actions, execution_history, execution_plans, steps
+from dynflow.persistence.tables import (
+    actions,
+    coordinator_records,
+    execution_history,
+    execution_plans,
+    steps,
+)
 
 #: ids per query (well under every database's limit of bound parameters)
 CHUNK = 500
@@ -55,3 +63,21 @@ def _load(connection: sa.Connection, ids: list[str]) -> dict[str, ExecutionPlan]
 def _rows(connection: sa.Connection, table: sa.Table, ids: list[str]) -> sa.CursorResult[Any]:
     query = sa.select(table).where(table.c.execution_plan_id.in_(ids)).order_by(table.c.id)
     return connection.execute(query)
+
+
+def new_plans_operations(
+    plans: Sequence[ExecutionPlan], locks: Sequence[Mapping[str, Any]]
+) -> list[Operation]:
+    """The inserts of new plans and the locks they take: one per table for them all."""
+    plan_list, action_list, step_list = [], [], []
+    for plan in plans:
+        row, action_rows, step_rows = plan_rows(plan)
+        plan_list.append(row)
+        action_list += action_rows
+        step_list += step_rows
+    return [
+        Insert(execution_plans, plan_list),
+        Insert(actions, action_list),
+        Insert(steps, step_list),
+        Insert(coordinator_records, locks),
+    ]

@@ -27,6 +27,8 @@ def plan_rows(plan: ExecutionPlan) -> tuple[Row, list[Row], list[Row]]:
     }
     if plan.trace_context:  # written once, with the rest of ``data``
         data["trace_context"] = dict(plan.trace_context)
+    if plan.requires is not None:
+        data["requires"] = {str(k): sorted(v) for k, v in sorted(plan.requires.items())}
     row = {
         "id": plan.id,
         "label": plan.label[:LABEL_LENGTH],
@@ -102,12 +104,20 @@ def plan_from_row(row: Mapping[Any, Any]) -> ExecutionPlan:
         run_flow=from_json(data["run_flow"]) if data.get("run_flow") is not None else None,
         finalize_flow=tuple(data.get("finalize_flow", ())),
         trace_context=data.get("trace_context"),
+        requires=_requires(data.get("requires")),
         key=row["key"],
         code_version=row["code_version"],
         priority=row["priority"] or 0,
         deadline_at=row["deadline_at"],
         labels=dict(row["labels"] or {}),
     )
+
+
+def _requires(stored: Mapping[str, list[int]] | None) -> dict[int, frozenset[int]] | None:
+    """The stored dependency map (None for a plan stored before it was kept)."""
+    if stored is None:
+        return None
+    return {int(k): frozenset(v) for k, v in stored.items()}
 
 
 def step_from_row(row: Mapping[Any, Any]) -> Step:

@@ -34,7 +34,10 @@ PLAN_ORDER = {
     "id": execution_plans.c.id,
     "priority": execution_plans.c.priority,
     "deadline_at": execution_plans.c.deadline_at,
+    "real_time": execution_plans.c.real_time,
 }
+#: orders whose ties are broken by the start time before the id
+BY_START_TIME = frozenset({"state", "result", "label"})
 SPECIAL_FILTERS = (
     "action_class",
     "label_contains",
@@ -58,12 +61,48 @@ def plans_query(
             f"cannot order plans by {order_by!r}: use one of {', '.join(PLAN_ORDER)}"
         )
     query = sa.select(execution_plans).where(*conditions(filters))
-    query = query.order_by(*ordering(dialect, PLAN_ORDER[order_by], desc), execution_plans.c.id)
-    if per_page is not None:
-        if per_page <= 0 or (page is not None and page < 0):
-            raise ConfigurationError("page must be >= 0 and per_page > 0")
-        query = query.limit(per_page).offset((page or 0) * per_page)
-    return query
+    # ties broken in the same direction (by the start time for a column of few values,
+    # then by id), so that an index on those columns reads a page in order either way
+    order = ordering(dialect, PLAN_ORDER[order_by], desc)
+    if order_by in BY_START_TIME:
+        order += ordering(dialect, execution_plans.c.started_at, desc)
+    order.append(execution_plans.c.id.desc() if desc else execution_plans.c.id.asc())
+    query = query.order_by(*order)
+    if per_page is None:
+        return query
+    if per_page <= 0 or (page is not None and page < 0):
+        raise ConfigurationError("page must be >= 0 and per_page > 0")
+    if not page:
+        return query.limit(per_page)
+    # a deeper page: the ids skipped over are read from the index alone (when it holds
+    # the filtered and sorted columns), and only the page's rows from the table
+    ids = (
+        sa.select(execution_plans.c.id)
+        .where(*conditions(filters))
+        .order_by(*order)
+        .limit(per_page)
+        .offset(page * per_page)
+        .subquery("page_ids")
+    )
+    return sa.select(execution_plans).join(ids, ids.c.id == execution_plans.c.id).order_by(*order)
+
+
+def capped_counts_query(filters: Mapping[str, Any] | None, cap: int) -> sa.Select[Any]:
+    """One row: for each plan state, how many plans in it match ``filters``, counting
+    no further than ``cap + 1`` (each count reads at most that many index entries)."""
+    counts = []
+    for state in PlanState:
+        matching = (
+            sa.select(sa.literal(1).label("one"))
+            .select_from(execution_plans)
+            .where(execution_plans.c.state == str(state), *conditions(filters))
+            .limit(cap + 1)
+            .subquery()
+        )
+        counts.append(
+            sa.select(sa.func.count()).select_from(matching).scalar_subquery().label(str(state))
+        )
+    return sa.select(*counts)
 
 
 def ordering(dialect: Dialect, column: sa.Column[Any], desc: bool) -> list[sa.ColumnElement[Any]]:

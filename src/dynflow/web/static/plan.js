@@ -1,8 +1,12 @@
-// The plan page: live updates through server-sent events, zoom and pan of the graph,
-// copy buttons. Everything works without it (links and the "refresh" link).
+// The plan page: live updates through server-sent events (states, the graph's group
+// counts, the timeline), zoom and pan of the graph, copy buttons. Everything works
+// without it (links and the "refresh" link).
 "use strict";
 
 const STATE_CLASS = /\bstate-[a-z]+\b/;
+const SVG_NS = "http://www.w3.org/2000/svg";
+// every step's state as last heard (the stream's first event has them all)
+const known = new Map();
 
 function setState(element, state) {
   if (element.classList) {
@@ -27,6 +31,112 @@ function applySteps(steps) {
   }
 }
 
+// -- the graph's group nodes: their steps' state counts, recounted as states change --
+
+// "start:stride:count" runs and single ids (see graph_groups.member_ranges)
+function memberIds(text) {
+  const ids = [];
+  for (const part of text.split(" ")) {
+    if (!part) continue;
+    const [start, stride, count] = part.split(":").map(Number);
+    if (stride === undefined) { ids.push(String(start)); continue; }
+    for (let n = 0; n < count; n += 1) ids.push(String(start + stride * n));
+  }
+  return ids;
+}
+
+let groupsByStep = null;
+
+function groupIndex() {
+  if (groupsByStep) return groupsByStep;
+  groupsByStep = new Map();
+  document.querySelectorAll("g.node.group[data-members]").forEach((element) => {
+    const group = { element, ids: memberIds(element.dataset.members) };
+    group.ids.forEach((id) => groupsByStep.set(id, group));
+  });
+  return groupsByStep;
+}
+
+function drawGroup(group) {
+  const counts = {};
+  for (const id of group.ids) {
+    const state = known.get(id);
+    if (state === undefined) return; // not heard of yet: keep what the server drew
+    counts[state] = (counts[state] || 0) + 1;
+  }
+  const element = group.element;
+  const svg = element.ownerSVGElement;
+  const priority = (svg.dataset.priority || "").split(" ");
+  const legend = (svg.dataset.legend || "").split(" ");
+  setState(element, priority.find((s) => counts[s]) || "pending");
+  const summary = Object.keys(counts).sort().map((s) => `${counts[s]} ${s}`).join(", ");
+  if (element.dataset.counts === summary) return;
+  element.dataset.counts = summary;
+  const title = element.querySelector("title");
+  if (title) title.textContent = `${element.dataset.head} (${summary})`;
+  element.querySelectorAll("rect.bar").forEach((bar) => bar.remove());
+  const box = element.querySelector("rect:not(.stack):not(.bar):not(.track)");
+  let x = Number(box.getAttribute("x")) + 8;
+  const y = Number(box.getAttribute("y")) + 26;
+  const room = Number(box.getAttribute("width")) - 16;
+  for (const name of legend) {
+    if (!counts[name]) continue;
+    const width = (room * counts[name]) / group.ids.length;
+    const bar = document.createElementNS(SVG_NS, "rect");
+    bar.setAttribute("class", `bar state-${name}`);
+    bar.setAttribute("x", x.toFixed(1));
+    bar.setAttribute("y", String(y));
+    bar.setAttribute("width", width.toFixed(1));
+    bar.setAttribute("height", "8");
+    element.appendChild(bar);
+    x += width;
+  }
+}
+
+function applyGroups(steps) {
+  const index = groupIndex();
+  const dirty = new Set();
+  for (const id of Object.keys(steps)) {
+    const group = index.get(id);
+    if (group) dirty.add(group);
+  }
+  dirty.forEach(drawGroup);
+}
+
+// -- the timeline: read again from the server (new rows, longer bars, a new scale) --
+
+let heard = false;
+let timelineBusy = false;
+let timelineAgain = false;
+
+function refreshTimeline() {
+  const tab = document.querySelector(".timeline-tab[data-timeline]");
+  if (!tab || !window.fetch) return;
+  if (timelineBusy) { timelineAgain = true; return; }
+  timelineBusy = true;
+  fetch(tab.dataset.timeline, { credentials: "same-origin", headers: { Accept: "text/html" } })
+    .then((response) => (response.ok ? response.text() : Promise.reject(response.status)))
+    .then((html) => {
+      const found = new DOMParser().parseFromString(html, "text/html").querySelector(".timeline-tab");
+      const current = document.querySelector(".timeline-tab");
+      if (!found || !current) return;
+      const view = current.querySelector(".timeline-view");
+      const [left, top] = view ? [view.scrollLeft, view.scrollTop] : [0, 0];
+      current.replaceWith(document.adoptNode(found));
+      const fresh = found.querySelector(".timeline-view");
+      if (fresh) { fresh.scrollLeft = left; fresh.scrollTop = top; }
+      document.body.dataset.timelineUpdates = String(Number(document.body.dataset.timelineUpdates || 0) + 1);
+    })
+    .catch(() => {}) // the next change tries again
+    .finally(() => {
+      // at most one read a second, however fast the steps change
+      window.setTimeout(() => {
+        timelineBusy = false;
+        if (timelineAgain) { timelineAgain = false; refreshTimeline(); }
+      }, 1000);
+    });
+}
+
 function applyPlan(data) {
   const state = document.querySelector('[data-live="state"]');
   if (data.state && state) { state.textContent = data.state; setState(state, data.state); }
@@ -42,7 +152,14 @@ function applyPlan(data) {
     const text = document.querySelector('[data-live="progress-text"]');
     if (text) text.textContent = `${Math.round(data.progress * 100)}%`;
   }
-  if (data.steps) applySteps(data.steps);
+  if (data.steps) {
+    if (data.full) known.clear();
+    for (const [id, state] of Object.entries(data.steps)) known.set(id, state);
+    applySteps(data.steps);
+    applyGroups(data.steps);
+    if (heard) refreshTimeline(); // (the first event tells what the page shows already)
+    heard = true;
+  }
 }
 
 function live() {
@@ -58,6 +175,7 @@ function live() {
   });
   source.addEventListener("end", (message) => {
     applyPlan(JSON.parse(message.data));
+    refreshTimeline(); // the last steps' end times
     source.close();
     document.body.dataset.liveEnded = "true";
     if (status) status.textContent = "finished: refresh for the details";

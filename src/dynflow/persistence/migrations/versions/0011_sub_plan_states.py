@@ -3,14 +3,14 @@ index, so
 that its planned children to start are read a few at a time and its counts by state
 and result from the index, not from every child's row.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 """
 
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
