@@ -1,14 +1,15 @@
 """W2 (sub-plans), W5 (many suspended plans) and event delivery latency.
 
 W2: one parent with ``--children`` (1,000) sub-plans of one no-op step,
-``concurrency_limit`` 50: time from trigger until the parent finished.
+``concurrency_limit`` ``--limit`` (50): time from trigger until the parent finished.
 W5: ``--suspended`` (10,000) plans whose only step is suspended, held by one
 executor: resident memory of the process, then the time from ``world.event``
 to the plan's finished future for ``--samples`` of them picked at random (p50/p99).
 Event delivery: ``world.event`` -> its future resolved (the step has the event),
 on a plan that suspends again after each event (p50/p99).
 
-Usage: ``python benchmarks/events.py [--database-url URL] [--children N] ...``
+Usage: ``python benchmarks/events.py [--database-url URL] [--children N] [--limit N]
+[--only w2|delivery|w5] ...``
 (default: a fresh SQLite file).
 """
 
@@ -36,8 +37,8 @@ class Noop(Action):
 class Fanout(WithSubPlans, Action):
     concurrency_limit = 50
 
-    def plan(self, children: int) -> None:
-        self.plan_self(children=children)
+    def plan(self, children: int, limit: int = 50) -> None:
+        self.plan_self(children=children, concurrency_limit=limit)
 
     def create_sub_plans(self) -> list[Any]:
         return [self.trigger(Noop) for _ in range(self.input["children"])]
@@ -72,14 +73,14 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def w2(url: str, children: int) -> dict[str, Any]:
+def w2(url: str, children: int, limit: int) -> dict[str, Any]:
     with World(url) as world:
         started = time.perf_counter()
-        plan = world.trigger(Fanout, children).finished.result(600)
+        plan = world.trigger(Fanout, children, limit).finished.result(600)
         seconds = time.perf_counter() - started
         assert plan.result == "success", (plan, plan.errors)
         output = plan.entry_action.output
-    return {"children": children, "seconds": round(seconds, 2), "output": output}
+    return {"children": children, "limit": limit, "seconds": round(seconds, 2), "output": output}
 
 
 def w5(url: str, suspended: int, samples: int) -> dict[str, Any]:
@@ -138,17 +139,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url")
     parser.add_argument("--children", type=int, default=1000)
+    parser.add_argument("--limit", type=int, default=50, help="W2's concurrency_limit")
     parser.add_argument("--suspended", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument(
+        "--only", choices=["w2", "delivery", "w5"], action="append", help="run only these"
+    )
     args = parser.parse_args()
+    only = set(args.only or ["w2", "delivery", "w5"])
     with tempfile.TemporaryDirectory() as tmp:
 
         def url(name: str) -> str:
             return args.database_url or f"sqlite:///{Path(tmp) / name}.sqlite3"
 
-        print(json.dumps({"w2": w2(url("w2"), args.children)}), flush=True)
-        print(json.dumps({"delivery": delivery(url("delivery"), args.samples)}), flush=True)
-        print(json.dumps({"w5": w5(url("w5"), args.suspended, args.samples)}), flush=True)
+        if "w2" in only:
+            print(json.dumps({"w2": w2(url("w2"), args.children, args.limit)}), flush=True)
+        if "delivery" in only:
+            print(json.dumps({"delivery": delivery(url("delivery"), args.samples)}), flush=True)
+        if "w5" in only:
+            print(json.dumps({"w5": w5(url("w5"), args.suspended, args.samples)}), flush=True)
 
 
 if __name__ == "__main__":

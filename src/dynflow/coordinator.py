@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from dynflow.errors import DynflowError, LockTaken
 from dynflow.persistence.records import EXECUTION_LOCK, INVALIDATION_LOCK, PLANNED_LOCK, WORLD
 from dynflow.persistence.sql.database import Database
+from dynflow.persistence.sql.locks import lock_taken
 from dynflow.persistence.tables import coordinator_records as records
 
 __all__ = [
@@ -221,6 +222,18 @@ class Coordinator:
         except sa.exc.IntegrityError:
             holder = self.find_locks(lock_class=lock_class, id=lock_id)
             raise LockTaken(lock_class, lock_id, holder[0].owner_id if holder else None) from None
+
+    def acquire_many(self, lock_class: str, lock_ids: Sequence[str]) -> None:
+        """Take many locks of one class in one write; raises :class:`LockTaken` (and
+        takes none) if someone holds one of them."""
+        rows = [self.lock_row(lock_class, lock_id) for lock_id in lock_ids]
+        if not rows:
+            return
+        try:
+            with self.db.write() as connection:
+                connection.execute(sa.insert(records), rows)
+        except sa.exc.IntegrityError:
+            raise lock_taken(self.db, rows) from None
 
     def release(self, lock_class: str, lock_id: str) -> None:
         with self.db.write_statement() as connection:

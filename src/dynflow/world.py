@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Unpack
 
 from dynflow.action.base import Action
+from dynflow.action.world import BuiltPlan as PlanToSave
 from dynflow.clock import Clock, ThreadClock
 from dynflow.cluster.connector import Connector
 from dynflow.cluster.executor_dispatcher import ExecutorDispatcher
@@ -32,14 +33,14 @@ from dynflow.middleware import MiddlewareStack
 from dynflow.observe import Observability
 from dynflow.persistence import PersistencePort, open_persistence
 from dynflow.persistence.sql.database import idle_in_transaction_for
-from dynflow.services import reverting
+from dynflow.services import handout, reverting
 from dynflow.services.control import PlanControl
 from dynflow.services.delayed import DelayedPlans
 from dynflow.services.finished import FinishedPlans
 from dynflow.services.liveness import Liveness, register
 from dynflow.services.maintenance import Maintenance
 from dynflow.services.options import OptionArguments, Options, Triggered, Triggers
-from dynflow.services.planning import Planner
+from dynflow.services.planning import BuiltPlan, Planner
 from dynflow.services.ports import Ports
 from dynflow.services.retention import Retention
 from dynflow.services.schedules import Schedule, Schedules
@@ -247,9 +248,29 @@ class World:
         self.control.require_alive()
         return self.planner.plan(action_class, args, kwargs, caller=caller)
 
+    def build_sub_plan(
+        self,
+        action_class: type[Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        caller: tuple[str, int],
+    ) -> BuiltPlan:
+        """Plan a child plan of action ``caller`` without saving it (``save_sub_plans``)."""
+        self.control.require_alive()
+        return self.planner.build_sub_plan(action_class, args, kwargs, caller)
+
+    def save_sub_plans(self, built: Sequence[PlanToSave]) -> None:
+        """Save child plans made by ``build_sub_plan``, many in one write."""
+        self.planner.save_sub_plans(built)
+
     def start_sub_plan(self, execution_plan_id: str) -> Future[ExecutionPlan]:
         """Start a planned child plan on a live executor world serving its queues (round robin)."""
         return self.control.hand_out(execution_plan_id)
+
+    def start_sub_plans(self, execution_plan_ids: Sequence[str]) -> list[Future[ExecutionPlan]]:
+        """Start planned child plans together: their locks taken and plans read in one
+        go, those for this world's executor handed to it directly."""
+        return handout.hand_out_many(self.control, execution_plan_ids)
 
     # -- operations on plans (see dynflow.services.control) ------------------------
 

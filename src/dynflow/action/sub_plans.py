@@ -42,10 +42,11 @@ class WithSubPlans(Cancellable):
     """Mixin: ``create_sub_plans()`` triggers child plans; the step waits for them all.
 
     ``create_sub_plans()`` returns (or yields) the sub-plans made with
-    ``self.trigger(ActionClass, *args, **kwargs)``. They are planned at once and
-    started up to ``concurrency_limit`` at a time (class attribute, or the
-    ``concurrency_limit`` input); the step suspends until every child has
-    stopped or paused. Its output gets ``total_count``, ``success_count``,
+    ``self.trigger(ActionClass, *args, **kwargs)``. They are planned at once (saved
+    ``batch_size`` at a time, one write per batch) and started up to
+    ``concurrency_limit`` at a time (class attribute, or the ``concurrency_limit``
+    input), those startable at each wake-up together; the step suspends until every
+    child has stopped or paused. Its output gets ``total_count``, ``success_count``,
     ``warning_count`` (children that ended ``warning``: the parent plan then ends
     ``warning`` too), ``failed_count`` and ``pending_count``; it fails if any child
     failed, and a resume re-runs only the failed (paused) children.
@@ -91,11 +92,27 @@ class WithSubPlans(Cancellable):
         )
 
     def trigger(self, action_class: type[Any], *args: Any, **kwargs: Any) -> SubPlan:
-        """Plan a child plan of this action; it starts when the concurrency limit allows."""
-        plan = self.world.plan_sub_plan(
-            action_class, args, kwargs, caller=(self.execution_plan_id, self.id)
-        )
-        return SubPlan(plan.id)
+        """Plan a child plan of this action; it starts when the concurrency limit allows.
+
+        Called from ``create_sub_plans()`` or ``batch()``, the children are saved
+        ``batch_size`` at a time, each batch in one write (a planning failure still
+        raises here, at once)."""
+        caller = (self.execution_plan_id, self.id)
+        unsaved: list[Any] | None = getattr(self, "_unsaved", None)
+        if unsaved is None:
+            plan = self.world.plan_sub_plan(action_class, args, kwargs, caller=caller)
+            return SubPlan(plan.id)
+        built = self.world.build_sub_plan(action_class, args, kwargs, caller)
+        unsaved.append(built)
+        if len(unsaved) >= self.batch_size:
+            self._save_unsaved()
+        return SubPlan(built.plan.id)
+
+    def _save_unsaved(self) -> None:
+        unsaved: list[Any] = getattr(self, "_unsaved", None) or []
+        if unsaved:
+            self._unsaved: list[Any] | None = []
+            self.world.save_sub_plans(unsaved)
 
     @classmethod
     def check_planned_input(cls, input: Mapping[str, Any]) -> None:
@@ -188,19 +205,24 @@ class WithSubPlans(Cancellable):
             self.output["planned_count"] = 0
             return
         count = 0
-        made = self.create_sub_plans()
-        if isinstance(made, SubPlan) or not isinstance(made, Iterable):
-            raise DynflowError(
-                f"{type(self).__name__}.create_sub_plans() must return sub-plans made "
-                f"with self.trigger(...) (a list or an iterator), got {made!r}"
-            )
-        for sub_plan in made:
-            if not isinstance(sub_plan, SubPlan):
+        self._unsaved = []
+        try:
+            made = self.create_sub_plans()
+            if isinstance(made, SubPlan) or not isinstance(made, Iterable):
                 raise DynflowError(
                     f"{type(self).__name__}.create_sub_plans() must return sub-plans made "
-                    f"with self.trigger(...), got {sub_plan!r}"
+                    f"with self.trigger(...) (a list or an iterator), got {made!r}"
                 )
-            count += 1
+            for sub_plan in made:
+                if not isinstance(sub_plan, SubPlan):
+                    raise DynflowError(
+                        f"{type(self).__name__}.create_sub_plans() must return sub-plans "
+                        f"made with self.trigger(...), got {sub_plan!r}"
+                    )
+                count += 1
+        finally:
+            self._save_unsaved()
+            self._unsaved = None
         self.output["total_count"] = count
         self.output["planned_count"] = count
 
@@ -209,10 +231,22 @@ class WithSubPlans(Cancellable):
         total, planned = self.output["total_count"], self.output.get("planned_count", 0)
         if not self._batched() or planned >= total:
             return
-        if len(self._children(PlanState.PLANNED)) >= (self._limit() or self.batch_size):
+        waiting = {
+            "caller_execution_plan_id": self.execution_plan_id,
+            "caller_action_id": self.id,
+            "state": PlanState.PLANNED,
+        }
+        if self.world.persistence.find_execution_plan_counts(waiting) >= (
+            self._limit() or self.batch_size
+        ):
             return
         size = min(self.batch_size, total - planned)
-        made = list(self.batch(planned, size))  # type: ignore[attr-defined]
+        self._unsaved = []
+        try:
+            made = list(self.batch(planned, size))  # type: ignore[attr-defined]
+        finally:
+            self._save_unsaved()
+            self._unsaved = None
         self.output["planned_count"] = planned + len(made)
 
     def _children(self, state: PlanState) -> Sequence[Any]:
@@ -248,14 +282,20 @@ class WithSubPlans(Cancellable):
         }
 
     def _start_children(self) -> dict[str, int]:
+        """Start as many planned children as the limit allows, together. Children
+        being started (their execution lock taken, not running yet) count as running."""
         counts = self._counts()
-        limit = self._limit()
-        free = None if limit is None else limit - counts["running_count"]
-        if free is None or free > 0:
-            waiting = self._children(PlanState.PLANNED)
-            for child in waiting if free is None else waiting[:free]:
-                self.world.start_sub_plan(child.id)
-                counts["running_count"] += 1
+        planned = counts["pending_count"] - counts["running_count"]
+        if planned > 0:
+            limit = self._limit()
+            free = None if limit is None else max(0, limit - counts["running_count"])
+            starting, waiting = self.world.persistence.sub_plans_to_start(
+                self.execution_plan_id, self.id, free
+            )
+            if free is not None and starting:
+                waiting = waiting[: max(0, free - starting)]
+            if waiting:
+                self.world.start_sub_plans(waiting)
         counts.pop("running_count")
         return counts
 

@@ -33,6 +33,19 @@ class PlanQueries(Protocol):
         self, execution_plan_id: str, action_id: int
     ) -> dict[tuple[PlanState, PlanResult], int]: ...
 
+    def sub_plans_to_start(
+        self, execution_plan_id: str, action_id: int, limit: int | None
+    ) -> tuple[int, list[str]]: ...
+
+    def find_execution_plan_counts(self, filters: Mapping[str, Any] | None = None) -> int: ...
+
+
+class BuiltPlan(Protocol):
+    """A child plan planned by ``build_sub_plan`` and not saved yet."""
+
+    @property
+    def plan(self) -> ExecutionPlan: ...
+
 
 class ActionWorld(Protocol):
     """The engine as an action sees it: the clock, plan operations and two hooks."""
@@ -71,8 +84,26 @@ class ActionWorld(Protocol):
         (plan id, action id); its parent starts it."""
         ...
 
+    def build_sub_plan(
+        self,
+        action_class: type[Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        caller: tuple[str, int],
+    ) -> BuiltPlan:
+        """Plan a child plan of the action ``caller`` without saving it yet."""
+        ...
+
+    def save_sub_plans(self, built: Sequence[BuiltPlan]) -> None:
+        """Save child plans made by ``build_sub_plan``, many in one write."""
+        ...
+
     def start_sub_plan(self, execution_plan_id: str) -> Future[ExecutionPlan]:
         """Start a planned child plan on any live executor serving its queues."""
+        ...
+
+    def start_sub_plans(self, execution_plan_ids: Sequence[str]) -> list[Future[ExecutionPlan]]:
+        """Start planned child plans together (locks and reads batched)."""
         ...
 
     def schedule_step_timeout(

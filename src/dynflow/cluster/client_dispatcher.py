@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -101,7 +100,8 @@ class ClientDispatcher:
         self.coordinator = coordinator
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
-        self._round_robin = itertools.count()
+        self._turn = 0  # the round robin's next turn
+        self._turn_lock = threading.Lock()
         self._worlds: list[WorldRecord] = []
         self._worlds_at = -WORLDS_TTL
 
@@ -134,7 +134,7 @@ class ClientDispatcher:
         candidates = self._executors(needs, frozenset(), fresh=False)
         if not candidates:
             return None
-        target = candidates[next(self._round_robin) % len(candidates)]
+        target = candidates[self._next_turn() % len(candidates)]
         request_id = str(uuid.uuid4())
         pending = _Pending(Future(), target, request, None, needs, ANY_EXECUTOR)
         with self._lock:
@@ -245,7 +245,23 @@ class ClientDispatcher:
                 f"no executor world is running{serving}: start one with "
                 "`dynflow executor --database-url URL --import MODULE`"
             )
-        return candidates[next(self._round_robin) % len(candidates)]
+        return candidates[self._next_turn() % len(candidates)]
+
+    def takes_turn(self, world_id: str, needs: Needs) -> bool:
+        """True, and the round robin's turn taken, when world ``world_id`` is the next
+        executor world known to meet ``needs`` (a plan it runs itself); else the turn
+        is left to the next :meth:`request`, which sends to that next world."""
+        candidates = self._executors(needs, frozenset(), fresh=False)
+        with self._turn_lock:
+            if not candidates or candidates[self._turn % len(candidates)] != world_id:
+                return False
+            self._turn += 1
+            return True
+
+    def _next_turn(self) -> int:
+        with self._turn_lock:
+            self._turn += 1
+            return self._turn - 1
 
     def executors(self, needs: Needs, avoid: frozenset[str]) -> list[str]:
         """The live executor worlds meeting ``needs``, but ``avoid``, as registered now."""

@@ -272,9 +272,8 @@ class ExecutorCore(Committer):
             return
         step = runtime.steps.get(event.step_id)
         if step is None:
-            self._refuse(
-                event, NotFound(f"execution plan {runtime.id} has no step {event.step_id}")
-            )
+            why = f"execution plan {runtime.id} has no step {event.step_id}"
+            self._refuse(event, NotFound(why))
             return
         if step.state not in (StepState.SUSPENDED, StepState.RUNNING) and not revert.takes_events(
             runtime, step
@@ -287,7 +286,8 @@ class ExecutorCore(Committer):
                 ),
             )
             return
-        runtime.events.setdefault(step.id, deque()).append(event)
+        if policy.enqueue(runtime, step.id, event):  # merged with a waiting wake-up
+            self._later(partial(resolve, event.future, True), runtime.id)
         self._deliver_next(runtime, step.id)
         self._advance(runtime)
 

@@ -3,6 +3,7 @@ rescue strategy, idempotence, attributes; and skipping a failed step."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,6 +14,7 @@ from dynflow.action.singleton import SINGLETON_LOCK, Singleton
 from dynflow.errors import DynflowError, ExecutionError, NotFound
 from dynflow.execution_plan.model import Step, StepError
 from dynflow.execution_plan.states import PlanState, StepState
+from dynflow.executor.messages import DeliverEvent
 from dynflow.executor.runtime import PlanRuntime, now
 
 ABNORMAL = "Abnormal termination (previous state: {state})"
@@ -26,6 +28,24 @@ def action_class(runtime: PlanRuntime, action_id: int) -> type[Action] | None:
 def action_attribute(runtime: PlanRuntime, action_id: int, name: str) -> Any:
     """A class attribute of an action of the plan (None if missing or unregistered)."""
     return getattr(action_class(runtime, action_id), name, None)
+
+
+def enqueue(runtime: PlanRuntime, step_id: int, event: DeliverEvent) -> bool:
+    """Queue an event for a step; True when it was merged into one already waiting
+    instead: an optional event that is the action's ``resume_event`` (a wake-up, such
+    as ``WithSubPlans``'s: the step reads again what it waits for) while the same one
+    waits, not delivered yet (so the step reads after this one came)."""
+    waiting = runtime.events.setdefault(step_id, deque())
+    if event.optional and waiting:
+        wake = action_attribute(runtime, runtime.steps[step_id].action_id, "resume_event")
+        if (
+            wake is not None
+            and event.payload == wake
+            and any(other.optional and other.payload == wake for other in waiting)
+        ):
+            return True
+    waiting.append(event)
+    return False
 
 
 def singleton_locks(runtime: PlanRuntime) -> list[tuple[str, str, str]]:

@@ -127,6 +127,18 @@ class PersistencePort(Protocol):
         a lock is held."""
         ...
 
+    def save_new_plans(
+        self, plans: Sequence[ExecutionPlan], *, locks: Sequence[Mapping[str, Any]] = ()
+    ) -> None:
+        """Insert many freshly planned plans with the ``locks`` they take in one write
+        (sub-plans planned in a batch). Raises :class:`~dynflow.errors.LockTaken`
+        (writing nothing) when a lock is held."""
+        ...
+
+    def load_execution_plans(self, execution_plan_ids: Sequence[str]) -> list[ExecutionPlan]:
+        """The plans found among these ids, each with its steps, actions and history."""
+        ...
+
     def apply(self, changes: Changes) -> None:
         """Write a batch of changes in one transaction."""
         ...
@@ -181,6 +193,13 @@ class PersistencePort(Protocol):
         ...
 
     def find_execution_plan_counts(self, filters: Mapping[str, Any] | None = None) -> int: ...
+
+    def sub_plans_to_start(
+        self, execution_plan_id: str, action_id: int, limit: int | None
+    ) -> tuple[int, list[str]]:
+        """(how many planned sub-plans of that action are being started: they hold their
+        execution lock; the ids of up to ``limit`` others)."""
+        ...
 
     def count_sub_plans(
         self, execution_plan_id: str, action_id: int

@@ -53,7 +53,14 @@ execution_plans = sa.Table(
     sa.Index("ix_dynflow_execution_plans_state_real_time", "state", "real_time", "id"),
     sa.Index("ix_dynflow_execution_plans_state_result", "state", "result", "started_at", "id"),
     sa.Index("ix_dynflow_execution_plans_state_label", "state", "label", "started_at", "id"),
-    sa.Index("ix_dynflow_execution_plans_caller", "caller_execution_plan_id"),
+    # a parent's children by state: its counts and the planned ones to start
+    sa.Index(
+        "ix_dynflow_execution_plans_caller_state",
+        "caller_execution_plan_id",
+        "caller_action_id",
+        "state",
+        "result",
+    ),
     sa.Index("ux_dynflow_execution_plans_key", "key", unique=True),
     sa.Index("ix_dynflow_execution_plans_deadline_at", "deadline_at"),
     **MYSQL,

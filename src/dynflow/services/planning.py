@@ -11,7 +11,7 @@ taken singleton lock into a clear error, and keeps a plan whose planning failed
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dynflow.action.base import Action
@@ -44,6 +44,15 @@ class ExecutionRequest(Protocol):
     def saved(self, written: bool) -> None: ...
 
     def abandon(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BuiltPlan:
+    """A child plan built by :meth:`Planner.build_sub_plan`, not saved yet."""
+
+    plan: ExecutionPlan
+    locks: list[dict[str, Any]]
+    builder: PlanBuilder
 
 
 class Planner:
@@ -89,14 +98,7 @@ class Planner:
         take its execution lock, to run it; ``request``: the execution request to write
         with it; ``attributes``: its trigger options (:class:`KeyTaken` when its key is
         taken: nothing is stored)."""
-        _check_action_class(action_class)
-        builder = PlanBuilder(self.world, self.middleware())
-        builder.max_value_bytes = self.max_value_bytes
-        builder.caller = caller
-        if self.tracing is not None:
-            builder.tracing, builder.trace_context = self.tracing, self.tracing.carrier()
-        builder.attributes = self.attributes(attributes)
-        self._build(builder, action_class, args, kwargs, self._save_failed_new)
+        builder = self._new(action_class, args, kwargs, caller, attributes)
         plan = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
         locks = builder.singleton_locks()
         if lock:
@@ -117,6 +119,44 @@ class Planner:
         if request is not None:
             request.saved(written)
         return plan
+
+    def build_sub_plan(
+        self,
+        action_class: type[Action],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        caller: tuple[str, int],
+    ) -> BuiltPlan:
+        """Plan a child plan of action ``caller`` without saving it: :meth:`save_sub_plans`
+        saves many in one write. A planning failure raises :class:`PlanningFailed` at
+        once (the failed plan is kept, as by :meth:`plan`)."""
+        builder = self._new(action_class, args, kwargs, caller, None)
+        plan = builder.plan(PlanState.PLANNED, PlanResult.PENDING)
+        return BuiltPlan(plan, builder.singleton_locks(), builder)
+
+    def save_sub_plans(self, plans: Sequence[object]) -> None:
+        """Save child plans built by :meth:`build_sub_plan`, with their singleton locks,
+        in one write. When one of those locks is held they are saved one at a time:
+        the children whose lock is taken are kept failed, and the first one's
+        :class:`PlanningFailed` is raised after the others are saved."""
+        built = [_built(one) for one in plans]
+        locks = [lock for one in built for lock in one.locks]
+        try:
+            self.persistence.save_new_plans([one.plan for one in built], locks=locks)
+            return
+        except LockTaken:
+            pass
+        failed: PlanningFailed | None = None
+        for one in built:
+            try:
+                self.persistence.save_new_plan(one.plan, locks=one.locks)
+            except LockTaken:
+                try:
+                    self._conflict(one.builder, self._save_failed_new)
+                except PlanningFailed as exc:
+                    failed = failed or exc
+        if failed is not None:
+            raise failed
 
     def plan_claimed(
         self,
@@ -159,6 +199,25 @@ class Planner:
 
     # -- steps -------------------------------------------------------------------
 
+    def _new(
+        self,
+        action_class: type[Action],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        caller: tuple[str, int] | None,
+        attributes: PlanAttributes | None,
+    ) -> PlanBuilder:
+        """A new plan built (or :class:`PlanningFailed`, the failed plan saved)."""
+        _check_action_class(action_class)
+        builder = PlanBuilder(self.world, self.middleware())
+        builder.max_value_bytes = self.max_value_bytes
+        builder.caller = caller
+        if self.tracing is not None:
+            builder.tracing, builder.trace_context = self.tracing, self.tracing.carrier()
+        builder.attributes = self.attributes(attributes)
+        self._build(builder, action_class, args, kwargs, self._save_failed_new)
+        return builder
+
     def _build(
         self,
         builder: PlanBuilder,
@@ -191,6 +250,12 @@ class Planner:
         self.persistence.delayed.save_processed(
             builder.plan(PlanState.STOPPED, PlanResult.ERROR), release=release
         )
+
+
+def _built(one: object) -> BuiltPlan:
+    if not isinstance(one, BuiltPlan):
+        raise ConfigurationError(f"expected a plan made by build_sub_plan, got {one!r}")
+    return one
 
 
 def _check_action_class(action_class: Any) -> None:

@@ -78,6 +78,11 @@ class PostgresPersistence(SqlPersistence):
             raise NotFound(f"execution plan {execution_plan_id} not found")
         return document.to_plan()
 
+    def load_execution_plans(self, execution_plan_ids: Sequence[str]) -> list[ExecutionPlan]:
+        """One statement for them all."""
+        found = documents.load(self.db, execution_plan_ids)
+        return [found[i].to_plan() for i in execution_plan_ids if i in found]
+
     def find_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
         """Loaded whole: one statement either way."""
         return self.load_execution_plan(execution_plan_id)

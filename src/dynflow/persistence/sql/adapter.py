@@ -20,7 +20,7 @@ from dynflow.persistence import migrate
 from dynflow.persistence.changes import PLAN_MUTABLE, STEP_MUTABLE, Changes
 from dynflow.persistence.limits import LimitEntry
 from dynflow.persistence.records import EXECUTION_LOCK, PLANNED_LOCK, WORLD
-from dynflow.persistence.sql import live, retention, stats
+from dynflow.persistence.sql import live, loading, retention, stats
 from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, Update
 from dynflow.persistence.sql.database import IDLE_IN_TRANSACTION, Database
 from dynflow.persistence.sql.delayed import SqlDelayedPlanStore
@@ -39,6 +39,7 @@ from dynflow.persistence.sql.queries import (
     conditions,
     plans_query,
     runnable,
+    sub_plans_to_start,
 )
 from dynflow.persistence.sql.schedules import SqlScheduleStore
 from dynflow.persistence.tables import (
@@ -120,6 +121,17 @@ class SqlPersistence:
         except sa.exc.IntegrityError:
             raise taken(self.db, plan, locks) from None
 
+    def save_new_plans(
+        self, plans: Sequence[ExecutionPlan], *, locks: Sequence[Mapping[str, Any]] = ()
+    ) -> None:
+        """Insert new plans with the ``locks`` they take in one write (one statement per
+        table, one on PostgreSQL); :class:`LockTaken`, nothing written, if one is held."""
+        try:
+            if plans:
+                self._insert(loading.new_plans_operations(plans, locks), None)
+        except sa.exc.IntegrityError:
+            raise taken(self.db, plans[0], locks) from None
+
     def _insert(self, operations: Sequence[Operation], envelope: tuple[str, str] | None) -> bool:
         """Write a new plan's rows and its envelope in one transaction."""
         with self.db.write_statement() as connection:
@@ -198,6 +210,10 @@ class SqlPersistence:
         return bool(result.rowcount), None, False
 
     # -- reading ------------------------------------------------------------
+
+    def load_execution_plans(self, execution_plan_ids: Sequence[str]) -> list[ExecutionPlan]:
+        with self.db.snapshot() as connection:  # together, as of one moment
+            return loading.load_plans(connection, execution_plan_ids)
 
     def load_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
         """The plan with its steps, actions and history, as of one moment; raises
@@ -350,6 +366,15 @@ class SqlPersistence:
         with self.db.read() as connection:
             rows = connection.execute(query).all()
         return {(PlanState(state), PlanResult(result)): int(n) for state, result, n in rows}
+
+    def sub_plans_to_start(
+        self, execution_plan_id: str, action_id: int, limit: int | None
+    ) -> tuple[int, list[str]]:
+        """(planned sub-plans being started: locked; ids of up to ``limit`` others)."""
+        starting, waiting = sub_plans_to_start(execution_plan_id, action_id, limit)
+        with self.db.read() as connection:
+            count = int(connection.execute(starting).scalar_one())
+            return count, (list(connection.execute(waiting).scalars()) if limit != 0 else [])
 
     def run_step_id(self, execution_plan_id: str, action_id: int) -> int | None:
         query = sa.select(actions.c.run_step_id).where(

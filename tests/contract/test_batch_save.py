@@ -1,0 +1,109 @@
+"""Sub-plans in batches: many new plans saved in one write, their execution locks
+taken in one write, the planned ones still to start found, on every database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from dynflow import LockTaken, NotFound, PlanResult, PlanState
+from dynflow.coordinator import EXECUTION_LOCK, Coordinator
+from dynflow.execution_plan.builder import PlanBuilder
+from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.persistence import Persistence, open_persistence
+from tests.contract.test_persistence import Deploy, Greet, assert_same_plan
+
+
+@pytest.fixture
+def persistence(any_db_url: str) -> Iterator[Persistence]:
+    persistence = open_persistence(any_db_url)
+    persistence.migrate()
+    yield persistence
+    persistence.close()
+
+
+@pytest.fixture
+def reader(any_db_url: str) -> Iterator[Persistence]:
+    """A second persistence on the same database: nothing cached in memory."""
+    reader = open_persistence(any_db_url)
+    yield reader
+    reader.close()
+
+
+def child(caller: tuple[str, int] | None, action: type = Greet) -> ExecutionPlan:
+    builder = PlanBuilder(None)  # type: ignore[arg-type]
+    builder.caller = caller
+    builder.build(action, ("x",) if action is Greet else (), {})
+    return builder.plan(PlanState.PLANNED, PlanResult.PENDING)
+
+
+def test_many_plans_are_saved_together_and_read_back_unchanged(
+    persistence: Persistence, reader: Persistence
+) -> None:
+    parent = child(None)
+    persistence.save_new_plan(parent)
+    plans = [child((parent.id, 1)), child((parent.id, 1), Deploy), child((parent.id, 1))]
+
+    persistence.save_new_plans(plans)
+
+    for plan in plans:
+        assert_same_plan(reader.load_execution_plan(plan.id), plan)
+    counts = reader.count_sub_plans(parent.id, 1)
+    assert counts == {(PlanState.PLANNED, PlanResult.PENDING): 3}
+    loaded = reader.load_execution_plans([plans[2].id, "no-such-plan", plans[0].id])
+    assert [p.id for p in loaded] == [plans[2].id, plans[0].id]
+    assert_same_plan(loaded[0], plans[2])
+
+
+def test_a_held_lock_saves_none_of_the_plans(persistence: Persistence, reader: Persistence) -> None:
+    Coordinator(persistence.db, "holder").acquire("singleton_action", "Only")
+    plans = [child(None), child(None)]
+    locks = [
+        {"class": "singleton_action", "id": "Free", "owner_id": plans[0].id, "data": {}},
+        {"class": "singleton_action", "id": "Only", "owner_id": plans[1].id, "data": {}},
+    ]
+
+    with pytest.raises(LockTaken) as raised:
+        persistence.save_new_plans(plans, locks=locks)
+
+    assert (raised.value.lock_id, raised.value.owner_id) == ("Only", "holder")
+    for plan in plans:
+        with pytest.raises(NotFound):
+            reader.load_execution_plan(plan.id)
+    assert Coordinator(reader.db, "x").find_locks(lock_class="singleton_action", id="Free") == []
+
+
+def test_locks_are_taken_together_or_not_at_all(persistence: Persistence) -> None:
+    me, other = Coordinator(persistence.db, "me"), Coordinator(persistence.db, "other")
+    other.acquire(EXECUTION_LOCK, "b")
+
+    with pytest.raises(LockTaken) as raised:
+        me.acquire_many(EXECUTION_LOCK, ["a", "b", "c"])
+
+    assert (raised.value.lock_id, raised.value.owner_id) == ("b", "other")
+    assert [lock.id for lock in me.find_locks(lock_class=EXECUTION_LOCK)] == ["b"]
+    me.acquire_many(EXECUTION_LOCK, ["a", "c"])
+    held = {lock.id: lock.owner_id for lock in me.find_locks(lock_class=EXECUTION_LOCK)}
+    assert held == {"a": "me", "b": "other", "c": "me"}
+
+
+def test_planned_children_still_to_start_leave_out_those_being_started(
+    persistence: Persistence,
+) -> None:
+    parent = child(None)
+    persistence.save_new_plan(parent)
+    plans = [child((parent.id, 1)) for _ in range(5)]
+    plans[4].state = PlanState.RUNNING
+    persistence.save_new_plans([*plans, child((parent.id, 2))])
+    ordered = sorted(p.id for p in plans[:4])
+    Coordinator(persistence.db, "me").acquire_many(EXECUTION_LOCK, [ordered[1], plans[4].id])
+
+    starting, waiting = persistence.sub_plans_to_start(parent.id, 1, None)
+    assert (starting, sorted(waiting)) == (1, [ordered[0], ordered[2], ordered[3]])
+    starting, waiting = persistence.sub_plans_to_start(parent.id, 1, 2)
+    assert starting == 1
+    assert len(set(waiting)) == 2
+    assert set(waiting) < {ordered[0], ordered[2], ordered[3]}
+    assert persistence.sub_plans_to_start(parent.id, 1, 0) == (1, [])
+    assert persistence.sub_plans_to_start(parent.id, 3, None) == (0, [])
