@@ -73,9 +73,9 @@ def count_commits(world: World) -> list[int]:
     for target, name in targets:
         original = getattr(target, name)
 
-        def counted(*args: Any, original: Any = original) -> Any:
+        def counted(*args: Any, original: Any = original, **kwargs: Any) -> Any:
             counter[0] += 1
-            return original(*args)
+            return original(*args, **kwargs)
 
         setattr(target, name, counted)
     return counter

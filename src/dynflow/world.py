@@ -245,7 +245,7 @@ class World:
         caller: tuple[str, int],
     ) -> ExecutionPlan:
         """Plan a child plan of action ``caller`` = (plan id, action id) (``WithSubPlans``)."""
-        self.control.require_alive()
+        self._require_alive_for(caller[0])
         return self.planner.plan(action_class, args, kwargs, caller=caller)
 
     def build_sub_plan(
@@ -256,8 +256,14 @@ class World:
         caller: tuple[str, int],
     ) -> BuiltPlan:
         """Plan a child plan of action ``caller`` without saving it (``save_sub_plans``)."""
-        self.control.require_alive()
+        self._require_alive_for(caller[0])
         return self.planner.build_sub_plan(action_class, args, kwargs, caller)
+
+    def _require_alive_for(self, plan_id: str) -> None:
+        """Alive, or terminating while its executor still runs the plan: a step that
+        runs on may finish planning its sub-plans (they start after the hand-over)."""
+        if self.executor is None or not self.executor.running(plan_id):
+            self.control.require_alive()
 
     def save_sub_plans(self, built: Sequence[PlanToSave]) -> None:
         """Save child plans made by ``build_sub_plan``, many in one write."""

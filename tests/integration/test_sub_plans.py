@@ -813,3 +813,53 @@ def test_cancelling_the_parent_reaches_children_in_other_worlds(
     expected = {index: "cancelled" for index in waiting} | {0: "success", unstarted: "error"}
     assert {index: str(c.result) for index, c in found.items()} == expected
     assert load(first, plan_id).result is PlanResult.CANCELLED
+
+
+# -- a world terminating while a parent plans its children ------------------------------
+
+#: per probe key: (the parent planned its first child, the test let it go on)
+PLANNING: dict[str, tuple[threading.Event, threading.Event]] = {}
+
+
+class SlowPlanningParent(Parent):
+    """Plans its first child, waits until the test lets it go on, plans the others."""
+
+    def create_sub_plans(self) -> list[SubPlan]:
+        key = self.input["key"]
+        planned, go_on = PLANNING[key]
+        made = [self.trigger(Child, key, 0)]
+        planned.set()
+        if not go_on.wait(20):
+            raise TimeoutError("the test never let the parent go on")
+        made += [self.trigger(Child, key, index) for index in range(1, self.input["count"])]
+        return made
+
+
+def test_a_parent_planning_children_while_its_world_terminates_is_handed_over_whole(
+    db_url: str, make_world: MakeWorld, probe: Probe
+) -> None:
+    """The world's termination lets the running step finish planning (it does not fail
+    it with "world is terminated"); the plan goes to the next executor, which starts
+    the children: each runs once, the parent ends success."""
+    planned, go_on = PLANNING[probe.key] = (threading.Event(), threading.Event())
+    try:
+        first = make_world(db_url)
+        plan_id = first.trigger(SlowPlanningParent, probe.key, 3).execution_plan_id
+        assert planned.wait(TIMEOUT)
+        terminating = threading.Thread(target=first.terminate)
+        terminating.start()
+        eventually(lambda: first.control._stopped)
+        go_on.set()
+        terminating.join(30)
+        assert not terminating.is_alive()
+
+        second = make_world(db_url)
+        done = eventually(
+            lambda: (p := load(second, plan_id)).state is PlanState.STOPPED and p, timeout=30
+        )
+        assert done.result is PlanResult.SUCCESS, done.errors
+        assert len(children(second, plan_id)) == 3
+        assert probe.runs == {0: 1, 1: 1, 2: 1}
+    finally:
+        go_on.set()
+        del PLANNING[probe.key]
