@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -38,8 +39,8 @@ DEATH_NOTICE_GATE = "DYNFLOW_TEST_DEATH_NOTICE_GATE"
 def _hold_death_notices(gate: Path) -> None:
     beat = Coordinator.heartbeat
 
-    def heartbeat(coordinator: Coordinator) -> bool:
-        alive = beat(coordinator)
+    def heartbeat(coordinator: Coordinator, meta: Mapping[str, Any] | None = None) -> bool:
+        alive = beat(coordinator, meta)
         if not alive:
             _wait_for(gate.exists, f"gate {gate}")
         return alive
