@@ -61,6 +61,15 @@ def busy_seconds() -> float:
     return (sum(int(f) for f in fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_for_executors(client: World, count: int) -> None:
+    """Until ``count`` executor worlds are registered (at most a minute)."""
+    deadline = time.monotonic() + 60
+    while len(client.coordinator.find_worlds(active_executors_only=True)) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit("executors did not start")
+        time.sleep(0.1)
+
+
 def start_executors(url: str, count: int) -> list[subprocess.Popen[bytes]]:
     command = [sys.executable, "-m", "dynflow.cli.main", "executor", "--database-url", url]
     command += ["--import", "bench_actions"]
@@ -86,11 +95,7 @@ def main() -> None:
     executors = start_executors(url, args.executors)
     try:
         with World(url, executor=False) as client:
-            deadline = time.monotonic() + 60
-            while len(client.coordinator.find_worlds(active_executors_only=True)) < len(executors):
-                if time.monotonic() > deadline:
-                    raise SystemExit("executors did not start")
-                time.sleep(0.1)
+            wait_for_executors(client, len(executors))
             for _ in range(20):
                 client.trigger(OneStep).finished.result(60)
             before = commits(url)

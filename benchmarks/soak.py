@@ -37,7 +37,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from bench_actions import FewChildren, OneStep, WaitEvent
-from remote import start_executors
+from remote import start_executors, wait_for_executors
 from run import PG_SERVER
 
 from dynflow import World
@@ -325,11 +325,7 @@ def main() -> None:
     monitor = Monitor(url, args.database)
     try:
         with World(url, executor=False) as client:
-            deadline = time.monotonic() + 60
-            while len(client.coordinator.find_worlds(active_executors_only=True)) < len(executors):
-                if time.monotonic() > deadline:
-                    raise SystemExit("executors did not start")
-                time.sleep(0.1)
+            wait_for_executors(client, len(executors))
             started = time.monotonic()
             until = started + args.minutes * 60
             load = Load(client, args.rate, args.children, started)

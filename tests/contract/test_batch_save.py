@@ -3,32 +3,14 @@ taken in one write, the planned ones still to start found, on every database."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from dynflow import LockTaken, NotFound, PlanResult, PlanState
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
 from dynflow.execution_plan.builder import PlanBuilder
 from dynflow.execution_plan.model import ExecutionPlan
-from dynflow.persistence import Persistence, open_persistence
+from dynflow.persistence import Persistence
 from tests.contract.test_persistence import Deploy, Greet, assert_same_plan
-
-
-@pytest.fixture
-def persistence(any_db_url: str) -> Iterator[Persistence]:
-    persistence = open_persistence(any_db_url)
-    persistence.migrate()
-    yield persistence
-    persistence.close()
-
-
-@pytest.fixture
-def reader(any_db_url: str) -> Iterator[Persistence]:
-    """A second persistence on the same database: nothing cached in memory."""
-    reader = open_persistence(any_db_url)
-    yield reader
-    reader.close()
 
 
 def child(caller: tuple[str, int] | None, action: type = Greet) -> ExecutionPlan:

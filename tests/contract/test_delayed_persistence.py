@@ -4,7 +4,6 @@ found by time, a claim is exclusive, and processing replaces the scheduled rows.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 from dynflow import Action, DynflowError, LockTaken, NotFound, PlanResult, PlanState, StepState
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
 from dynflow.execution_plan.builder import PlanBuilder
-from dynflow.persistence import Persistence, open_persistence
+from dynflow.persistence import Persistence
 from dynflow.persistence.delayed import Claim, DelayedPlan, DelayedPlanStore
 
 WORLD = "11111111-1111-1111-1111-111111111111"
@@ -35,14 +34,6 @@ class Provision(Action):
 class Host(Action):
     def run(self, event: Any = None) -> None:
         self.output["up"] = True
-
-
-@pytest.fixture
-def persistence(any_db_url: str) -> Iterator[Persistence]:
-    persistence = open_persistence(any_db_url)
-    persistence.migrate()
-    yield persistence
-    persistence.close()
 
 
 @pytest.fixture

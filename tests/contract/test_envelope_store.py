@@ -5,21 +5,12 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
 from dynflow.coordinator import Coordinator
 from dynflow.persistence import EnvelopeStore, Persistence, open_persistence
 from dynflow.persistence.postgres.adapter import PostgresPersistence
-
-
-@pytest.fixture
-def persistence(any_db_url: str) -> Iterator[Persistence]:
-    persistence = open_persistence(any_db_url)
-    persistence.migrate()
-    yield persistence
-    persistence.close()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ stores never stops an executor."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +69,6 @@ class NulLabel(Action):
 
     def run(self, event: Any = None) -> None:
         pass
-
-
-@pytest.fixture
-def reader(any_db_url: str) -> Iterator[Persistence]:
-    """A second persistence on the same database: nothing comes from memory."""
-    reader = open_persistence(any_db_url)
-    yield reader
-    reader.close()
 
 
 def test_inputs_and_outputs_round_trip_identically(

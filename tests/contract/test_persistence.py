@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -28,7 +28,7 @@ from dynflow import (
 from dynflow.coordinator import EXECUTION_LOCK, Coordinator
 from dynflow.execution_plan.builder import PlanBuilder
 from dynflow.execution_plan.shape import shape_of
-from dynflow.persistence import Persistence, open_persistence
+from dynflow.persistence import Persistence
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.sql.adapter import SqlPersistence
 from dynflow.persistence.tables import actions as actions_table
@@ -85,22 +85,6 @@ class Unicode(Action):
     def run(self, event: Any = None) -> None:
         self.output["echo"] = self.input["name"]
         self.output[self.input["name"]] = "clé ✓"
-
-
-@pytest.fixture
-def persistence(any_db_url: str) -> Iterator[Persistence]:
-    persistence = open_persistence(any_db_url)
-    persistence.migrate()
-    yield persistence
-    persistence.close()
-
-
-@pytest.fixture
-def reader(any_db_url: str) -> Iterator[Persistence]:
-    """A second, independent persistence on the same database: nothing cached in memory."""
-    reader = open_persistence(any_db_url)
-    yield reader
-    reader.close()
 
 
 def store_plan(
