@@ -319,6 +319,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.getLogger("dynflow").setLevel(logging.ERROR)  # recoveries are expected here
+    # a SIGTERM (an interrupted run) stops the executors too, as Ctrl-C does
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     url = fresh_database(args.database, args.explain_ms)
     World(url, executor=False).terminate()  # create the schema before executors start
     executors = start_executors(url, args.executors)

@@ -154,3 +154,13 @@ def make_world() -> Iterator[Callable[..., World]]:
 def world(db_url: str, make_world: Callable[..., World]) -> World:
     """A threaded world on SQLite, then on PostgreSQL."""
     return make_world(db_url)
+
+
+@pytest.fixture(params=["write-when-idle", "writer-thread"])
+def commit_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The threaded executor as it runs (a batch made while no message waits is written
+    by the core thread itself), or with every batch written by its writer thread while
+    the core handles the next messages."""
+    from dynflow.executor.threaded import ThreadedExecutor
+
+    monkeypatch.setattr(ThreadedExecutor, "write_when_idle", request.param == "write-when-idle")

@@ -4,8 +4,11 @@ another world takes its plans over). Faults are injected into the persistence.""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from dynflow import Action, PlanResult, PlanState, StepState, World
 from dynflow.coordinator import EXECUTION_LOCK
@@ -17,6 +20,7 @@ from tests.support import eventually
 
 MakeWorld = Callable[..., World]
 TIMEOUT = 10
+pytestmark = pytest.mark.usefixtures("commit_mode")
 
 
 class Faulty:
@@ -95,17 +99,25 @@ def test_a_plan_whose_changes_cannot_be_written_pauses_and_the_others_go_on(
 def test_a_batch_that_fails_once_is_written_plan_by_plan_and_loses_nothing(
     db_url: str, make_world: MakeWorld
 ) -> None:
-    def fail_third(call: int, changes: Changes) -> None:
-        if call == 3:
-            raise Injected("the third write fails")
+    all_triggered = threading.Event()
+    failed: list[int] = []
 
-    persistence = Faulty(db_url, fail_third)
+    def fail_a_batch(call: int, changes: Changes) -> None:
+        if call == 1:  # held until every plan is triggered: the next batch has several
+            all_triggered.wait(TIMEOUT)
+        if not failed and len(changes.plan_ids()) > 1:
+            failed.append(call)
+            raise Injected("a batch of several plans fails")
+
+    persistence = Faulty(db_url, fail_a_batch)
     world = make_world(db_url, persistence=persistence)
     triggered = [world.trigger(Work, n=n) for n in range(6)]
+    all_triggered.set()
 
     plans = [t.finished.result(TIMEOUT) for t in triggered]
 
-    assert persistence.calls > 3
+    assert failed  # a batch failed, and its plans were then written one by one
+    assert persistence.calls > failed[0] + 1
     assert [p.result for p in plans] == [PlanResult.SUCCESS] * 6
     for n, plan in enumerate(plans):
         stored = world.persistence.load_execution_plan(plan.id)

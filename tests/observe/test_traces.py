@@ -175,3 +175,44 @@ def test_without_a_current_span_nothing_is_stored_and_tracing_can_be_off(
     assert off.observe.tracing is None
     assert off.persistence.load_execution_plan(plan.id).trace_context is None
     assert [s.name for s in exporter.get_finished_spans()] == ["caller"]
+
+
+GLOBAL_PROVIDER_LATER = """
+import time
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from dynflow.observe.tracing import Tracing
+
+tracing = Tracing(None)  # World(tracing=True): the global provider, none set yet
+assert not tracing.recording()
+tracing.step_started("p1", 1, "app.Before", "run").finish("success", None)
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+deadline = time.monotonic() + 5
+while not tracing.recording():  # looked at again within a second
+    assert time.monotonic() < deadline
+    time.sleep(0.05)
+tracing.step_started("p1", 2, "app.After", "run").finish("success", None)
+print([span.name for span in exporter.get_finished_spans()])
+"""
+
+
+def test_a_global_provider_set_after_the_world_started_gets_the_spans_from_then_on() -> None:
+    """Without a global provider the spans are skipped (they would go nowhere); one set
+    later (in a process of its own: the global provider is set once) gets them."""
+    import subprocess
+    import sys
+
+    output = subprocess.run(
+        [sys.executable, "-c", GLOBAL_PROVIDER_LATER],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert output.strip() == "['run After']"

@@ -65,6 +65,7 @@ def _stopped_running(world: World, plan_id: str) -> Any:
     )
 
 
+@pytest.mark.usefixtures("commit_mode")
 def test_a_world_declared_dead_registers_again_without_its_stale_run(
     db_url: str, make_world: MakeWorld, key: str
 ) -> None:
@@ -107,6 +108,7 @@ def test_a_world_declared_dead_registers_again_without_its_stale_run(
     assert a.coordinator.find_locks(lock_class=EXECUTION_LOCK) == []
 
 
+@pytest.mark.usefixtures("commit_mode")
 def test_a_start_refused_as_already_running_releases_the_lock_it_took(
     db_url: str, make_world: MakeWorld, key: str
 ) -> None:
@@ -140,6 +142,7 @@ def test_a_start_refused_as_already_running_releases_the_lock_it_took(
     assert after.entry_action.output == {}
 
 
+@pytest.mark.usefixtures("commit_mode")
 def test_writes_under_an_older_registration_of_the_same_id_are_fenced_off(
     db_url: str, make_world: MakeWorld, key: str
 ) -> None:

@@ -54,6 +54,22 @@ class _Released:
         )
 
 
+@dataclass
+class Batch:
+    """One commit of the executor core: its changes, what it releases once they are
+    written, and how the write went."""
+
+    changes: Changes
+    out: _Released
+    #: plans whose handling raised, and their changes (dropped): quarantined
+    failed: dict[str, tuple[Exception, Changes]]
+    #: plans whose execution lock this world no longer holds: nothing of them written
+    fenced: set[str] = field(default_factory=set)
+    #: why the database refused the batch whole (it is then written plan by plan)
+    refused: Exception | None = None
+    written: bool = False
+
+
 class Committer:
     """The plans an executor core holds, and the commits of their changes; the state
     machine that changes them is :class:`~dynflow.executor.core.ExecutorCore`."""
@@ -71,6 +87,8 @@ class Committer:
         self.adopted: dict[str, PlanRuntime] = {}
         self.changes = Changes()
         self._out = _Released()
+        #: the batch being written, if any (see :meth:`begin_flush`)
+        self.committing: Batch | None = None
         self.terminating: Future[None] | None = None
         #: plans paused (without failures) because this executor terminated
         self.paused_by_termination: list[str] = []
@@ -87,6 +105,11 @@ class Committer:
     def terminated(self) -> bool:
         return self.terminating is not None and not self.plans
 
+    def pending(self) -> bool:
+        """Something waits for a commit: changes, or work and callbacks to release."""
+        out = self._out
+        return bool(self.changes or self.poisoned or out.work or out.callbacks or out.plans)
+
     def flush(self) -> tuple[list[Work], list[Callable[[], None]]]:
         """Commit the batch; return the work and callbacks it released.
 
@@ -97,63 +120,118 @@ class Committer:
         Raises :class:`PersistenceError` only (the database is unreachable: the caller
         tries again later, with everything kept).
         """
+        batch = self.begin_flush()
+        try:
+            self.write(batch)
+            return self.end_flush(batch)
+        except PersistenceError:
+            self._keep(batch)
+            raise
+
+    # A commit in three parts, so that an executor can handle the next messages while
+    # one batch is being written: begin_flush and end_flush run where the core's
+    # messages are handled, write may run in another thread (one batch at a time).
+
+    def begin_flush(self) -> Batch:
+        """Take the changes made so far, and what their commit releases, as a batch;
+        the next changes go to the next batch."""
         failed = {p: (e, self.changes.take(p)) for p, e in self.poisoned.items()}
-        fenced: set[str] = set()
-        if self.changes:
-            try:
-                fenced = self.persistence.apply_fenced(
-                    self.changes, self.world_id, self.registration()
-                )
-            except PersistenceError:
-                raise
-            except Exception as exc:
-                log.error("cannot write a batch of executor changes (%s): plan by plan", exc)
-                fenced = self._apply_apart(failed)
-            self.changes.clear()
-            if self.on_commit is not None:
-                self.on_commit()
         self.poisoned.clear()
-        out, self._out = self._out, _Released()
-        if fenced:
+        batch = Batch(self.changes.detach(), self._out, failed)
+        self._out = _Released()
+        self.committing = batch
+        return batch
+
+    def write(self, batch: Batch) -> None:
+        """Write the batch, fenced (see :meth:`flush`). Raises :class:`PersistenceError`
+        only: a batch the database refuses is written plan by plan in :meth:`end_flush`."""
+        if not batch.changes:
+            return
+        try:
+            batch.fenced |= self.persistence.apply_fenced(
+                batch.changes, self.world_id, self.registration()
+            )
+        except PersistenceError:
+            raise
+        except Exception as exc:
+            batch.refused = exc
+        else:
+            batch.changes = Changes()
+            batch.written = True
+
+    def end_flush(self, batch: Batch) -> tuple[list[Work], list[Callable[[], None]]]:
+        """After :meth:`write`: the work and callbacks the batch released. Raises
+        :class:`PersistenceError` when the database went away while the batch was
+        written plan by plan: write the batch again, then call this again."""
+        while batch.refused is not None:
+            log.error("cannot write a batch of executor changes (%s): plan by plan", batch.refused)
+            batch.refused = None
+            self._apply_apart(batch)
+            batch.written = True
+        self.committing = None
+        if batch.written and self.on_commit is not None:
+            self.on_commit()
+        out = batch.out
+        if batch.fenced:
             let_go = out.plans
-            out = out.without(fenced)
-            for plan_id in fenced:
+            out = out.without(batch.fenced)
+            for plan_id in batch.fenced:
                 self._lose(plan_id, let_go.get(plan_id))
+        failed, batch.failed = batch.failed, {}
         for plan_id, (error, dropped) in failed.items():
             out = self._quarantine(plan_id, error, dropped, out)
         return out.work, [callback for _, callback in out.callbacks]
 
-    def _apply_apart(self, failed: dict[str, tuple[Exception, Changes]]) -> set[str]:
-        """Write the batch one plan at a time; the plans refused go to ``failed``."""
-        fenced: set[str] = set()
-        plan_ids = self.changes.plan_ids() | {lock[1] for lock in self.changes.released_locks}
+    def _keep(self, batch: Batch) -> None:
+        """A batch that could not be written is the start of the next one again."""
+        self.committing = None
+        batch.changes.absorb(self.changes.detach())
+        self.changes.absorb(batch.changes)
+        later, self._out = self._out, batch.out
+        self._out.work += later.work
+        self._out.callbacks += later.callbacks
+        self._out.plans.update(later.plans)
+        for plan_id, (error, _) in batch.failed.items():
+            self.poisoned.setdefault(plan_id, error)
+
+    def _apply_apart(self, batch: Batch) -> None:
+        """Write the batch one plan at a time; the plans refused go to ``batch.failed``."""
+        changes = batch.changes
+        plan_ids = changes.plan_ids() | {lock[1] for lock in changes.released_locks}
         for plan_id in sorted(plan_ids):
-            part = self.changes.take(plan_id)  # written or failed: out of the batch either way
+            part = changes.take(plan_id)  # written or failed: out of the batch either way
             try:
-                fenced |= self.persistence.apply_fenced(part, self.world_id, self.registration())
+                batch.fenced |= self.persistence.apply_fenced(
+                    part, self.world_id, self.registration()
+                )
             except PersistenceError:
-                self.changes.plans.update(part.plans)  # an outage: kept for the retry
-                self.changes.steps.update(part.steps)
-                self.changes.outputs.update(part.outputs)
-                self.changes.history.extend(part.history)
-                self.changes.released_locks.extend(part.released_locks)
-                for refused, (error, _) in failed.items():  # quarantined after the retry
-                    self.poisoned.setdefault(refused, error)
+                changes.absorb(part)  # an outage: kept for the retry
                 raise
             except Exception as exc:
-                failed[plan_id] = (exc, part)
-        if self.changes:  # what belongs to no plan (nothing so far)
-            fenced |= self.persistence.apply_fenced(
-                self.changes, self.world_id, self.registration()
+                batch.failed[plan_id] = (exc, part)
+        if changes:  # what belongs to no plan (nothing so far)
+            batch.fenced |= self.persistence.apply_fenced(
+                changes, self.world_id, self.registration()
             )
-        return fenced
+        batch.changes = Changes()
+
+    def _purge(self, plan_id: str) -> PlanRuntime | None:
+        """Forget what the next batch holds of a plan this executor let go of for good
+        (it was fenced off or quarantined while that batch was being prepared); the
+        runtime, if the plan stopped in that batch."""
+        self.changes.take(plan_id)
+        self.poisoned.pop(plan_id, None)
+        runtime = self._out.plans.get(plan_id)
+        self._out = self._out.without({plan_id})
+        return runtime
 
     def _quarantine(
         self, plan_id: str, error: Exception, dropped: Changes, out: _Released
     ) -> _Released:
         """Pause a plan whose changes could not be written (or whose handling raised)
         from its last committed state: its interrupted steps fail with ``error``."""
-        runtime = self.plans.pop(plan_id, None) or out.plans.get(plan_id)
+        later = self._purge(plan_id)
+        runtime = self.plans.pop(plan_id, None) or out.plans.get(plan_id) or later
         runtime = runtime or self.adopted.pop(plan_id, None)
         self.forget(plan_id)
         out = out.without({plan_id})
@@ -199,7 +277,8 @@ class Committer:
     def _lose(self, plan_id: str, let_go: PlanRuntime | None = None) -> None:
         # a plan let go of in the fenced batch is no longer in self.plans:
         # its futures (whose callbacks were dropped) are rejected all the same
-        runtime = self.plans.pop(plan_id, None) or let_go
+        later = self._purge(plan_id)
+        runtime = self.plans.pop(plan_id, None) or let_go or later
         self.forget(plan_id)
         if runtime is None:
             return
@@ -226,6 +305,8 @@ class Committer:
         out = self._out
         self._out = out.without(set(lost))
         self._out.plans = {p: r for p, r in out.plans.items() if p not in lost}
+        if self.committing is not None:  # nothing of theirs is released after its write
+            self.committing.out = self.committing.out.without(set(lost))
         for plan_id, runtime in lost.items():
             self.forget(plan_id)
             self.changes.drop_plan(plan_id)

@@ -9,11 +9,13 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
 from dynflow.errors import PersistenceError
+from dynflow.executor.commit import Batch
 from dynflow.executor.core import ExecutorCore
 from dynflow.executor.front import ExecutorFront
 from dynflow.executor.messages import Abandon, Message, Terminate
@@ -129,6 +131,10 @@ class WorkerPool:
 
 
 class ThreadedExecutor(ExecutorFront):
+    #: a batch made when no message waits is written by the core thread itself, which
+    #: saves the hand-over to the writer thread; False: every batch goes to the writer
+    write_when_idle = True
+
     def __init__(self, core: ExecutorCore, runner: StepRunner, queues: dict[str, int]) -> None:
         self.core = core
         self.runner = runner
@@ -139,7 +145,7 @@ class ThreadedExecutor(ExecutorFront):
         core.limits.gate.start()
         #: async steps running on the loop, by hand-out (cancelled at their run_timeout)
         self._async: dict[tuple[str, int, int, int], Future[Any]] = {}
-        self._inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[Message | _Written] = queue.SimpleQueue()
         self.pools = {
             name: WorkerPool(name, size, runner, self.post) for name, size in queues.items()
         }
@@ -150,6 +156,12 @@ class ThreadedExecutor(ExecutorFront):
         self._loop_thread.start()
         #: what killed the core thread, if anything did
         self.failure: BaseException | None = None
+        #: batches for the writer thread (one at a time), None to stop it
+        self._writes: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
+        self._writer_thread = threading.Thread(
+            target=self._writer, name="dynflow-executor-writer", daemon=True
+        )
+        self._writer_thread.start()
         self._thread = threading.Thread(target=self._run, name="dynflow-executor", daemon=True)
         self._thread.start()
 
@@ -160,6 +172,7 @@ class ThreadedExecutor(ExecutorFront):
             self.failure is None
             and self._thread.is_alive()
             and self._loop_thread.is_alive()
+            and self._writer_thread.is_alive()
             and all(pool.alive() for pool in self.pools.values())
         )
 
@@ -184,6 +197,8 @@ class ThreadedExecutor(ExecutorFront):
             abandoned = True
         self._inbox.put(Terminate(Future()))  # wakes the loop to notice it is done
         self._thread.join(30)
+        self._writes.put(None)
+        self._writer_thread.join(5)
         self.core.limits.gate.stop()
         for pool in self.pools.values():  # abandoned steps' threads are not waited for
             pool.stop(0 if timeout == 0 or abandoned else 5)
@@ -220,28 +235,61 @@ class ThreadedExecutor(ExecutorFront):
             )
 
     def _serve(self) -> None:
-        while not self.core.terminated:
-            batch = [self._inbox.get()]
-            while len(batch) < _BATCH:
+        """Handle messages; commit what they changed. While a batch is being written
+        (by the writer thread) the next messages are handled into the next batch, so
+        the core is not idle during commits under load; a batch made when no message
+        waits is written here, which saves the hand-over to the writer (latency)."""
+        writing = False
+        while writing or not self.core.terminated:
+            messages = [self._inbox.get()]
+            while len(messages) < _BATCH:
                 try:
-                    batch.append(self._inbox.get_nowait())
+                    messages.append(self._inbox.get_nowait())
                 except queue.Empty:
                     break
-            for message in batch:
+            for message in messages:
+                if isinstance(message, _Written):
+                    self._hand_out(*self._settle(message.batch))
+                    writing = False
+                    continue
                 try:
                     self.core.handle(message)
                 except Exception:
                     log.exception("executor failed to handle %r", message)
-            self._flush()
+            if writing or not self.core.pending():
+                continue
+            batch = self.core.begin_flush()
+            if self.write_when_idle and self._inbox.empty():
+                self._write(batch)
+                self._hand_out(*self._settle(batch))
+            else:
+                writing = True
+                self._writes.put(batch)
 
-    def _flush(self) -> None:
+    def _writer(self) -> None:
+        while (batch := self._writes.get()) is not None:
+            self._write(batch)
+            self._inbox.put(_Written(batch))
+
+    def _write(self, batch: Batch) -> None:
         while True:
             try:
-                work, callbacks = self.core.flush()
-                break
+                self.core.write(batch)
+                return
             except PersistenceError as exc:  # keep everything and retry: nothing is lost
                 log.error("cannot persist executor state, retrying: %s", exc)
                 time.sleep(_RETRY_SECONDS)
+
+    def _settle(self, batch: Batch) -> tuple[list[Work], list[Callable[[], None]]]:
+        while True:
+            try:
+                return self.core.end_flush(batch)
+            except PersistenceError as exc:  # written plan by plan when it went away
+                log.error("cannot persist executor state, retrying: %s", exc)
+                time.sleep(_RETRY_SECONDS)
+                self._write(batch)
+
+    def _hand_out(self, work: list[Work], callbacks: list[Callable[[], None]]) -> None:
         for item in work:
             if self.runner.is_async(item):
                 key = (item.execution_plan_id, item.step_id, item.run, item.sequence)
@@ -254,3 +302,12 @@ class ThreadedExecutor(ExecutorFront):
                 callback()
             except Exception:
                 log.exception("a future's callback failed")
+
+
+class _Written:
+    """Posted to the core by the writer thread: ``batch`` was written."""
+
+    __slots__ = ("batch",)
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch

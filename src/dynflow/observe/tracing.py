@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context, propagate, trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import ProxyTracerProvider, Span, Status, StatusCode
 
 if TYPE_CHECKING:
     from dynflow.execution_plan.model import ExecutionPlan
@@ -37,8 +38,26 @@ class Tracing:
 
     def __init__(self, provider: Any = None) -> None:
         self.tracer = trace.get_tracer("dynflow", tracer_provider=provider)
+        #: spans go to the global provider, which may be set (or not) at any time
+        self._global = provider is None
+        self._recording = not self._global
+        self._check_at = 0.0
         self._plans: dict[str, Span] = {}
         self._lock = threading.Lock()
+
+    def recording(self) -> bool:
+        """False while spans would go nowhere: the global provider was asked for and
+        none is set yet (OpenTelemetry's proxy then hands out no-op spans). Looked at
+        again at most once a second (the look reads the environment), so that a provider
+        set after the world started gets the spans from then on."""
+        if self._recording:
+            return True
+        at = time.monotonic()
+        if at >= self._check_at:
+            self._check_at = at + 1.0
+            provider = trace.get_tracer_provider()
+            self._recording = not isinstance(provider, ProxyTracerProvider)
+        return self._recording
 
     @staticmethod
     def carrier() -> dict[str, str] | None:
@@ -50,6 +69,8 @@ class Tracing:
     # -- plans ----------------------------------------------------------------------
 
     def plan_started(self, plan: ExecutionPlan, future: Future[ExecutionPlan]) -> None:
+        if not self.recording():
+            return
         parent = propagate.extract(plan.trace_context) if plan.trace_context else None
         span = self.tracer.start_span(
             f"execution plan {plan.label}",
@@ -86,6 +107,8 @@ class Tracing:
     ) -> StepSpan:
         """A phase's span, current until :meth:`StepSpan.finish`: a child of the plan's
         span when this world executes the plan, else of the current span."""
+        if not self.recording():
+            return _NO_SPAN
         parent = None
         if not planning:
             plan_span = self._plans.get(plan_id)
@@ -114,6 +137,8 @@ class StepSpan:
         self.token = token
 
     def finish(self, result: str, error: str | None) -> None:
+        if self.token is None:  # no span: nothing records it
+            return
         self.span.set_attribute(RESULT, result)
         if error is not None:
             self.span.set_status(Status(StatusCode.ERROR, error))
@@ -121,3 +146,7 @@ class StepSpan:
             context.detach(self.token)  # type: ignore[arg-type]
         finally:
             self.span.end()
+
+
+#: what :meth:`Tracing.step_started` hands out while nothing records spans
+_NO_SPAN = StepSpan(trace.INVALID_SPAN, None)

@@ -79,12 +79,32 @@ class Changes:
             plans={k: v for k, v in self.plans.items() if k == plan_id},
             steps={k: v for k, v in self.steps.items() if k[0] == plan_id},
             outputs={k: v for k, v in self.outputs.items() if k[0] == plan_id},
+            inputs={k: v for k, v in self.inputs.items() if k[0] == plan_id},
             history=[h for h in self.history if h[0] == plan_id],
             released_locks=[lock for lock in self.released_locks if plan_id in lock[1:]],
         )
         self.drop_plan(plan_id)
         self.released_locks = [lock for lock in self.released_locks if plan_id not in lock[1:]]
         return part
+
+    def absorb(self, later: Changes) -> None:
+        """Add the changes of a later batch (its rows replace this one's)."""
+        self.plans.update(later.plans)
+        self.steps.update(later.steps)
+        self.outputs.update(later.outputs)
+        self.inputs.update(later.inputs)
+        self.history.extend(later.history)
+        self.released_locks.extend(later.released_locks)
+
+    def detach(self) -> Changes:
+        """Move everything out into a new batch; this one is left empty (the runtimes
+        that write into it keep writing here, into the next batch)."""
+        batch = Changes(
+            self.plans, self.steps, self.outputs, self.inputs, self.history, self.released_locks
+        )
+        self.plans, self.steps, self.outputs, self.inputs = {}, {}, {}, {}
+        self.history, self.released_locks = [], []
+        return batch
 
     def clear(self) -> None:
         self.plans.clear()
