@@ -182,7 +182,8 @@ def sub_plans_to_start(
     execution_plan_id: str, action_id: int, limit: int | None
 ) -> tuple[sa.Select[Any], sa.Select[Any]]:
     """Queries of a parent's planned children: how many are being started (they hold
-    their execution lock); the ids of up to ``limit`` others, in no order (read from
+    their execution lock: counted from the execution locks, a few, not by probing
+    every planned child); the ids of up to ``limit`` others, in no order (read from
     the index a few at a time, not sorted whole)."""
     lock = sa.exists().where(
         coordinator_records.c["class"] == EXECUTION_LOCK,
@@ -193,6 +194,22 @@ def sub_plans_to_start(
         execution_plans.c.caller_action_id == action_id,
         execution_plans.c.state == str(PlanState.PLANNED),
     )
-    starting = sa.select(sa.func.count()).select_from(execution_plans).where(planned, lock)
+    # per execution lock, its plan's caller when that plan is a planned child of this
+    # action: looked up by the plan's id alone (the planner cannot turn it into a walk
+    # over the planned children instead)
+    caller = (
+        sa.select(execution_plans.c.caller_execution_plan_id)
+        .where(
+            execution_plans.c.id == coordinator_records.c.id,
+            execution_plans.c.caller_action_id == action_id,
+            execution_plans.c.state == str(PlanState.PLANNED),
+        )
+        .scalar_subquery()
+    )
+    starting = (
+        sa.select(sa.func.count())
+        .select_from(coordinator_records)
+        .where(coordinator_records.c["class"] == EXECUTION_LOCK, caller == execution_plan_id)
+    )
     waiting = sa.select(execution_plans.c.id).where(planned, ~lock)
     return starting, waiting if limit is None else waiting.limit(limit)
