@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dynflow import LockTaken, NotFound, PlanResult, PlanState
-from dynflow.coordinator import EXECUTION_LOCK, Coordinator
+from dynflow.coordinator import EXECUTION_LOCK, PLANNED_LOCK, Coordinator
 from dynflow.execution_plan.builder import PlanBuilder
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.persistence import Persistence
@@ -77,9 +77,13 @@ def test_planned_children_still_to_start_leave_out_those_being_started(
     persistence.save_new_plan(parent)
     plans = [child((parent.id, 1)) for _ in range(5)]
     plans[4].state = PlanState.RUNNING
-    persistence.save_new_plans([*plans, child((parent.id, 2))])
+    other_action, other_parent = child((parent.id, 2)), child((plans[0].id, 1))
+    persistence.save_new_plans([*plans, other_action, other_parent])
     ordered = sorted(p.id for p in plans[:4])
-    Coordinator(persistence.db, "me").acquire_many(EXECUTION_LOCK, [ordered[1], plans[4].id])
+    me = Coordinator(persistence.db, "me")
+    # locked but not counted: running, of another action, of another parent
+    me.acquire_many(EXECUTION_LOCK, [ordered[1], plans[4].id, other_action.id, other_parent.id])
+    me.acquire(PLANNED_LOCK, ordered[0])  # a lock of another class: not being started
 
     starting, waiting = persistence.sub_plans_to_start(parent.id, 1, None)
     assert (starting, sorted(waiting)) == (1, [ordered[0], ordered[2], ordered[3]])
@@ -89,3 +93,6 @@ def test_planned_children_still_to_start_leave_out_those_being_started(
     assert set(waiting) < {ordered[0], ordered[2], ordered[3]}
     assert persistence.sub_plans_to_start(parent.id, 1, 0) == (1, [])
     assert persistence.sub_plans_to_start(parent.id, 3, None) == (0, [])
+    assert persistence.sub_plans_to_start(parent.id, 2, None) == (1, [])
+    me.acquire(EXECUTION_LOCK, ordered[2])
+    assert persistence.sub_plans_to_start(parent.id, 1, 0) == (2, [])
