@@ -84,15 +84,26 @@ def test_planned_children_still_to_start_leave_out_those_being_started(
     # locked but not counted: running, of another action, of another parent
     me.acquire_many(EXECUTION_LOCK, [ordered[1], plans[4].id, other_action.id, other_parent.id])
     me.acquire(PLANNED_LOCK, ordered[0])  # a lock of another class: not being started
+    others = {ordered[0], ordered[2], ordered[3]}
 
-    starting, waiting = persistence.sub_plans_to_start(parent.id, 1, None)
-    assert (starting, sorted(waiting)) == (1, [ordered[0], ordered[2], ordered[3]])
-    starting, waiting = persistence.sub_plans_to_start(parent.id, 1, 2)
-    assert starting == 1
-    assert len(set(waiting)) == 2
-    assert set(waiting) < {ordered[0], ordered[2], ordered[3]}
-    assert persistence.sub_plans_to_start(parent.id, 1, 0) == (1, [])
-    assert persistence.sub_plans_to_start(parent.id, 3, None) == (0, [])
-    assert persistence.sub_plans_to_start(parent.id, 2, None) == (1, [])
+    found = persistence.sub_plan_round(parent.id, 1, None)
+    counts = {
+        (PlanState.PLANNED, PlanResult.PENDING): 4,
+        (PlanState.RUNNING, PlanResult.PENDING): 1,
+    }
+    assert (found.counts, found.starting, sorted(found.to_start)) == (counts, 1, sorted(others))
+    # the limit less one running and one being started
+    found = persistence.sub_plan_round(parent.id, 1, 4)
+    assert (found.counts, found.starting) == (counts, 1)
+    assert len(set(found.to_start)) == 2
+    assert set(found.to_start) < others
+    assert sorted(persistence.sub_plan_round(parent.id, 1, 5).to_start) == sorted(others)
+    assert persistence.sub_plan_round(parent.id, 1, 2) == (counts, 1, [])
+    assert persistence.sub_plan_round(parent.id, 1, 1) == (counts, 1, [])  # over the limit
+    assert persistence.sub_plan_round(parent.id, 3, None) == ({}, 0, [])
+    planned_one = {(PlanState.PLANNED, PlanResult.PENDING): 1}
+    assert persistence.sub_plan_round(parent.id, 2, None) == (planned_one, 1, [])
     me.acquire(EXECUTION_LOCK, ordered[2])
-    assert persistence.sub_plans_to_start(parent.id, 1, 0) == (2, [])
+    found = persistence.sub_plan_round(parent.id, 1, 10)
+    assert (found.starting, sorted(found.to_start)) == (2, [ordered[0], ordered[3]])
+    assert persistence.sub_plan_round(parent.id, 1, 3) == (counts, 2, [])

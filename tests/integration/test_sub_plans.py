@@ -27,6 +27,7 @@ from dynflow import (
     WithSubPlans,
     World,
 )
+from dynflow.persistence.sub_plans import SubPlanRound
 from dynflow.testing import InThreadWorld
 from tests.support import eventually
 
@@ -183,10 +184,10 @@ class Parent(WithSubPlans, Action):
 class CheckedParent(Parent):
     """Records its output at each suspension; can count only once the children settled."""
 
-    def _counts(self) -> dict[str, int]:
+    def _read_children(self) -> SubPlanRound:
         if PROBES[self.input["key"]].count_when_settled:
             eventually(lambda: not unsettled(self.world, self.execution_plan_id))
-        return super()._counts()
+        return super()._read_children()
 
     def suspend(self, callback: Any = None) -> Any:
         PROBES[self.input["key"]].suspended_outputs.append(dict(self.output))

@@ -13,6 +13,7 @@ from dynflow.execution_plan.states import PlanResult, PlanState, StepState
 
 if TYPE_CHECKING:
     from dynflow.action.world import ActionWorld
+    from dynflow.persistence.sub_plans import SubPlanRound
 
 #: sent to the parent step whenever one of its sub-plans stops or pauses
 SUB_PLAN_FINISHED: dict[str, Any] = {EVENT_KEY: "sub_plan_finished"}
@@ -260,8 +261,7 @@ class WithSubPlans(Cancellable):
         )
         return plans
 
-    def _counts(self) -> dict[str, int]:
-        counts = self.world.persistence.count_sub_plans(self.execution_plan_id, self.id)
+    def _counts(self, counts: Mapping[tuple[PlanState, PlanResult], int]) -> dict[str, int]:
         success = counts.get((PlanState.STOPPED, PlanResult.SUCCESS), 0)
         warning = counts.get((PlanState.STOPPED, PlanResult.WARNING), 0)
         failed = sum(
@@ -270,7 +270,6 @@ class WithSubPlans(Cancellable):
             if state is PlanState.PAUSED
             or (state is PlanState.STOPPED and result in (PlanResult.ERROR, PlanResult.CANCELLED))
         )
-        running = sum(n for (state, _), n in counts.items() if state is PlanState.RUNNING)
         total = int(self.output["total_count"])
         return {
             "total_count": total,
@@ -278,26 +277,20 @@ class WithSubPlans(Cancellable):
             "warning_count": warning,
             "failed_count": failed,
             "pending_count": total - success - warning - failed,
-            "running_count": running,
         }
 
     def _start_children(self) -> dict[str, int]:
         """Start as many planned children as the limit allows, together. Children
-        being started (their execution lock taken, not running yet) count as running."""
-        counts = self._counts()
-        planned = counts["pending_count"] - counts["running_count"]
-        if planned > 0:
-            limit = self._limit()
-            free = None if limit is None else max(0, limit - counts["running_count"])
-            starting, waiting = self.world.persistence.sub_plans_to_start(
-                self.execution_plan_id, self.id, free
-            )
-            if free is not None and starting:
-                waiting = waiting[: max(0, free - starting)]
-            if waiting:
-                self.world.start_sub_plans(waiting)
-        counts.pop("running_count")
-        return counts
+        being started (their execution lock taken, not running yet) count as running.
+        Their counts, those being started and those to start are read together."""
+        children = self._read_children()
+        if children.to_start:
+            self.world.start_sub_plans(children.to_start)
+        return self._counts(children.counts)
+
+    def _read_children(self) -> SubPlanRound:
+        """The children's counts, those being started and those that may start now."""
+        return self.world.persistence.sub_plan_round(self.execution_plan_id, self.id, self._limit())
 
     def _resume_failed(self) -> int:
         paused = self._children(PlanState.PAUSED)

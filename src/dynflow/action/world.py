@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from dynflow.clock import Clock
     from dynflow.execution_plan.model import ExecutionPlan
     from dynflow.execution_plan.states import PlanResult, PlanState
+    from dynflow.persistence.sub_plans import SubPlanRound
 
 
 class PlanQueries(Protocol):
@@ -33,9 +34,9 @@ class PlanQueries(Protocol):
         self, execution_plan_id: str, action_id: int
     ) -> dict[tuple[PlanState, PlanResult], int]: ...
 
-    def sub_plans_to_start(
+    def sub_plan_round(
         self, execution_plan_id: str, action_id: int, limit: int | None
-    ) -> tuple[int, list[str]]: ...
+    ) -> SubPlanRound: ...
 
     def find_execution_plan_counts(self, filters: Mapping[str, Any] | None = None) -> int: ...
 

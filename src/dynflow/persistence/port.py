@@ -17,6 +17,7 @@ from dynflow.persistence.delayed import DelayedPlanStore
 from dynflow.persistence.limits import LimitEntry, LimitStore
 from dynflow.persistence.schedules import ScheduleStore
 from dynflow.persistence.sql.database import Database
+from dynflow.persistence.sub_plans import SubPlanRound
 
 
 class Listener(Protocol):
@@ -194,11 +195,13 @@ class PersistencePort(Protocol):
 
     def find_execution_plan_counts(self, filters: Mapping[str, Any] | None = None) -> int: ...
 
-    def sub_plans_to_start(
+    def sub_plan_round(
         self, execution_plan_id: str, action_id: int, limit: int | None
-    ) -> tuple[int, list[str]]:
-        """(how many planned sub-plans of that action are being started: they hold their
-        execution lock; the ids of up to ``limit`` others)."""
+    ) -> SubPlanRound:
+        """The sub-plans of that action: how many are in each (state, result); how many
+        planned ones are being started (they hold their execution lock); the ids of
+        planned ones not being started that may start under ``limit`` (at most ``limit``
+        minus those running or being started; all of them when ``limit`` is None)."""
         ...
 
     def count_sub_plans(

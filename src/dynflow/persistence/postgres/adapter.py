@@ -16,12 +16,13 @@ import sqlalchemy as sa
 from dynflow.errors import NotFound
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.persistence.changes import Changes
-from dynflow.persistence.postgres import documents, maintenance
+from dynflow.persistence.postgres import documents, maintenance, sub_plans
 from dynflow.persistence.postgres.bulk import Fence, PostgresBulkWriter
 from dynflow.persistence.postgres.database import PostgresDatabase
 from dynflow.persistence.postgres.envelopes import PostgresEnvelopeStore, channel
 from dynflow.persistence.sql.adapter import SqlPersistence, change_operations
 from dynflow.persistence.sql.bulk import Operation
+from dynflow.persistence.sub_plans import SubPlanRound
 
 
 class PostgresPersistence(SqlPersistence):
@@ -82,6 +83,12 @@ class PostgresPersistence(SqlPersistence):
         """One statement for them all."""
         found = documents.load(self.db, execution_plan_ids)
         return [found[i].to_plan() for i in execution_plan_ids if i in found]
+
+    def sub_plan_round(
+        self, execution_plan_id: str, action_id: int, limit: int | None
+    ) -> SubPlanRound:
+        """One statement, one snapshot."""
+        return sub_plans.read_round(self.db, execution_plan_id, action_id, limit)
 
     def find_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
         """Loaded whole: one statement either way."""

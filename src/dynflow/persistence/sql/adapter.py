@@ -20,7 +20,7 @@ from dynflow.persistence import migrate
 from dynflow.persistence.changes import PLAN_MUTABLE, STEP_MUTABLE, Changes
 from dynflow.persistence.limits import LimitEntry
 from dynflow.persistence.records import EXECUTION_LOCK, PLANNED_LOCK, WORLD
-from dynflow.persistence.sql import live, loading, retention, stats
+from dynflow.persistence.sql import live, loading, retention, stats, sub_plans
 from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, Update
 from dynflow.persistence.sql.database import IDLE_IN_TRANSACTION, Database
 from dynflow.persistence.sql.delayed import SqlDelayedPlanStore
@@ -39,9 +39,9 @@ from dynflow.persistence.sql.queries import (
     conditions,
     plans_query,
     runnable,
-    sub_plans_to_start,
 )
 from dynflow.persistence.sql.schedules import SqlScheduleStore
+from dynflow.persistence.sub_plans import SubPlanRound
 from dynflow.persistence.tables import (
     actions,
     coordinator_records,
@@ -355,26 +355,16 @@ class SqlPersistence:
         self, execution_plan_id: str, action_id: int
     ) -> dict[tuple[PlanState, PlanResult], int]:
         """How many sub-plans of that action are in each (state, result)."""
-        query = (
-            sa.select(execution_plans.c.state, execution_plans.c.result, sa.func.count())
-            .where(
-                execution_plans.c.caller_execution_plan_id == execution_plan_id,
-                execution_plans.c.caller_action_id == action_id,
-            )
-            .group_by(execution_plans.c.state, execution_plans.c.result)
-        )
         with self.db.read() as connection:
-            rows = connection.execute(query).all()
+            rows = connection.execute(sub_plans.counts_query(execution_plan_id, action_id)).all()
         return {(PlanState(state), PlanResult(result)): int(n) for state, result, n in rows}
 
-    def sub_plans_to_start(
+    def sub_plan_round(
         self, execution_plan_id: str, action_id: int, limit: int | None
-    ) -> tuple[int, list[str]]:
-        """(planned sub-plans being started: locked; ids of up to ``limit`` others)."""
-        starting, waiting = sub_plans_to_start(execution_plan_id, action_id, limit)
+    ) -> SubPlanRound:
+        """The action's children: counts, those being started, those that may start."""
         with self.db.read() as connection:
-            count = int(connection.execute(starting).scalar_one())
-            return count, (list(connection.execute(waiting).scalars()) if limit != 0 else [])
+            return sub_plans.read_round(connection, execution_plan_id, action_id, limit)
 
     def run_step_id(self, execution_plan_id: str, action_id: int) -> int | None:
         query = sa.select(actions.c.run_step_id).where(

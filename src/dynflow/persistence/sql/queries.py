@@ -10,9 +10,8 @@ import sqlalchemy as sa
 
 from dynflow.errors import ConfigurationError
 from dynflow.execution_plan.states import PlanState
-from dynflow.persistence.records import EXECUTION_LOCK
 from dynflow.persistence.sql.dialects import Dialect
-from dynflow.persistence.tables import actions, coordinator_records, execution_plans
+from dynflow.persistence.tables import actions, execution_plans
 
 PLAN_FILTERS = {
     "state": execution_plans.c.state,
@@ -176,40 +175,3 @@ def _filter_value(column: sa.ColumnElement[Any], value: Any) -> Any:
                 f"filter {column.name!r} needs an integer, got {value!r}"
             ) from None
     return str(value)
-
-
-def sub_plans_to_start(
-    execution_plan_id: str, action_id: int, limit: int | None
-) -> tuple[sa.Select[Any], sa.Select[Any]]:
-    """Queries of a parent's planned children: how many are being started (they hold
-    their execution lock: counted from the execution locks, a few, not by probing
-    every planned child); the ids of up to ``limit`` others, in no order (read from
-    the index a few at a time, not sorted whole)."""
-    lock = sa.exists().where(
-        coordinator_records.c["class"] == EXECUTION_LOCK,
-        coordinator_records.c.id == execution_plans.c.id,
-    )
-    planned = sa.and_(
-        execution_plans.c.caller_execution_plan_id == execution_plan_id,
-        execution_plans.c.caller_action_id == action_id,
-        execution_plans.c.state == str(PlanState.PLANNED),
-    )
-    # per execution lock, its plan's caller when that plan is a planned child of this
-    # action: looked up by the plan's id alone (the planner cannot turn it into a walk
-    # over the planned children instead)
-    caller = (
-        sa.select(execution_plans.c.caller_execution_plan_id)
-        .where(
-            execution_plans.c.id == coordinator_records.c.id,
-            execution_plans.c.caller_action_id == action_id,
-            execution_plans.c.state == str(PlanState.PLANNED),
-        )
-        .scalar_subquery()
-    )
-    starting = (
-        sa.select(sa.func.count())
-        .select_from(coordinator_records)
-        .where(coordinator_records.c["class"] == EXECUTION_LOCK, caller == execution_plan_id)
-    )
-    waiting = sa.select(execution_plans.c.id).where(planned, ~lock)
-    return starting, waiting if limit is None else waiting.limit(limit)
