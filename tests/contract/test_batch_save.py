@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dynflow import LockTaken, NotFound, PlanResult, PlanState
-from dynflow.coordinator import EXECUTION_LOCK, PLANNED_LOCK, Coordinator
+from dynflow.coordinator import EXECUTION_LOCK, PLANNED_LOCK, Coordinator, LockRecord
 from dynflow.execution_plan.builder import PlanBuilder
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.persistence import Persistence
@@ -107,3 +107,35 @@ def test_planned_children_still_to_start_leave_out_those_being_started(
     found = persistence.sub_plan_round(parent.id, 1, 10)
     assert (found.starting, sorted(found.to_start)) == (2, [ordered[0], ordered[3]])
     assert persistence.sub_plan_round(parent.id, 1, 3) == (counts, 2, [])
+
+
+def test_locks_are_taken_and_plans_read_together(
+    persistence: Persistence, reader: Persistence
+) -> None:
+    parent = child(None)
+    persistence.save_new_plan(parent)
+    plans = [child((parent.id, 1)), child((parent.id, 1), Deploy), child((parent.id, 1))]
+    persistence.save_new_plans(plans)
+    me, other = Coordinator(persistence.db, "me"), Coordinator(persistence.db, "other")
+    other.acquire(EXECUTION_LOCK, plans[1].id)
+
+    with pytest.raises(LockTaken) as raised:
+        persistence.lock_and_load_execution_plans("me", [plans[0].id, plans[1].id])
+
+    assert (raised.value.lock_id, raised.value.owner_id) == (plans[1].id, "other")
+    assert me.find_locks(lock_class=EXECUTION_LOCK, owner_id="me") == []  # none taken
+    assert persistence.lock_and_load_execution_plans("me", []) == []
+
+    ids = [plans[2].id, "no-such-plan", plans[0].id]
+    loaded = persistence.lock_and_load_execution_plans("me", ids)
+
+    assert [p.id for p in loaded] == [plans[2].id, plans[0].id]
+    assert_same_plan(loaded[0], plans[2])
+    assert_same_plan(loaded[1], plans[0])
+    held = {lock.id: lock.owner_id for lock in reader_locks(reader)}
+    assert held == {plans[0].id: "me", plans[1].id: "other", plans[2].id: "me", ids[1]: "me"}
+    assert reader.sub_plan_round(parent.id, 1, None).starting == 3
+
+
+def reader_locks(reader: Persistence) -> list[LockRecord]:
+    return Coordinator(reader.db, "reader").find_locks(lock_class=EXECUTION_LOCK)

@@ -140,6 +140,14 @@ class PersistencePort(Protocol):
         """The plans found among these ids, each with its steps, actions and history."""
         ...
 
+    def lock_and_load_execution_plans(
+        self, owner_id: str, execution_plan_ids: Sequence[str]
+    ) -> list[ExecutionPlan]:
+        """Take the execution locks of these plans for world ``owner_id`` and read the
+        plans found, as ``load_execution_plans``, in one write; raises
+        :class:`LockTaken` (and takes none) if someone holds one of the locks."""
+        ...
+
     def apply(self, changes: Changes) -> None:
         """Write a batch of changes in one transaction."""
         ...

@@ -1,11 +1,11 @@
 """Starting planned sub-plans in batches (``WithSubPlans``).
 
 A parent starts up to its concurrency limit of children at a time. Their execution
-locks are taken in one write and the plans read in one go (one statement on
-PostgreSQL); each child then goes, in the round-robin order of the executor
-worlds serving its queues, to this world's executor directly (it holds the lock and
-the plan already: no request, no second lock-and-load) or to another executor
-world with an execution request, as :meth:`PlanControl.hand_out` does.
+locks are taken and the plans read in one write (one statement on PostgreSQL); each
+child then goes, in the round-robin order of the executor worlds serving its queues,
+to this world's executor directly (it holds the lock and the plan already: no
+request, no second lock-and-load) or to another executor world with an execution
+request, as :meth:`PlanControl.hand_out` does.
 """
 
 from __future__ import annotations
@@ -33,17 +33,12 @@ def hand_out_many(control: PlanControl, plan_ids: Sequence[str]) -> list[Future[
         return [control.hand_out(plan_id) for plan_id in plan_ids]
     try:
         control.require_alive()
-        control.coordinator.acquire_many(EXECUTION_LOCK, plan_ids)
+        found = control.persistence.lock_and_load_execution_plans(control.world_id, plan_ids)
     except LockTaken:  # one of them is taken: one at a time, each failing on its own
         return [control.hand_out(plan_id) for plan_id in plan_ids]
     except DynflowError as exc:
         return [futures.failed(exc) for _ in plan_ids]
-    try:
-        loaded = {plan.id: plan for plan in control.persistence.load_execution_plans(plan_ids)}
-    except BaseException:
-        for plan_id in plan_ids:
-            control.coordinator.release(EXECUTION_LOCK, plan_id)
-        raise
+    loaded = {plan.id: plan for plan in found}
     return [_start(control, plan_id, loaded.get(plan_id)) for plan_id in plan_ids]
 
 

@@ -22,6 +22,8 @@ from dynflow.persistence.postgres.database import PostgresDatabase
 from dynflow.persistence.postgres.envelopes import PostgresEnvelopeStore, channel
 from dynflow.persistence.sql.adapter import SqlPersistence, change_operations
 from dynflow.persistence.sql.bulk import Operation
+from dynflow.persistence.sql.loading import execution_locks
+from dynflow.persistence.sql.locks import lock_taken
 from dynflow.persistence.sub_plans import SubPlanRound
 
 
@@ -89,6 +91,16 @@ class PostgresPersistence(SqlPersistence):
     ) -> SubPlanRound:
         """One statement, one snapshot."""
         return sub_plans.read_round(self.db, execution_plan_id, action_id, limit)
+
+    def lock_and_load_execution_plans(
+        self, owner_id: str, execution_plan_ids: Sequence[str]
+    ) -> list[ExecutionPlan]:
+        """The locks taken and the plans read in one statement."""
+        try:
+            found = documents.lock_and_load(self.db, owner_id, execution_plan_ids)
+        except self.db.driver_integrity_errors:
+            raise lock_taken(self.db, execution_locks(owner_id, execution_plan_ids)) from None
+        return [found[i].to_plan() for i in execution_plan_ids if i in found]
 
     def find_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
         """Loaded whole: one statement either way."""

@@ -37,6 +37,17 @@ def load(db: Database, plan_ids: Iterable[str]) -> dict[str, PlanDocument]:
     return {document.plan["id"]: document for document in (_parse(r[0]) for r in rows)}
 
 
+def lock_and_load(db: Database, owner_id: str, plan_ids: Iterable[str]) -> dict[str, PlanDocument]:
+    """Take the execution locks of ``plan_ids`` for ``owner_id`` and read the documents
+    of the plans found, by id, in one statement (a lock held by someone breaks the
+    primary key: nothing is written)."""
+    ids = sorted(set(plan_ids))
+    if not ids:
+        return {}
+    rows = db.run(_lock_statement(), {"ids": dumps(ids), "owner": owner_id})
+    return {document.plan["id"]: document for document in (_parse(r[0]) for r in rows)}
+
+
 def take_over_and_load(
     db: Database,
     plan_id: str,
@@ -90,6 +101,18 @@ def _statement() -> sa.TextClause:
         # = ANY of an array, not IN a set-returning function: a lookup of the primary key
         # per id whatever the planner thinks of the table's size
         "WHERE p.id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:ids AS json))))"
+    )
+
+
+@functools.cache
+def _lock_statement() -> sa.TextClause:
+    # the plans' rows are not changed by the insert: the snapshot sees them as they are
+    return sa.text(
+        f"WITH l AS (INSERT INTO {coordinator_records.name} (class, id, owner_id, data) "
+        f"SELECT '{EXECUTION_LOCK}', i, :owner, '{{}}' "
+        "FROM json_array_elements_text(CAST(:ids AS json)) AS i RETURNING id) "
+        f"SELECT {_document()} FROM {execution_plans.name} AS p "
+        "WHERE p.id = ANY(ARRAY(SELECT id FROM l))"
     )
 
 

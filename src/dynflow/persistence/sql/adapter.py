@@ -215,6 +215,11 @@ class SqlPersistence:
         with self.db.snapshot() as connection:  # together, as of one moment
             return loading.load_plans(connection, execution_plan_ids)
 
+    def lock_and_load_execution_plans(
+        self, owner_id: str, execution_plan_ids: Sequence[str]
+    ) -> list[ExecutionPlan]:
+        return loading.lock_and_load(self.db, owner_id, execution_plan_ids)
+
     def load_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
         """The plan with its steps, actions and history, as of one moment; raises
         :class:`NotFound`."""

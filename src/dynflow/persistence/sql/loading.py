@@ -10,7 +10,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from dynflow.execution_plan.model import ExecutionPlan, PlanDetails
+from dynflow.persistence.records import EXECUTION_LOCK
 from dynflow.persistence.sql.bulk import Insert, Operation
+from dynflow.persistence.sql.database import Database
+from dynflow.persistence.sql.locks import lock_taken
 from dynflow.persistence.sql.mapping import (
     action_from_row,
     history_from_row,
@@ -28,6 +31,28 @@ from dynflow.persistence.tables import (
 
 #: ids per query (well under every database's limit of bound parameters)
 CHUNK = 500
+
+
+def lock_and_load(db: Database, owner_id: str, plan_ids: Sequence[str]) -> list[ExecutionPlan]:
+    """Take the execution locks of ``plan_ids`` for ``owner_id`` and read the plans
+    found, in one transaction; :class:`LockTaken` (none taken) if one is held."""
+    rows = execution_locks(owner_id, plan_ids)
+    if not rows:
+        return []
+    try:
+        with db.write() as connection:
+            connection.execute(sa.insert(coordinator_records), rows)
+            return load_plans(connection, plan_ids)
+    except sa.exc.IntegrityError:
+        raise lock_taken(db, rows) from None
+
+
+def execution_locks(owner_id: str, plan_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows of the plans' execution locks held by world ``owner_id``."""
+    return [
+        {"class": EXECUTION_LOCK, "id": plan_id, "owner_id": owner_id, "data": {}}
+        for plan_id in plan_ids
+    ]
 
 
 def load_plans(connection: sa.Connection, plan_ids: Sequence[str]) -> list[ExecutionPlan]:
