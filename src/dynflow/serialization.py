@@ -62,6 +62,11 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 #: too, and go to the slower reader: no harm)
 _LONG_NUMBER = re.compile(r"(?<![\d.])\d{19,}(?![\d.eE])")
 _LONG_NUMBER_BYTES = re.compile(rb"(?<![\d.])\d{19,}(?![\d.eE])")
+#: ASCII digits to "0", every other byte to " ": the UTF-8 text has a run of 19 digits
+#: (a JSON number's digits are ASCII) where this has 19 zeros; much faster than the
+#: expression above, which then runs only on texts that have such a run
+_DIGITS = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
+_DIGIT_RUN = b"0" * 19
 
 
 def dumps(value: JSON) -> str:
@@ -130,13 +135,21 @@ def loads(text: str | bytes | None) -> JSON:
     standard library does."""
     if text is None:
         return None
-    long = _LONG_NUMBER if isinstance(text, str) else _LONG_NUMBER_BYTES
-    if long.search(text) is not None:  # type: ignore[arg-type]
+    if _may_hold_long_number(text):
         return json.loads(text)
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         return json.loads(text)
+
+
+def _may_hold_long_number(text: str | bytes) -> bool:
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if _DIGIT_RUN not in raw.translate(_DIGITS):
+        return False
+    if isinstance(text, str):
+        return _LONG_NUMBER.search(text) is not None
+    return _LONG_NUMBER_BYTES.search(text) is not None
 
 
 def freeze(value: JSON) -> Any:

@@ -144,6 +144,23 @@ def test_dumps_writes_non_string_keys_as_the_standard_library_does() -> None:
     assert dumps({1: "a", None: "b"}) == _stdlib({1: "a", None: "b"})
 
 
+@pytest.mark.parametrize("prefix", ["", "é \ud800 中", "١٢٣٤٥٦٧٨٩٠١٢٣٤٥٦٧٨٩٠"])
+def test_loads_reads_long_integers_exactly_whatever_else_the_text_holds(prefix: str) -> None:
+    text = dumps({"s": prefix, "big": 2**70, "n": -(2**64), "f": 0.12345678901234567890123})
+    for given in (text, text.encode("utf-8", "surrogatepass")):
+        value = loads(given)
+        assert (value["big"], value["n"]) == (2**70, -(2**64))
+        assert isinstance(value["f"], float)
+    assert loads("[1234567890123456789, 123456789012345678]") == [
+        1234567890123456789,
+        123456789012345678,
+    ]
+    assert loads('["\ud800", 123456789012345678901]') == ["\ud800", 123456789012345678901]
+    # the shortest integers orjson reads as floats: 19 digits, alone in the text
+    assert loads("[-9223372036854775809]") == [-(2**63) - 1]
+    assert loads(b'{"n": -9223372036854775809}') == {"n": -(2**63) - 1}
+
+
 def test_loads_refuses_text_that_is_not_json() -> None:
     with pytest.raises(ValueError, match="line 1 column 2"):
         loads("{oops")
