@@ -152,7 +152,7 @@ class World:
             core.on_finished, core.limits.gate.wake = self.finished, self.cluster.wake_limits
             self.observe.attach(core, runner, self.executor)
             dispatcher = ExecutorDispatcher(self.id, self.control, self.cluster.outbox)
-            self.cluster.serve(dispatcher.receive)
+            self.cluster.serve(dispatcher.receive, dispatcher.receive_executions)
         self.cluster.start()
         self.liveness.start()
         self.delayed.start()

@@ -30,6 +30,7 @@ from dynflow.execution_plan.builder import PlanBuilder
 from dynflow.execution_plan.shape import shape_of
 from dynflow.persistence import Persistence
 from dynflow.persistence.changes import Changes
+from dynflow.persistence.records import TakeOver
 from dynflow.persistence.sql.adapter import SqlPersistence
 from dynflow.persistence.tables import actions as actions_table
 from dynflow.persistence.tables import envelopes, execution_plans
@@ -381,6 +382,50 @@ def test_take_over_plan_moves_only_a_lock_held_by_the_given_owner(
     missing = str(uuid.uuid4())
     Coordinator(persistence.db, client).acquire(EXECUTION_LOCK, missing)
     assert persistence.take_over_plan(missing, client, executor, {}) == (True, None, False)
+
+
+def test_take_over_plans_moves_each_lock_held_by_its_requester_in_order(
+    persistence: Persistence, reader: Persistence
+) -> None:
+    client, executor, other = (str(uuid.uuid4()) for _ in range(3))
+    first, second, theirs = (store_plan(persistence) for _ in range(3))
+    missing = str(uuid.uuid4())
+    for plan_id in (first, second, missing):
+        Coordinator(persistence.db, client).acquire(EXECUTION_LOCK, plan_id)
+    Coordinator(persistence.db, other).acquire(EXECUTION_LOCK, theirs)
+    postgresql = persistence.db.name == "postgresql"
+    requests = [
+        TakeOver(second, client, {"request_id": "2"}, (client, '"answer 2"')),
+        TakeOver(theirs, client, {"request_id": "3"}, (client, '"answer 3"')),  # not its lock
+        TakeOver(missing, client, {"request_id": "4"}),
+        TakeOver(first, client, {"request_id": "1"}, (client, '"answer 1"')),
+        TakeOver(first, client, {"request_id": "1 again"}, (client, '"again"')),
+    ]
+
+    taken = persistence.take_over_plans(executor, requests)
+
+    assert [moved for moved, _, _ in taken] == [True, False, True, True, False]
+    assert [replied for _, _, replied in taken] == [postgresql, False, False, postgresql, False]
+    if postgresql:  # read in the same statement; the replies written with the moves
+        assert [None if plan is None else plan.id for _, plan, _ in taken] == [
+            second,
+            None,
+            None,
+            first,
+            None,
+        ]
+        assert_same_plan(taken[0][1], reader.load_execution_plan(second))  # type: ignore[arg-type]
+        assert _replies(reader, client) == ['"answer 2"', '"answer 1"']
+    else:  # the caller reads the plans and sends the replies itself
+        assert all(plan is None for _, plan, _ in taken)
+        assert _replies(reader, client) == []
+    locks = Coordinator(reader.db, executor).find_locks(lock_class=EXECUTION_LOCK)
+    owners = {lock.id: (lock.owner_id, dict(lock.data)) for lock in locks}
+    assert owners[first] == (executor, {"request_id": "1"})
+    assert owners[second] == (executor, {"request_id": "2"})
+    assert owners[missing] == (executor, {"request_id": "4"})
+    assert owners[theirs] == (other, {})
+    assert persistence.take_over_plans(executor, []) == []
 
 
 def _replies(reader: Persistence, receiver_id: str) -> list[str]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from concurrent.futures import Future
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from dynflow.action.registry import class_name
@@ -27,6 +29,7 @@ from dynflow.cluster.connector.messages import (
 )
 from dynflow.cluster.connector.outbox import Outbox
 from dynflow.executor.commit import LockLost
+from dynflow.services.takeover import ExecutionRequest, take_over_many
 
 if TYPE_CHECKING:
     from dynflow.services.control import PlanControl
@@ -78,6 +81,27 @@ class ExecutorDispatcher:
                 self.control.limits_freed()
             case other:
                 log.warning("dropping %s from %s: not a request", other, envelope.sender_id)
+
+    def receive_executions(self, envelopes: Sequence[Envelope]) -> None:
+        """Execution requests read together: taken over together (see
+        :mod:`dynflow.services.takeover`), each answered as :meth:`receive` answers it."""
+        requests: list[tuple[Envelope, ExecutionRequest, Envelope]] = []
+        for envelope in envelopes:
+            message = envelope.message
+            assert isinstance(message, Execution)
+            plan_id = message.execution_plan_id
+            if self.control.pass_on(plan_id, envelope.sender_id, envelope.request_id):
+                continue  # terminating: another executor takes it, and answers
+            accepted = self._reply(envelope, Accepted())
+            request = ExecutionRequest(
+                plan_id, envelope.sender_id, envelope.request_id, encode(accepted)
+            )
+            requests.append((envelope, request, accepted))
+        taken = take_over_many(self.control, [request for _, request, _ in requests])
+        for (envelope, request, accepted), (future, answered) in zip(requests, taken, strict=True):
+            if not answered:
+                self.outbox.post(accepted)
+            future.add_done_callback(partial(self._executed, envelope, request.plan_id))
 
     def _executed(self, envelope: Envelope, plan_id: str, done: Future[Any]) -> None:
         """Answer an execution request once its plan stopped or paused here; not when

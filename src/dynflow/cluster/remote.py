@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,7 @@ HAND_OVER_POLL = 0.05
 
 #: a world that serves requests from others (the executor dispatcher)
 Serve = Callable[[Envelope], None]
+ServeMany = Callable[[Sequence[Envelope]], None]
 
 
 def connector_kind(config: WorldConfig, persistence: PersistencePort) -> str:
@@ -101,18 +102,21 @@ class Cluster:
         self.outbox = Outbox(connector, f"dynflow-outbox-{self.world_id[:8]}")
         #: the executor dispatcher, in an executor world (see :meth:`serve`)
         self._serve: Serve | None = None
+        self._serve_executions: ServeMany | None = None
         self._stopped = False
         #: plans handed over while terminating -> the world holding the lock until the
         #: new executor takes it
         self._handed: dict[str, str] = {}
 
-    def serve(self, serve: Serve) -> None:
-        """Hand requests from other worlds to ``serve`` (before :meth:`start`)."""
+    def serve(self, serve: Serve, serve_executions: ServeMany | None = None) -> None:
+        """Hand requests from other worlds to ``serve`` (before :meth:`start`); execution
+        requests read together, to ``serve_executions`` (if given)."""
         self._serve = serve
+        self._serve_executions = serve_executions
 
     def start(self) -> None:
         self.outbox.start()
-        self.connector.start(self.world_id, self._receive)
+        self.connector.start(self.world_id, self._receive, self._receive_batch)
         self.clock.schedule(CHECK_INTERVAL, self._check)
         if self._serve is not None and self.connector.reaches_other_processes:
             self._sweep()
@@ -307,6 +311,35 @@ class Cluster:
         self.connector.drop_for(world_id)
 
     # -- requests from other worlds -------------------------------------------------
+
+    def _receive_batch(self, envelopes: Sequence[Envelope]) -> None:
+        """Envelopes read together, handled in order; runs of execution requests go to
+        the executor dispatcher together (their take-over is one statement)."""
+        executions: list[Envelope] = []
+        for envelope in envelopes:
+            if self._serve_executions is not None and isinstance(envelope.message, Execution):
+                executions.append(envelope)
+                continue
+            self._serve_together(executions)
+            executions = []
+            self._receive_one(envelope)
+        self._serve_together(executions)
+
+    def _serve_together(self, executions: list[Envelope]) -> None:
+        if len(executions) == 1 or self._serve_executions is None:
+            for envelope in executions:
+                self._receive_one(envelope)
+        elif executions:
+            try:
+                self._serve_executions(executions)
+            except Exception:
+                log.exception("handling %d execution requests failed", len(executions))
+
+    def _receive_one(self, envelope: Envelope) -> None:
+        try:
+            self._receive(envelope)
+        except Exception:
+            log.exception("handling an envelope from %s failed", envelope.sender_id)
 
     def _receive(self, envelope: Envelope) -> None:
         if not envelope.is_request():

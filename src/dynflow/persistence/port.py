@@ -15,6 +15,7 @@ from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.delayed import DelayedPlanStore
 from dynflow.persistence.limits import LimitEntry, LimitStore
+from dynflow.persistence.records import TakeOver
 from dynflow.persistence.schedules import ScheduleStore
 from dynflow.persistence.sql.database import Database
 from dynflow.persistence.sub_plans import SubPlanRound
@@ -172,6 +173,13 @@ class PersistencePort(Protocol):
     ) -> tuple[bool, ExecutionPlan | None, bool]:
         """Move the plan's execution lock from ``from_owner`` to ``owner``: (moved?, the
         plan if the adapter read it with the move, ``reply`` written with it?)."""
+        ...
+
+    def take_over_plans(
+        self, owner: str, requests: Sequence[TakeOver]
+    ) -> list[tuple[bool, ExecutionPlan | None, bool]]:
+        """:meth:`take_over_plan` for each request, in order (one statement for them all
+        where the adapter can)."""
         ...
 
     def find_execution_plans(

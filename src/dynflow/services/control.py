@@ -211,13 +211,27 @@ class PlanControl:
         execution lock records who asked. ``accepted`` (an answer's text) is written as
         the lock moves from the client, where the database can: (future, answered?)."""
         requester = {"client_world_id": client_world_id, "request_id": request_id}
-        answered = False
         try:
             executor = self.require_executor()
             reply = None if accepted is None else (client_world_id, accepted)
-            moved, plan, answered = self.persistence.take_over_plan(
+            taken = self.persistence.take_over_plan(
                 plan_id, client_world_id, self.world_id, requester, reply
             )
+        except DynflowError as exc:
+            return futures.failed(exc), False
+        return self.start_taken(executor, plan_id, requester, taken)
+
+    def start_taken(
+        self,
+        executor: Executor,
+        plan_id: str,
+        requester: dict[str, Any],
+        taken: tuple[bool, ExecutionPlan | None, bool],
+    ) -> tuple[Future[ExecutionPlan], bool]:
+        """Run (or recover) a plan whose lock the take-over moved here (``taken``: see
+        ``persistence.take_over_plan``); (future, answered?)."""
+        moved, plan, answered = taken
+        try:
             plan = self.locked_plan(plan_id, RECOVERABLE, requester, (moved, plan))
             if not may_run(self.code_version, plan.code_version):  # sent here by mistake
                 self.coordinator.release(EXECUTION_LOCK, plan_id)

@@ -8,6 +8,8 @@ from typing import Protocol
 from dynflow.cluster.connector.messages import Envelope
 
 Receive = Callable[[Envelope], None]
+#: envelopes read together, in order
+ReceiveBatch = Callable[[Sequence[Envelope]], None]
 
 
 class Connector(Protocol):
@@ -15,8 +17,11 @@ class Connector(Protocol):
     #: pinged); False for an in-process connector
     reaches_other_processes: bool
 
-    def start(self, world_id: str, receive: Receive) -> None:
-        """Start delivering envelopes addressed to ``world_id`` to ``receive``."""
+    def start(
+        self, world_id: str, receive: Receive, receive_batch: ReceiveBatch | None = None
+    ) -> None:
+        """Start delivering envelopes addressed to ``world_id`` to ``receive``; a
+        connector that reads several at once hands them to ``receive_batch``, if given."""
         ...
 
     def send(self, envelope: Envelope) -> None:

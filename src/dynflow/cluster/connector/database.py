@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from dynflow.cluster.connector import Receive
+from dynflow.cluster.connector import Receive, ReceiveBatch
 from dynflow.cluster.connector.messages import Envelope, decode, encode
 from dynflow.errors import NotFound
 from dynflow.persistence.port import EnvelopeStore, Listener
@@ -37,12 +37,14 @@ class DatabaseConnector:
         self._listener: Listener | None = None
         self._world_id: str | None = None
 
-    def start(self, world_id: str, receive: Receive) -> None:
+    def start(
+        self, world_id: str, receive: Receive, receive_batch: ReceiveBatch | None = None
+    ) -> None:
         self._world_id = world_id
         self._listener = self.store.listen(world_id)
         self._thread = threading.Thread(
             target=self._run,
-            args=(world_id, receive),
+            args=(world_id, receive, receive_batch),
             name=f"dynflow-connector-{world_id[:8]}",
             daemon=True,
         )
@@ -95,7 +97,7 @@ class DatabaseConnector:
                 log.exception("listening for envelopes failed")
                 self._stopped.wait(self.poll_interval)
 
-    def _run(self, world_id: str, receive: Receive) -> None:
+    def _run(self, world_id: str, receive: Receive, receive_batch: ReceiveBatch | None) -> None:
         while not self._stopped.is_set():
             try:
                 rows = self.store.claim(world_id, _CLAIM)
@@ -103,15 +105,22 @@ class DatabaseConnector:
                 log.exception("cannot read envelopes")
                 self._stopped.wait(1.0)
                 continue
+            batch = []
             for row_id, data in rows:
                 try:
-                    envelope = decode(data)
+                    batch.append(decode(data))
                 except ValueError as exc:
                     log.warning("dropping malformed envelope %s: %s", row_id, exc)
-                    continue
+            if receive_batch is not None and len(batch) > 1:
                 try:
-                    receive(envelope)
+                    receive_batch(batch)
                 except Exception:
-                    log.exception("handling envelope %s failed", row_id)
+                    log.exception("handling %d envelopes failed", len(batch))
+            else:
+                for envelope in batch:
+                    try:
+                        receive(envelope)
+                    except Exception:
+                        log.exception("handling an envelope from %s failed", envelope.sender_id)
             if len(rows) < _CLAIM:
                 self._wait()

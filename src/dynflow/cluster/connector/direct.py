@@ -8,7 +8,7 @@ import threading
 import weakref
 from collections.abc import Sequence
 
-from dynflow.cluster.connector import Receive
+from dynflow.cluster.connector import Receive, ReceiveBatch
 from dynflow.cluster.connector.messages import Envelope
 from dynflow.errors import NotFound
 
@@ -27,7 +27,10 @@ class DirectConnector:
         self._thread: threading.Thread | None = None
         self._world_id: str | None = None
 
-    def start(self, world_id: str, receive: Receive) -> None:
+    def start(
+        self, world_id: str, receive: Receive, receive_batch: ReceiveBatch | None = None
+    ) -> None:
+        """Envelopes arrive one at a time here: ``receive_batch`` is not used."""
         self._world_id = world_id
         with _LOCAL_LOCK:
             _LOCAL[world_id] = self

@@ -20,6 +20,7 @@ from dynflow.persistence.postgres import documents, maintenance, sub_plans
 from dynflow.persistence.postgres.bulk import Fence, PostgresBulkWriter
 from dynflow.persistence.postgres.database import PostgresDatabase
 from dynflow.persistence.postgres.envelopes import PostgresEnvelopeStore, channel
+from dynflow.persistence.records import TakeOver
 from dynflow.persistence.sql.adapter import SqlPersistence, change_operations
 from dynflow.persistence.sql.bulk import Operation
 from dynflow.persistence.sql.loading import execution_locks
@@ -73,6 +74,21 @@ class PostgresPersistence(SqlPersistence):
         )
         plan = None if document is None else document.to_plan()
         return moved, plan, moved and reply is not None
+
+    def take_over_plans(
+        self, owner: str, requests: Sequence[TakeOver]
+    ) -> list[tuple[bool, ExecutionPlan | None, bool]]:
+        """The locks move, the plans are read and the replies written, in one statement."""
+        taken = documents.take_over_and_load_many(self.db, owner, requests)
+        answers: list[tuple[bool, ExecutionPlan | None, bool]] = []
+        for n, request in enumerate(requests):
+            if n not in taken:
+                answers.append((False, None, False))
+                continue
+            document = taken[n]
+            plan = None if document is None else document.to_plan()
+            answers.append((True, plan, request.reply is not None))
+        return answers
 
     def load_execution_plan(self, execution_plan_id: str) -> ExecutionPlan:
         """One statement instead of four."""

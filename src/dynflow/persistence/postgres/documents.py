@@ -9,12 +9,12 @@ client parses that text once and converts timestamps and doubles back.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
 
 from dynflow.persistence.codec import PlanDocument, document_from_json
-from dynflow.persistence.records import EXECUTION_LOCK
+from dynflow.persistence.records import EXECUTION_LOCK, TakeOver
 from dynflow.persistence.sql.database import Database
 from dynflow.persistence.tables import (
     actions,
@@ -70,6 +70,29 @@ def take_over_and_load(
     if not rows:
         return False, None
     return True, None if rows[0][0] is None else _parse(rows[0][0])
+
+
+def take_over_and_load_many(
+    db: Database, owner: str, requests: Sequence[TakeOver]
+) -> dict[int, PlanDocument | None]:
+    """:func:`take_over_and_load` for many requests in one statement: by the index of
+    each request whose lock moved, the plan's document (None if it does not exist).
+    The replies of the moves are written in the order of the requests."""
+    if not requests:
+        return {}
+    rows = [
+        {
+            "n": n,
+            "id": r.plan_id,
+            "from_owner": r.from_owner,
+            "data": dumps(dict(r.lock_data)),
+            "reply_to": None if r.reply is None else r.reply[0],
+            "reply": None if r.reply is None else r.reply[1],
+        }
+        for n, r in enumerate(requests)
+    ]
+    found = db.run(_take_over_many_statement(), {"owner": owner, "rows": dumps(rows)})
+    return {int(n): None if text is None else _parse(text) for n, text in found}
 
 
 def _parse(text: str) -> PlanDocument:
@@ -130,6 +153,24 @@ def _take_over_statement(reply: bool) -> sa.TextClause:
         f"{replied} "
         f"SELECT (SELECT {_document()} FROM {execution_plans.name} AS p WHERE p.id = t.id) "
         "FROM t"
+    )
+
+
+@functools.cache
+def _take_over_many_statement() -> sa.TextClause:
+    # one request per plan moves its lock (a second request for the same plan, in the
+    # same statement, finds nothing to move, as it would after the first one)
+    return sa.text(
+        "WITH x AS (SELECT DISTINCT ON (id) * FROM json_to_recordset(CAST(:rows AS json)) "
+        "AS x(n integer, id text, from_owner text, data text, reply_to text, reply text) "
+        "ORDER BY id, n), "
+        f"t AS (UPDATE {coordinator_records.name} AS c SET owner_id = :owner, data = x.data "
+        f"FROM x WHERE c.class = '{EXECUTION_LOCK}' AND c.id = x.id "
+        "AND c.owner_id = x.from_owner RETURNING c.id, x.n, x.reply_to, x.reply), "
+        f"r AS (INSERT INTO {envelopes.name} (receiver_id, data) "
+        "SELECT reply_to, reply FROM t WHERE reply IS NOT NULL ORDER BY n) "
+        f"SELECT t.n, (SELECT {_document()} FROM {execution_plans.name} AS p "
+        "WHERE p.id = t.id) FROM t"
     )
 
 

@@ -19,7 +19,7 @@ from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.persistence import migrate
 from dynflow.persistence.changes import PLAN_MUTABLE, STEP_MUTABLE, Changes
 from dynflow.persistence.limits import LimitEntry
-from dynflow.persistence.records import EXECUTION_LOCK, PLANNED_LOCK, WORLD
+from dynflow.persistence.records import EXECUTION_LOCK, PLANNED_LOCK, WORLD, TakeOver
 from dynflow.persistence.sql import live, loading, retention, stats, sub_plans
 from dynflow.persistence.sql.bulk import BulkWriter, Delete, Insert, Operation, Update
 from dynflow.persistence.sql.database import IDLE_IN_TRANSACTION, Database
@@ -208,6 +208,15 @@ class SqlPersistence:
                 .values(owner_id=owner, data=dict(lock_data))
             )
         return bool(result.rowcount), None, False
+
+    def take_over_plans(
+        self, owner: str, requests: Sequence[TakeOver]
+    ) -> list[tuple[bool, ExecutionPlan | None, bool]]:
+        """One at a time here (see the PostgreSQL adapter for one statement)."""
+        return [
+            self.take_over_plan(r.plan_id, r.from_owner, owner, r.lock_data, r.reply)
+            for r in requests
+        ]
 
     # -- reading ------------------------------------------------------------
 
