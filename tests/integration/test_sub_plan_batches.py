@@ -15,6 +15,8 @@ import pytest
 from dynflow import Action, PlanningFailed, PlanResult, PlanState, SubPlan, WithSubPlans, World
 from dynflow.action import registry
 from dynflow.action.sub_plans import SUB_PLAN_FINISHED
+from dynflow.coordinator import EXECUTION_LOCK
+from dynflow.errors import PersistenceError
 from dynflow.executor import policy
 from dynflow.executor.messages import DeliverEvent
 from dynflow.executor.runtime import PlanRuntime
@@ -109,6 +111,33 @@ def test_children_are_started_together_within_the_limit(
     assert max(started) <= 4
     assert probe.max_active <= 4
     assert set(probe.runs.values()) == {1}
+
+
+def test_a_database_failure_starting_children_fails_the_parent_and_a_resume_goes_on(
+    db_url: str, make_world: MakeWorld, probe: Probe
+) -> None:
+    world = make_world(db_url)
+    original = world.persistence.lock_and_load_execution_plans
+    calls: list[int] = []
+
+    def failing_once(owner_id: str, plan_ids: Sequence[str]) -> Any:
+        calls.append(len(plan_ids))
+        if len(calls) == 1:
+            raise PersistenceError("the database went away")
+        return original(owner_id, plan_ids)
+
+    world.persistence.lock_and_load_execution_plans = failing_once  # type: ignore[method-assign]
+
+    paused = world.trigger(Batched, probe.key, 5, 2).finished.result(TIMEOUT)
+
+    assert (paused.state, paused.result) == (PlanState.PAUSED, PlanResult.ERROR)
+    assert "the database went away" in paused.errors[0].message
+    assert probe.runs == {}
+    assert world.coordinator.find_locks(lock_class=EXECUTION_LOCK, owner_id=world.id) == []
+    done = world.resume(paused.id).result(TIMEOUT)
+    assert (done.state, done.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
+    assert set(probe.runs.values()) == {1}
+    assert len(probe.runs) == 5
 
 
 def test_a_child_failing_to_plan_keeps_the_children_planned_before_it(

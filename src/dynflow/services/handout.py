@@ -33,11 +33,12 @@ def hand_out_many(control: PlanControl, plan_ids: Sequence[str]) -> list[Future[
         return [control.hand_out(plan_id) for plan_id in plan_ids]
     try:
         control.require_alive()
+    except DynflowError as exc:
+        return [futures.failed(exc) for _ in plan_ids]
+    try:  # any other failure took no lock, and is the caller's (the parent step fails)
         found = control.persistence.lock_and_load_execution_plans(control.world_id, plan_ids)
     except LockTaken:  # one of them is taken: one at a time, each failing on its own
         return [control.hand_out(plan_id) for plan_id in plan_ids]
-    except DynflowError as exc:
-        return [futures.failed(exc) for _ in plan_ids]
     loaded = {plan.id: plan for plan in found}
     return [_start(control, plan_id, loaded.get(plan_id)) for plan_id in plan_ids]
 
