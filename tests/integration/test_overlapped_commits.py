@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from dynflow import Action, PlanResult, World
+from dynflow import Action, PlanResult, PlanState, World
 from dynflow.errors import PersistenceError
 from dynflow.executor.threaded import ThreadedExecutor
 from dynflow.persistence import open_persistence
@@ -79,8 +79,10 @@ def test_the_core_handles_the_next_plan_while_a_batch_is_written(
     writes = len(persistence.writes)
 
     second = world.trigger(Work, 2)
-    # handled meanwhile: the core holds the plan, its changes wait for the next batch
-    eventually(lambda: second.execution_plan_id in core.changes.plan_ids())
+    # handled meanwhile: the core holds the plan; its changes wait for the next batch
+    eventually(lambda: second.execution_plan_id in core.plans)
+    stored = world.persistence.load_execution_plan(second.execution_plan_id)
+    assert stored.state is PlanState.PLANNED  # not written yet
     assert len(persistence.writes) == writes  # one batch at a time
     assert not first.finished.done()  # nothing released before its batch is written
 

@@ -99,30 +99,19 @@ class Observability:
 
     def plan_starting(self, plan: ExecutionPlan, future: Future[ExecutionPlan]) -> None:
         """The executor was handed ``plan``; ``future`` resolves when it stops or pauses."""
-        log.info(
-            "execution plan %s (%s) starts",
-            plan.id,
-            plan.label,
-            extra={"plan_id": plan.id, "label": plan.label},
-        )
+        if log.isEnabledFor(logging.INFO):  # the record's fields cost even when dropped
+            log.info(
+                "execution plan %s (%s) starts",
+                plan.id,
+                plan.label,
+                extra={"plan_id": plan.id, "label": plan.label},
+            )
         if self.tracing is not None:
             self.tracing.plan_started(plan, future)
 
     def plan_finished(self, plan: ExecutionPlan) -> None:
-        verb = "stopped" if plan.state is PlanState.STOPPED else str(plan.state)
-        log.info(
-            "execution plan %s (%s) %s: %s",
-            plan.id,
-            plan.label,
-            verb,
-            plan.result,
-            extra={
-                "plan_id": plan.id,
-                "label": plan.label,
-                "state": str(plan.state),
-                "result": str(plan.result),
-            },
-        )
+        if log.isEnabledFor(logging.INFO):
+            _log_finished(plan)
         if self.metrics is not None:
             self.metrics.plan_finished(plan)
 
@@ -211,3 +200,20 @@ class StepWatch:
         if self._span is not None:  # the runner itself failed: no report
             self._span.finish("error", repr(exc) if exc is not None else "no result")
             self._span = None
+
+
+def _log_finished(plan: ExecutionPlan) -> None:
+    verb = "stopped" if plan.state is PlanState.STOPPED else str(plan.state)
+    log.info(
+        "execution plan %s (%s) %s: %s",
+        plan.id,
+        plan.label,
+        verb,
+        plan.result,
+        extra={
+            "plan_id": plan.id,
+            "label": plan.label,
+            "state": str(plan.state),
+            "result": str(plan.result),
+        },
+    )

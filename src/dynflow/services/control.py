@@ -38,7 +38,8 @@ from dynflow.execution_plan.model import ExecutionPlan, PlanAttributes
 from dynflow.execution_plan.states import PlanResult, PlanState, StepState
 from dynflow.executor import Executor, offline
 from dynflow.serialization import check_size, to_json_value
-from dynflow.services import versions
+from dynflow.services import takeover
+from dynflow.services.left import last_executor, left_running
 
 if TYPE_CHECKING:
     from dynflow.services.delayed import DelayedPlans
@@ -51,7 +52,6 @@ EVENT_RETRY_FOR = 30.0
 EVENT_RETRY_INTERVAL = 0.05
 
 #: states of plans that recovery may pick up (paused: only paused by a termination)
-RECOVERABLE = (PlanState.RUNNING, PlanState.PLANNED, PlanState.PAUSED)
 
 
 @dataclass(frozen=True)
@@ -219,28 +219,7 @@ class PlanControl:
             )
         except DynflowError as exc:
             return futures.failed(exc), False
-        return self.start_taken(executor, plan_id, requester, taken)
-
-    def start_taken(
-        self,
-        executor: Executor,
-        plan_id: str,
-        requester: dict[str, Any],
-        taken: tuple[bool, ExecutionPlan | None, bool],
-    ) -> tuple[Future[ExecutionPlan], bool]:
-        """Run (or recover) a plan whose lock the take-over moved here (``taken``: see
-        ``persistence.take_over_plan``); (future, answered?)."""
-        moved, plan, answered = taken
-        try:
-            plan = self.locked_plan(plan_id, RECOVERABLE, requester, (moved, plan))
-            if not may_run(self.code_version, plan.code_version):  # sent here by mistake
-                self.coordinator.release(EXECUTION_LOCK, plan_id)
-                raise versions.not_here(plan, self.world_id, self.code_version)
-        except DynflowError as exc:
-            return futures.failed(exc), answered
-        if left_running(plan):  # its executor died: recover it here
-            return executor.recover(plan, last_executor(plan), True), answered
-        return executor.execute(plan), answered
+        return takeover.start_taken(self, executor, plan_id, requester, taken)
 
     def locked_plan(
         self,
@@ -489,22 +468,6 @@ def _in_transit_error(plan_id: str, error: BaseException) -> PlanInTransit:
         f"execution plan {plan_id} is between executors ({error}): the event was not "
         "delivered; send it again once an executor runs the plan"
     )
-
-
-def left_running(plan: ExecutionPlan) -> bool:
-    """True for a plan whose executor died while it ran: still ``running``, or paused
-    by the world that invalidated that executor while no executor was alive (its steps
-    as the dead executor left them)."""
-    return plan.state is PlanState.RUNNING or any(
-        step.state is StepState.RUNNING for step in plan.steps.values()
-    )
-
-
-def last_executor(plan: ExecutionPlan) -> str | None:
-    """The world that last started executing the plan (the one that died, when the plan
-    was left running): named by its last ``start execution`` history entry."""
-    starts = [e.world_id for e in plan.execution_history if e.name == "start execution"]
-    return starts[-1] if starts else None
 
 
 def _step(plan: ExecutionPlan, step_id: int) -> Any:

@@ -36,7 +36,8 @@ from dynflow.coordinator import (
 from dynflow.errors import ConfigurationError, DynflowError, LockTaken, PersistenceError
 from dynflow.execution_plan.states import PlanResult, PlanState
 from dynflow.executor import offline
-from dynflow.services.control import RECOVERABLE, PlanControl, last_executor, left_running
+from dynflow.services.control import PlanControl
+from dynflow.services.left import RECOVERABLE, last_executor, left_running
 
 if TYPE_CHECKING:
     from dynflow.config import WorldConfig

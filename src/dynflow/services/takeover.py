@@ -12,12 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dynflow import futures
+from dynflow.cluster.client_dispatcher import may_run
+from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.executor import Executor
 from dynflow.persistence.records import TakeOver
+from dynflow.services import versions
+from dynflow.services.left import RECOVERABLE, last_executor, left_running
 
 if TYPE_CHECKING:
     from dynflow.services.control import PlanControl
@@ -57,6 +62,28 @@ def take_over_many(
     except DynflowError as exc:
         return [(futures.failed(exc), False) for _ in requests]
     return [
-        control.start_taken(executor, r.plan_id, requester, took)
+        start_taken(control, executor, r.plan_id, requester, took)
         for r, requester, took in zip(requests, requesters, taken, strict=True)
     ]
+
+
+def start_taken(
+    control: PlanControl,
+    executor: Executor,
+    plan_id: str,
+    requester: dict[str, Any],
+    taken: tuple[bool, ExecutionPlan | None, bool],
+) -> tuple[Future[ExecutionPlan], bool]:
+    """Run (or recover) a plan whose lock the take-over moved here (``taken``: see
+    ``persistence.take_over_plan``); (future, answered?)."""
+    moved, plan, answered = taken
+    try:
+        plan = control.locked_plan(plan_id, RECOVERABLE, requester, (moved, plan))
+        if not may_run(control.code_version, plan.code_version):  # sent here by mistake
+            control.coordinator.release(EXECUTION_LOCK, plan_id)
+            raise versions.not_here(plan, control.world_id, control.code_version)
+    except DynflowError as exc:
+        return futures.failed(exc), answered
+    if left_running(plan):  # its executor died: recover it here
+        return executor.recover(plan, last_executor(plan), True), answered
+    return executor.execute(plan), answered

@@ -26,7 +26,7 @@ from dynflow.persistence.sql.database import IDLE_IN_TRANSACTION, Database
 from dynflow.persistence.sql.delayed import SqlDelayedPlanStore
 from dynflow.persistence.sql.envelopes import SqlEnvelopeStore
 from dynflow.persistence.sql.limits import SqlLimitStore
-from dynflow.persistence.sql.locks import taken
+from dynflow.persistence.sql.locks import move_execution_lock, taken
 from dynflow.persistence.sql.mapping import (
     action_from_row,
     history_from_row,
@@ -196,27 +196,18 @@ class SqlPersistence:
         reply: tuple[str, str] | None = None,
     ) -> tuple[bool, ExecutionPlan | None, bool]:
         """Here only the lock moves: the caller reads the plan and sends ``reply``."""
-        records = coordinator_records
-        with self.db.write() as connection:
-            result = connection.execute(
-                sa.update(records)
-                .where(
-                    records.c["class"] == EXECUTION_LOCK,
-                    records.c.id == plan_id,
-                    records.c.owner_id == from_owner,
-                )
-                .values(owner_id=owner, data=dict(lock_data))
-            )
-        return bool(result.rowcount), None, False
+        return self.take_over_plans(owner, [TakeOver(plan_id, from_owner, lock_data, reply)])[0]
 
     def take_over_plans(
         self, owner: str, requests: Sequence[TakeOver]
     ) -> list[tuple[bool, ExecutionPlan | None, bool]]:
-        """One at a time here (see the PostgreSQL adapter for one statement)."""
-        return [
-            self.take_over_plan(r.plan_id, r.from_owner, owner, r.lock_data, r.reply)
-            for r in requests
-        ]
+        """The locks move in one transaction; the caller reads the plans, sends replies."""
+        with self.db.write() as connection:
+            moved = [
+                move_execution_lock(connection, r.plan_id, r.from_owner, owner, r.lock_data)
+                for r in requests
+            ]
+        return [(m, None, False) for m in moved]
 
     # -- reading ------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Lock rows taken with other writes: which one was held when the write failed."""
+"""Lock rows taken with other writes: which one was held when the write failed; locks
+moved from one owner to another."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sqlalchemy as sa
 
 from dynflow.errors import KeyTaken, LockTaken, PersistenceError
 from dynflow.execution_plan.model import ExecutionPlan
+from dynflow.persistence.records import EXECUTION_LOCK
 from dynflow.persistence.sql.database import Database, safe_url
 from dynflow.persistence.tables import coordinator_records as records
 from dynflow.persistence.tables import execution_plans
@@ -46,3 +48,20 @@ def lock_taken(db: Database, locks: Sequence[Mapping[str, Any]]) -> Exception:
         if key in held:
             return LockTaken(key[0], key[1], held[key])
     return LockTaken(locks[0]["class"], locks[0]["id"], None)  # released since
+
+
+def move_execution_lock(
+    connection: sa.Connection, plan_id: str, from_owner: str, owner: str, data: Mapping[str, Any]
+) -> bool:
+    """Give the plan's execution lock held by ``from_owner`` to ``owner`` (with ``data``):
+    moved?"""
+    result = connection.execute(
+        sa.update(records)
+        .where(
+            records.c["class"] == EXECUTION_LOCK,
+            records.c.id == plan_id,
+            records.c.owner_id == from_owner,
+        )
+        .values(owner_id=owner, data=dict(data))
+    )
+    return bool(result.rowcount)
