@@ -5,12 +5,15 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
 from dynflow.coordinator import Coordinator
 from dynflow.persistence import EnvelopeStore, Persistence, open_persistence
 from dynflow.persistence.postgres.adapter import PostgresPersistence
+from dynflow.persistence.postgres.envelopes import _CLAIM
+from tests.conftest import make_url
 
 
 @pytest.fixture
@@ -116,3 +119,28 @@ def test_a_listener_wakes_on_send_or_wake(persistence: Persistence, store: Envel
             assert time.monotonic() - started < 10.0
     finally:
         listener.close()
+
+
+def test_a_claim_takes_no_more_than_its_limit_whatever_plan_postgresql_picks(
+    tmp_path: Path,
+) -> None:
+    """With the claimed ids in a subquery joined by IN, a nested loop re-ran the
+    subquery for each row and SKIP LOCKED passed over the rows already deleted: more
+    than the limit was claimed. Here that plan is forced on the claim's statement."""
+    persistence = open_persistence(make_url("postgresql", tmp_path))
+    try:
+        persistence.migrate()
+        world = register(persistence)
+        persistence.envelopes.send_many([(world, str(n)) for n in range(5)])
+        forced = (
+            "SET enable_hashjoin = off; SET enable_mergejoin = off; "
+            "SET enable_material = off; SET enable_hashagg = off; SET enable_sort = off"
+        )
+        with persistence.db.write() as connection:
+            for setting in forced.split("; "):
+                connection.exec_driver_sql(setting.replace("SET", "SET LOCAL"))
+            rows = connection.execute(_CLAIM, {"receiver_id": world, "limit": 3}).all()
+        assert sorted(data for _, data in rows) == ["0", "1", "2"]
+        assert [data for _, data in persistence.envelopes.claim(world, 10)] == ["3", "4"]
+    finally:
+        persistence.close()

@@ -33,9 +33,12 @@ _SEND_MANY = sa.text(
     "FROM json_to_recordset(CAST(:channels AS json)) AS c(receiver_id text, channel text) "
     "WHERE c.receiver_id IN (SELECT receiver_id FROM e)"
 )
+# the ids are taken once (an InitPlan): a subquery joined with IN may be run again for
+# each row deleted, and SKIP LOCKED then passes over the rows this statement already
+# deleted, so that more than :limit envelopes were claimed
 _CLAIM = sa.text(
-    f"DELETE FROM {envelopes.name} WHERE id IN (SELECT id FROM {envelopes.name} "
-    "WHERE receiver_id = :receiver_id ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED) "
+    f"DELETE FROM {envelopes.name} WHERE id = ANY(ARRAY(SELECT id FROM {envelopes.name} "
+    "WHERE receiver_id = :receiver_id ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)) "
     "RETURNING id, data"
 )
 
