@@ -20,14 +20,19 @@ def child(caller: tuple[str, int] | None, action: type = Greet) -> ExecutionPlan
     return builder.plan(PlanState.PLANNED, PlanResult.PENDING)
 
 
-def test_many_plans_are_saved_together_and_read_back_unchanged(
-    persistence: Persistence, reader: Persistence
-) -> None:
+def saved_children(persistence: Persistence) -> tuple[ExecutionPlan, list[ExecutionPlan]]:
+    """A parent and three children of its action 1, saved together: (parent, children)."""
     parent = child(None)
     persistence.save_new_plan(parent)
     plans = [child((parent.id, 1)), child((parent.id, 1), Deploy), child((parent.id, 1))]
-
     persistence.save_new_plans(plans)
+    return parent, plans
+
+
+def test_many_plans_are_saved_together_and_read_back_unchanged(
+    persistence: Persistence, reader: Persistence
+) -> None:
+    parent, plans = saved_children(persistence)
 
     for plan in plans:
         assert_same_plan(reader.load_execution_plan(plan.id), plan)
@@ -112,10 +117,7 @@ def test_planned_children_still_to_start_leave_out_those_being_started(
 def test_locks_are_taken_and_plans_read_together(
     persistence: Persistence, reader: Persistence
 ) -> None:
-    parent = child(None)
-    persistence.save_new_plan(parent)
-    plans = [child((parent.id, 1)), child((parent.id, 1), Deploy), child((parent.id, 1))]
-    persistence.save_new_plans(plans)
+    parent, plans = saved_children(persistence)
     me, other = Coordinator(persistence.db, "me"), Coordinator(persistence.db, "other")
     other.acquire(EXECUTION_LOCK, plans[1].id)
 
