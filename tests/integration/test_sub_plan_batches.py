@@ -12,7 +12,16 @@ from typing import Any, cast
 
 import pytest
 
-from dynflow import Action, PlanningFailed, PlanResult, PlanState, SubPlan, WithSubPlans, World
+from dynflow import (
+    Action,
+    ExecutionPlan,
+    PlanningFailed,
+    PlanResult,
+    PlanState,
+    SubPlan,
+    WithSubPlans,
+    World,
+)
 from dynflow.action import registry
 from dynflow.action.sub_plans import SUB_PLAN_FINISHED
 from dynflow.coordinator import EXECUTION_LOCK
@@ -120,11 +129,11 @@ def test_a_database_failure_starting_children_fails_the_parent_and_a_resume_goes
     original = world.persistence.lock_and_load_execution_plans
     calls: list[int] = []
 
-    def failing_once(owner_id: str, plan_ids: Sequence[str]) -> Any:
-        calls.append(len(plan_ids))
+    def failing_once(owner_id: str, execution_plan_ids: Sequence[str]) -> list[ExecutionPlan]:
+        calls.append(len(execution_plan_ids))
         if len(calls) == 1:
             raise PersistenceError("the database went away")
-        return original(owner_id, plan_ids)
+        return original(owner_id, execution_plan_ids)
 
     world.persistence.lock_and_load_execution_plans = failing_once  # type: ignore[method-assign]
 
