@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,11 +17,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dynflow.errors import DynflowError, LockTaken
+from dynflow.errors import DynflowError, LockTaken, PersistenceError
 from dynflow.persistence.records import EXECUTION_LOCK, INVALIDATION_LOCK, PLANNED_LOCK, WORLD
 from dynflow.persistence.sql.database import Database
-from dynflow.persistence.sql.locks import lock_taken
+from dynflow.persistence.sql.locks import deadlocked, lock_taken
 from dynflow.persistence.tables import coordinator_records as records
+
+#: attempts of a write that the database may end as a deadlock victim
+_DEADLOCK_TRIES = 3
 
 __all__ = [
     "EXECUTION_LOCK",
@@ -162,17 +166,25 @@ class Coordinator:
     ) -> None:
         """Delete a world's record and every lock it holds. ``lock_wait``: fail
         (:class:`PersistenceError`) rather than wait longer for rows another session
-        holds locked (a process stopped inside a transaction)."""
+        holds locked (a process stopped inside a transaction). A deadlock with another
+        world's write is tried again (the database undid this transaction)."""
         target = world_id or self.world_id
-        with self.db.write(lock_wait=lock_wait) as connection:
-            connection.execute(
-                sa.delete(records).where(
-                    sa.or_(
-                        records.c.owner_id == target,
-                        sa.and_(records.c["class"] == WORLD, records.c.id == target),
+        for attempt in range(_DEADLOCK_TRIES):
+            try:
+                with self.db.write(lock_wait=lock_wait) as connection:
+                    # two statements, each on its index: one with OR walks (and locks)
+                    # more of the table on MySQL/MariaDB
+                    connection.execute(sa.delete(records).where(records.c.owner_id == target))
+                    connection.execute(
+                        sa.delete(records).where(
+                            records.c["class"] == WORLD, records.c.id == target
+                        )
                     )
-                )
-            )
+                return
+            except PersistenceError as exc:
+                if attempt + 1 == _DEADLOCK_TRIES or not deadlocked(exc):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def find_worlds(self, active_executors_only: bool = False) -> list[WorldRecord]:
         with self.db.read() as connection:

@@ -65,3 +65,24 @@ def move_execution_lock(
         .values(owner_id=owner, data=dict(data))
     )
     return bool(result.rowcount)
+
+
+#: what MySQL/MariaDB (error number) and PostgreSQL (SQLSTATE) say of a transaction
+#: they rolled back to break a deadlock
+_DEADLOCK_ERRNO = 1213
+_DEADLOCK_SQLSTATE = "40P01"
+
+
+def deadlocked(error: BaseException) -> bool:
+    """True when ``error`` (or what caused it) is the database ending this transaction
+    to break a deadlock: the transaction was undone, and may simply be tried again."""
+    seen: BaseException | None = error
+    while seen is not None:
+        cause = getattr(seen, "orig", None) or seen
+        if getattr(cause, "sqlstate", None) == _DEADLOCK_SQLSTATE:
+            return True
+        args = getattr(cause, "args", ())
+        if args and args[0] == _DEADLOCK_ERRNO:
+            return True
+        seen = seen.__cause__
+    return False
