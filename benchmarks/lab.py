@@ -27,7 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from bench_actions import STEPS, OneStep, TenSteps
-from remote import commits
+from remote import commits, wait_for_executors
 from run import PG_SERVER
 
 from dynflow import World
@@ -139,14 +139,6 @@ def sequential(client: World, plans: int = 10) -> float:
         client.trigger(TenSteps).finished.result(60)
         times.append((time.perf_counter() - began) * 1000 / STEPS)
     return round(statistics.median(times), 2)
-
-
-def wait_for_executors(client: World, count: int) -> None:
-    deadline = time.monotonic() + 60
-    while len(client.coordinator.find_worlds(active_executors_only=True)) < count:
-        if time.monotonic() > deadline:
-            raise SystemExit("executors did not start")
-        time.sleep(0.1)
 
 
 def main() -> None:
