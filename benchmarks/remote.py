@@ -5,7 +5,7 @@ threads of a client world (``executor=False``) and run by ``--executors`` (2)
 ``dynflow executor`` processes on one PostgreSQL database; steps per second,
 and database commits per step over all processes (``pg_stat_database``).
 W3: trigger -> finished latency of a 1-step plan, client -> executor -> client.
-DBOS runs W1 on the same database kind in the same run (one process; its
+DBOS runs W1 and W3 on the same database kind in the same run (one process; its
 model has no separate client and executor processes).
 
 Usage: ``python benchmarks/remote.py [--plans N] [--executors N] [--no-dbos]``.
@@ -140,8 +140,12 @@ def main() -> None:
         options = argparse.Namespace(plans=args.plans, samples=args.samples)
         with tempfile.TemporaryDirectory() as tmp:
             result: dict[str, Any] = dbos(ensure_dbos(), "postgresql", Path(tmp), "w1", options, 4)
+            latency: dict[str, Any] = dbos(ensure_dbos(), "postgresql", Path(tmp), "w3", options)
         ratio = round(w1["steps_per_s"] / result["steps_per_s"], 2)
         print(json.dumps({"dbos_w1": result, "ratio": ratio}), flush=True)
+        # DBOS in one process: its model has no separate client and executor processes
+        w3_ratio = round(w3["p50_ms"] / latency["p50_ms"], 2)
+        print(json.dumps({"dbos_w3": latency, "w3_ratio": w3_ratio}), flush=True)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,13 @@ from dynflow.action.world import BuiltPlan as PlanToSave
 from dynflow.clock import Clock, ThreadClock
 from dynflow.cluster.connector import Connector
 from dynflow.cluster.executor_dispatcher import ExecutorDispatcher
-from dynflow.cluster.remote import Cluster, connector_kind, connector_name, make_connector
+from dynflow.cluster.remote import (
+    Cluster,
+    answers_in_commits,
+    connector_kind,
+    connector_name,
+    make_connector,
+)
 from dynflow.config import WorldConfig
 from dynflow.coordinator import PLANNED_LOCK, Coordinator
 from dynflow.execution_plan.model import ExecutionPlan
@@ -151,7 +157,8 @@ class World:
         if core is not None:
             core.on_finished, core.limits.gate.wake = self.finished, self.cluster.wake_limits
             self.observe.attach(core, runner, self.executor)
-            dispatcher = ExecutorDispatcher(self.id, self.control, self.cluster.outbox)
+            in_commits = answers_in_commits(self.connector, self.persistence)
+            dispatcher = ExecutorDispatcher(self.id, self.control, self.cluster.outbox, in_commits)
             self.cluster.serve(dispatcher.receive, dispatcher.receive_executions)
         self.cluster.start()
         self.liveness.start()

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from dynflow.coordinator import Coordinator
 from dynflow.persistence import EnvelopeStore, Persistence, open_persistence
@@ -61,17 +62,34 @@ def test_send_many_keeps_the_order_and_names_unknown_receivers(
     assert [data for _, data in store.claim(second, 10)] == ["b"]
 
 
+@pytest.mark.parametrize("durable", [True, False])
 def test_claim_takes_the_oldest_up_to_the_limit_and_deletes_them(
-    persistence: Persistence, store: EnvelopeStore
+    persistence: Persistence, store: EnvelopeStore, reader: Persistence, durable: bool
 ) -> None:
     world = register(persistence)
     store.send_many([(world, str(n)) for n in range(5)])
 
-    first = store.claim(world, 3)
+    first = store.claim(world, 3, durable)
     assert [data for _, data in first] == ["0", "1", "2"]
     assert [row_id for row_id, _ in first] == sorted(row_id for row_id, _ in first)
-    assert [data for _, data in store.claim(world, 3)] == ["3", "4"]
-    assert store.claim(world, 3) == []
+    assert reader.envelopes.pending().get(world) == 2  # deleted, and committed
+    assert [data for _, data in store.claim(world, 3, durable)] == ["3", "4"]
+    assert store.claim(world, 3, durable) == []
+
+
+def test_a_lazy_claim_leaves_its_connection_committing_durably(
+    persistence: Persistence, store: EnvelopeStore
+) -> None:
+    """``synchronous_commit`` is off for the claim's own transaction only: the pooled
+    connection it ran on commits everything else durably."""
+    if not isinstance(persistence, PostgresPersistence):
+        return  # nothing to set there: every claim is durable
+    world = register(persistence)
+    for n in range(3):
+        store.send(world, str(n))
+        assert [data for _, data in store.claim(world, 10, durable=False)] == [str(n)]
+        [(setting,)] = persistence.db.run(sa.text("SHOW synchronous_commit"), {})
+        assert setting == "on"
 
 
 def test_drop_orphans_and_drop_for(persistence: Persistence, store: EnvelopeStore) -> None:

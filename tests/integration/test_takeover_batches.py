@@ -43,9 +43,9 @@ def test_execution_requests_read_together_are_taken_over_together(
     store = executor.connector.store  # type: ignore[attr-defined]
     claim, open_ = store.claim, threading.Event()
 
-    def held_claim(world_id: str, limit: int) -> Any:
+    def held_claim(world_id: str, limit: int, durable: bool = True) -> Any:
         assert open_.wait(TIMEOUT)
-        return claim(world_id, limit)
+        return claim(world_id, limit, durable)
 
     monkeypatch.setattr(store, "claim", held_claim)
 

@@ -28,7 +28,9 @@ from dynflow.cluster.connector.messages import (
     encode,
 )
 from dynflow.cluster.connector.outbox import Outbox
+from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.executor.commit import LockLost
+from dynflow.executor.messages import Reply
 from dynflow.services.takeover import ExecutionRequest, take_over_many
 
 if TYPE_CHECKING:
@@ -40,10 +42,15 @@ log = logging.getLogger(__name__)
 class ExecutorDispatcher:
     """Turns requests into plan-control calls, and their outcomes into answers."""
 
-    def __init__(self, world_id: str, control: PlanControl, outbox: Outbox) -> None:
+    def __init__(
+        self, world_id: str, control: PlanControl, outbox: Outbox, in_commits: bool = False
+    ) -> None:
         self.world_id = world_id
         self.control = control
         self.outbox = outbox
+        #: the executor writes the ``Done`` answers with the plans' last commits (the
+        #: envelopes are rows of the same database); else they are sent after them
+        self.in_commits = in_commits
 
     def receive(self, envelope: Envelope) -> None:
         """A request arrived: answer ``Accepted`` where it takes time, then Done/Failed."""
@@ -56,12 +63,13 @@ class ExecutorDispatcher:
                 if self.control.pass_on(plan_id, envelope.sender_id, envelope.request_id):
                     return  # terminating: another executor takes it, and answers
                 accepted = self._reply(envelope, Accepted())
+                reply = self._done_reply(envelope)
                 future, answered = self.control.take_over(
-                    plan_id, envelope.sender_id, envelope.request_id, encode(accepted)
+                    plan_id, envelope.sender_id, envelope.request_id, encode(accepted), reply
                 )
                 if not answered:
                     self.outbox.post(accepted)
-                future.add_done_callback(lambda done: self._executed(envelope, plan_id, done))
+                future.add_done_callback(partial(self._executed, envelope, plan_id, reply))
             case Event(plan_id, step_id, payload, optional):
                 self._when_done(
                     envelope,
@@ -94,23 +102,46 @@ class ExecutorDispatcher:
                 continue  # terminating: another executor takes it, and answers
             accepted = self._reply(envelope, Accepted())
             request = ExecutionRequest(
-                plan_id, envelope.sender_id, envelope.request_id, encode(accepted)
+                plan_id,
+                envelope.sender_id,
+                envelope.request_id,
+                encode(accepted),
+                self._done_reply(envelope),
             )
             requests.append((envelope, request, accepted))
         taken = take_over_many(self.control, [request for _, request, _ in requests])
         for (envelope, request, accepted), (future, answered) in zip(requests, taken, strict=True):
             if not answered:
                 self.outbox.post(accepted)
-            future.add_done_callback(partial(self._executed, envelope, request.plan_id))
+            callback = partial(self._executed, envelope, request.plan_id, request.reply)
+            future.add_done_callback(callback)
 
-    def _executed(self, envelope: Envelope, plan_id: str, done: Future[Any]) -> None:
-        """Answer an execution request once its plan stopped or paused here; not when
-        another world answers it: it took the plan over from this one (declared dead),
-        or this terminating world handed the plan over or passed the refused request on."""
+    def _done_reply(self, envelope: Envelope) -> Reply | None:
+        """The ``Done`` answer to an execution request, for the executor to write with
+        the plan's last commit here: no answer from here for a plan handed over."""
+        if not self.in_commits:
+            return None
+
+        def answer(plan: ExecutionPlan) -> str | None:
+            if self.control.handing_over(plan):
+                return None
+            return encode(self._reply(envelope, Done(plan_answer(plan))))
+
+        return Reply(envelope.sender_id, answer)
+
+    def _executed(
+        self, envelope: Envelope, plan_id: str, reply: Reply | None, done: Future[Any]
+    ) -> None:
+        """Answer an execution request once its plan stopped or paused here, unless the
+        executor wrote the answer with the plan's last commit; not when another world
+        answers it: it took the plan over from this one (declared dead), or this
+        terminating world handed the plan over or passed the refused request on."""
         error = done.exception()
         if isinstance(error, LockLost):
             return
         if error is None:
+            if reply is not None and reply.written:
+                return
             if not self.control.handing_over(done.result()):
                 self._respond(envelope, Done(plan_answer(done.result())))
             return

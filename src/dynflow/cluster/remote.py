@@ -76,7 +76,17 @@ def make_connector(
         return given
     if connector_kind(config, persistence) == "direct":
         return DirectConnector()
-    return DatabaseConnector(persistence.envelopes, poll_interval=config.connector_poll_interval)
+    return DatabaseConnector(
+        persistence.envelopes,
+        poll_interval=config.connector_poll_interval,
+        durable_claims=config.executor,  # a client world reads only answers
+    )
+
+
+def answers_in_commits(connector: Connector, persistence: PersistencePort) -> bool:
+    """True when envelopes travel as rows of the world's own database: then an executor
+    writes the answer to an execution request with the plan's last commit."""
+    return isinstance(connector, DatabaseConnector) and connector.store is persistence.envelopes
 
 
 def connector_name(connector: str | Connector | None) -> str | None:

@@ -8,15 +8,20 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from dynflow.execution_plan.model import ExecutionPlan
+    from dynflow.executor.messages import Reply
 
 
 class Executor(Protocol):
     """What a world needs from its executor (threaded, or inline for tests)."""
 
-    def execute(self, plan: ExecutionPlan) -> Future[ExecutionPlan]: ...
+    def execute(self, plan: ExecutionPlan, reply: Reply | None = None) -> Future[ExecutionPlan]: ...
 
     def recover(
-        self, plan: ExecutionPlan, dead_world: str | None, recovering: bool
+        self,
+        plan: ExecutionPlan,
+        dead_world: str | None,
+        recovering: bool,
+        reply: Reply | None = None,
     ) -> Future[ExecutionPlan]: ...
 
     def halt(self, execution_plan_id: str, why: str | None = None) -> Future[ExecutionPlan]: ...

@@ -21,7 +21,7 @@ from typing import Any
 from dynflow.errors import ExecutionError, PersistenceError
 from dynflow.execution_plan.model import ExecutionPlan, StepError
 from dynflow.execution_plan.states import PlanResult, PlanState, StepState
-from dynflow.executor.messages import Disown
+from dynflow.executor.messages import Disown, Reply
 from dynflow.executor.runtime import PlanRuntime, now
 from dynflow.executor.work import Work
 from dynflow.futures import reject, resolve
@@ -45,12 +45,15 @@ class _Released:
     callbacks: list[tuple[str | None, Callable[[], None]]] = field(default_factory=list)
     #: plans the core let go of in this batch: stopped, paused, or handed back
     plans: dict[str, PlanRuntime] = field(default_factory=dict)
+    #: the answers this batch writes, by plan (see :class:`Reply`)
+    replies: dict[str, Reply] = field(default_factory=dict)
 
     def without(self, plan_ids: set[str]) -> _Released:
         return _Released(
             [w for w in self.work if w.execution_plan_id not in plan_ids],
             [(p, c) for p, c in self.callbacks if p not in plan_ids],
             {p: r for p, r in self.plans.items() if p not in plan_ids},
+            {p: r for p, r in self.replies.items() if p not in plan_ids},
         )
 
 
@@ -180,6 +183,8 @@ class Committer:
         failed, batch.failed = batch.failed, {}
         for plan_id, (error, dropped) in failed.items():
             out = self._quarantine(plan_id, error, dropped, out)
+        for reply in out.replies.values():  # before the futures resolve
+            reply.written = True
         return out.work, [callback for _, callback in out.callbacks]
 
     def _keep(self, batch: Batch) -> None:
@@ -191,6 +196,7 @@ class Committer:
         self._out.work += later.work
         self._out.callbacks += later.callbacks
         self._out.plans.update(later.plans)
+        self._out.replies.update(later.replies)
         for plan_id, (error, _) in batch.failed.items():
             self.poisoned.setdefault(plan_id, error)
 
@@ -251,6 +257,8 @@ class Committer:
             paused.set_state(PlanState.PAUSED, PlanResult.ERROR, real_time=paused.wall_time(now()))
             paused.record("pause execution", self.world_id)
             changes.released_locks.append((EXECUTION_LOCK, plan_id, self.world_id))
+            reply = None if runtime is None else runtime.reply
+            _answer(changes, paused.final(), reply)
             lost = self.persistence.apply_fenced(changes, self.world_id, self.registration())
         except Exception as exc:  # not even that can be written: say so to whoever waits
             log.exception("cannot pause execution plan %s either", plan_id)
@@ -260,6 +268,8 @@ class Committer:
             snapshot = None
         else:
             snapshot = None if lost else paused.snapshot()
+            if reply is not None and plan_id in changes.answers and not lost:
+                reply.written = True
         if lost and runtime is not None:
             self.plans[plan_id] = runtime
             self._lose(plan_id)
@@ -352,6 +362,9 @@ class Committer:
         any more, so its read model is made of its own steps and actions."""
         self._out.plans[runtime.id] = runtime
         snapshot = runtime.final()
+        if _answer(self.changes, snapshot, runtime.reply):
+            assert runtime.reply is not None
+            self._out.replies[runtime.id] = runtime.reply
         for future in runtime.futures:
             self._later(partial(resolve, future, snapshot), runtime.id)
         return snapshot
@@ -377,6 +390,21 @@ def _fail_interrupted(runtime: PlanRuntime, error: Exception, touched: set[int])
     )
     for step in running:
         runtime.set_step(step, StepState.ERROR, ended_at=now(), error=failure)
+
+
+def _answer(changes: Changes, plan: ExecutionPlan, reply: Reply | None) -> bool:
+    """Add the answer owed for the plan, if any, to ``changes``; True when added (else
+    whoever asked is answered after the commit, as without a reply)."""
+    if reply is None:
+        return False
+    try:
+        text = reply.answer(plan)
+    except Exception:
+        log.exception("cannot write the answer for plan %s with its commit", plan.id)
+        return False
+    if text is not None:
+        changes.answers[plan.id] = (reply.receiver_id, text)
+    return text is not None
 
 
 def _not_delivered(error: Exception) -> ExecutionError:

@@ -99,9 +99,9 @@ class ExecutorCore(Committer):
                 if runtime is not None and runtime.run == run and step_id in runtime.steps:
                     step = runtime.steps[step_id]
                     runtime.set_step(step, step.state, progress_done=done)
-            case Start(plan, future, recovered_from, recovering):
+            case Start(plan, future):
                 try:
-                    self._start(plan, future, recovered_from, recovering)
+                    self._start(message)
                 except Exception as exc:  # never keep a plan we could not start
                     log.exception("cannot start execution plan %s", plan.id)
                     self.plans.pop(plan.id, None)
@@ -145,13 +145,8 @@ class ExecutorCore(Committer):
 
     # -- starting ---------------------------------------------------------------------
 
-    def _start(
-        self,
-        plan: ExecutionPlan,
-        future: Future[ExecutionPlan],
-        recovered_from: str | None = None,
-        recovering: bool = False,
-    ) -> None:
+    def _start(self, start: Start) -> None:
+        plan, future, recovered_from = start.plan, start.future, start.recovered_from
         if self.terminating is not None:
             self._fail(future, ExecutionError(f"world {self.world_id} is terminating"))
             self.changes.released_locks.append((EXECUTION_LOCK, plan.id, self.world_id))
@@ -173,7 +168,8 @@ class ExecutorCore(Committer):
         runtime = PlanRuntime.from_plan(plan, self.changes, copy=False)  # handed over
         self.plans[plan.id] = runtime
         runtime.futures.append(future)
-        if recovering:
+        runtime.reply = start.reply
+        if start.recovering:
             # the dead executor's failures stand: its interrupted steps fail too (unless
             # idempotent), and the plan pauses or is rescued like after any failure
             runtime.record("terminate execution", recovered_from)

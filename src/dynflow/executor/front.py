@@ -14,6 +14,7 @@ from dynflow.executor.messages import (
     Disown,
     HaltPlan,
     Message,
+    Reply,
     RetryLimits,
     Start,
     StepTimeout,
@@ -31,21 +32,26 @@ class ExecutorFront:
     def post(self, message: Message) -> None:
         raise NotImplementedError
 
-    def execute(self, plan: ExecutionPlan) -> Future[ExecutionPlan]:
+    def execute(self, plan: ExecutionPlan, reply: Reply | None = None) -> Future[ExecutionPlan]:
         """Run ``plan``, handed over: the executor changes it in place from now on
-        (give it a plan nobody else reads, e.g. one just loaded or planned)."""
+        (give it a plan nobody else reads, e.g. one just loaded or planned). ``reply``:
+        the answer written with the commit that stops or pauses it."""
         future: Future[ExecutionPlan] = Future()
         self.observe.plan_starting(plan, future)
-        self.post(Start(plan, future))
+        self.post(Start(plan, future, reply=reply))
         return future
 
     def recover(
-        self, plan: ExecutionPlan, dead_world: str | None, recovering: bool
+        self,
+        plan: ExecutionPlan,
+        dead_world: str | None,
+        recovering: bool,
+        reply: Reply | None = None,
     ) -> Future[ExecutionPlan]:
         """Like :meth:`execute`, for a plan a dead world left (``plan`` is handed over)."""
         future: Future[ExecutionPlan] = Future()
         self.observe.plan_starting(plan, future)
-        self.post(Start(plan, future, dead_world, recovering))
+        self.post(Start(plan, future, dead_world, recovering, reply))
         return future
 
     def halt(self, execution_plan_id: str, why: str | None = None) -> Future[ExecutionPlan]:

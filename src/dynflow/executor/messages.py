@@ -14,6 +14,20 @@ from dynflow.executor.work import Progress, StepDone
 DEADLINE_EXCEEDED = "deadline exceeded"
 
 
+@dataclass(eq=False)
+class Reply:
+    """The answer owed to the world that asked for a plan's execution: written in the
+    commit that stops or pauses the plan here (one round trip less than an answer sent
+    after it), and only if that commit keeps the plan (a plan fenced off is answered
+    by the world that took it over)."""
+
+    receiver_id: str
+    #: the answer's text for the plan as it stopped; None: no answer from here
+    answer: Callable[[ExecutionPlan], str | None]
+    #: set (on the core's thread, before the plan's futures resolve) once written
+    written: bool = False
+
+
 @dataclass(frozen=True)
 class Start:
     """Execute the plan (or resume it); its execution lock is this world's."""
@@ -23,6 +37,8 @@ class Start:
     #: set when recovering the plan of a world that died while executing it
     recovered_from: str | None = None
     recovering: bool = False
+    #: the answer to write when the plan stops or pauses (see :class:`Reply`)
+    reply: Reply | None = None
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from dynflow.execution_plan.states import (
     check_plan_transition,
     check_step_transition,
 )
+from dynflow.executor.messages import Reply
 from dynflow.persistence.changes import PLAN_MUTABLE, STEP_MUTABLE, Changes
 from dynflow.readiness import Readiness
 
@@ -65,6 +66,8 @@ class PlanRuntime:
     #: this run of the plan: a worker of an earlier run of the same plan (one this
     #: world dropped when it was declared dead) may still report, and is not heard
     run: int = field(default_factory=lambda: next(_RUNS))
+    #: the answer to write with the commit that lets the plan go (see :class:`Reply`)
+    reply: Reply | None = None
     #: the director's decision, kept current by ``set_step``
     readiness: Readiness = field(init=False)
 

@@ -41,6 +41,9 @@ class Changes:
     inputs: dict[StepKey, Any] = field(default_factory=dict)
     history: list[tuple[str, datetime, str, str | None]] = field(default_factory=list)
     released_locks: list[tuple[str, str, str]] = field(default_factory=list)
+    #: envelopes (receiver id, text) written with a plan's rows, and only with them: the
+    #: answer to whoever asked for its execution
+    answers: dict[PlanKey, tuple[str, str]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(
@@ -50,6 +53,7 @@ class Changes:
             or self.inputs
             or self.history
             or self.released_locks
+            or self.answers
         )
 
     def plan_ids(self) -> set[str]:
@@ -60,6 +64,7 @@ class Changes:
             | {plan_id for plan_id, _ in self.outputs}
             | {plan_id for plan_id, _ in self.inputs}
             | {entry[0] for entry in self.history}
+            | set(self.answers)
         )
 
     def drop_plan(self, plan_id: str) -> None:
@@ -72,6 +77,7 @@ class Changes:
         for key in [k for k in self.inputs if k[0] == plan_id]:
             del self.inputs[key]
         self.history = [h for h in self.history if h[0] != plan_id]
+        self.answers.pop(plan_id, None)
 
     def take(self, plan_id: str) -> Changes:
         """Remove one plan's changes (and the locks it releases) from the batch; them."""
@@ -82,6 +88,7 @@ class Changes:
             inputs={k: v for k, v in self.inputs.items() if k[0] == plan_id},
             history=[h for h in self.history if h[0] == plan_id],
             released_locks=[lock for lock in self.released_locks if plan_id in lock[1:]],
+            answers={k: v for k, v in self.answers.items() if k == plan_id},
         )
         self.drop_plan(plan_id)
         self.released_locks = [lock for lock in self.released_locks if plan_id not in lock[1:]]
@@ -95,15 +102,22 @@ class Changes:
         self.inputs.update(later.inputs)
         self.history.extend(later.history)
         self.released_locks.extend(later.released_locks)
+        self.answers.update(later.answers)
 
     def detach(self) -> Changes:
         """Move everything out into a new batch; this one is left empty (the runtimes
         that write into it keep writing here, into the next batch)."""
         batch = Changes(
-            self.plans, self.steps, self.outputs, self.inputs, self.history, self.released_locks
+            self.plans,
+            self.steps,
+            self.outputs,
+            self.inputs,
+            self.history,
+            self.released_locks,
+            self.answers,
         )
         self.plans, self.steps, self.outputs, self.inputs = {}, {}, {}, {}
-        self.history, self.released_locks = [], []
+        self.history, self.released_locks, self.answers = [], [], {}
         return batch
 
     def clear(self) -> None:
@@ -113,3 +127,4 @@ class Changes:
         self.inputs.clear()
         self.history.clear()
         self.released_locks.clear()
+        self.answers.clear()

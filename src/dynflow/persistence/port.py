@@ -43,8 +43,12 @@ class EnvelopeStore(Protocol):
         receiver; the receivers that are not."""
         ...
 
-    def claim(self, world_id: str, limit: int) -> list[tuple[int, str]]:
-        """Take (and delete) up to ``limit`` envelopes of ``world_id``, oldest first."""
+    def claim(self, world_id: str, limit: int, durable: bool = True) -> list[tuple[int, str]]:
+        """Take (and delete) up to ``limit`` envelopes of ``world_id``, oldest first.
+        ``durable=False``: the deletion may be lost if the database crashes before its
+        next durable commit (the envelopes are then read again), where the database
+        can commit without waiting for its disk: for receivers to whom an envelope read
+        twice does no harm."""
         ...
 
     def drop_orphans(self) -> int:

@@ -37,6 +37,7 @@ from dynflow.errors import (
 from dynflow.execution_plan.model import ExecutionPlan, PlanAttributes
 from dynflow.execution_plan.states import PlanResult, PlanState, StepState
 from dynflow.executor import Executor, offline
+from dynflow.executor.messages import Reply
 from dynflow.serialization import check_size, to_json_value
 from dynflow.services import takeover
 from dynflow.services.left import last_executor, left_running
@@ -205,21 +206,27 @@ class PlanControl:
         return self.executor.execute(plan)
 
     def take_over(
-        self, plan_id: str, client_world_id: str, request_id: str, accepted: str | None = None
+        self,
+        plan_id: str,
+        client_world_id: str,
+        request_id: str,
+        accepted: str | None = None,
+        reply: Reply | None = None,
     ) -> tuple[Future[ExecutionPlan], bool]:
         """An execution request from another world: run (or resume) the plan here; the
         execution lock records who asked. ``accepted`` (an answer's text) is written as
-        the lock moves from the client, where the database can: (future, answered?)."""
+        the lock moves from the client, where the database can: (future, answered?).
+        ``reply``: the answer the executor writes with the plan's last commit here."""
         requester = {"client_world_id": client_world_id, "request_id": request_id}
         try:
             executor = self.require_executor()
-            reply = None if accepted is None else (client_world_id, accepted)
+            answer = None if accepted is None else (client_world_id, accepted)
             taken = self.persistence.take_over_plan(
-                plan_id, client_world_id, self.world_id, requester, reply
+                plan_id, client_world_id, self.world_id, requester, answer
             )
         except DynflowError as exc:
             return futures.failed(exc), False
-        return takeover.start_taken(self, executor, plan_id, requester, taken)
+        return takeover.start_taken(self, executor, plan_id, requester, taken, reply)
 
     def locked_plan(
         self,

@@ -20,6 +20,7 @@ from dynflow.coordinator import EXECUTION_LOCK
 from dynflow.errors import DynflowError
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.executor import Executor
+from dynflow.executor.messages import Reply
 from dynflow.persistence.records import TakeOver
 from dynflow.services import versions
 from dynflow.services.left import RECOVERABLE, last_executor, left_running
@@ -36,6 +37,8 @@ class ExecutionRequest(NamedTuple):
     request_id: str
     #: the ``Accepted`` answer's text, written with the move where the database can
     accepted: str | None = None
+    #: the answer written with the plan's last commit here
+    reply: Reply | None = None
 
 
 def take_over_many(
@@ -62,7 +65,7 @@ def take_over_many(
     except DynflowError as exc:
         return [(futures.failed(exc), False) for _ in requests]
     return [
-        start_taken(control, executor, r.plan_id, requester, took)
+        start_taken(control, executor, r.plan_id, requester, took, r.reply)
         for r, requester, took in zip(requests, requesters, taken, strict=True)
     ]
 
@@ -73,6 +76,7 @@ def start_taken(
     plan_id: str,
     requester: dict[str, Any],
     taken: tuple[bool, ExecutionPlan | None, bool],
+    reply: Reply | None = None,
 ) -> tuple[Future[ExecutionPlan], bool]:
     """Run (or recover) a plan whose lock the take-over moved here (``taken``: see
     ``persistence.take_over_plan``); (future, answered?)."""
@@ -85,5 +89,5 @@ def start_taken(
     except DynflowError as exc:
         return futures.failed(exc), answered
     if left_running(plan):  # its executor died: recover it here
-        return executor.recover(plan, last_executor(plan), True), answered
-    return executor.execute(plan), answered
+        return executor.recover(plan, last_executor(plan), True, reply), answered
+    return executor.execute(plan, reply), answered

@@ -28,9 +28,15 @@ _LISTEN_POLL = 1.0
 class DatabaseConnector:
     reaches_other_processes = True
 
-    def __init__(self, store: EnvelopeStore, *, poll_interval: float = 0.05) -> None:
+    def __init__(
+        self, store: EnvelopeStore, *, poll_interval: float = 0.05, durable_claims: bool = True
+    ) -> None:
         self.store = store
         self.poll_interval = poll_interval
+        #: False for a world that only reads answers (a client world): an answer read
+        #: twice (its claim lost in a database crash) is ignored, so its claims need not
+        #: wait for the database's disk (see ``EnvelopeStore.claim``)
+        self.durable_claims = durable_claims
         self._stopped = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -100,7 +106,7 @@ class DatabaseConnector:
     def _run(self, world_id: str, receive: Receive, receive_batch: ReceiveBatch | None) -> None:
         while not self._stopped.is_set():
             try:
-                rows = self.store.claim(world_id, _CLAIM)
+                rows = self.store.claim(world_id, _CLAIM, self.durable_claims)
             except Exception:
                 log.exception("cannot read envelopes")
                 self._stopped.wait(1.0)

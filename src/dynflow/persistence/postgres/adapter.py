@@ -17,7 +17,7 @@ from dynflow.errors import NotFound
 from dynflow.execution_plan.model import ExecutionPlan
 from dynflow.persistence.changes import Changes
 from dynflow.persistence.postgres import documents, maintenance, sub_plans
-from dynflow.persistence.postgres.bulk import Fence, PostgresBulkWriter
+from dynflow.persistence.postgres.bulk import Answer, Fence, PostgresBulkWriter
 from dynflow.persistence.postgres.database import PostgresDatabase
 from dynflow.persistence.postgres.envelopes import PostgresEnvelopeStore, channel
 from dynflow.persistence.records import TakeOver
@@ -57,7 +57,11 @@ class PostgresPersistence(SqlPersistence):
     ) -> set[str]:
         """One statement share-locks the owner's execution locks and writes."""
         fence = Fence(owner, registration, frozenset(plan_ids))
-        held = self.bulk.write_fenced(self.db, change_operations(changes), fence)
+        answers = [
+            Answer(plan_id, receiver, data, channel(receiver))
+            for plan_id, (receiver, data) in changes.answers.items()
+        ]
+        held = self.bulk.write_fenced(self.db, change_operations(changes), fence, answers)
         return plan_ids - held
 
     def take_over_plan(

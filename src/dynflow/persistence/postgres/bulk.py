@@ -32,6 +32,17 @@ from dynflow.serialization import dumps
 
 
 @dataclass(frozen=True)
+class Answer:
+    """An envelope written with a plan's rows (see ``Changes.answers``)."""
+
+    plan_id: str
+    receiver_id: str
+    data: str
+    #: the receiver's LISTEN/NOTIFY channel
+    channel: str
+
+
+@dataclass(frozen=True)
 class Fence:
     """Write the rows of a plan only while ``owner`` holds its execution lock and its
     world record is registration ``registration``."""
@@ -55,12 +66,19 @@ class PostgresBulkWriter(BulkWriter):
             parameters, wrapped = _documents(operations)
             db.run(_statement(_shapes(operations, wrapped)), parameters)
 
-    def write_fenced(self, db: Database, operations: Sequence[Operation], fence: Fence) -> set[str]:
+    def write_fenced(
+        self,
+        db: Database,
+        operations: Sequence[Operation],
+        fence: Fence,
+        answers: Sequence[Answer] = (),
+    ) -> set[str]:
         """Run the operations in one statement that first share-locks the execution
         locks ``fence.owner`` holds among ``fence.plan_ids`` (so that nobody can take
         them until the commit) if its world record is still ``fence.registration``,
         writes only rows of those plans (by each operation's ``fence`` column) and
-        returns their ids."""
+        returns their ids. The ``answers`` of those plans are written too, each only
+        for a registered receiver, with a NOTIFY on the receiver's channel."""
         operations = [op for op in operations if op.rows]
         parameters, wrapped = _documents(operations)
         parameters |= {
@@ -68,8 +86,18 @@ class PostgresBulkWriter(BulkWriter):
             "fence_token": fence.registration,
             "fence_ids": dumps(sorted(fence.plan_ids)),
         }
-        statement = _fenced_statement(_shapes(operations, wrapped))
-        return {row[0] for row in db.run(statement, parameters)}
+        if answers:
+            rows = [
+                {"n": n, "plan_id": a.plan_id, "receiver_id": a.receiver_id, "data": a.data}
+                for n, a in enumerate(answers)
+            ]
+            channels = {a.receiver_id: a.channel for a in answers}
+            parameters["answers"] = dumps(rows)
+            parameters["channels"] = dumps(
+                [{"receiver_id": r, "channel": c} for r, c in sorted(channels.items())]
+            )
+        statement = _fenced_statement(_shapes(operations, wrapped), bool(answers))
+        return {row[0] for row in db.run(statement, parameters) if row[0] is not None}
 
     def write_and_send(
         self,
@@ -103,6 +131,16 @@ _OWNED = (
     "ANY(ARRAY(SELECT json_array_elements_text(CAST(:fence_ids AS json)))) "
     f"AND EXISTS (SELECT 1 FROM {coordinator_records.name} AS w WHERE w.class = '{WORLD}' "
     "AND w.id = :fence_owner AND CAST(w.data AS json) ->> 'token' = :fence_token) FOR SHARE)"
+)
+
+
+#: the answers of the plans written (those among ``owned``), to registered receivers only
+_ANSWERS = (
+    f"e AS (INSERT INTO {envelopes.name} (receiver_id, data) SELECT w.id, x.data "
+    "FROM json_to_recordset(CAST(:answers AS json)) "
+    "AS x(n integer, plan_id text, receiver_id text, data text) "
+    f"JOIN {coordinator_records.name} AS w ON w.class = '{WORLD}' AND w.id = x.receiver_id "
+    "WHERE x.plan_id IN (SELECT id FROM owned) ORDER BY x.n RETURNING receiver_id)"
 )
 
 
@@ -147,9 +185,16 @@ def _send_statement(shape: tuple[_Shape, ...]) -> sa.TextClause:
 
 
 @functools.cache
-def _fenced_statement(shape: tuple[_Shape, ...]) -> sa.TextClause:
+def _fenced_statement(shape: tuple[_Shape, ...], answers: bool) -> sa.TextClause:
     parts = [f"w{i} AS ({_part(i, *op)})" for i, op in enumerate(shape)]
-    return sa.text(f"WITH {', '.join([_OWNED, *parts])} SELECT id FROM owned")
+    if not answers:
+        return sa.text(f"WITH {', '.join([_OWNED, *parts])} SELECT id FROM owned")
+    return sa.text(
+        f"WITH {', '.join([_OWNED, *parts, _ANSWERS])} SELECT id, NULL FROM owned "
+        "UNION ALL SELECT NULL, CAST(pg_notify(c.channel, '') AS text) "
+        "FROM json_to_recordset(CAST(:channels AS json)) AS c(receiver_id text, channel text) "
+        "WHERE c.receiver_id IN (SELECT receiver_id FROM e)"
+    )
 
 
 def _part(

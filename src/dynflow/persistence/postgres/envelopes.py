@@ -41,6 +41,14 @@ _CLAIM = sa.text(
     "WHERE receiver_id = :receiver_id ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)) "
     "RETURNING id, data"
 )
+#: the same, committed without waiting for the WAL flush: ``set_config(..., true)`` sets
+#: ``synchronous_commit`` for this statement's own (autocommitted) transaction only
+_CLAIM_LAZILY = sa.text(
+    "WITH lazily AS (SELECT set_config('synchronous_commit', 'off', true)) "
+    f"DELETE FROM {envelopes.name} WHERE id = ANY(ARRAY(SELECT id FROM {envelopes.name} "
+    "WHERE receiver_id = :receiver_id ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)) "
+    "AND EXISTS (SELECT 1 FROM lazily) RETURNING id, data"
+)
 
 
 def channel(world_id: str) -> str:
@@ -82,9 +90,10 @@ class PostgresEnvelopeStore(SqlEnvelopeStore):
         sent = self.db.run(_SEND_MANY, {"rows": dumps(rows), "channels": dumps(channels)})
         return receivers - {r[0] for r in sent}
 
-    def claim(self, world_id: str, limit: int) -> list[tuple[int, str]]:
+    def claim(self, world_id: str, limit: int, durable: bool = True) -> list[tuple[int, str]]:
         # one statement claims and deletes; concurrent claims skip each other's rows
-        rows = self.db.run(_CLAIM, {"receiver_id": world_id, "limit": limit})
+        statement = _CLAIM if durable else _CLAIM_LAZILY
+        rows = self.db.run(statement, {"receiver_id": world_id, "limit": limit})
         return sorted((r[0], r[1]) for r in rows)
 
     def listen(self, world_id: str) -> PostgresListener:

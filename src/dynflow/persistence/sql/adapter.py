@@ -185,6 +185,8 @@ class SqlPersistence:
             for plan_id in fenced:
                 changes.drop_plan(plan_id)
             self.bulk.write(connection, change_operations(changes))
+            for receiver_id, data in changes.answers.values():
+                self.envelopes.send_in(connection, receiver_id, data)
         return fenced
 
     def take_over_plan(

@@ -56,9 +56,9 @@ class SqlEnvelopeStore:
                 connection.execute(sa.insert(envelopes), rows)
         return receivers - known
 
-    def claim(self, world_id: str, limit: int) -> list[tuple[int, str]]:
+    def claim(self, world_id: str, limit: int, durable: bool = True) -> list[tuple[int, str]]:
         """Take (and delete) up to ``limit`` envelopes of ``world_id``: (id, text), oldest
-        first."""
+        first (always durably here)."""
         probe = sa.select(envelopes.c.id).where(envelopes.c.receiver_id == world_id).limit(1)
         with self.db.read() as connection:  # cheap when idle: no write lock taken
             if connection.execute(probe).first() is None:
