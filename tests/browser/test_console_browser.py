@@ -141,6 +141,17 @@ def test_the_worlds_page_shows_the_busy_workers_of_each_pool(
         eventually(busy_shown)
         expect(page.get_by_role("columnheader", name="Queues (busy/workers)")).to_be_visible()
         screenshot(page, "worlds-pool-use")
+
+        # on a phone: one card per world, each value labelled, nothing to scroll sideways
+        page.set_viewport_size({"width": 375, "height": 800})
+        page.reload()
+        box = page.locator(".table-box")
+        assert box.evaluate("b => b.scrollWidth <= b.clientWidth + 1")
+        queues = row.locator("td.queues")
+        label = queues.evaluate("td => getComputedStyle(td, '::before').content")
+        assert label == '"Queues"'
+        expect(queues).to_contain_text("default (1/2), slow (0/1)")
+        screenshot(page, "worlds-narrow")
     finally:
         gate.open()
     assert triggered.finished.result(10).result is PlanResult.SUCCESS

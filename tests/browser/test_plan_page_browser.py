@@ -26,6 +26,10 @@ def test_a_running_plan_updates_in_place_without_reloading(page: Page, console: 
     expect(state).to_have_text("running")
     expect(node).to_have_class("node state-suspended")
     expect(page.locator('[data-live="status"]')).to_have_text("live")
+    waiting = page.locator('[data-live="suspended"]')
+    expect(waiting.locator("h2")).to_have_text("1 step waiting for an event")
+    expect(waiting.get_by_role("button", name="Send event")).to_be_visible()  # one step: open
+    expect(page.get_by_role("button", name="Halt")).to_be_visible()
     # marks this document: a reload would lose the mark
     page.evaluate("window.stillTheSamePage = true")
     screenshot(page, "live-before")
@@ -38,6 +42,8 @@ def test_a_running_plan_updates_in_place_without_reloading(page: Page, console: 
     expect(node.locator("[data-state-text]")).to_have_text("success")
     expect(page.locator('[data-live="progress-text"]')).to_have_text("100%")
     expect(page.locator("body")).to_have_attribute("data-live-ended", "true")
+    expect(waiting).to_be_hidden()  # nothing waits for an event any more
+    expect(page.get_by_role("button", name="Halt")).to_be_hidden()  # a running plan's
     assert page.evaluate("window.stillTheSamePage") is True
     screenshot(page, "live-after")
 
@@ -124,10 +130,20 @@ def test_live_updates_redraw_the_timeline_and_recount_the_groups(
     group = page.locator(f'svg.graph .node.group[data-group="g{fan[0]}"]')
     expect(group).to_have_attribute("data-counts", "14 suspended")
     expect(page.locator('[data-live="status"]')).to_have_text("live")
+    # many steps wait: one line each, their forms folded away until asked for
+    waiting = page.locator('[data-live="suspended"]')
+    expect(waiting.locator("h2")).to_have_text("14 steps waiting for an event")
+    expect(waiting.locator(".suspended-step")).to_have_count(14)
+    expect(waiting.get_by_role("button", name="Send event")).to_have_count(0)
+    waiting.locator(f'.suspended-step[data-step="{fan[0]}"] summary').click()
+    expect(waiting.get_by_role("button", name="Send event")).to_be_visible()
+    waiting.screenshot(path=screenshot(page, "suspended-steps"))
     page.evaluate("window.stillTheSamePage = true")
     for step_id in fan[:3]:
         assert console.world.event(plan_id, step_id, "go").result(timeout=10)
     expect(group).to_have_attribute("data-counts", "3 success, 11 suspended")
+    expect(waiting.locator("h2")).to_have_text("11 steps waiting for an event")
+    expect(waiting.locator(".suspended-step")).to_have_count(11)
     expect(group.locator("title")).to_have_text(
         "14 alike branches (Waiting): 14 steps (3 success, 11 suspended)"
     )
@@ -145,3 +161,4 @@ def test_live_updates_redraw_the_timeline_and_recount_the_groups(
     assert triggered.finished.result(timeout=10).result is PlanResult.SUCCESS
     expect(group).to_have_attribute("data-counts", "14 success")
     expect(group).to_have_class("node group state-success")
+    expect(waiting).to_be_hidden()

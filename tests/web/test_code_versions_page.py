@@ -30,8 +30,8 @@ def test_the_plan_page_says_a_plan_waits_for_an_executor_of_its_version(
 
     worlds = client.get("/worlds")
     assert worlds.status_code == 200
-    assert "<td>v1</td>" in worlds.text
-    assert "<td>v2</td>" in worlds.text
+    assert '<td data-label="Version">v1</td>' in worlds.text
+    assert '<td data-label="Version">v2</td>' in worlds.text
 
     unversioned = make_world(sqlite_url, executor=False, code_version=None).plan(Later)
     assert NOTE not in client.get(f"/plans/{unversioned.id}").text

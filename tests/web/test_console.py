@@ -268,8 +268,8 @@ def test_worlds_page_and_api_list_the_world_and_check_it(
     html = client.get("/worlds").text
     assert console_world.id in html
     assert client_world.id in html
-    assert "<td>executor</td>" in html
-    assert "<td>client</td>" in html
+    assert '<td data-label="Kind">executor</td>' in html
+    assert '<td data-label="Kind">client</td>' in html
 
     worlds = {w["id"]: w for w in client.get("/api/worlds").json()}
     assert worlds[console_world.id]["executor"] is True

@@ -157,8 +157,30 @@ function applyPlan(data) {
     for (const [id, state] of Object.entries(data.steps)) known.set(id, state);
     applySteps(data.steps);
     applyGroups(data.steps);
+    applySuspended();
     if (heard) refreshTimeline(); // (the first event tells what the page shows already)
     heard = true;
+  }
+}
+
+// The "waiting for an event" section follows the steps: a step that went on leaves
+// it, the count follows, and the section goes once no step waits for an event.
+function applySuspended() {
+  const section = document.querySelector('[data-live="suspended"]');
+  if (!section) return;
+  section.querySelectorAll(".suspended-step[data-step]").forEach((item) => {
+    const state = known.get(item.dataset.step);
+    if (state && state !== "suspended") item.remove();
+  });
+  const count = Array.from(known.values()).filter((state) => state === "suspended").length;
+  const listed = section.querySelectorAll(".suspended-step").length;
+  section.hidden = count === 0;
+  const title = section.querySelector("h2");
+  if (title) title.textContent = `${count} step${count === 1 ? "" : "s"} waiting for an event`;
+  const more = section.querySelector('[data-live="suspended-more"]');
+  if (more) {
+    more.hidden = count <= listed;
+    more.textContent = count > listed ? `${count - listed} more: reload the page to send them events.` : "";
   }
 }
 
@@ -179,6 +201,8 @@ function live() {
     source.close();
     document.body.dataset.liveEnded = "true";
     if (status) status.textContent = "finished: refresh for the details";
+    // the commands shown were those of a running plan: refresh for the ones that apply now
+    document.querySelectorAll("header .commands").forEach((commands) => { commands.hidden = true; });
   });
   source.addEventListener("error", () => {
     if (status && source.readyState !== EventSource.CLOSED) status.textContent = "reconnecting…";
