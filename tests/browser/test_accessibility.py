@@ -15,7 +15,7 @@ from tests.browser.axe import violations
 from tests.browser.conftest import Console, log_in, screenshot
 from tests.support import suspended_step
 from tests.web.actions import FAILING, Flaky, Waiting
-from tests.web.plan_actions import Big
+from tests.web.plan_actions import Big, Fan
 
 
 @dataclass
@@ -162,5 +162,17 @@ def test_bulk_resume_and_review_in_the_browser(browser: Browser, console: Consol
         page.get_by_role("link", name="History").click()
         expect(page.get_by_role("cell", name="approved by token")).to_be_visible()
         screenshot(page, "review-approved")
+
+        # many actions: their inputs scroll in a box, the decision stays on the screen
+        big = console.world.plan(Fan, 60)
+        page.goto(f"{console.url}/plans/{big.id}")
+        inputs = page.locator("ol.review-inputs")
+        assert inputs.locator("li").count() >= 60
+        assert inputs.evaluate("box => box.scrollHeight > box.clientHeight")
+        expect(page.get_by_role("button", name="Approve and execute")).to_be_in_viewport()
+        inputs.focus()  # scrolls with the keyboard
+        page.keyboard.press("End")
+        assert inputs.evaluate("box => box.scrollTop > 0")
+        screenshot(page, "review-many-actions")
     finally:
         context.close()
