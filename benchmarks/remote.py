@@ -8,7 +8,8 @@ W3: trigger -> finished latency of a 1-step plan, client -> executor -> client.
 DBOS runs W1 and W3 on the same database kind in the same run (one process; its
 model has no separate client and executor processes).
 
-Usage: ``python benchmarks/remote.py [--plans N] [--executors N] [--no-dbos]``.
+Usage: ``python benchmarks/remote.py [--plans N] [--samples N] [--executors N]
+[--only w1|w3] [--no-dbos]``.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--executors", type=int, default=2)
     parser.add_argument("--no-dbos", action="store_true")
+    parser.add_argument("--only", choices=("w1", "w3"), help="run one workload only")
     args = parser.parse_args()
     url = fresh_database("postgresql", Path(tempfile.gettempdir()))
     World(url, executor=False).terminate()  # create the schema before executors start
@@ -96,56 +98,72 @@ def main() -> None:
     try:
         with World(url, executor=False) as client:
             wait_for_executors(client, len(executors))
-            for _ in range(20):
+            for _ in range(20 if args.only != "w3" else 50):
                 client.trigger(OneStep).finished.result(60)
-            before = commits(url)
-            busy = busy_seconds()
-            started = time.perf_counter()
-            with ThreadPoolExecutor(4) as pool:
-                triggered = list(pool.map(lambda _: client.trigger(TenSteps), range(args.plans)))
-            finished = [t.finished.result(600) for t in triggered]
-            seconds = time.perf_counter() - started
-            busy = busy_seconds() - busy
-            worlds: set[str] = set()  # checked once timed: the history is read from the database
-            for plan in finished:
-                assert plan.result == "success", plan
-                worlds.update(e.world_id for e in plan.execution_history if e.world_id)
-            steps = args.plans * STEPS
-            w1 = {
-                "plans": args.plans,
-                "executors": len(executors),
-                "executor_worlds_used": len(worlds),
-                "seconds": round(seconds, 3),
-                "steps_per_s": round(steps / seconds, 1),
-                "commits_per_step": round((commits(url) - before) / steps, 3),
-                # all processes (client, executors, database): what one step costs
-                "machine_cpu_ms_per_step": round(busy * 1000 / steps, 3),
-            }
-            print(json.dumps({"w1": w1}), flush=True)
-            latencies = []
-            for _ in range(args.samples):
-                began = time.perf_counter()
-                client.trigger(OneStep).finished.result(60)
-                latencies.append((time.perf_counter() - began) * 1000)
-            ordered = sorted(latencies)
-            w3 = {
-                "samples": len(ordered),
-                "p50_ms": round(statistics.median(ordered), 2),
-                "p99_ms": round(ordered[int(len(ordered) * 0.99)], 2),
-            }
-            print(json.dumps({"w3": w3}), flush=True)
+            w1 = {} if args.only == "w3" else run_w1(client, url, args.plans, len(executors))
+            if args.only != "w1":
+                w3 = run_w3(client, args.samples)
     finally:
         stop(executors)
     if not args.no_dbos:
         options = argparse.Namespace(plans=args.plans, samples=args.samples)
         with tempfile.TemporaryDirectory() as tmp:
-            result: dict[str, Any] = dbos(ensure_dbos(), "postgresql", Path(tmp), "w1", options, 4)
-            latency: dict[str, Any] = dbos(ensure_dbos(), "postgresql", Path(tmp), "w3", options)
-        ratio = round(w1["steps_per_s"] / result["steps_per_s"], 2)
-        print(json.dumps({"dbos_w1": result, "ratio": ratio}), flush=True)
-        # DBOS in one process: its model has no separate client and executor processes
-        w3_ratio = round(w3["p50_ms"] / latency["p50_ms"], 2)
-        print(json.dumps({"dbos_w3": latency, "w3_ratio": w3_ratio}), flush=True)
+            python = ensure_dbos()
+            if args.only != "w3":
+                result: dict[str, Any] = dbos(python, "postgresql", Path(tmp), "w1", options, 4)
+                ratio = round(w1["steps_per_s"] / result["steps_per_s"], 2)
+                print(json.dumps({"dbos_w1": result, "ratio": ratio}), flush=True)
+            if args.only != "w1":
+                # DBOS in one process: its model has no separate client and executor processes
+                latency: dict[str, Any] = dbos(python, "postgresql", Path(tmp), "w3", options)
+                w3_ratio = round(w3["p50_ms"] / latency["p50_ms"], 2)
+                print(json.dumps({"dbos_w3": latency, "w3_ratio": w3_ratio}), flush=True)
+
+
+def run_w1(client: World, url: str, plans: int, executors: int) -> dict[str, Any]:
+    """W1 through the executor processes; prints and returns its numbers."""
+    before = commits(url)
+    busy = busy_seconds()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(4) as pool:
+        triggered = list(pool.map(lambda _: client.trigger(TenSteps), range(plans)))
+    finished = [t.finished.result(600) for t in triggered]
+    seconds = time.perf_counter() - started
+    busy = busy_seconds() - busy
+    worlds: set[str] = set()  # checked once timed: the history is read from the database
+    for plan in finished:
+        assert plan.result == "success", plan
+        worlds.update(e.world_id for e in plan.execution_history if e.world_id)
+    steps = plans * STEPS
+    w1 = {
+        "plans": plans,
+        "executors": executors,
+        "executor_worlds_used": len(worlds),
+        "seconds": round(seconds, 3),
+        "steps_per_s": round(steps / seconds, 1),
+        "commits_per_step": round((commits(url) - before) / steps, 3),
+        # all processes (client, executors, database): what one step costs
+        "machine_cpu_ms_per_step": round(busy * 1000 / steps, 3),
+    }
+    print(json.dumps({"w1": w1}), flush=True)
+    return w1
+
+
+def run_w3(client: World, samples: int) -> dict[str, Any]:
+    """W3 through the executor processes; prints and returns its numbers."""
+    latencies = []
+    for _ in range(samples):
+        began = time.perf_counter()
+        client.trigger(OneStep).finished.result(60)
+        latencies.append((time.perf_counter() - began) * 1000)
+    ordered = sorted(latencies)
+    w3 = {
+        "samples": len(ordered),
+        "p50_ms": round(statistics.median(ordered), 2),
+        "p99_ms": round(ordered[int(len(ordered) * 0.99)], 2),
+    }
+    print(json.dumps({"w3": w3}), flush=True)
+    return w3
 
 
 if __name__ == "__main__":
