@@ -25,8 +25,14 @@ class Fails(Action):
         raise RuntimeError("no luck")
 
 
-def _posted_answers(world: World, monkeypatch: pytest.MonkeyPatch) -> list[Envelope]:
-    """The envelopes the world's outbox is given from now on."""
+def _worlds(
+    make_world: MakeWorld, monkeypatch: pytest.MonkeyPatch, url: str, **executor: Any
+) -> tuple[World, list[Envelope]]:
+    """A client world, and the envelopes an executor world's outbox is given (both
+    with the database connector unless told otherwise)."""
+    connector = executor.setdefault("connector", "database")
+    world = make_world(url, **executor)
+    client = make_world(url, executor=False, connector=connector)
     posted: list[Envelope] = []
     post = world.cluster.outbox.post
 
@@ -35,15 +41,13 @@ def _posted_answers(world: World, monkeypatch: pytest.MonkeyPatch) -> list[Envel
         post(envelope)
 
     monkeypatch.setattr(world.cluster.outbox, "post", spy)
-    return posted
+    return client, posted
 
 
 def test_the_answer_comes_with_the_last_commit_not_after_it(
     db_url: str, make_world: MakeWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    executor = make_world(db_url, connector="database")
-    client = make_world(db_url, executor=False, connector="database")
-    posted = _posted_answers(executor, monkeypatch)
+    client, posted = _worlds(make_world, monkeypatch, db_url)
 
     succeeded = client.trigger(Work, ok=1).finished.result(TIMEOUT)
     failed = client.trigger(Fails).finished.result(TIMEOUT)
@@ -59,9 +63,8 @@ def test_a_plan_paused_because_its_changes_cannot_be_written_is_answered_paused(
 ) -> None:
     """The answer goes with the commit that pauses the plan from its last committed
     state, not with the refused one."""
-    executor = make_world(db_url, connector="database", persistence=Faulty(db_url, refuse_poison))
-    client = make_world(db_url, executor=False, connector="database")
-    posted = _posted_answers(executor, monkeypatch)
+    faulty = Faulty(db_url, refuse_poison)
+    client, posted = _worlds(make_world, monkeypatch, db_url, persistence=faulty)
 
     good = client.trigger(Work, ok=1)
     bad = client.trigger(Work, poison=True)
@@ -75,9 +78,7 @@ def test_a_plan_paused_because_its_changes_cannot_be_written_is_answered_paused(
 def test_an_answer_that_cannot_be_built_in_the_commit_is_sent_after_it(
     db_url: str, make_world: MakeWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    executor = make_world(db_url, connector="database")
-    client = make_world(db_url, executor=False, connector="database")
-    posted = _posted_answers(executor, monkeypatch)
+    client, posted = _worlds(make_world, monkeypatch, db_url)
     calls: list[str] = []
 
     def fails_once(plan: Any) -> Any:
@@ -97,10 +98,8 @@ def test_an_answer_that_cannot_be_built_in_the_commit_is_sent_after_it(
 def test_a_world_whose_envelopes_do_not_go_through_the_database_answers_after_the_commit(
     db_url: str, make_world: MakeWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    executor = make_world(db_url, connector="direct")
-    client = make_world(db_url, executor=False, connector="direct")
-    assert isinstance(executor.connector, DirectConnector)
-    posted = _posted_answers(executor, monkeypatch)
+    client, posted = _worlds(make_world, monkeypatch, db_url, connector="direct")
+    assert isinstance(client.connector, DirectConnector)
 
     assert client.trigger(Work, ok=1).finished.result(TIMEOUT).result is PlanResult.SUCCESS
     assert len([e for e in posted if isinstance(e.message, Done)]) == 1
