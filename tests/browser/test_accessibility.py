@@ -171,8 +171,12 @@ def test_bulk_resume_and_review_in_the_browser(browser: Browser, console: Consol
         assert inputs.evaluate("box => box.scrollHeight > box.clientHeight")
         expect(page.get_by_role("button", name="Approve and execute")).to_be_in_viewport()
         inputs.focus()  # scrolls with the keyboard
+        assert inputs.evaluate("box => document.activeElement === box")
         page.keyboard.press("End")
-        assert inputs.evaluate("box => box.scrollTop > 0")
+        # keyboard scrolling may be animated: wait for it to move rather than read it at once
+        page.wait_for_function(
+            "box => box.scrollTop > 0", arg=inputs.element_handle(), timeout=5000
+        )
         screenshot(page, "review-many-actions")
     finally:
         context.close()
