@@ -30,8 +30,11 @@ typecheck: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
+# the suite waits on databases, processes and a browser more than it computes: two
+# workers (each with its own test databases) take it stealing work from each other
+PYTEST_WORKERS ?= 2
 pytest: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 test: lint typecheck docs pytest
 

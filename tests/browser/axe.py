@@ -3,6 +3,7 @@ use and injected only into the browser tests' pages."""
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,21 +22,34 @@ FORBIDDEN = {"serious", "critical"}
 
 def axe_script() -> Path:
     """The path of axe.min.js, installing axe-core with npm when missing (failing, never
-    skipping, when npm is not there: ``.ci/run`` installs it)."""
-    if SCRIPT.exists():
-        return SCRIPT
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.fail("npm is needed to install axe-core: apt-get install npm")
+    skipping, when npm is not there: ``.ci/run`` installs it).
+
+    The test processes (pytest-xdist's workers) share the cache: one installs while the
+    others wait on a lock, so that none reads a half-written script."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund", "--prefix", str(CACHE), f"axe-core@{VERSION}"],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    assert SCRIPT.exists(), f"npm did not install {SCRIPT}"
-    return SCRIPT
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if SCRIPT.exists():
+            return SCRIPT
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.fail("npm is needed to install axe-core: apt-get install npm")
+        subprocess.run(
+            [
+                npm,
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(CACHE),
+                f"axe-core@{VERSION}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        assert SCRIPT.exists(), f"npm did not install {SCRIPT}"
+        return SCRIPT
 
 
 def violations(page: Page) -> list[dict[str, Any]]:
