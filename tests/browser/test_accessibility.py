@@ -173,9 +173,11 @@ def test_bulk_resume_and_review_in_the_browser(browser: Browser, console: Consol
         inputs.focus()  # scrolls with the keyboard
         assert inputs.evaluate("box => document.activeElement === box")
         page.keyboard.press("End")
-        # keyboard scrolling may be animated: wait for it to move rather than read it at once
+        # keyboard scrolling may be animated: wait for it to reach the end, not read it at once
         page.wait_for_function(
-            "box => box.scrollTop > 0", arg=inputs.element_handle(), timeout=5000
+            "box => box.scrollTop > 0 && box.scrollTop + box.clientHeight >= box.scrollHeight - 1",
+            arg=inputs.element_handle(),
+            timeout=5000,
         )
         screenshot(page, "review-many-actions")
     finally:
