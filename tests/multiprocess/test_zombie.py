@@ -73,7 +73,18 @@ def freeze_and_take_over(
     starter: Executors, zombie: ExecutorProcess, taker: World, plan_id: str
 ) -> None:
     zombie.signal(signal.SIGSTOP)
-    assert taker.invalidate(zombie.world_id) == 1
+    # stopped inside its heartbeat's transaction, it still holds its own row until the
+    # database ends that session (idle in transaction, half its lease): until then the
+    # taker cannot invalidate it (None) and tries again, as its liveness check would
+    taken: list[int] = []
+
+    def invalidated() -> bool:
+        count = taker.invalidate(zombie.world_id)
+        taken.extend([] if count is None else [count])
+        return count is not None
+
+    eventually(invalidated, timeout=TIMEOUT)
+    assert taken == [1]  # its one plan
     assert zombie.world_id not in {w.id for w in taker.coordinator.find_worlds()}
 
 
