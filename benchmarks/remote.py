@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from bench_actions import STEPS, OneStep, TenSteps
-from run import dbos, ensure_dbos, fresh_database
+from run import dbos, ensure_dbos, fresh_database, percentiles
 
 from dynflow import World
 
@@ -156,12 +155,7 @@ def run_w3(client: World, samples: int) -> dict[str, Any]:
         began = time.perf_counter()
         client.trigger(OneStep).finished.result(60)
         latencies.append((time.perf_counter() - began) * 1000)
-    ordered = sorted(latencies)
-    w3 = {
-        "samples": len(ordered),
-        "p50_ms": round(statistics.median(ordered), 2),
-        "p99_ms": round(ordered[int(len(ordered) * 0.99)], 2),
-    }
+    w3 = percentiles(latencies)
     print(json.dumps({"w3": w3}), flush=True)
     return w3
 

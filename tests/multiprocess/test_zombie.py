@@ -73,18 +73,16 @@ def freeze_and_take_over(
     starter: Executors, zombie: ExecutorProcess, taker: World, plan_id: str
 ) -> None:
     zombie.signal(signal.SIGSTOP)
+
     # stopped inside its heartbeat's transaction, it still holds its own row until the
     # database ends that session (idle in transaction, half its lease): until then the
     # taker cannot invalidate it (None) and tries again, as its liveness check would
-    taken: list[int] = []
-
-    def invalidated() -> bool:
+    def invalidated() -> tuple[int] | None:  # a tuple: an answer of 0 ends the wait too
         count = taker.invalidate(zombie.world_id)
-        taken.extend([] if count is None else [count])
-        return count is not None
+        return None if count is None else (count,)
 
-    eventually(invalidated, timeout=TIMEOUT)
-    assert taken == [1]  # its one plan
+    (count,) = eventually(invalidated, timeout=TIMEOUT)
+    assert count == 1  # its one plan
     assert zombie.world_id not in {w.id for w in taker.coordinator.find_worlds()}
 
 
